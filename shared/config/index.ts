@@ -1,0 +1,114 @@
+/**
+ * Configuration from the environment, validated once at startup.
+ *
+ * Every setting has a local default so a fresh machine needs nothing but RabbitMQ; a bad value stops the
+ * process with a ConfigError that names the variable and says what was expected.
+ */
+import { z } from 'zod';
+
+/** Thrown when an environment variable is missing or malformed; `setting` names it. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly setting: string,
+    detail: string,
+  ) {
+    super(`Invalid configuration: ${setting} ${detail}`);
+  }
+}
+
+const amqpUrl = z
+  .string()
+  .trim()
+  .refine((value) => {
+    try {
+      const url = new URL(value);
+      return url.protocol === 'amqp:' || url.protocol === 'amqps:';
+    } catch {
+      return false;
+    }
+  }, 'must be an amqp:// or amqps:// URL');
+
+const positiveInt = z.coerce.number().int().positive();
+
+const delayList = z
+  .string()
+  .trim()
+  .transform((value) => value.split(',').map((part) => Number(part.trim())))
+  .pipe(z.array(z.number().int().positive()).min(1, 'must list at least one delay'));
+
+const envSchema = z.object({
+  /** One broker URL; AMQP_URLS (comma-separated) takes precedence and lists a cluster's nodes. */
+  AMQP_URL: amqpUrl.default('amqp://guest:guest@127.0.0.1:5672'),
+  AMQP_URLS: z
+    .string()
+    .optional()
+    .transform((value) => value?.split(',').map((part) => part.trim()).filter(Boolean))
+    .pipe(z.array(amqpUrl).min(1, 'must list at least one URL').optional()),
+  /** PostgreSQL connection string; when absent the SQLite file at SQLITE_PATH is used. */
+  DATABASE_URL: z
+    .string()
+    .trim()
+    .optional()
+    .refine((value) => !value || /^postgres(ql)?:\/\//.test(value), 'must be a postgres:// URL')
+    .transform((value) => value || undefined),
+  SQLITE_PATH: z.string().trim().min(1).default('.data/app.sqlite'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  SERVICE_NAME: z.string().trim().min(1).default('rabbit-functions'),
+  /** Delays before each transient retry, in milliseconds; the list's length is the number of retries. */
+  RETRY_DELAYS_MS: delayList.default([1_000, 10_000, 60_000]),
+  /** Broker-side safety net: deliveries of one message before the quorum queue dead-letters it. */
+  DELIVERY_LIMIT: positiveInt.default(10),
+  /** Bearer token for the admin endpoints; unset means the admin endpoints answer 401. */
+  ADMIN_TOKEN: z.string().trim().min(16, 'must be at least 16 characters').optional(),
+});
+
+export type Config = Readonly<{
+  amqpUrls: readonly string[];
+  databaseUrl: string | undefined;
+  sqlitePath: string;
+  logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  serviceName: string;
+  retryDelaysMs: readonly number[];
+  deliveryLimit: number;
+  adminToken: string | undefined;
+}>;
+
+/** Parses configuration from `env` (process.env by default); throws ConfigError naming the bad setting. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const result = envSchema.safeParse(env);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new ConfigError(String(issue.path[0] ?? 'environment'), issue.message.replace(/^Invalid input: /, ''));
+  }
+  const e = result.data;
+  return Object.freeze({
+    amqpUrls: Object.freeze(e.AMQP_URLS ?? [e.AMQP_URL]),
+    databaseUrl: e.DATABASE_URL,
+    sqlitePath: e.SQLITE_PATH,
+    logLevel: e.LOG_LEVEL,
+    serviceName: e.SERVICE_NAME,
+    retryDelaysMs: Object.freeze(e.RETRY_DELAYS_MS),
+    deliveryLimit: e.DELIVERY_LIMIT,
+    adminToken: e.ADMIN_TOKEN,
+  });
+}
+
+let cached: Config | undefined;
+
+/** The process-wide configuration, parsed on first use. */
+export function config(): Config {
+  cached ??= loadConfig();
+  return cached;
+}
+
+/** Hides the password in a broker or database URL, for logs and error messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '<unparseable url>';
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * The wire contract's events: one zod definition per event gives both the TypeScript type and the runtime
+ * check, plus the AMQP properties every message carries.
+ */
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+
+const base = {
+  event_id: z.uuid(),
+  order_id: z.uuid(),
+  timestamp: z.iso.datetime({ offset: true }),
+  user_id: z.string().trim().min(1).max(200),
+  item: z.string().trim().min(1).max(200),
+  quantity: z.number().int().positive().max(1_000_000),
+};
+
+export const OrderPlaced = z.object({ ...base, event_type: z.literal('OrderPlaced') });
+export const InventoryReserved = z.object({ ...base, event_type: z.literal('InventoryReserved') });
+export const InventoryFailed = z.object({
+  ...base,
+  event_type: z.literal('InventoryFailed'),
+  reason: z.string().min(1).max(200),
+});
+
+/** Any event of the contract, told apart by `event_type`. */
+export const DomainEvent = z.discriminatedUnion('event_type', [OrderPlaced, InventoryReserved, InventoryFailed]);
+
+export type OrderPlaced = z.infer<typeof OrderPlaced>;
+export type InventoryReserved = z.infer<typeof InventoryReserved>;
+export type InventoryFailed = z.infer<typeof InventoryFailed>;
+export type DomainEvent = z.infer<typeof DomainEvent>;
+export type EventType = DomainEvent['event_type'];
+
+/** Where each event type is published: exchange and routing key. */
+export const ROUTES: Readonly<Record<EventType, { exchange: string; routingKey: string }>> = {
+  OrderPlaced: { exchange: 'orders', routingKey: 'order.placed' },
+  InventoryReserved: { exchange: 'inventory', routingKey: 'inventory.reserved' },
+  InventoryFailed: { exchange: 'inventory', routingKey: 'inventory.failed' },
+};
+
+/** Reasons an InventoryFailed event may carry. */
+export const FAILURE_REASONS = ['out_of_stock', 'unknown_item'] as const;
+
+type Fields<E extends DomainEvent> = Omit<E, 'event_id' | 'timestamp' | 'event_type'> &
+  Partial<Pick<E, 'event_id' | 'timestamp'>>;
+
+/** Builds a new event with a fresh `event_id` and the current time unless given. */
+export function newEvent<T extends EventType>(
+  eventType: T,
+  fields: Fields<Extract<DomainEvent, { event_type: T }>>,
+): Extract<DomainEvent, { event_type: T }> {
+  return {
+    ...fields,
+    event_id: fields.event_id ?? randomUUID(),
+    timestamp: fields.timestamp ?? new Date().toISOString(),
+    event_type: eventType,
+  } as Extract<DomainEvent, { event_type: T }>;
+}
+
+/** The AMQP properties every message of the contract carries (amqplib's publish options). */
+export interface EventProperties {
+  contentType: 'application/json';
+  deliveryMode: 2;
+  persistent: true;
+  messageId: string;
+  type: EventType;
+  /** Seconds since the epoch, as AMQP timestamps are. */
+  timestamp: number;
+  appId: string;
+  correlationId?: string;
+  headers?: Record<string, unknown>;
+}
+
+/** The properties for publishing `event` from service `appId`, carrying `correlationId` when known. */
+export function eventProperties(event: DomainEvent, appId: string, correlationId?: string): EventProperties {
+  return {
+    contentType: 'application/json',
+    deliveryMode: 2,
+    persistent: true,
+    messageId: event.event_id,
+    type: event.event_type,
+    timestamp: Math.floor(Date.parse(event.timestamp) / 1000),
+    appId,
+    ...(correlationId ? { correlationId } : {}),
+  };
+}
