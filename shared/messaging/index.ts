@@ -1,0 +1,48 @@
+/**
+ * Messaging for this process: one Broker connection (topology declared on every connect) and one Publisher.
+ */
+import { config, type Config } from '../config';
+import { Broker, type BrokerOptions } from './connection';
+import { Publisher } from './publisher';
+import { declareTopology, type WorkQueue } from './topology';
+
+export * from './connection';
+export * from './publisher';
+export * from './topology';
+
+/** Topology settings derived from configuration. */
+export const topologyOptions = (cfg: Config, extraQueues?: readonly WorkQueue[]) => ({
+  deliveryLimit: cfg.deliveryLimit,
+  retryDelaysMs: cfg.retryDelaysMs,
+  ...(extraQueues ? { extraQueues } : {}),
+});
+
+/** A Broker that declares the topology on every (re)connection, so a restarted broker gets it back. */
+export function createBroker(cfg: Config = config(), options: Partial<BrokerOptions> = {}): Broker {
+  const broker = new Broker({ urls: cfg.amqpUrls, connectionName: cfg.serviceName, ...options });
+  void broker.onConnect(async (connection) => {
+    await declareTopology(connection, topologyOptions(cfg));
+  });
+  return broker;
+}
+
+let shared: { broker: Broker; publisher: Publisher } | undefined;
+
+/** The process-wide broker and publisher, created on first use (a Lambda container reuses them). */
+export function messaging(): { broker: Broker; publisher: Publisher } {
+  if (!shared) {
+    const broker = createBroker();
+    shared = { broker, publisher: new Publisher(broker) };
+  }
+  return shared;
+}
+
+/** Closes the process-wide connection, if one was opened. */
+export async function closeMessaging(): Promise<void> {
+  const current = shared;
+  shared = undefined;
+  if (current) {
+    await current.publisher.close();
+    await current.broker.close();
+  }
+}

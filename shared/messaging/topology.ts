@@ -1,0 +1,158 @@
+/**
+ * The broker topology, declared from this one module, idempotently, by whatever starts first.
+ *
+ * - `orders`, `inventory`: topic exchanges the services publish to.
+ * - work queues (quorum): each dead-letters to `dlx` with its own name as routing key, after
+ *   `deliveryLimit` deliveries (the broker's safety net against a batch that keeps failing).
+ * - `<queue>-dlq` (quorum): bound to `dlx` under the work queue's name; poison messages end here.
+ * - `retry` (headers exchange) and one `retry-<delay>ms` queue per configured delay: a message published to
+ *   `retry` with routing key = its work queue and header `retry-delay-ms` waits out the queue's TTL, then is
+ *   dead-lettered through the default exchange, whose routing key (the work queue's name) brings it home.
+ *   One queue per delay keeps every message in it on the same TTL, so none waits behind a longer one.
+ * - `parking-lot` (quorum): messages redriven too often are parked here, bound to `dlx` as `parking-lot`.
+ */
+import type { Channel, ChannelModel } from 'amqplib';
+
+export const EXCHANGES = {
+  orders: 'orders',
+  inventory: 'inventory',
+  deadLetter: 'dlx',
+  retry: 'retry',
+} as const;
+
+export interface WorkQueue {
+  name: string;
+  bindings: ReadonlyArray<{ exchange: string; pattern: string }>;
+}
+
+/** The contract's work queues and what feeds them. */
+export const WORK_QUEUES: readonly WorkQueue[] = [
+  { name: 'order-events', bindings: [{ exchange: EXCHANGES.orders, pattern: 'order.placed' }] },
+  { name: 'inventory-events', bindings: [{ exchange: EXCHANGES.inventory, pattern: 'inventory.*' }] },
+  { name: 'order-status-events', bindings: [{ exchange: EXCHANGES.inventory, pattern: 'inventory.*' }] },
+];
+
+export const PARKING_LOT_QUEUE = 'parking-lot';
+/** Header that selects a retry queue on the `retry` headers exchange. */
+export const RETRY_DELAY_HEADER = 'retry-delay-ms';
+
+export const dlqName = (queue: string): string => `${queue}-dlq`;
+export const retryQueueName = (delayMs: number): string => `retry-${delayMs}ms`;
+
+export interface TopologyOptions {
+  /** Deliveries before a work queue dead-letters a message (RabbitMQ `x-delivery-limit`). */
+  deliveryLimit: number;
+  /** Delays of the retry queues, in milliseconds. */
+  retryDelaysMs: readonly number[];
+  /** Extra work queues beyond the contract's (tests, new functions). */
+  extraQueues?: readonly WorkQueue[];
+}
+
+interface QueueSpec {
+  name: string;
+  arguments: Record<string, unknown>;
+  bindings: ReadonlyArray<{ exchange: string; pattern: string; arguments?: Record<string, unknown> }>;
+}
+
+export interface Topology {
+  exchanges: ReadonlyArray<{ name: string; type: 'topic' | 'headers' }>;
+  queues: readonly QueueSpec[];
+}
+
+// Quorum queues dead-letter at-least-once only with reject-publish overflow; without it a dead letter could
+// be dropped if the target is unavailable at that instant.
+const safeDeadLettering = { 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' };
+
+/** The full topology for these options, as data: what `declareTopology` declares. */
+export function topology(options: TopologyOptions): Topology {
+  const workQueues = [...WORK_QUEUES, ...(options.extraQueues ?? [])];
+  const quorum = { 'x-queue-type': 'quorum' };
+  const queues: QueueSpec[] = [];
+  for (const queue of workQueues) {
+    queues.push({
+      name: queue.name,
+      arguments: {
+        ...quorum,
+        ...safeDeadLettering,
+        'x-dead-letter-exchange': EXCHANGES.deadLetter,
+        'x-dead-letter-routing-key': queue.name,
+        'x-delivery-limit': options.deliveryLimit,
+      },
+      bindings: queue.bindings,
+    });
+    queues.push({
+      name: dlqName(queue.name),
+      arguments: quorum,
+      bindings: [{ exchange: EXCHANGES.deadLetter, pattern: queue.name }],
+    });
+  }
+  for (const delay of options.retryDelaysMs) {
+    queues.push({
+      name: retryQueueName(delay),
+      arguments: { ...quorum, ...safeDeadLettering, 'x-message-ttl': delay, 'x-dead-letter-exchange': '' },
+      bindings: [
+        { exchange: EXCHANGES.retry, pattern: '', arguments: { 'x-match': 'all', [RETRY_DELAY_HEADER]: delay } },
+      ],
+    });
+  }
+  queues.push({
+    name: PARKING_LOT_QUEUE,
+    arguments: quorum,
+    bindings: [{ exchange: EXCHANGES.deadLetter, pattern: PARKING_LOT_QUEUE }],
+  });
+  return {
+    exchanges: [
+      { name: EXCHANGES.orders, type: 'topic' },
+      { name: EXCHANGES.inventory, type: 'topic' },
+      { name: EXCHANGES.deadLetter, type: 'topic' },
+      { name: EXCHANGES.retry, type: 'headers' },
+    ],
+    queues,
+  };
+}
+
+/** The broker already has a queue or exchange of that name with other settings; retrying will not help. */
+export class TopologyMismatchError extends Error {
+  override readonly name = 'TopologyMismatchError';
+  readonly fatal = true;
+}
+
+/**
+ * Declares every exchange, queue and binding; safe to run any number of times, from any process.
+ * Uses its own channel, because a mismatch closes the channel it happens on.
+ */
+export async function declareTopology(connection: ChannelModel, options: TopologyOptions): Promise<Topology> {
+  const wanted = topology(options);
+  const channel = await connection.createChannel();
+  channel.on('error', () => undefined);
+  let current = '';
+  try {
+    for (const exchange of wanted.exchanges) {
+      current = `exchange '${exchange.name}'`;
+      await channel.assertExchange(exchange.name, exchange.type, { durable: true });
+    }
+    for (const queue of wanted.queues) {
+      current = `queue '${queue.name}'`;
+      await channel.assertQueue(queue.name, { durable: true, arguments: queue.arguments });
+      for (const binding of queue.bindings) {
+        await channel.bindQueue(queue.name, binding.exchange, binding.pattern, binding.arguments);
+      }
+    }
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    if (/PRECONDITION_FAILED|inequivalent arg/.test(message)) {
+      throw new TopologyMismatchError(
+        `RabbitMQ already has ${current} declared with other settings (${message}). ` +
+          'Delete it (it must be empty or its messages moved first) or align DELIVERY_LIMIT / RETRY_DELAYS_MS with it.',
+      );
+    }
+    throw error;
+  } finally {
+    await closeQuietly(channel);
+  }
+  return wanted;
+}
+
+async function closeQuietly(channel: Channel): Promise<void> {
+  await channel.close().catch(() => undefined);
+}

@@ -1,0 +1,58 @@
+/** Helpers for tests that talk to the real broker. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import amqp from 'amqplib';
+import type { Channel, ChannelModel, GetMessage } from 'amqplib';
+
+export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+export interface TestAmqp {
+  connection: ChannelModel;
+  channel: Channel;
+  close(): Promise<void>;
+}
+
+/** A plain amqplib connection for a test, independent of the code under test. */
+export async function openTestAmqp(): Promise<TestAmqp> {
+  const connection = await amqp.connect(AMQP_URL);
+  connection.on('error', () => undefined);
+  const channel = await connection.createChannel();
+  channel.on('error', () => undefined);
+  return {
+    connection,
+    channel,
+    close: async () => {
+      await connection.close().catch(() => undefined);
+    },
+  };
+}
+
+/** Polls `queue` with basic.get until a message arrives or `timeoutMs` passes. */
+export async function getMessage(channel: Channel, queue: string, timeoutMs = 5_000): Promise<GetMessage> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const message = await channel.get(queue, { noAck: false });
+    if (message) return message;
+    if (Date.now() > deadline) throw new Error(`No message arrived in '${queue}' within ${timeoutMs} ms`);
+    await sleep(25);
+  }
+}
+
+/** Purges each queue that exists; tests start from empty contract queues. */
+export async function purgeQueues(connection: ChannelModel, queues: readonly string[]): Promise<void> {
+  for (const queue of queues) {
+    const channel = await connection.createChannel();
+    channel.on('error', () => undefined);
+    await channel.purgeQueue(queue).catch(() => undefined);
+    await channel.close().catch(() => undefined);
+  }
+}
+
+/** Message count of a queue, via a passive declare. */
+export async function queueDepth(connection: ChannelModel, queue: string): Promise<number> {
+  const channel = await connection.createChannel();
+  try {
+    return (await channel.checkQueue(queue)).messageCount;
+  } finally {
+    await channel.close().catch(() => undefined);
+  }
+}
