@@ -1,0 +1,111 @@
+/**
+ * Builds `aws:rmq` events from amqplib messages, as AWS's poller would from the same deliveries: AWS's key
+ * order, `null` for absent properties, headers encoded as its Java client and Gson print them (see types.ts).
+ */
+import { createHash } from 'node:crypto';
+import type { MessageProperties } from 'amqplib';
+import { formatAmqpTimestamp } from './timestamp';
+import type { RabbitMQBasicProperties, RabbitMQEvent, RabbitMQHeaderValue, RabbitMQMessage } from './types';
+
+/** What the codec needs of a message: amqplib's ConsumeMessage and GetMessage fit, so does a decoded record. */
+export interface AmqpMessageLike {
+  content: Buffer;
+  fields: { redelivered: boolean };
+  properties: { [K in keyof MessageProperties]?: unknown };
+}
+
+/** Bytes as Java prints them: signed, -128..127. */
+const signedBytes = (bytes: Uint8Array): number[] =>
+  Array.from(new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+
+/**
+ * Encodes one header value as AWS sends it: strings as `{bytes}` (UTF-8, signed as Java prints them),
+ * Buffers as plain arrays of signed bytes, amqplib's typed timestamps as formatted dates and decimals as
+ * numbers, tables and arrays recursively. Table entries that are undefined are skipped, as amqplib does.
+ */
+export function encodeHeaderValue(value: unknown): RabbitMQHeaderValue {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string') return { bytes: signedBytes(Buffer.from(value, 'utf8')) };
+  if (typeof value === 'number' || typeof value === 'boolean') return value;
+  if (value instanceof Uint8Array) return signedBytes(value);
+  if (Array.isArray(value)) return value.map(encodeHeaderValue);
+  if (typeof value === 'object') {
+    if ('!' in value) {
+      const { '!': type, value: typed } = value as { '!': unknown; value: unknown };
+      if (type === 'timestamp') return formatAmqpTimestamp(Number(typed));
+      if (type === 'decimal') {
+        const { places, digits } = typed as { places: number; digits: number };
+        return digits / 10 ** places;
+      }
+      return encodeHeaderValue(typed);
+    }
+    return encodeHeaderTable(value);
+  }
+  throw new TypeError(`Cannot encode a ${typeof value} as an AMQP header value`);
+}
+
+function encodeHeaderTable(table: object): Record<string, RabbitMQHeaderValue> {
+  const encoded: Record<string, RabbitMQHeaderValue> = {};
+  for (const [key, entry] of Object.entries(table)) if (entry !== undefined) encoded[key] = encodeHeaderValue(entry);
+  return encoded;
+}
+
+const text = (value: unknown): string | null => (value === undefined || value === null ? null : String(value));
+const num = (value: unknown): number | null => (value === undefined || value === null ? null : Number(value));
+
+/**
+ * One message as AWS puts it in the event. `headers` is null only when the message carried no headers table;
+ * an empty table stays `{}` (that is what AWS's Java client reads). amqplib always publishes a table, so its
+ * messages arrive with `{}` even when published without headers.
+ */
+export function toRabbitMQMessage(message: AmqpMessageLike): RabbitMQMessage {
+  const p = message.properties;
+  const basicProperties: RabbitMQBasicProperties = {
+    contentType: text(p.contentType),
+    contentEncoding: text(p.contentEncoding),
+    headers: p.headers === undefined || p.headers === null ? null : encodeHeaderTable(p.headers as object),
+    deliveryMode: num(p.deliveryMode),
+    priority: num(p.priority),
+    correlationId: text(p.correlationId),
+    replyTo: text(p.replyTo),
+    expiration: text(p.expiration),
+    messageId: text(p.messageId),
+    timestamp: p.timestamp === undefined || p.timestamp === null ? null : formatAmqpTimestamp(Number(p.timestamp)),
+    type: text(p.type),
+    userId: text(p.userId),
+    appId: text(p.appId),
+    clusterId: text(p.clusterId),
+    bodySize: message.content.length,
+  };
+  return { basicProperties, redelivered: message.fields.redelivered, data: message.content.toString('base64') };
+}
+
+/** An event for `messages`, grouped by "<queue>::<vhost>" in first-seen order, each group in delivery order. */
+export function buildRabbitMQEvent(options: {
+  eventSourceArn: string;
+  /** Default vhost for messages that name none; AWS's is "/". */
+  vhost?: string;
+  messages: Array<{ queue: string; vhost?: string; message: AmqpMessageLike }>;
+}): RabbitMQEvent {
+  const byQueue: Record<string, RabbitMQMessage[]> = {};
+  for (const { queue, vhost = options.vhost ?? '/', message } of options.messages) {
+    (byQueue[`${queue}::${vhost}`] ??= []).push(toRabbitMQMessage(message));
+  }
+  return { eventSource: 'aws:rmq', eventSourceArn: options.eventSourceArn, rmqMessagesByQueue: byQueue };
+}
+
+/**
+ * A deterministic broker ARN of AWS's shape for local events,
+ * `arn:aws:mq:us-east-1:000000000000:broker:<name>:b-<uuid>`; the UUID is derived from the name, and
+ * 000000000000 is the account id local AWS emulators use, so the ARN is recognisably not a real one.
+ */
+export function localEventSourceArn(
+  brokerName = 'local',
+  { region = 'us-east-1', accountId = '000000000000' }: { region?: string; accountId?: string } = {},
+): string {
+  const hex = createHash('sha1').update(`rabbit-functions:broker:${brokerName}`).digest('hex');
+  const variant = ((parseInt(hex.charAt(16), 16) & 0x3) | 0x8).toString(16);
+  // A name-based (version 5 style) UUID: version nibble 5, variant bits 10.
+  const uuid = hex.slice(0, 32).replace(/^(.{8})(.{4}).(.{3}).(.{3})(.{12})$/, `$1-$2-5$3-${variant}$4-$5`);
+  return `arn:aws:mq:${region}:${accountId}:broker:${brokerName}:b-${uuid}`;
+}
