@@ -1,0 +1,81 @@
+/**
+ * Structured logging: one JSON line per event worth knowing, via pino (fast, JSON by default, built-in
+ * redaction). Secrets and personal data are redacted by default, wherever they appear in a log object,
+ * and passwords inside URLs are masked.
+ */
+import { destination, pino, stdSerializers, stdTimeFunctions, type DestinationStream, type Logger } from 'pino';
+import { config } from '../config';
+
+export type { Logger } from 'pino';
+
+/** Field names whose values never reach a log line. */
+export const REDACTED_FIELDS = [
+  'password',
+  'pass',
+  'secret',
+  'token',
+  'adminToken',
+  'authorization',
+  'Authorization',
+  'cookie',
+  'apiKey',
+  'api_key',
+  'amqpUrl',
+  'databaseUrl',
+  'email',
+  'phone',
+  'address',
+  'user_id',
+  'userId',
+] as const;
+
+const paths = REDACTED_FIELDS.flatMap((field) => [field, `*.${field}`, `*.*.${field}`]);
+
+/** Masks `user:password@` in any URL inside a string. */
+export const maskUrlCredentials = (text: string): string =>
+  text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]+):[^@/\s]+@/gi, '$1:***@');
+
+export interface LoggerOptions {
+  /** Minimum level written (default from LOG_LEVEL). */
+  level?: string;
+  /** `service` field on every line (default SERVICE_NAME). */
+  service?: string;
+  /** Where lines go (default stdout); tests pass a stream to read them back. */
+  destination?: DestinationStream;
+}
+
+/** A JSON-lines logger with redaction; child loggers add fields such as function name or request id. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const cfg = config();
+  return pino(
+    {
+      level: options.level ?? cfg.logLevel,
+      base: { service: options.service ?? cfg.serviceName },
+      timestamp: stdTimeFunctions.isoTime,
+      messageKey: 'message',
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths, censor: '[redacted]' },
+      hooks: {
+        logMethod(args, method) {
+          const masked = args.map((arg) => (typeof arg === 'string' ? maskUrlCredentials(arg) : arg));
+          method.apply(this, masked as Parameters<typeof method>);
+        },
+      },
+      serializers: {
+        err: (error: unknown) => {
+          const serialized = stdSerializers.err(error as Error);
+          return { ...serialized, message: maskUrlCredentials(serialized.message ?? '') };
+        },
+      },
+    },
+    options.destination ?? destination({ sync: true }),
+  );
+}
+
+let root: Logger | undefined;
+
+/** The process-wide logger. */
+export function logger(): Logger {
+  root ??= createLogger();
+  return root;
+}
