@@ -1,0 +1,63 @@
+/**
+ * Collects items into batches the way Lambda's event source mapping does: a batch is handed on when it
+ * holds `batchSize` items, or when `windowMs` has passed since its first item, whichever comes first.
+ * Pure logic, no AMQP: the trigger feeds it messages and receives batches.
+ */
+export interface BatcherOptions<T> {
+  batchSize: number;
+  /** Wait after a batch's first item; 0 hands on whatever arrived in the same turn of the event loop. */
+  windowMs: number;
+  onBatch: (items: T[]) => void;
+}
+
+export class Batcher<T> {
+  private items: T[] = [];
+  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+
+  constructor(private readonly options: BatcherOptions<T>) {
+    if (!Number.isInteger(options.batchSize) || options.batchSize < 1) throw new RangeError('batchSize must be a positive integer');
+    if (!(options.windowMs >= 0)) throw new RangeError('windowMs must be zero or more');
+  }
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  add(item: T): void {
+    this.items.push(item);
+    if (this.items.length >= this.options.batchSize) return this.flush();
+    if (this.items.length === 1) this.arm();
+  }
+
+  /** Hands on the current batch now, if it has anything. */
+  flush(): void {
+    this.disarm();
+    if (this.items.length === 0) return;
+    const batch = this.items;
+    this.items = [];
+    this.options.onBatch(batch);
+  }
+
+  /** Takes the items collected so far without handing them on (used on shutdown to give them back). */
+  drain(): T[] {
+    this.disarm();
+    const batch = this.items;
+    this.items = [];
+    return batch;
+  }
+
+  private arm(): void {
+    const fire = () => {
+      this.timer = undefined;
+      this.flush();
+    };
+    this.timer = this.options.windowMs === 0 ? setImmediate(fire) : setTimeout(fire, this.options.windowMs);
+  }
+
+  private disarm(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer as NodeJS.Timeout);
+    clearImmediate(this.timer as NodeJS.Immediate);
+    this.timer = undefined;
+  }
+}

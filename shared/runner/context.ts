@@ -1,0 +1,33 @@
+/** The Lambda `Context` an in-process invocation gets, with a deadline from the function's timeout. */
+import { randomUUID } from 'node:crypto';
+import type { Context } from 'aws-lambda';
+
+export interface ContextOptions {
+  functionName: string;
+  timeoutSeconds: number;
+  memorySize: number;
+  region?: string;
+  requestId?: string;
+}
+
+export function createLambdaContext(options: ContextOptions): Context {
+  const region = options.region ?? process.env.AWS_REGION ?? 'local-1';
+  const deadline = Date.now() + options.timeoutSeconds * 1000;
+  const unsupported = (name: string) => () => {
+    throw new Error(`context.${name}() is deprecated in Lambda; return or throw from the handler instead`);
+  };
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: options.functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:${region}:000000000000:function:${options.functionName}`,
+    memoryLimitInMB: String(options.memorySize),
+    awsRequestId: options.requestId ?? randomUUID(),
+    logGroupName: `/aws/lambda/${options.functionName}`,
+    logStreamName: `local/[$LATEST]${randomUUID().replaceAll('-', '')}`,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: unsupported('done'),
+    fail: unsupported('fail'),
+    succeed: unsupported('succeed'),
+  };
+}

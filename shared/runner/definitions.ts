@@ -1,0 +1,181 @@
+/**
+ * Which functions the runner feeds, read from the same `rabbitmq` events that `serverless package` turns into
+ * Amazon MQ event source mappings, so local and deployed behaviour come from one definition.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { z } from 'zod';
+
+/** AWS's defaults and bounds for an Amazon MQ (RabbitMQ) event source mapping. */
+export const AWS_MQ_DEFAULTS = {
+  batchSize: 100,
+  maxBatchSize: 10_000,
+  maximumBatchingWindowSeconds: 0.5,
+  maxBatchingWindowSeconds: 300,
+  /** Lambda's default function timeout, in seconds. */
+  timeoutSeconds: 6,
+} as const;
+
+/** One queue trigger: a function fed from one queue. */
+export interface TriggerDefinition {
+  /** The function's key in serverless.yml (e.g. `inventoryReservation`). */
+  functionKey: string;
+  /** The deployed function name (`<service>-<stage>-<key>`); serverless-offline invokes by this name. */
+  functionName: string;
+  /** `path/to/file.export`, relative to the service directory. */
+  handler: string;
+  queue: string;
+  virtualHost: string;
+  /** The broker ARN from the event, when it is a literal ARN (it names the event source). */
+  brokerArn: string | undefined;
+  batchSize: number;
+  /** Seconds to wait for a batch to fill after its first message. */
+  maximumBatchingWindow: number;
+  enabled: boolean;
+  /** The function's timeout in seconds. */
+  timeout: number;
+  memorySize: number;
+}
+
+/** A function definition or its rabbitmq event does not make sense; names the function and field. */
+export class TriggerDefinitionError extends Error {
+  override readonly name = 'TriggerDefinitionError';
+}
+
+const rabbitmqEvent = z.object({
+  queue: z.string().min(1),
+  arn: z.unknown().optional(),
+  virtualHost: z.string().min(1).optional(),
+  batchSize: z.number().int().min(1).max(AWS_MQ_DEFAULTS.maxBatchSize).optional(),
+  maximumBatchingWindow: z.number().min(0).max(AWS_MQ_DEFAULTS.maxBatchingWindowSeconds).optional(),
+  enabled: z.boolean().optional(),
+});
+
+const functionDefinition = z.object({
+  handler: z.string().regex(/^[^.]+(\.[^.]+)*\.[A-Za-z_$][\w$]*$/, 'must look like path/to/file.exportName'),
+  name: z.string().optional(),
+  timeout: z.number().positive().optional(),
+  memorySize: z.number().int().positive().optional(),
+  events: z.array(z.record(z.string(), z.unknown())).optional(),
+});
+
+export interface ServiceInfo {
+  service: string;
+  stage: string;
+  /** Provider-wide function timeout in seconds. */
+  timeout?: number;
+  memorySize?: number;
+}
+
+/** The queue triggers of a set of function definitions (serverless.yml's `functions`, resolved). */
+export function triggersFromFunctions(functions: Record<string, unknown>, service: ServiceInfo): TriggerDefinition[] {
+  const triggers: TriggerDefinition[] = [];
+  for (const [functionKey, raw] of Object.entries(functions)) {
+    const fn = functionDefinition.safeParse(raw);
+    if (!fn.success) throw new TriggerDefinitionError(`Function '${functionKey}': ${describe(fn.error)}`);
+    for (const [index, event] of (fn.data.events ?? []).entries()) {
+      if (!('rabbitmq' in event)) continue;
+      const parsed = rabbitmqEvent.safeParse(event.rabbitmq);
+      if (!parsed.success) {
+        throw new TriggerDefinitionError(`Function '${functionKey}', event ${index + 1} (rabbitmq): ${describe(parsed.error)}`);
+      }
+      const e = parsed.data;
+      triggers.push({
+        functionKey,
+        functionName: fn.data.name ?? `${service.service}-${service.stage}-${functionKey}`,
+        handler: fn.data.handler,
+        queue: e.queue,
+        virtualHost: e.virtualHost ?? '/',
+        brokerArn: typeof e.arn === 'string' && e.arn.startsWith('arn:') ? e.arn : undefined,
+        batchSize: e.batchSize ?? AWS_MQ_DEFAULTS.batchSize,
+        maximumBatchingWindow: e.maximumBatchingWindow ?? AWS_MQ_DEFAULTS.maximumBatchingWindowSeconds,
+        enabled: e.enabled ?? true,
+        timeout: fn.data.timeout ?? service.timeout ?? AWS_MQ_DEFAULTS.timeoutSeconds,
+        memorySize: fn.data.memorySize ?? service.memorySize ?? 1024,
+      });
+    }
+  }
+  return triggers;
+}
+
+function describe(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join('.') || 'value'} ${issue.message}`).join('; ');
+}
+
+/** Values for the simple variables the runner resolves itself: `${env:X}`, `${param:x}`, `${opt:x}`. */
+export interface VariableSources {
+  params?: Record<string, unknown>;
+  options?: Record<string, string>;
+}
+
+/**
+ * Reads serverless.yml and its function files (one YAML file per function under `functions/`) without the
+ * Serverless Framework, for the standalone worker. Only the simple variables `${env:NAME, 'default'}`,
+ * `${param:name}` (from `params.default` and `params.<stage>`) and `${opt:name, 'default'}` are resolved; a
+ * trigger field the runner needs must be literal or one of those.
+ */
+export function loadService(serviceDir: string, options: { stage?: string } = {}): { info: ServiceInfo; functions: Record<string, unknown> } {
+  const file = join(serviceDir, 'serverless.yml');
+  const raw = readYaml(file) as {
+    service?: string;
+    params?: Record<string, Record<string, unknown>>;
+    provider?: { stage?: string; timeout?: number; memorySize?: number };
+  };
+  const opts: Record<string, string> = options.stage ? { stage: options.stage } : {};
+  const stage = String(resolveVariables(raw.provider?.stage ?? 'dev', { options: opts }));
+  const params = resolveVariables({ ...raw.params?.default, ...raw.params?.[stage] }, { options: { ...opts, stage } }) as Record<string, unknown>;
+  const sources: VariableSources = { params, options: { ...opts, stage } };
+  const provider = resolveVariables(raw.provider ?? {}, sources) as { timeout?: number; memorySize?: number };
+  const functions: Record<string, unknown> = {};
+  const functionsDir = join(serviceDir, 'functions');
+  for (const name of readdirSync(functionsDir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+    const document = resolveVariables(readYaml(join(functionsDir, name)), sources);
+    if (!document || typeof document !== 'object' || Array.isArray(document)) {
+      throw new TriggerDefinitionError(`functions/${name}: expected a map of function name to definition`);
+    }
+    Object.assign(functions, document);
+  }
+  return {
+    info: {
+      service: raw.service ?? 'service',
+      stage,
+      ...(typeof provider.timeout === 'number' ? { timeout: provider.timeout } : {}),
+      ...(typeof provider.memorySize === 'number' ? { memorySize: provider.memorySize } : {}),
+    },
+    functions,
+  };
+}
+
+function readYaml(file: string): unknown {
+  try {
+    return parse(readFileSync(file, 'utf8')) as unknown;
+  } catch (error) {
+    throw new TriggerDefinitionError(`${file}: ${(error as Error).message}`);
+  }
+}
+
+const variable = /\$\{(env|param|opt):([\w.-]+)(?:\s*,\s*'([^']*)')?\}/g;
+
+function resolveVariables(value: unknown, sources: VariableSources): unknown {
+  if (typeof value === 'string') {
+    const whole = /^\$\{(env|param|opt):([\w.-]+)(?:\s*,\s*'([^']*)')?\}$/.exec(value.trim());
+    if (whole) return lookup(whole[1]!, whole[2]!, whole[3], sources) ?? value;
+    return value.replace(variable, (text, source: string, name: string, fallback?: string) => String(lookup(source, name, fallback, sources) ?? text));
+  }
+  if (Array.isArray(value)) return value.map((item) => resolveVariables(item, sources));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveVariables(v, sources)]));
+  }
+  return value;
+}
+
+function lookup(source: string, name: string, fallback: string | undefined, sources: VariableSources): unknown {
+  const table: Record<string, () => unknown> = {
+    env: () => process.env[name],
+    param: () => sources.params?.[name],
+    opt: () => sources.options?.[name],
+  };
+  const found = table[source]?.();
+  return found === undefined || found === '' ? fallback ?? found : found;
+}

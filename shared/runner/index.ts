@@ -1,0 +1,7 @@
+/** The RabbitMQ-trigger runner: Lambda's Amazon MQ trigger, locally. */
+export * from './batcher';
+export * from './context';
+export * from './definitions';
+export * from './invokers';
+export * from './runner';
+export * from './trigger';

@@ -1,0 +1,193 @@
+/**
+ * How the runner calls a function with an `aws:rmq` event. Two ways, one contract: resolve when the
+ * function succeeded, reject with InvocationError when it threw, timed out or could not be reached; the
+ * trigger then fails the whole batch, as Lambda does.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Context, Handler } from 'aws-lambda';
+import type { RabbitMQEvent } from '../rmq-event';
+import { createLambdaContext } from './context';
+import type { TriggerDefinition } from './definitions';
+
+/** The function failed the invocation; the batch is redelivered. */
+export class InvocationError extends Error {
+  override readonly name: string = 'InvocationError';
+  constructor(
+    message: string,
+    readonly errorType = 'Error',
+  ) {
+    super(message);
+  }
+}
+
+/** The function did not finish within its timeout. */
+export class InvocationTimeoutError extends InvocationError {
+  override readonly name = 'InvocationTimeoutError';
+}
+
+export interface Invocation {
+  requestId: string;
+}
+
+export interface Invoker {
+  invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<void>;
+}
+
+export type HandlerLoader = (trigger: TriggerDefinition) => Promise<Handler<RabbitMQEvent, unknown>>;
+
+/**
+ * Calls the handler in this process, with a Lambda context whose remaining time honours the function's
+ * timeout. A handler that outlives its timeout fails the batch; like any local runner it cannot be killed,
+ * so its late effects must be idempotent (the idempotency middleware makes them so).
+ */
+export class InProcessInvoker implements Invoker {
+  constructor(private readonly load: HandlerLoader) {}
+
+  async invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<void> {
+    const handler = await this.load(trigger);
+    const context = createLambdaContext({
+      functionName: trigger.functionName,
+      timeoutSeconds: trigger.timeout,
+      memorySize: trigger.memorySize,
+      requestId: invocation.requestId,
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new InvocationTimeoutError(`Task timed out after ${trigger.timeout.toFixed(2)} seconds`, 'Timeout')),
+        trigger.timeout * 1000,
+      );
+    });
+    try {
+      await Promise.race([callHandler(handler, event, context), timeout]);
+    } catch (error) {
+      if (error instanceof InvocationError) throw error;
+      const cause = error instanceof Error ? error : new Error(String(error));
+      throw Object.assign(new InvocationError(cause.message, cause.name), { cause });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** Supports both async handlers and the older callback style. */
+function callHandler(handler: Handler<RabbitMQEvent, unknown>, event: RabbitMQEvent, context: Context): Promise<unknown> {
+  return new Promise((resolvePromise, reject) => {
+    const callback = (error?: Error | string | null, result?: unknown) =>
+      error ? reject(error instanceof Error ? error : new Error(String(error))) : resolvePromise(result);
+    try {
+      const returned = handler(event, context, callback) as unknown;
+      if (returned && typeof (returned as Promise<unknown>).then === 'function') {
+        (returned as Promise<unknown>).then(resolvePromise, reject);
+      }
+    } catch (error) {
+      reject(error);
+    }
+  });
+}
+
+/**
+ * Loads each handler as Lambda would run it: bundled by esbuild into `outDir` (packages stay external and
+ * come from node_modules), then imported once and reused across invocations, like a warm container.
+ */
+export function bundledHandlerLoader(serviceDir: string, outDir = join(serviceDir, '.build', 'worker')): HandlerLoader {
+  const cache = new Map<string, Promise<Handler<RabbitMQEvent, unknown>>>();
+  return (trigger) => {
+    let loaded = cache.get(trigger.handler);
+    if (!loaded) {
+      loaded = bundleAndImport(serviceDir, outDir, trigger);
+      loaded.catch(() => cache.delete(trigger.handler));
+      cache.set(trigger.handler, loaded);
+    }
+    return loaded;
+  };
+}
+
+async function bundleAndImport(serviceDir: string, outDir: string, trigger: TriggerDefinition): Promise<Handler<RabbitMQEvent, unknown>> {
+  const { build } = await import('esbuild');
+  const dot = trigger.handler.lastIndexOf('.');
+  const modulePath = trigger.handler.slice(0, dot);
+  const exportName = trigger.handler.slice(dot + 1);
+  const entry = await findEntry(resolve(serviceDir, modulePath));
+  const outfile = join(outDir, `${trigger.functionKey}.mjs`);
+  await mkdir(outDir, { recursive: true });
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    sourcemap: 'inline',
+    logLevel: 'silent',
+  });
+  const module = (await import(`${pathToFileURL(outfile).href}?v=${Date.now()}`)) as Record<string, unknown>;
+  const handler = module[exportName];
+  if (typeof handler !== 'function') {
+    throw new InvocationError(`Handler '${trigger.handler}' of function '${trigger.functionKey}' does not export a function named '${exportName}'`);
+  }
+  return handler as Handler<RabbitMQEvent, unknown>;
+}
+
+async function findEntry(base: string): Promise<string> {
+  const { access } = await import('node:fs/promises');
+  for (const extension of ['.ts', '.mts', '.js', '.mjs', '.cjs']) {
+    const candidate = base + extension;
+    try {
+      await access(candidate);
+      return candidate;
+    } catch {
+      // try the next extension
+    }
+  }
+  throw new InvocationError(`No handler file found for '${base}' (tried .ts, .mts, .js, .mjs, .cjs)`);
+}
+
+export interface OfflineInvokerOptions {
+  /** serverless-offline's Lambda endpoint, e.g. http://localhost:3002. */
+  endpoint: string;
+  /** Extra time beyond the function's timeout before the runner gives up on serverless-offline. */
+  graceMs?: number;
+}
+
+/**
+ * Invokes through serverless-offline's Lambda API (`POST /2015-03-31/functions/{name}/invocations`), so its
+ * code reloading and worker isolation apply. A function error comes back as `X-Amz-Function-Error`.
+ */
+export class OfflineInvoker implements Invoker {
+  constructor(private readonly options: OfflineInvokerOptions) {}
+
+  async invoke(trigger: TriggerDefinition, event: RabbitMQEvent): Promise<void> {
+    const url = `${this.options.endpoint}/2015-03-31/functions/${encodeURIComponent(trigger.functionName)}/invocations`;
+    const limitMs = trigger.timeout * 1000 + (this.options.graceMs ?? 5_000);
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-amz-invocation-type': 'RequestResponse' },
+        body: JSON.stringify(event),
+        signal: AbortSignal.timeout(limitMs),
+      });
+    } catch (error) {
+      const timedOut = (error as Error).name === 'TimeoutError';
+      throw timedOut
+        ? new InvocationTimeoutError(`No answer from serverless-offline within ${limitMs} ms`, 'Timeout')
+        : new InvocationError(`serverless-offline unreachable at ${url}: ${(error as Error).message}`, 'Unreachable');
+    }
+    const text = await response.text();
+    const functionError = response.headers.get('x-amz-function-error') ?? response.headers.get('x-amzn-errortype');
+    if (response.ok && !functionError) return;
+    let payload: { errorMessage?: string; errorType?: string; Message?: string } = {};
+    try {
+      payload = JSON.parse(text) as typeof payload;
+    } catch {
+      // not JSON: report the raw text
+    }
+    const message = payload.errorMessage ?? payload.Message ?? (text || `HTTP ${response.status}`);
+    const type = payload.errorType ?? functionError ?? `HTTP${response.status}`;
+    throw /timed? ?out/i.test(message) ? new InvocationTimeoutError(message, type) : new InvocationError(message, type);
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * serverless-offline plugin: `serverless offline start` serves the HTTP functions and, through this plugin,
+ * feeds the queue functions from RabbitMQ. Invocations go through serverless-offline's own Lambda API
+ * (port 3002 by default), so its code reloading and worker isolation keep working.
+ *
+ * Settings (serverless.yml `custom.rabbitmqTrigger`): `concurrency` (per function, default 1 as on AWS),
+ * `functions` (only these keys). The broker comes from the functions' environment (AMQP_URL / AMQP_URLS).
+ */
+import { loadConfig } from '../config';
+import { createLogger } from '../logging';
+import { triggersFromFunctions } from './definitions';
+import { OfflineInvoker } from './invokers';
+import { Runner } from './runner';
+
+interface ServerlessLike {
+  service: {
+    service: string;
+    provider: { stage?: string; timeout?: number; memorySize?: number; environment?: Record<string, unknown> };
+    custom?: Record<string, unknown>;
+    functions: Record<string, unknown>;
+    getAllFunctions(): string[];
+    getFunction(key: string): unknown;
+  };
+  getProvider(name: 'aws'): { getStage(): string };
+}
+
+interface PluginSettings {
+  concurrency?: number;
+  functions?: string[];
+}
+
+export default class RabbitMQTriggerOfflinePlugin {
+  readonly hooks: Record<string, () => Promise<void>>;
+  private runner: Runner | undefined;
+
+  constructor(
+    private readonly serverless: ServerlessLike,
+    private readonly cliOptions: Record<string, unknown> = {},
+  ) {
+    this.hooks = {
+      // After every init hook: serverless-offline's Lambda API is listening by then.
+      'offline:start:ready': () => this.start(),
+      // Before serverless-offline's own end hook, so batches in flight can still finish.
+      'offline:start:end': () => this.stop(),
+    };
+  }
+
+  private async start(): Promise<void> {
+    const { service } = this.serverless;
+    const settings = (service.custom?.rabbitmqTrigger ?? {}) as PluginSettings;
+    const offline = (service.custom?.['serverless-offline'] ?? {}) as { lambdaPort?: number | string; host?: string };
+    const lambdaPort = this.cliOptions.lambdaPort ?? offline.lambdaPort ?? 3002;
+    const host = String(this.cliOptions.host ?? offline.host ?? 'localhost');
+
+    const environment = Object.fromEntries(
+      Object.entries(service.provider.environment ?? {}).filter(([, v]) => typeof v === 'string') as Array<[string, string]>,
+    );
+    const config = loadConfig({ ...process.env, ...environment });
+    const logger = createLogger({ level: config.logLevel, service: `${service.service}-runner` });
+
+    const functions = Object.fromEntries(service.getAllFunctions().map((key) => [key, service.getFunction(key)]));
+    let triggers = triggersFromFunctions(functions, {
+      service: service.service,
+      stage: this.serverless.getProvider('aws').getStage(),
+      ...(service.provider.timeout ? { timeout: service.provider.timeout } : {}),
+      ...(service.provider.memorySize ? { memorySize: service.provider.memorySize } : {}),
+    });
+    if (settings.functions) triggers = triggers.filter((t) => settings.functions!.includes(t.functionKey));
+    if (triggers.length === 0) return;
+
+    this.runner = new Runner({
+      config,
+      triggers,
+      invoker: new OfflineInvoker({ endpoint: `http://${host}:${lambdaPort}` }),
+      logger,
+      concurrency: settings.concurrency ?? 1,
+      connectionName: `${service.service}-offline-runner`,
+    });
+    // Not awaited: HTTP functions are served even while the broker is still coming up.
+    this.runner.start().catch((error: unknown) => logger.error({ err: error }, 'RabbitMQ triggers failed to start'));
+  }
+
+  private async stop(): Promise<void> {
+    await this.runner?.stop();
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * `npm run worker`: the standalone runner. Feeds the queue functions of serverless.yml from RabbitMQ with
+ * the handlers bundled and imported in this process, for throughput and for scaling out: start several
+ * workers, on several machines, against one RabbitMQ cluster (AMQP_URLS) and one PostgreSQL (DATABASE_URL).
+ *
+ *   npm run worker -- [--functions a,b] [--concurrency N] [--stage local] [--service-dir .]
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config';
+import { createLogger } from '../logging';
+import { loadService, triggersFromFunctions, TriggerDefinitionError } from './definitions';
+import { bundledHandlerLoader, InProcessInvoker } from './invokers';
+import { Runner } from './runner';
+
+const usage = `Usage: npm run worker -- [--functions name,name] [--concurrency N] [--stage STAGE] [--service-dir DIR]
+
+Runs the RabbitMQ triggers of serverless.yml's functions in this process.
+  --functions    only these functions (keys from functions/*.yml); default: every function with a rabbitmq event
+  --concurrency  invocations in flight per function (default 1, as AWS runs them)
+  --stage        stage whose params to use (default: provider.stage of serverless.yml)
+  --service-dir  directory holding serverless.yml (default: current directory)`;
+
+class UsageError extends Error {}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      functions: { type: 'string' },
+      concurrency: { type: 'string', default: '1' },
+      stage: { type: 'string' },
+      'service-dir': { type: 'string', default: '.' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(usage);
+    return;
+  }
+  const concurrency = Number(values.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency must be a positive integer, got '${values.concurrency}'`);
+
+  const config = loadConfig();
+  const serviceDir = resolve(values['service-dir']);
+  const service = loadService(serviceDir, values.stage ? { stage: values.stage } : {});
+  let triggers = triggersFromFunctions(service.functions, service.info);
+  if (values.functions) {
+    const wanted = values.functions.split(',').map((name) => name.trim()).filter(Boolean);
+    const known = new Set(triggers.map((t) => t.functionKey));
+    const unknown = wanted.filter((name) => !known.has(name));
+    if (unknown.length) {
+      throw new UsageError(`Unknown queue function(s): ${unknown.join(', ')}. Queue functions here: ${[...known].join(', ') || 'none'}`);
+    }
+    triggers = triggers.filter((t) => wanted.includes(t.functionKey));
+  }
+  if (triggers.length === 0) throw new UsageError('No enabled function with a rabbitmq event to run');
+
+  const logger = createLogger({ level: config.logLevel });
+  const runner = new Runner({
+    config,
+    triggers,
+    invoker: new InProcessInvoker(bundledHandlerLoader(serviceDir)),
+    logger,
+    concurrency,
+    connectionName: `${config.serviceName}-worker-${process.pid}`,
+  });
+
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal: exiting now; unacknowledged messages return to their queues');
+      process.exit(130);
+    }
+    logger.info({ signal }, 'shutting down: finishing batches in flight');
+    runner.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  // A stray rejection in a handler must not take the worker down with every other function.
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
+  await runner.start();
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof UsageError || error instanceof ConfigError || error instanceof TriggerDefinitionError) {
+    console.error(`worker: ${error.message}`);
+    if (error instanceof UsageError) console.error(`\n${usage}`);
+    process.exit(2);
+  }
+  console.error(`worker: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});

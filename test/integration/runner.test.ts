@@ -1,0 +1,249 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Context } from 'aws-lambda';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event';
+import type { Runner } from '../../shared/runner';
+import { openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { deleteQueues, testRunner, trigger, uniqueQueue, waitFor, type TestHandler } from '../support/runner';
+
+const awsSample = JSON.parse(
+  readFileSync(new URL('../../shared/rmq-event/aws-samples/rabbitmq-event-aws-sample.json', import.meta.url), 'utf8'),
+) as RabbitMQEvent;
+
+interface Seen {
+  event: RabbitMQEvent;
+  context: Context;
+  bodies: string[];
+  redelivered: boolean[];
+}
+
+/** A handler that records every invocation, optionally failing or stalling. */
+function recorder(behaviour: (call: number, seen: Seen) => Promise<void> | void = () => undefined) {
+  const calls: Seen[] = [];
+  const handler: TestHandler = async (event, context) => {
+    const records = decodeRabbitMQEvent(event);
+    const seen = {
+      event,
+      context,
+      bodies: records.map((r) => r.body.toString()),
+      redelivered: records.map((r) => r.redelivered),
+    };
+    calls.push(seen);
+    await behaviour(calls.length, seen);
+  };
+  return { calls, handler, bodies: () => calls.flatMap((c) => c.bodies) };
+}
+
+describe('RabbitMQ-trigger runner (real broker)', () => {
+  let amqp: TestAmqp;
+  const queues: string[] = [];
+  const runners: Runner[] = [];
+
+  const publish = (queue: string, bodies: string[], options: Record<string, unknown> = {}) => {
+    for (const body of bodies) amqp.channel.sendToQueue(queue, Buffer.from(body), { persistent: true, ...options });
+  };
+  const start = async (...args: Parameters<typeof testRunner>) => {
+    const made = testRunner(...args);
+    runners.push(made.runner);
+    for (const t of args[0]) queues.push(t.queue);
+    await made.runner.start();
+    return made;
+  };
+  const range = (n: number, prefix = 'm') => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+
+  beforeAll(async () => {
+    amqp = await openTestAmqp();
+  });
+  afterEach(async () => {
+    await Promise.all(runners.splice(0).map((runner) => runner.stop()));
+    await deleteQueues(amqp, queues.splice(0));
+  });
+  afterAll(async () => {
+    await amqp.close();
+  });
+
+  it('invokes when batchSize messages are in hand', async () => {
+    const queue = uniqueQueue();
+    const fn = recorder();
+    // The window is long, so only a full batch can start an invocation quickly.
+    const { runner } = await start([trigger(queue, { functionKey: 'sized', batchSize: 5, maximumBatchingWindow: 30 })], {
+      sized: fn.handler,
+    });
+    publish(queue, range(10));
+    await waitFor(() => fn.calls.length === 2, 'two full batches');
+    expect(fn.calls.map((c) => c.bodies.length)).toEqual([5, 5]);
+    expect(fn.bodies()).toEqual(range(10));
+    await runner.stop();
+  });
+
+  it('invokes with what arrived when the batching window ends', async () => {
+    const queue = uniqueQueue();
+    const fn = recorder();
+    await start([trigger(queue, { functionKey: 'windowed', batchSize: 100, maximumBatchingWindow: 0.3 })], {
+      windowed: fn.handler,
+    });
+    publish(queue, range(3));
+    await waitFor(() => fn.calls.length === 1, 'one windowed batch');
+    await sleep(500);
+    expect(fn.calls).toHaveLength(1);
+    expect(fn.calls[0]!.bodies).toEqual(range(3));
+  });
+
+  it('sends exactly the aws:rmq event shape, with a Lambda context', async () => {
+    const queue = uniqueQueue();
+    const fn = recorder();
+    await start([trigger(queue, { functionKey: 'shape', timeout: 7 })], { shape: fn.handler });
+    publish(queue, ['{"hello":"world"}'], {
+      contentType: 'application/json',
+      headers: { header1: 'value1', numberInHeader: 10 },
+      messageId: 'm-1',
+      timestamp: 2021,
+    });
+    await waitFor(() => fn.calls.length === 1, 'the invocation');
+    const { event, context } = fn.calls[0]!;
+    expect(Object.keys(event)).toEqual(Object.keys(awsSample));
+    expect(event.eventSource).toBe('aws:rmq');
+    expect(event.eventSourceArn).toMatch(/^arn:aws:mq:[a-z0-9-]+:\d{12}:broker:[\w-]+:b-[0-9a-f-]{36}$/);
+    expect(Object.keys(event.rmqMessagesByQueue)).toEqual([`${queue}::/`]);
+    const [message] = event.rmqMessagesByQueue[`${queue}::/`]!;
+    const sampleMessage = Object.values(awsSample.rmqMessagesByQueue)[0]![0]!;
+    expect(Object.keys(message!)).toEqual(Object.keys(sampleMessage));
+    expect(Object.keys(message!.basicProperties)).toEqual(Object.keys(sampleMessage.basicProperties));
+    expect(message!.basicProperties.headers).toEqual({
+      header1: { bytes: [118, 97, 108, 117, 101, 49] },
+      numberInHeader: 10,
+    });
+    expect(message!.basicProperties.timestamp).toBe('Jan 1, 1970, 12:33:41 AM');
+    expect(message!.basicProperties.correlationId).toBeNull();
+    expect(message!.basicProperties.bodySize).toBe(17);
+    expect(Buffer.from(message!.data, 'base64').toString()).toBe('{"hello":"world"}');
+    expect(context.functionName).toBe('test-local-shape');
+    expect(context.awsRequestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(context.getRemainingTimeInMillis()).toBeLessThanOrEqual(7_000);
+    expect(context.getRemainingTimeInMillis()).toBeGreaterThan(0);
+  });
+
+  it('acks the whole batch on success', async () => {
+    const queue = uniqueQueue();
+    const fn = recorder();
+    const { runner } = await start([trigger(queue, { functionKey: 'acker', batchSize: 4 })], { acker: fn.handler });
+    publish(queue, range(8));
+    await waitFor(() => fn.bodies().length === 8, 'all messages handled');
+    await runner.stop();
+    // Unacked messages would be back in the queue once the runner's channel closed.
+    expect(await queueDepth(amqp.connection, queue)).toBe(0);
+    expect(fn.calls.flatMap((c) => c.redelivered)).not.toContain(true);
+  });
+
+  it('redelivers every message of a batch whose handler throws', async () => {
+    const queue = uniqueQueue();
+    const fn = recorder((call) => {
+      if (call === 1) throw new Error('database down');
+    });
+    const { logs } = await start([trigger(queue, { functionKey: 'thrower', batchSize: 3, maximumBatchingWindow: 0.3 })], {
+      thrower: fn.handler,
+    });
+    publish(queue, range(3));
+    await waitFor(() => fn.calls.length >= 2, 'the retried batch');
+    expect(fn.calls[0]!.bodies).toEqual(range(3));
+    expect(fn.calls[1]!.bodies.sort()).toEqual(range(3));
+    expect(fn.calls[1]!.redelivered).toEqual([true, true, true]);
+    expect(logs.lines.some((l) => l.message === 'invocation failed; the whole batch will be redelivered')).toBe(true);
+  });
+
+  it('redelivers the batch when the handler outlives its timeout', async () => {
+    const queue = uniqueQueue();
+    const fn = recorder(async (call) => {
+      if (call === 1) await sleep(2_500);
+    });
+    const { logs } = await start([trigger(queue, { functionKey: 'slow', timeout: 1, batchSize: 2, maximumBatchingWindow: 0.1 })], {
+      slow: fn.handler,
+    });
+    publish(queue, range(2));
+    await waitFor(() => fn.calls.length >= 2, 'the redelivered batch');
+    expect(fn.calls[1]!.bodies.sort()).toEqual(range(2));
+    expect(fn.calls[1]!.redelivered).toEqual([true, true]);
+    const failure = logs.lines.find((l) => l.message === 'invocation failed; the whole batch will be redelivered');
+    expect((failure?.err as { message: string }).message).toMatch(/timed out after 1\.00 seconds/);
+  });
+
+  it('runs one invocation at a time by default, more when configured', async () => {
+    for (const concurrency of [1, 3]) {
+      const queue = uniqueQueue();
+      let active = 0;
+      let peak = 0;
+      const fn = recorder(async () => {
+        active++;
+        peak = Math.max(peak, active);
+        await sleep(150);
+        active--;
+      });
+      const { runner } = await start([trigger(queue, { functionKey: 'conc', batchSize: 1, maximumBatchingWindow: 0 })], { conc: fn.handler }, {
+        concurrency,
+      });
+      publish(queue, range(9));
+      await waitFor(() => fn.bodies().length === 9, `9 messages at concurrency ${concurrency}`);
+      expect(peak).toBe(concurrency);
+      await runner.stop();
+    }
+  });
+
+  it('keeps other functions running when one keeps failing', async () => {
+    const good = uniqueQueue();
+    const bad = uniqueQueue();
+    const ok = recorder();
+    const broken = recorder(() => {
+      throw new Error('always broken');
+    });
+    await start(
+      [trigger(good, { functionKey: 'good' }), trigger(bad, { functionKey: 'bad', maximumBatchingWindow: 0 })],
+      { good: ok.handler, bad: broken.handler },
+    );
+    publish(bad, ['poison']);
+    await waitFor(() => broken.calls.length >= 3, 'the failing function to be retried');
+    publish(good, range(5));
+    await waitFor(() => ok.bodies().length === 5, 'the healthy function to process its messages');
+  });
+
+  it('recovers after the broker closes every connection, losing nothing', async () => {
+    const queue = uniqueQueue();
+    const fn = recorder();
+    const { runner, logs } = await start([trigger(queue, { functionKey: 'survivor', batchSize: 5, maximumBatchingWindow: 0.1 })], {
+      survivor: fn.handler,
+    });
+    publish(queue, range(5, 'before'));
+    await waitFor(() => fn.bodies().length === 5, 'messages before the cut');
+
+    execFileSync('rabbitmqctl', ['close_all_connections', 'test: forced close'], { stdio: 'ignore' });
+    amqp = await openTestAmqp(); // the test's own connection was closed too
+    await waitFor(() => logs.lines.some((l) => l.message === 'channel closed; unacknowledged messages return to the queue; reconnecting'), 'the runner to notice');
+    publish(queue, range(5, 'after'));
+    await waitFor(() => new Set(fn.bodies()).size === 10, 'messages after the cut', 20_000);
+    await runner.stop();
+    expect(await queueDepth(amqp.connection, queue)).toBe(0);
+    expect([...new Set(fn.bodies())].sort()).toEqual([...range(5, 'after'), ...range(5, 'before')].sort());
+  });
+
+  it('shuts down cleanly: finishes the batch in flight and returns the rest, losing nothing', async () => {
+    const queue = uniqueQueue();
+    let started!: () => void;
+    const inFlight = new Promise<void>((resolve) => (started = resolve));
+    const fn = recorder(async (call) => {
+      if (call === 1) {
+        started();
+        await sleep(500);
+      }
+    });
+    const { runner } = await start([trigger(queue, { functionKey: 'graceful', batchSize: 5, maximumBatchingWindow: 0.05 })], {
+      graceful: fn.handler,
+    });
+    publish(queue, range(20));
+    await inFlight;
+    await runner.stop();
+    const handled = fn.bodies();
+    expect(handled).toEqual(range(5)); // only the batch that had started
+    expect(await queueDepth(amqp.connection, queue)).toBe(15); // the rest is back, none acked unfinished
+  });
+});
