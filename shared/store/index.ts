@@ -1,0 +1,152 @@
+/**
+ * The storage layer: one interface over SQLite (a file, the default) and PostgreSQL (DATABASE_URL).
+ *
+ *   const store = await openStore();                 // connects and runs migrations
+ *   await store.orders.get(id);                      // one statement
+ *   await store.transaction(async (tx) => {          // several, atomically
+ *     if (!(await tx.inbox.claim('inventory', messageId))) return; // already processed
+ *     const result = await tx.stock.reserve(item, quantity);
+ *     await tx.outbox.add([...]);
+ *   });
+ *
+ * `store` and `tx` offer the same repositories (orders, stock, inbox, notifications, outbox), each bound to
+ * the store or to the transaction. `store.db` / `tx.db` is the Kysely instance for anything else.
+ * Note: on PostgreSQL an error inside a transaction aborts it; catch DuplicateError and the like outside.
+ */
+import { resolve } from 'node:path';
+import { Kysely, sql } from 'kysely';
+import { config, redactUrl } from '../config';
+import { describeError, MigrationError, StoreError } from './errors';
+import { Inbox } from './inbox';
+import { type DialectName, migrate } from './migrations';
+import { Notifications } from './notifications';
+import { Orders } from './orders';
+import { Outbox } from './outbox';
+import { createPostgresDialect } from './postgres';
+import type { Database } from './schema';
+import { openSqliteFile, StoreSqliteDialect } from './sqlite';
+import { Stock } from './stock';
+
+export * from './errors';
+export * from './schema';
+export type { DialectName } from './migrations';
+export type { NewOrder, OrderPage } from './orders';
+export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './orders';
+export type { ReserveResult, StockLevels } from './stock';
+export type { NewNotification } from './notifications';
+export type { NewOutboxMessage, OutboxMessage } from './outbox';
+export { Inbox, Notifications, Orders, Outbox, Stock };
+
+/** The repositories, bound to one executor: the store itself or a transaction. */
+export class Repositories {
+  readonly orders: Orders;
+  readonly stock: Stock;
+  readonly inbox: Inbox;
+  readonly notifications: Notifications;
+  readonly outbox: Outbox;
+
+  constructor(readonly db: Kysely<Database>) {
+    this.orders = new Orders(db);
+    this.stock = new Stock(db);
+    this.inbox = new Inbox(db);
+    this.notifications = new Notifications(db);
+    this.outbox = new Outbox(db);
+  }
+}
+
+/** What a transaction callback gets: the same repositories, inside the transaction. */
+export type Tx = Repositories;
+
+/** An open store. Get one with openStore(); close it with close(). */
+export class Store extends Repositories {
+  constructor(
+    db: Kysely<Database>,
+    readonly dialect: DialectName,
+    /** Where the data lives: the SQLite file's absolute path, or the PostgreSQL URL with its password hidden. */
+    readonly location: string,
+    /** Migrations that openStore() applied (empty when the schema was already up to date). */
+    readonly appliedMigrations: readonly string[],
+  ) {
+    super(db);
+  }
+
+  /**
+   * Runs `fn` in one write transaction: committed when it resolves, rolled back when it throws. On SQLite
+   * the write lock is taken at the start (`begin immediate`), so concurrent writers queue instead of failing.
+   */
+  async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute((trx) => fn(new Repositories(trx)));
+  }
+
+  /** Resolves when the database answers; throws StoreError naming the database otherwise (for /health). */
+  async ping(): Promise<void> {
+    try {
+      await sql`select 1`.execute(this.db);
+    } catch (error) {
+      throw new StoreError(`Database unreachable (${this.describe()}): ${describeError(error)}`, { cause: error });
+    }
+  }
+
+  /** E.g. "SQLite at /srv/app/.data/app.sqlite" or "PostgreSQL at postgres://app:***@db/app". */
+  describe(): string {
+    return `${this.dialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} at ${this.location}`;
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}
+
+export interface OpenStoreOptions {
+  /** A postgres:// URL; selects PostgreSQL. */
+  databaseUrl?: string;
+  /** The SQLite file (":memory:" for a private in-memory database); used when there is no databaseUrl. */
+  sqlitePath?: string;
+}
+
+/**
+ * Opens the store and brings its schema up to date. Without options it follows the configuration:
+ * DATABASE_URL if set, else the SQLite file at SQLITE_PATH. Given either option, the configuration is not read.
+ * Throws StoreError (MigrationError for a failed migration) naming the database, password redacted.
+ */
+export async function openStore(options: OpenStoreOptions = {}): Promise<Store> {
+  const explicit = options.databaseUrl !== undefined || options.sqlitePath !== undefined;
+  const databaseUrl = explicit ? options.databaseUrl : config().databaseUrl;
+  if (databaseUrl) return openPostgres(databaseUrl);
+  return openSqlite(options.sqlitePath ?? config().sqlitePath);
+}
+
+async function openPostgres(url: string): Promise<Store> {
+  const where = `PostgreSQL at ${redactUrl(url)}`;
+  let db: Kysely<Database> | undefined;
+  try {
+    db = new Kysely<Database>({ dialect: createPostgresDialect(url).dialect });
+    // Kysely's migration bookkeeping goes into the schema our tables go into (the first on the search_path).
+    const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db);
+    const schema = rows[0]?.schema;
+    if (!schema) throw new Error('no schema on the search_path exists');
+    const applied = await migrate(db, 'postgres', schema);
+    return new Store(db, 'postgres', redactUrl(url), applied);
+  } catch (error) {
+    await db?.destroy().catch(() => {});
+    throw openFailure(where, error);
+  }
+}
+
+async function openSqlite(path: string): Promise<Store> {
+  const location = path === ':memory:' ? path : resolve(path);
+  let db: Kysely<Database> | undefined;
+  try {
+    db = new Kysely<Database>({ dialect: new StoreSqliteDialect(openSqliteFile(path), path) });
+    const applied = await migrate(db, 'sqlite');
+    return new Store(db, 'sqlite', location, applied);
+  } catch (error) {
+    await db?.destroy().catch(() => {});
+    throw openFailure(`SQLite at ${location}`, error);
+  }
+}
+
+function openFailure(where: string, error: unknown): StoreError {
+  if (error instanceof MigrationError) return new MigrationError(`${error.message} (${where})`, { cause: error.cause });
+  return new StoreError(`Cannot open the database (${where}): ${describeError(error)}`, { cause: error });
+}

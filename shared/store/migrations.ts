@@ -1,0 +1,107 @@
+/**
+ * The schema, as Kysely migrations kept in code (no migration files to ship in a bundle).
+ *
+ * The same migrations serve both back ends; the only difference is how the outbox's auto-increment id is
+ * spelled. Add a migration by appending a new key that sorts after the last one; never edit one that shipped.
+ */
+import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { describeError, MigrationError } from './errors';
+
+export type DialectName = 'sqlite' | 'postgres';
+
+function migrations(dialect: DialectName): Record<string, Migration> {
+  return {
+    '0001_initial': {
+      async up(db: Kysely<any>) {
+        await db.schema
+          .createTable('orders')
+          .addColumn('order_id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'text', (c) => c.notNull())
+          .addColumn('item', 'text', (c) => c.notNull())
+          .addColumn('quantity', 'integer', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull().check(sql`status in ('accepted', 'reserved', 'rejected')`))
+          .addColumn('reason', 'text')
+          .addColumn('correlation_id', 'text')
+          .addColumn('idempotency_key', 'text', (c) => c.unique())
+          .addColumn('request_hash', 'text')
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .addColumn('notified_at', 'text')
+          .execute();
+        await db.schema
+          .createIndex('orders_newest_first')
+          .on('orders')
+          .columns(['created_at desc', 'order_id desc'])
+          .execute();
+
+        await db.schema
+          .createTable('stock')
+          .addColumn('item', 'text', (c) => c.primaryKey())
+          .addColumn('available', 'integer', (c) => c.notNull().check(sql`available >= 0`))
+          .addColumn('reserved', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('updated_at', 'text', (c) => c.notNull())
+          .execute();
+
+        await db.schema
+          .createTable('notifications')
+          .addColumn('notification_id', 'text', (c) => c.primaryKey())
+          .addColumn('event_id', 'text', (c) => c.notNull().unique())
+          .addColumn('order_id', 'text', (c) => c.notNull())
+          .addColumn('user_id', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('reserved', 'rejected')`))
+          .addColumn('message', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('webhook_status', 'text')
+          .execute();
+        await db.schema.createIndex('notifications_by_order').on('notifications').columns(['order_id', 'created_at']).execute();
+
+        await db.schema
+          .createTable('inbox')
+          .addColumn('consumer', 'text', (c) => c.notNull())
+          .addColumn('message_id', 'text', (c) => c.notNull())
+          .addColumn('processed_at', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('inbox_pk', ['consumer', 'message_id'])
+          .execute();
+
+        await db.schema
+          .createTable('outbox')
+          .addColumn('id', dialect === 'postgres' ? 'bigserial' : 'integer', (c) =>
+            dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement(),
+          )
+          .addColumn('event_id', 'text', (c) => c.notNull().unique())
+          .addColumn('exchange', 'text', (c) => c.notNull())
+          .addColumn('routing_key', 'text', (c) => c.notNull())
+          .addColumn('body', 'text', (c) => c.notNull())
+          .addColumn('properties', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('published_at', 'text')
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('last_error', 'text')
+          .execute();
+        await db.schema
+          .createIndex('outbox_unpublished')
+          .on('outbox')
+          .column('id')
+          .where(sql.ref('published_at'), 'is', null)
+          .execute();
+      },
+    },
+  };
+}
+
+/**
+ * Brings the schema up to date. Safe to run again and from several processes at once: PostgreSQL takes
+ * Kysely's advisory lock; SQLite runs inside one `begin immediate` transaction (see sqlite.ts).
+ * Returns the names of the migrations this call applied. `schema` (PostgreSQL) holds the bookkeeping tables.
+ */
+export async function migrate(db: Kysely<any>, dialect: DialectName, schema?: string): Promise<string[]> {
+  const provider: MigrationProvider = { getMigrations: async () => migrations(dialect) };
+  const migrator = new Migrator({ db, provider, ...(schema ? { migrationTableSchema: schema } : {}) });
+  const { error, results = [] } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results.find((r) => r.status === 'Error')?.migrationName;
+    const what = failed ? `Migration ${failed}` : 'Migrating';
+    throw new MigrationError(`${what} failed: ${describeError(error)}`, { cause: error });
+  }
+  return results.filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,128 @@
+/** Orders: what intake stores, the status projection updates, and GET /orders reads (newest first). */
+import type { Kysely } from 'kysely';
+import { DuplicateError, InvalidCursorError, isUniqueViolation } from './errors';
+import { type Database, type Order, type OrderStatus, toIso } from './schema';
+
+export interface NewOrder {
+  order_id: string;
+  user_id: string;
+  item: string;
+  quantity: number;
+  /** Defaults to 'accepted'. */
+  status?: OrderStatus;
+  reason?: string | null;
+  correlation_id?: string | null;
+  idempotency_key?: string | null;
+  request_hash?: string | null;
+  /** Defaults to now. */
+  created_at?: Date | string;
+}
+
+export interface OrderPage {
+  orders: Order[];
+  /** Pass back as `cursor` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+export const DEFAULT_PAGE_SIZE = 20;
+export const MAX_PAGE_SIZE = 100;
+
+export class Orders {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /** Stores a new order. Throws DuplicateError when the order id or idempotency key already exists. */
+  async insert(order: NewOrder): Promise<Order> {
+    const createdAt = toIso(order.created_at);
+    const row: Order = {
+      order_id: order.order_id,
+      user_id: order.user_id,
+      item: order.item,
+      quantity: order.quantity,
+      status: order.status ?? 'accepted',
+      reason: order.reason ?? null,
+      correlation_id: order.correlation_id ?? null,
+      idempotency_key: order.idempotency_key ?? null,
+      request_hash: order.request_hash ?? null,
+      created_at: createdAt,
+      updated_at: createdAt,
+      notified_at: null,
+    };
+    try {
+      await this.db.insertInto('orders').values(row).execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) {
+        throw new DuplicateError(`Order ${order.order_id} or its idempotency key already exists`, { cause: error });
+      }
+      throw error;
+    }
+    return row;
+  }
+
+  async get(orderId: string): Promise<Order | undefined> {
+    return this.db.selectFrom('orders').selectAll().where('order_id', '=', orderId).executeTakeFirst();
+  }
+
+  async findByIdempotencyKey(key: string): Promise<Order | undefined> {
+    return this.db.selectFrom('orders').selectAll().where('idempotency_key', '=', key).executeTakeFirst();
+  }
+
+  /**
+   * One page of orders, newest first (ties broken by order id). `limit` is clamped to 1..MAX_PAGE_SIZE.
+   * Keyset pagination: a page never repeats or skips an order, however many are added meanwhile.
+   * Throws InvalidCursorError for a cursor this store did not hand out.
+   */
+  async list(options: { limit?: number; cursor?: string | null } = {}): Promise<OrderPage> {
+    const limit = Math.min(Math.max(Math.trunc(options.limit ?? DEFAULT_PAGE_SIZE), 1), MAX_PAGE_SIZE);
+    let query = this.db.selectFrom('orders').selectAll();
+    if (options.cursor) {
+      const [createdAt, orderId] = decodeCursor(options.cursor);
+      query = query.where((eb) =>
+        eb.or([
+          eb('created_at', '<', createdAt),
+          eb.and([eb('created_at', '=', createdAt), eb('order_id', '<', orderId)]),
+        ]),
+      );
+    }
+    const rows = await query.orderBy('created_at', 'desc').orderBy('order_id', 'desc').limit(limit + 1).execute();
+    const orders = rows.slice(0, limit);
+    const last = orders.at(-1);
+    return { orders, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+  }
+
+  /** Sets the status (and reason, null unless given); returns the updated order, undefined if unknown. */
+  async setStatus(orderId: string, status: OrderStatus, reason?: string | null): Promise<Order | undefined> {
+    return this.db
+      .updateTable('orders')
+      .set({ status, reason: reason ?? null, updated_at: toIso() })
+      .where('order_id', '=', orderId)
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  /** Records when the customer was told; false if the order is unknown. */
+  async markNotified(orderId: string, at: Date | string = new Date()): Promise<boolean> {
+    const iso = toIso(at);
+    const result = await this.db
+      .updateTable('orders')
+      .set({ notified_at: iso, updated_at: iso })
+      .where('order_id', '=', orderId)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+}
+
+function encodeCursor(order: Order): string {
+  return Buffer.from(JSON.stringify([order.created_at, order.order_id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(value) && value.length === 2 && value.every((part) => typeof part === 'string')) {
+      return [value[0] as string, value[1] as string];
+    }
+  } catch {
+    // fall through
+  }
+  throw new InvalidCursorError();
+}

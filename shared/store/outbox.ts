@@ -1,0 +1,101 @@
+/**
+ * Outbox: events written in the same transaction as the state change that caused them, then published
+ * with confirms by a relay (pending → publish → markPublished), so none is lost while the broker is down.
+ */
+import type { Kysely } from 'kysely';
+import { type Database, toIso } from './schema';
+
+export interface NewOutboxMessage {
+  /** The event's id (and the message's messageId); adding the same event twice keeps the first. */
+  event_id: string;
+  exchange: string;
+  routing_key: string;
+  /** The message body; stored as JSON text. */
+  body: unknown;
+  /** The AMQP publish options (e.g. eventProperties(...)); stored as JSON text. */
+  properties: object;
+}
+
+export interface OutboxMessage {
+  id: number;
+  event_id: string;
+  exchange: string;
+  routing_key: string;
+  /** The body as stored JSON text: publish `Buffer.from(body)`. */
+  body: string;
+  properties: Record<string, unknown>;
+  created_at: string;
+  attempts: number;
+  last_error: string | null;
+}
+
+/** Longest error text kept per failed attempt. */
+const MAX_ERROR_LENGTH = 2_000;
+
+export class Outbox {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /** Queues messages for publishing; call inside the transaction that makes the change they announce. */
+  async add(messages: readonly NewOutboxMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    const createdAt = toIso();
+    await this.db
+      .insertInto('outbox')
+      .values(
+        messages.map((m) => ({
+          event_id: m.event_id,
+          exchange: m.exchange,
+          routing_key: m.routing_key,
+          body: JSON.stringify(m.body),
+          properties: JSON.stringify(m.properties),
+          created_at: createdAt,
+        })),
+      )
+      .onConflict((oc) => oc.column('event_id').doNothing())
+      .execute();
+  }
+
+  /** Up to `limit` unpublished messages, oldest first. */
+  async pending(limit = 100): Promise<OutboxMessage[]> {
+    const rows = await this.db
+      .selectFrom('outbox')
+      .select(['id', 'event_id', 'exchange', 'routing_key', 'body', 'properties', 'created_at', 'attempts', 'last_error'])
+      .where('published_at', 'is', null)
+      .orderBy('id')
+      .limit(Math.max(1, Math.trunc(limit)))
+      .execute();
+    return rows.map((row) => ({ ...row, properties: JSON.parse(row.properties) as Record<string, unknown> }));
+  }
+
+  /** Marks messages as published (broker confirmed); returns how many were marked. */
+  async markPublished(ids: readonly number[], at: Date | string = new Date()): Promise<number> {
+    if (ids.length === 0) return 0;
+    const result = await this.db
+      .updateTable('outbox')
+      .set({ published_at: toIso(at) })
+      .where('id', 'in', ids)
+      .where('published_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
+  /** Counts a failed publish attempt and keeps its error; the message stays pending. */
+  async recordFailure(id: number, error: unknown): Promise<void> {
+    const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    await this.db
+      .updateTable('outbox')
+      .set((eb) => ({ attempts: eb('attempts', '+', 1), last_error: text.slice(0, MAX_ERROR_LENGTH) }))
+      .where('id', '=', id)
+      .execute();
+  }
+
+  /** How many messages wait to be published. */
+  async backlog(): Promise<number> {
+    const row = await this.db
+      .selectFrom('outbox')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where('published_at', 'is', null)
+      .executeTakeFirstOrThrow();
+    return Number(row.count);
+  }
+}

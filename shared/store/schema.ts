@@ -1,0 +1,90 @@
+/**
+ * The database's tables as TypeScript types (Kysely's `Database`), and the row types the repositories return.
+ *
+ * Columns are snake_case, as on the wire. Every timestamp is ISO-8601 UTC text (`2024-05-01T12:00:00.000Z`)
+ * in both back ends, so SQLite and PostgreSQL return identical values and text order is time order.
+ */
+import type { Generated, Selectable } from 'kysely';
+
+export type OrderStatus = 'accepted' | 'reserved' | 'rejected';
+export type NotificationKind = 'reserved' | 'rejected';
+
+export interface OrdersTable {
+  order_id: string;
+  user_id: string;
+  item: string;
+  quantity: number;
+  status: OrderStatus;
+  reason: string | null;
+  correlation_id: string | null;
+  /** Client's Idempotency-Key for POST /order; unique. */
+  idempotency_key: string | null;
+  /** Hash of the request body that came with the key, to answer 422 for the same key with another body. */
+  request_hash: string | null;
+  created_at: string;
+  updated_at: string;
+  notified_at: string | null;
+}
+
+export interface StockTable {
+  item: string;
+  /** Never below 0 (CHECK constraint). */
+  available: number;
+  reserved: Generated<number>;
+  updated_at: string;
+}
+
+export interface NotificationsTable {
+  notification_id: string;
+  /** The order event this notification answers; unique, so one notification per event. */
+  event_id: string;
+  order_id: string;
+  user_id: string;
+  kind: NotificationKind;
+  message: string;
+  created_at: string;
+  webhook_status: string | null;
+}
+
+/** Idempotency: one row per (consuming function, message id) that has had its effect. */
+export interface InboxTable {
+  consumer: string;
+  message_id: string;
+  processed_at: string;
+}
+
+/** Events written with the state change that caused them, published later with confirms. */
+export interface OutboxTable {
+  id: Generated<number>;
+  event_id: string;
+  exchange: string;
+  routing_key: string;
+  /** The message body as JSON text, published byte for byte. */
+  body: string;
+  /** The AMQP publish options as JSON text. */
+  properties: string;
+  created_at: string;
+  published_at: string | null;
+  attempts: Generated<number>;
+  last_error: string | null;
+}
+
+export interface Database {
+  orders: OrdersTable;
+  stock: StockTable;
+  notifications: NotificationsTable;
+  inbox: InboxTable;
+  outbox: OutboxTable;
+}
+
+export type Order = Selectable<OrdersTable>;
+export type StockRow = Selectable<StockTable>;
+export type Notification = Selectable<NotificationsTable>;
+export type OutboxRow = Selectable<OutboxTable>;
+
+/** A timestamp as the store keeps it: ISO-8601 UTC text. Accepts a Date or any string Date can parse. */
+export function toIso(at: Date | string = new Date()): string {
+  const date = at instanceof Date ? at : new Date(at);
+  if (Number.isNaN(date.getTime())) throw new RangeError(`Not a valid timestamp: ${String(at)}`);
+  return date.toISOString();
+}

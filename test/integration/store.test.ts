@@ -1,0 +1,492 @@
+/**
+ * The store's contract, run against both back ends: SQLite on a temporary file, and PostgreSQL in a schema
+ * of its own (dropped afterwards) so parallel runs never collide. PostgreSQL comes from TEST_DATABASE_URL,
+ * default postgres://postgres@127.0.0.1:5432/test.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  DuplicateError,
+  InvalidCursorError,
+  type NewOrder,
+  type OpenStoreOptions,
+  type Order,
+  openStore,
+  type ReserveResult,
+  type Store,
+} from '../../shared/store';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const TSX = join(ROOT, 'node_modules/.bin/tsx');
+const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** One back end under test: where its databases live and how to make a fresh, empty one. */
+interface Backend {
+  name: 'sqlite' | 'postgres';
+  setup(): Promise<void>;
+  /** A new, empty database (SQLite file or PostgreSQL schema), as openStore options. */
+  fresh(): Promise<OpenStoreOptions>;
+  /** The same options as environment variables, for a child process running the migrate CLI. */
+  env(options: OpenStoreOptions): NodeJS.ProcessEnv;
+  teardown(): Promise<void>;
+}
+
+function sqliteBackend(): Backend {
+  let dir = '';
+  let count = 0;
+  return {
+    name: 'sqlite',
+    setup: async () => {
+      dir = await mkdtemp(join(tmpdir(), 'store-test-'));
+    },
+    // A directory that does not exist yet: the store must create it.
+    fresh: async () => ({ sqlitePath: join(dir, `db${++count}`, 'nested', 'app.sqlite') }),
+    env: (options) => ({ SQLITE_PATH: options.sqlitePath }),
+    teardown: async () => {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function postgresBackend(): Backend {
+  const admin = new pg.Pool({ connectionString: PG_URL, max: 2 });
+  const schemas: string[] = [];
+  return {
+    name: 'postgres',
+    setup: async () => {},
+    fresh: async () => {
+      const schema = `store_test_${randomBytes(6).toString('hex')}`;
+      await admin.query(`create schema ${schema}`);
+      schemas.push(schema);
+      const url = new URL(PG_URL);
+      url.searchParams.set('options', `-c search_path=${schema}`);
+      return { databaseUrl: url.toString() };
+    },
+    env: (options) => ({ DATABASE_URL: options.databaseUrl }),
+    teardown: async () => {
+      for (const schema of schemas) await admin.query(`drop schema if exists ${schema} cascade`);
+      await admin.end();
+    },
+  };
+}
+
+function newOrder(overrides: Partial<NewOrder> = {}): NewOrder {
+  return { order_id: randomUUID(), user_id: 'user-1', item: 'widget', quantity: 1, ...overrides };
+}
+
+/** Every order, following the cursors page by page. */
+async function allPages(store: Store, limit: number): Promise<Order[][]> {
+  const pages: Order[][] = [];
+  let cursor: string | null = null;
+  do {
+    const page: Awaited<ReturnType<Store['orders']['list']>> = await store.orders.list({ limit, cursor });
+    pages.push(page.orders);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return pages;
+}
+
+interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a child process to the end, collecting its output. */
+function finished(child: ChildProcess): Promise<Finished> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk) => (stdout += chunk));
+  child.stderr?.on('data', (chunk) => (stderr += chunk));
+  return new Promise((resolveFinished, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolveFinished({ code, stdout, stderr }));
+  });
+}
+
+/** Runs `npm run migrate` (shared/store/cli.ts) with only the given database settings. */
+function runMigrateCli(env: NodeJS.ProcessEnv): Promise<Finished> {
+  const { DATABASE_URL: _url, SQLITE_PATH: _path, ...rest } = process.env;
+  return finished(spawn(TSX, ['shared/store/cli.ts'], { cwd: ROOT, env: { ...rest, ...env } }));
+}
+
+/**
+ * A separate process that opens the store and, when told "go" on stdin, makes `attempts` concurrent
+ * reservations of one unit of `item`; it prints its tally as JSON.
+ */
+async function spawnRacer(dir: string, options: OpenStoreOptions, item: string, attempts: number) {
+  const script = join(dir, `racer-${randomUUID()}.mts`);
+  const storeUrl = pathToFileURL(join(ROOT, 'shared/store/index.ts')).href;
+  await writeFile(
+    script,
+    `import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { openStore } from ${JSON.stringify(storeUrl)};
+const store = await openStore(${JSON.stringify(options)});
+const lines = createInterface({ input: process.stdin });
+console.log('ready');
+await once(lines, 'line');
+lines.close();
+const tally = { reserved: 0, out_of_stock: 0, unknown_item: 0 };
+await Promise.all(Array.from({ length: ${attempts} }, async (_, i) => {
+  const result = i % 2 === 0
+    ? await store.stock.reserve(${JSON.stringify(item)}, 1)
+    : await store.transaction(async (tx) => {
+        // Read before writing, as handlers do: without begin immediate, this is where SQLite deadlocks.
+        if (!(await tx.stock.get(${JSON.stringify(item)}))) throw new Error('item vanished');
+        await tx.inbox.claim('racer', 'child-' + i);
+        return tx.stock.reserve(${JSON.stringify(item)}, 1);
+      });
+  tally[result]++;
+}));
+await store.close();
+console.log(JSON.stringify(tally));
+`,
+  );
+  const child = spawn(TSX, [script], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  const done = finished(child);
+  await new Promise<void>((resolveReady, reject) => {
+    child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolveReady());
+    void done.then((result) => reject(new Error(`racer exited early: ${result.stderr}`)));
+  });
+  return {
+    go: () => child.stdin.end('go\n'),
+    tally: async (): Promise<Record<ReserveResult, number>> => {
+      const result = await done;
+      if (result.code !== 0) throw new Error(`racer failed (${result.code}): ${result.stderr}`);
+      return JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}');
+    },
+  };
+}
+
+describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) => {
+  let options: OpenStoreOptions;
+  let store: Store;
+
+  beforeAll(async () => {
+    await backend.setup();
+    options = await backend.fresh();
+    store = await openStore(options);
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    await backend.teardown();
+  });
+
+  describe('migrations', () => {
+    it('creates the schema on first open and does nothing when run again, even concurrently', async () => {
+      const fresh = await backend.fresh();
+      const first = await Promise.all([openStore(fresh), openStore(fresh), openStore(fresh)]);
+      try {
+        expect(first.map((s) => s.appliedMigrations.length).sort()).toEqual([0, 0, 1]);
+        expect(first.every((s) => s.dialect === backend.name)).toBe(true);
+        const again = await openStore(fresh);
+        expect(again.appliedMigrations).toEqual([]);
+        expect(await again.orders.list()).toEqual({ orders: [], nextCursor: null });
+        await again.close();
+      } finally {
+        await Promise.all(first.map((s) => s.close()));
+      }
+    });
+
+    it('migrates from two processes at once: one applies, the other finds the schema up to date', async () => {
+      const env = backend.env(await backend.fresh());
+      const runs = await Promise.all([runMigrateCli(env), runMigrateCli(env)]);
+      expect(runs.map((r) => r.code)).toEqual([0, 0]);
+      const lines = runs.map((r) => r.stdout.trim()).sort();
+      expect(lines[0]).toMatch(/^Store ready: .* \(applied 0001_initial\)$/);
+      expect(lines[1]).toMatch(/^Store ready: .* \(schema already up to date\)$/);
+    });
+
+    if (backend.name === 'sqlite') {
+      it('creates the file in a new directory, in WAL mode with foreign keys on', async () => {
+        expect(existsSync(options.sqlitePath!)).toBe(true);
+        expect(store.location).toBe(resolve(options.sqlitePath!));
+        const { rows: mode } = await sql<{ journal_mode: string }>`pragma journal_mode`.execute(store.db);
+        const { rows: fk } = await sql<{ foreign_keys: number }>`pragma foreign_keys`.execute(store.db);
+        expect(mode[0]?.journal_mode).toBe('wal');
+        expect(fk[0]?.foreign_keys).toBe(1);
+      });
+    } else {
+      it('names the database without its password', async () => {
+        expect(store.describe()).toMatch(/^PostgreSQL at postgres:\/\//);
+        expect(store.location).not.toMatch(/:[^:@/]+@/);
+      });
+    }
+  });
+
+  describe('orders', () => {
+    it('stores an order and reads it back with identical values', async () => {
+      const input = { order_id: randomUUID(), user_id: 'ada', item: 'gizmo', quantity: 3, correlation_id: 'corr-1' };
+      const inserted = await store.orders.insert({ ...input, created_at: '2024-05-01T12:00:00.000Z' });
+      const expected: Order = {
+        ...input,
+        status: 'accepted',
+        reason: null,
+        idempotency_key: null,
+        request_hash: null,
+        created_at: '2024-05-01T12:00:00.000Z',
+        updated_at: '2024-05-01T12:00:00.000Z',
+        notified_at: null,
+      };
+      expect(inserted).toEqual(expected);
+      expect(await store.orders.get(input.order_id)).toEqual(expected);
+      expect(await store.orders.get(randomUUID())).toBeUndefined();
+      await expect(store.orders.insert(input)).rejects.toBeInstanceOf(DuplicateError);
+    });
+
+    it('lists newest first in pages that neither repeat nor skip, ties broken by order id', async () => {
+      const base = Date.parse('2030-01-01T00:00:00.000Z');
+      const mine = new Set<string>();
+      for (let i = 0; i < 7; i++) {
+        const order = await store.orders.insert({ ...newOrder(), created_at: new Date(base + i * 1000) });
+        mine.add(order.order_id);
+      }
+      for (let i = 0; i < 4; i++) {
+        const order = await store.orders.insert({ ...newOrder(), created_at: new Date(base + 3500) });
+        mine.add(order.order_id);
+      }
+
+      const pages = await allPages(store, 3);
+      expect(pages.slice(0, -1).every((page) => page.length === 3)).toBe(true);
+      const all = pages.flat();
+      expect(new Set(all.map((o) => o.order_id)).size).toBe(all.length);
+      const sorted = [...all].sort(
+        (a, b) => b.created_at.localeCompare(a.created_at) || (b.order_id < a.order_id ? -1 : b.order_id > a.order_id ? 1 : 0),
+      );
+      expect(all.map((o) => o.order_id)).toEqual(sorted.map((o) => o.order_id));
+      expect(all.filter((o) => mine.has(o.order_id))).toHaveLength(mine.size);
+      // These are the newest orders in the store, so the first page is the latest three of them.
+      expect(pages[0]?.map((o) => o.created_at)).toEqual([
+        new Date(base + 6000).toISOString(),
+        new Date(base + 5000).toISOString(),
+        new Date(base + 4000).toISOString(),
+      ]);
+    });
+
+    it('clamps the page size and rejects a cursor it did not hand out', async () => {
+      const page = await store.orders.list({ limit: 0 });
+      expect(page.orders).toHaveLength(1);
+      await expect(store.orders.list({ cursor: 'not-a-cursor' })).rejects.toBeInstanceOf(InvalidCursorError);
+    });
+
+    it('finds an order by idempotency key, and refuses a second order with the same key', async () => {
+      const key = `key-${randomUUID()}`;
+      const order = await store.orders.insert({ ...newOrder(), idempotency_key: key, request_hash: 'h1' });
+      expect(await store.orders.findByIdempotencyKey(key)).toMatchObject({ order_id: order.order_id, request_hash: 'h1' });
+      expect(await store.orders.findByIdempotencyKey(`key-${randomUUID()}`)).toBeUndefined();
+      await expect(store.orders.insert({ ...newOrder(), idempotency_key: key })).rejects.toBeInstanceOf(DuplicateError);
+    });
+
+    it('moves an order to reserved or rejected and records when the customer was notified', async () => {
+      const order = await store.orders.insert({ ...newOrder(), created_at: '2020-01-01T00:00:00.000Z' });
+      const rejected = await store.orders.setStatus(order.order_id, 'rejected', 'out_of_stock');
+      expect(rejected).toMatchObject({ status: 'rejected', reason: 'out_of_stock' });
+      expect(rejected!.updated_at > order.updated_at).toBe(true);
+      expect(await store.orders.setStatus(order.order_id, 'reserved')).toMatchObject({ status: 'reserved', reason: null });
+      expect(await store.orders.setStatus(randomUUID(), 'reserved')).toBeUndefined();
+
+      expect(await store.orders.markNotified(order.order_id, '2024-06-01T10:00:00Z')).toBe(true);
+      expect((await store.orders.get(order.order_id))?.notified_at).toBe('2024-06-01T10:00:00.000Z');
+      expect(await store.orders.markNotified(randomUUID())).toBe(false);
+    });
+  });
+
+  describe('inbox', () => {
+    it('lets a consumer claim a message id once; another consumer claims it independently', async () => {
+      const messageId = randomUUID();
+      expect(await store.inbox.claim('inventory', messageId)).toBe(true);
+      expect(await store.inbox.claim('inventory', messageId)).toBe(false);
+      expect(await store.inbox.claim('notification', messageId)).toBe(true);
+    });
+
+    it('releases the claim when the transaction rolls back, together with its writes', async () => {
+      const messageId = randomUUID();
+      const order = newOrder();
+      await expect(
+        store.transaction(async (tx) => {
+          expect(await tx.inbox.claim('intake', messageId)).toBe(true);
+          await tx.orders.insert(order);
+          throw new Error('crash before commit');
+        }),
+      ).rejects.toThrow('crash before commit');
+      expect(await store.orders.get(order.order_id)).toBeUndefined();
+
+      const committed = await store.transaction(async (tx) => {
+        if (!(await tx.inbox.claim('intake', messageId))) return false;
+        await tx.orders.insert(order);
+        return true;
+      });
+      expect(committed).toBe(true);
+      expect(await store.orders.get(order.order_id)).toBeDefined();
+      expect(await store.inbox.claim('intake', messageId)).toBe(false);
+    });
+
+    it('gives a message to exactly one of many concurrent claimers on separate connections', async () => {
+      const other = await openStore(options);
+      try {
+        const messageId = randomUUID();
+        const claims = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            (i % 2 ? store : other).transaction((tx) => tx.inbox.claim('inventory', messageId)),
+          ),
+        );
+        expect(claims.filter(Boolean)).toHaveLength(1);
+      } finally {
+        await other.close();
+      }
+    });
+  });
+
+  describe('outbox', () => {
+    it('keeps messages pending, oldest first, until published; counts failures; backlog follows', async () => {
+      // Start from an empty backlog.
+      for (let rows = await store.outbox.pending(1000); rows.length > 0; rows = await store.outbox.pending(1000)) {
+        await store.outbox.markPublished(rows.map((r) => r.id));
+      }
+      expect(await store.outbox.backlog()).toBe(0);
+
+      const events = [randomUUID(), randomUUID(), randomUUID()].map((event_id, i) => ({
+        event_id,
+        exchange: 'orders',
+        routing_key: 'order.placed',
+        body: { event_id, event_type: 'OrderPlaced', quantity: i + 1 },
+        properties: { messageId: event_id, contentType: 'application/json', deliveryMode: 2 },
+      }));
+      const order = newOrder();
+      await store.transaction(async (tx) => {
+        await tx.orders.insert(order);
+        await tx.outbox.add(events);
+        await tx.outbox.add([events[0]!]); // the same event again is kept once
+      });
+      await expect(
+        store.transaction(async (tx) => {
+          await tx.outbox.add([{ ...events[0]!, event_id: randomUUID() }]);
+          throw new Error('rolled back');
+        }),
+      ).rejects.toThrow('rolled back');
+      expect(await store.outbox.backlog()).toBe(3);
+
+      const pending = await store.outbox.pending(10);
+      expect(pending.map((p) => p.event_id)).toEqual(events.map((e) => e.event_id));
+      expect(pending.every((p, i) => i === 0 || p.id > pending[i - 1]!.id)).toBe(true);
+      expect(typeof pending[0]!.id).toBe('number');
+      expect(JSON.parse(pending[1]!.body)).toEqual(events[1]!.body);
+      expect(pending[1]!.properties).toEqual(events[1]!.properties);
+      expect(pending[0]).toMatchObject({ attempts: 0, last_error: null, exchange: 'orders', routing_key: 'order.placed' });
+      expect(await store.outbox.pending(2)).toHaveLength(2);
+
+      await store.outbox.recordFailure(pending[0]!.id, new Error('broker unreachable'));
+      await store.outbox.recordFailure(pending[0]!.id, new Error('broker unreachable'));
+      expect((await store.outbox.pending(1))[0]).toMatchObject({ attempts: 2, last_error: 'Error: broker unreachable' });
+
+      expect(await store.outbox.markPublished([pending[0]!.id, pending[2]!.id], '2024-01-01T00:00:00Z')).toBe(2);
+      expect(await store.outbox.markPublished([pending[0]!.id])).toBe(0);
+      expect(await store.outbox.backlog()).toBe(1);
+      expect((await store.outbox.pending(10)).map((p) => p.event_id)).toEqual([events[1]!.event_id]);
+    });
+  });
+
+  describe('notifications', () => {
+    it('stores exactly one notification per order event', async () => {
+      const orderId = randomUUID();
+      const eventId = randomUUID();
+      const notification = { event_id: eventId, order_id: orderId, user_id: 'ada', kind: 'reserved' as const, message: 'Reserved 1 widget' };
+      expect(await store.notifications.insert(notification)).toBe(true);
+      expect(await store.notifications.insert({ ...notification, message: 'again' })).toBe(false);
+      expect(await store.notifications.setWebhookStatus(eventId, 'sent')).toBe(true);
+
+      const stored = await store.notifications.listByOrder(orderId);
+      expect(stored).toHaveLength(1);
+      expect(stored[0]).toMatchObject({ ...notification, webhook_status: 'sent' });
+      expect(stored[0]!.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(await store.notifications.listByOrder(randomUUID())).toEqual([]);
+    });
+  });
+
+  describe('stock', () => {
+    it('seeds only missing items, reserves, refuses to oversell, tells unknown items apart, restocks', async () => {
+      const a = `item-${randomUUID()}`;
+      const b = `item-${randomUUID()}`;
+      expect(await store.stock.seed({ [a]: 5 })).toBe(1);
+      expect(await store.stock.seed({ [a]: 100, [b]: 1 })).toBe(1);
+      expect(await store.stock.get(a)).toMatchObject({ item: a, available: 5, reserved: 0 });
+
+      expect(await store.stock.reserve(a, 3)).toBe('reserved');
+      expect(await store.stock.reserve(a, 3)).toBe('out_of_stock');
+      expect(await store.stock.reserve(`item-${randomUUID()}`, 1)).toBe('unknown_item');
+      expect(await store.stock.get(a)).toMatchObject({ available: 2, reserved: 3 });
+
+      expect(await store.stock.restock(a, 4)).toMatchObject({ item: a, available: 6, reserved: 3 });
+      expect(await store.stock.reserve(a, 6)).toBe('reserved');
+      expect(await store.stock.get(a)).toMatchObject({ available: 0, reserved: 9 });
+      expect(await store.stock.restock(`${a}-new`, 2)).toMatchObject({ available: 2, reserved: 0 });
+      await expect(store.stock.restock(a, 0)).rejects.toThrow(RangeError);
+
+      await store.stock.upsert({ [a]: 10 });
+      expect(await store.stock.get(a)).toMatchObject({ available: 10, reserved: 9 });
+      expect((await store.stock.list()).map((row) => row.item)).toEqual(expect.arrayContaining([a, b, `${a}-new`]));
+    });
+
+    it('refuses, in the database itself, to store negative availability', async () => {
+      const item = `item-${randomUUID()}`;
+      await store.stock.seed({ [item]: 1 });
+      await expect(store.db.updateTable('stock').set({ available: -1 }).where('item', '=', item).execute()).rejects.toThrow();
+      expect((await store.stock.get(item))?.available).toBe(1);
+    });
+
+    it('never oversells when separate connections and a separate process race for the same item', async () => {
+      const item = `race-${randomUUID()}`;
+      const initial = 60;
+      await store.stock.seed({ [item]: initial });
+      const dir = await mkdtemp(join(tmpdir(), 'store-racer-'));
+      const other = await openStore(options);
+      try {
+        const racer = await spawnRacer(dir, options, item, 50);
+        const race = (s: Store, name: string) =>
+          Array.from({ length: 50 }, (_, i) =>
+            i % 2 === 0
+              ? s.stock.reserve(item, 1)
+              : s.transaction(async (tx) => {
+                  // Read before writing, as handlers do (see the racer).
+                  if (!(await tx.stock.get(item))) throw new Error('item vanished');
+                  await tx.inbox.claim('racer', `${name}-${i}`);
+                  return tx.stock.reserve(item, 1);
+                }),
+          );
+        racer.go();
+        const here = await Promise.all([...race(store, 'a'), ...race(other, 'b')]);
+        const child = await racer.tally();
+
+        const reserved = here.filter((r) => r === 'reserved').length + child.reserved;
+        const refused = here.filter((r) => r === 'out_of_stock').length + child.out_of_stock;
+        expect(reserved).toBe(initial);
+        expect(refused).toBe(150 - initial);
+        expect(await store.stock.get(item)).toMatchObject({ available: 0, reserved: initial });
+      } finally {
+        await other.close();
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  });
+});
+
+describe('migrate CLI', () => {
+  it('fails with one line naming the database, password hidden, when PostgreSQL cannot be reached', async () => {
+    const run = await runMigrateCli({ DATABASE_URL: 'postgres://app:s3cret@127.0.0.1:1/orders' });
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(run.stderr).toContain('postgres://app:***@127.0.0.1:1/orders');
+    expect(run.stderr).not.toContain('s3cret');
+  });
+});
