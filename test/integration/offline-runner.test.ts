@@ -1,0 +1,83 @@
+/**
+ * End to end: `serverless offline start` (osls + serverless-offline + our plugin) on a small test service,
+ * fed by messages published to the real broker.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event';
+import { openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { deleteQueues, uniqueQueue, waitFor } from '../support/runner';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const serviceDir = join(root, 'test/fixtures/offline-service');
+
+interface Recorded {
+  fn: string;
+  event: RabbitMQEvent;
+}
+
+describe('serverless offline start with the RabbitMQ trigger plugin', () => {
+  let amqp: TestAmqp;
+  let offline: ChildProcess;
+  let output = '';
+  let exited: Promise<number | null>;
+  const recordFile = join(mkdtempSync(join(tmpdir(), 'offline-e2e-')), 'records.jsonl');
+  const queue = uniqueQueue('offline-e2e');
+  const flakyQueue = uniqueQueue('offline-e2e-flaky');
+
+  const records = (): Recorded[] =>
+    existsSync(recordFile)
+      ? readFileSync(recordFile, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Recorded)
+      : [];
+
+  beforeAll(async () => {
+    amqp = await openTestAmqp();
+    offline = spawn(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
+      cwd: serviceDir,
+      env: { ...process.env, CI: 'true', RECORD_FILE: recordFile, E2E_QUEUE: queue, E2E_FLAKY_QUEUE: flakyQueue, HTTP_PORT: '3100', LAMBDA_PORT: '3102' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    offline.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    offline.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    exited = new Promise((resolve) => offline.once('exit', (code) => resolve(code)));
+    await waitFor(() => (output.match(/"message":"consuming"/g) ?? []).length === 2, `both triggers to consume. Output so far:\n${output}`, 60_000);
+  }, 90_000);
+
+  afterAll(async () => {
+    if (offline.exitCode === null) offline.kill('SIGKILL');
+    await deleteQueues(amqp, [queue, flakyQueue]);
+    await amqp.close();
+  });
+
+  it('feeds a published message to the queue function as an aws:rmq event', async () => {
+    amqp.channel.sendToQueue(queue, Buffer.from('{"order_id":"o-1"}'), { messageId: 'e2e-1', contentType: 'application/json' });
+    await waitFor(() => records().some((r) => r.fn === 'recorder'), 'the recorder function to be invoked', 20_000);
+    const [record] = records().filter((r) => r.fn === 'recorder');
+    expect(record!.event.eventSource).toBe('aws:rmq');
+    const [decoded] = decodeRabbitMQEvent(record!.event);
+    expect(decoded!.queue).toBe(queue);
+    expect(decoded!.body.toString()).toBe('{"order_id":"o-1"}');
+    expect(decoded!.properties.messageId).toBe('e2e-1');
+  });
+
+  it('treats a handler error reported by serverless-offline as a throw: the batch comes back', async () => {
+    amqp.channel.sendToQueue(flakyQueue, Buffer.from('try me'), { messageId: 'e2e-2' });
+    await waitFor(() => records().filter((r) => r.fn === 'flaky').length >= 2, 'the flaky function to be retried', 20_000);
+    const [first, second] = records().filter((r) => r.fn === 'flaky');
+    expect(decodeRabbitMQEvent(first!.event)[0]!.redelivered).toBe(false);
+    expect(decodeRabbitMQEvent(second!.event)[0]!.redelivered).toBe(true);
+    expect(output).toContain('invocation failed; the whole batch will be redelivered');
+  });
+
+  it('stops cleanly on SIGTERM with nothing left unacknowledged', async () => {
+    offline.kill('SIGTERM');
+    await exited;
+    expect(output).toContain('"message":"stopped"');
+    expect(await queueDepth(amqp.connection, queue)).toBe(0);
+    expect(await queueDepth(amqp.connection, flakyQueue)).toBe(0);
+  }, 30_000);
+});
