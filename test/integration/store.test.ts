@@ -4,14 +4,13 @@
  * default postgres://postgres@127.0.0.1:5432/test.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   DuplicateError,
@@ -23,60 +22,10 @@ import {
   type ReserveResult,
   type Store,
 } from '../../shared/store';
+import { postgresBackend, sqliteBackend } from '../support/databases';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const TSX = join(ROOT, 'node_modules/.bin/tsx');
-const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-/** One back end under test: where its databases live and how to make a fresh, empty one. */
-interface Backend {
-  name: 'sqlite' | 'postgres';
-  setup(): Promise<void>;
-  /** A new, empty database (SQLite file or PostgreSQL schema), as openStore options. */
-  fresh(): Promise<OpenStoreOptions>;
-  /** The same options as environment variables, for a child process running the migrate CLI. */
-  env(options: OpenStoreOptions): NodeJS.ProcessEnv;
-  teardown(): Promise<void>;
-}
-
-function sqliteBackend(): Backend {
-  let dir = '';
-  let count = 0;
-  return {
-    name: 'sqlite',
-    setup: async () => {
-      dir = await mkdtemp(join(tmpdir(), 'store-test-'));
-    },
-    // A directory that does not exist yet: the store must create it.
-    fresh: async () => ({ sqlitePath: join(dir, `db${++count}`, 'nested', 'app.sqlite') }),
-    env: (options) => ({ SQLITE_PATH: options.sqlitePath }),
-    teardown: async () => {
-      if (dir) await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-function postgresBackend(): Backend {
-  const admin = new pg.Pool({ connectionString: PG_URL, max: 2 });
-  const schemas: string[] = [];
-  return {
-    name: 'postgres',
-    setup: async () => {},
-    fresh: async () => {
-      const schema = `store_test_${randomBytes(6).toString('hex')}`;
-      await admin.query(`create schema ${schema}`);
-      schemas.push(schema);
-      const url = new URL(PG_URL);
-      url.searchParams.set('options', `-c search_path=${schema}`);
-      return { databaseUrl: url.toString() };
-    },
-    env: (options) => ({ DATABASE_URL: options.databaseUrl }),
-    teardown: async () => {
-      for (const schema of schemas) await admin.query(`drop schema if exists ${schema} cascade`);
-      await admin.end();
-    },
-  };
-}
 
 function newOrder(overrides: Partial<NewOrder> = {}): NewOrder {
   return { order_id: randomUUID(), user_id: 'user-1', item: 'widget', quantity: 1, ...overrides };
