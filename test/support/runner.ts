@@ -44,10 +44,10 @@ export class LogCapture extends Writable {
 export function testRunner(
   triggers: TriggerDefinition[],
   handlers: Record<string, TestHandler>,
-  options: { concurrency?: number } = {},
+  options: { concurrency?: number; env?: NodeJS.ProcessEnv; logs?: LogCapture } = {},
 ): { runner: Runner; logs: LogCapture } {
-  const logs = new LogCapture();
-  const config = loadConfig({ AMQP_URL, RETRY_DELAYS_MS: '1000,10000,60000' });
+  const logs = options.logs ?? new LogCapture();
+  const config = loadConfig({ AMQP_URL, RETRY_DELAYS_MS: '1000,10000,60000', ...options.env });
   const runner = new Runner({
     config,
     triggers,
@@ -57,7 +57,7 @@ export function testRunner(
       return handler;
     }),
     logger: createLogger({ level: 'debug', destination: logs }),
-    ...options,
+    ...(options.concurrency ? { concurrency: options.concurrency } : {}),
   });
   return { runner, logs };
 }

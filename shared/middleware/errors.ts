@@ -1,0 +1,65 @@
+/**
+ * How a failed record is classified. Permanent failures go to the queue's DLQ at once; transient ones are
+ * retried with growing delay. Throw a PermanentError subclass from a domain step to say "retrying won't help".
+ */
+
+/** A failure that no retry will fix: the message goes straight to its DLQ. */
+export class PermanentError extends Error {
+  override readonly name: string = 'PermanentError';
+  readonly permanent = true;
+}
+
+/** A failure worth retrying later (the default for any error that does not say otherwise). */
+export class TransientError extends Error {
+  override readonly name: string = 'TransientError';
+  readonly permanent = false;
+}
+
+/** The body is not valid JSON (or not UTF-8 text). */
+export class MalformedMessageError extends PermanentError {
+  override readonly name = 'MalformedMessageError';
+}
+
+/** The body is JSON but breaks the event's schema; `issues` names the fields. */
+export class SchemaViolationError extends PermanentError {
+  override readonly name = 'SchemaViolationError';
+  constructor(
+    message: string,
+    readonly issues: ReadonlyArray<{ path: string; message: string }>,
+  ) {
+    super(message);
+  }
+}
+
+/** The `event_type` is not one this function handles. */
+export class UnknownEventTypeError extends PermanentError {
+  override readonly name = 'UnknownEventTypeError';
+}
+
+/** The message has no `messageId`, so it cannot be processed exactly once. */
+export class MissingMessageIdError extends PermanentError {
+  override readonly name = 'MissingMessageIdError';
+}
+
+/** Could not put a failed message somewhere safe (retry or DLQ publish not confirmed): fail the batch. */
+export class DeadLetterPublishError extends Error {
+  override readonly name = 'DeadLetterPublishError';
+}
+
+export type ErrorClass = 'permanent' | 'transient';
+
+/** Errors from libraries that are permanent by nature, by name; everything unknown is transient. */
+const PERMANENT_BY_NAME: Readonly<Record<string, true>> = {
+  SyntaxError: true,
+  ZodError: true,
+  InvalidRabbitMQEventError: true,
+};
+
+export function classifyError(error: unknown): ErrorClass {
+  if (error && typeof error === 'object') {
+    const flag = (error as { permanent?: unknown }).permanent;
+    if (typeof flag === 'boolean') return flag ? 'permanent' : 'transient';
+    if (PERMANENT_BY_NAME[(error as Error).name]) return 'permanent';
+  }
+  return 'transient';
+}

@@ -1,0 +1,104 @@
+/**
+ * Poison messages: per-record middleware that decides what happens to a record that failed, so that it
+ * never fails the whole batch. Permanent errors (unparseable body, schema violation, unknown event type, a
+ * domain error marked permanent) go to the queue's DLQ at once; transient ones are republished through the
+ * retry exchange with a growing delay (the work queue is never held up), and dead-lettered after the last
+ * attempt. Both publishes are confirmed before the record counts as handled; if that is not possible the
+ * middleware rethrows, the batch fails and the broker redelivers it (idempotency makes that safe).
+ *
+ * A dead-lettered message keeps its body and properties and gains headers naming the error class, error,
+ * first-failure time, attempts and original queue.
+ *
+ *   middy(recordHandler).use(poisonMessages({ publisher, retryDelaysMs: [1000, 10000, 60000] }))
+ */
+import type middy from '@middy/core';
+import type { Options } from 'amqplib';
+import { EXCHANGES, RETRY_DELAY_HEADER, type Publisher } from '../messaging';
+import { classifyError, DeadLetterPublishError } from './errors';
+import { ATTEMPT_HEADER, type QueueRecord, type RecordContext, type RecordOutcome } from './types';
+
+/** Headers this middleware adds to retried and dead-lettered messages. */
+export const FAILURE_HEADERS = {
+  errorClass: 'x-error-class',
+  errorName: 'x-error-name',
+  errorMessage: 'x-error-message',
+  firstFailedAt: 'x-first-failed-at',
+  lastFailedAt: 'x-last-failed-at',
+  attempts: 'x-attempts',
+  originalQueue: 'x-original-queue',
+} as const;
+
+export interface PoisonMessageOptions {
+  /** Publisher (confirms + mandatory), or a function returning it. */
+  publisher: Publisher | (() => Publisher);
+  /** Delay before each retry, in ms; its length is the number of retries (default 1 s, 10 s, 60 s). */
+  retryDelaysMs?: readonly number[];
+  /** Longest error message kept in a header (default 1000 characters). */
+  maxErrorLength?: number;
+}
+
+const defaults = { retryDelaysMs: [1_000, 10_000, 60_000], maxErrorLength: 1_000 };
+
+/** The properties a copy of the message keeps. userId must match the publishing connection, so it moves to a header. */
+function copyProperties(record: QueueRecord, headers: Record<string, unknown>): Options.Publish {
+  const { contentType, contentEncoding, priority, correlationId, replyTo, messageId, timestamp, type, appId, userId } = record.properties;
+  return {
+    contentType,
+    contentEncoding,
+    persistent: true,
+    priority,
+    correlationId,
+    replyTo,
+    messageId,
+    timestamp,
+    type,
+    appId,
+    headers: { ...headers, ...(userId ? { 'x-original-user-id': userId } : {}) },
+  };
+}
+
+type Request = middy.Request<QueueRecord<unknown>, unknown, Error, RecordContext>;
+
+export function poisonMessages<T = unknown>(options: PoisonMessageOptions): middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext> {
+  const { retryDelaysMs, maxErrorLength } = { ...defaults, ...options };
+  const publisher = () => (typeof options.publisher === 'function' ? options.publisher() : options.publisher);
+
+  // Runs for any failure of the record, whether or not an earlier `before` ran: it only reads the record.
+  const onError = async (request: Request): Promise<void> => {
+    const record = request.event;
+    const error = request.error ?? new Error('unknown failure');
+    const errorClass = classifyError(error);
+    const now = new Date().toISOString();
+    const message = String(error.message ?? error).slice(0, maxErrorLength);
+    const failure = {
+      [FAILURE_HEADERS.errorClass]: errorClass,
+      [FAILURE_HEADERS.errorName]: error.name ?? 'Error',
+      [FAILURE_HEADERS.errorMessage]: message,
+      [FAILURE_HEADERS.firstFailedAt]: String(record.headers[FAILURE_HEADERS.firstFailedAt] ?? now),
+      [FAILURE_HEADERS.lastFailedAt]: now,
+      [FAILURE_HEADERS.attempts]: record.attempt,
+      [FAILURE_HEADERS.originalQueue]: String(record.headers[FAILURE_HEADERS.originalQueue] ?? record.queue),
+    };
+    const delayMs = errorClass === 'transient' ? retryDelaysMs[record.attempt - 1] : undefined;
+    const retry = delayMs !== undefined;
+    const headers = { ...record.headers, ...failure, ...(retry ? { [ATTEMPT_HEADER]: record.attempt + 1, [RETRY_DELAY_HEADER]: delayMs } : {}) };
+    // Retries go back to the queue the message came from; dead letters to that queue's DLQ (dlx, keyed by queue).
+    const target = retry
+      ? { exchange: EXCHANGES.retry, routingKey: record.queue }
+      : { exchange: EXCHANGES.deadLetter, routingKey: String(failure[FAILURE_HEADERS.originalQueue]) };
+    try {
+      await publisher().publish({ ...target, body: record.body, options: copyProperties(record, headers) });
+    } catch (publishError) {
+      throw new DeadLetterPublishError(
+        `Could not ${retry ? 'schedule a retry for' : 'dead-letter'} message ${record.messageId ?? '(no id)'}: ${(publishError as Error).message}`,
+        { cause: error },
+      );
+    }
+    const outcome: RecordOutcome = retry
+      ? { outcome: 'retried', nextAttempt: record.attempt + 1, delayMs, error: `${error.name}: ${message}` }
+      : { outcome: 'dead-lettered', errorClass, error: `${error.name}: ${message}` };
+    request.response = outcome;
+  };
+
+  return { onError } as middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext>;
+}

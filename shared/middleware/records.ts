@@ -1,0 +1,93 @@
+/**
+ * Records: the batch-level middleware that decodes the `aws:rmq` event into QueueRecords, and
+ * `forEachRecord`, the base handler that runs a per-record pipeline for each of them in order, so one
+ * record's failure does not fail the others. Only an error the per-record pipeline could not make safe
+ * (a dead letter that was not confirmed) escapes and fails the batch, so that the broker redelivers it.
+ *
+ *   middy<RabbitMQEvent>().use(rabbitmqRecords()).handler(forEachRecord(perRecordPipeline))
+ */
+import type middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { decodeRabbitMQEvent, type RabbitMQEvent } from '../rmq-event';
+import { logger as rootLogger, type Logger } from '../logging';
+import { ATTEMPT_HEADER, type BatchReport, type QueueRecord, type RecordOutcome } from './types';
+
+/** What the base handler receives once `rabbitmqRecords` has run. */
+export interface DecodedBatch {
+  source: RabbitMQEvent;
+  records: QueueRecord[];
+}
+
+/** Reads the attempt header; anything missing or odd counts as a first delivery. */
+export function attemptOf(headers: Record<string, unknown> | undefined): number {
+  const value = Number(headers?.[ATTEMPT_HEADER]);
+  return Number.isInteger(value) && value >= 1 ? value : 1;
+}
+
+/** Decodes the `aws:rmq` event (throws InvalidRabbitMQEventError for one that is not). */
+export function toQueueRecords(event: unknown): QueueRecord[] {
+  return decodeRabbitMQEvent(event).map((record, index) => ({
+    index,
+    queue: record.queue,
+    vhost: record.vhost,
+    redelivered: record.redelivered,
+    attempt: attemptOf(record.properties.headers),
+    messageId: record.properties.messageId,
+    correlationId: record.properties.correlationId,
+    properties: record.properties,
+    headers: record.properties.headers ?? {},
+    body: record.body,
+    payload: undefined,
+  }));
+}
+
+/** Middleware: replaces the raw `aws:rmq` event with the decoded batch. */
+export function rabbitmqRecords(): middy.MiddlewareObj<RabbitMQEvent, unknown> {
+  return {
+    before: (request) => {
+      const source = request.event;
+      (request as { event: unknown }).event = { source, records: toQueueRecords(source) } satisfies DecodedBatch;
+    },
+  };
+}
+
+/** A per-record pipeline: a middy instance of the record middlewares around a record handler. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the pipeline's payload type is its own business
+export type RecordPipeline = (record: QueueRecord<any>, context: any, options: { signal: AbortSignal }) => Promise<unknown>;
+
+/**
+ * Base handler: runs `pipeline` for each record in delivery order and reports the outcomes. Typed on the
+ * raw event because that is what middy's types carry; `rabbitmqRecords` has replaced it by the time it runs.
+ */
+export function forEachRecord(pipeline: RecordPipeline) {
+  return async (event: RabbitMQEvent, context: Context & { logger?: Logger }): Promise<BatchReport> => {
+    const batch = event as unknown as DecodedBatch;
+    const report: BatchReport = { records: batch.records.length, processed: 0, duplicates: 0, retried: 0, deadLettered: 0 };
+    const counters: Record<RecordOutcome['outcome'], keyof BatchReport> = {
+      processed: 'processed',
+      duplicate: 'duplicates',
+      retried: 'retried',
+      'dead-lettered': 'deadLettered',
+    };
+    const base = context.logger ?? rootLogger();
+    for (const record of batch.records) {
+      const logger = base.child({
+        messageId: record.messageId,
+        queue: record.queue,
+        attempt: record.attempt,
+        correlationId: record.correlationId,
+      });
+      const started = performance.now();
+      const result = (await pipeline(record, Object.assign(Object.create(context) as Context, { logger }), {
+        signal: new AbortController().signal,
+      })) as RecordOutcome;
+      report[counters[result.outcome]]++;
+      const { outcome, ...details } = result;
+      logger[outcome === 'processed' || outcome === 'duplicate' ? 'info' : 'warn'](
+        { outcome, ...details, durationMs: Math.round((performance.now() - started) * 10) / 10 },
+        'record handled',
+      );
+    }
+    return report;
+  };
+}

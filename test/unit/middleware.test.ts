@@ -1,0 +1,97 @@
+import middy from '@middy/core';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createLogger } from '../../shared/logging';
+import {
+  attemptOf,
+  classifyError,
+  idempotency,
+  MalformedMessageError,
+  parseBody,
+  PermanentError,
+  SchemaViolationError,
+  structuredLogging,
+  TransientError,
+  UnknownEventTypeError,
+  type QueueRecord,
+} from '../../shared/middleware';
+import { LogCapture } from '../support/runner';
+
+const record = (body: string, overrides: Partial<QueueRecord> = {}): QueueRecord => ({
+  index: 0,
+  queue: 'q',
+  vhost: '/',
+  redelivered: false,
+  attempt: 1,
+  messageId: 'm-1',
+  correlationId: undefined,
+  properties: {},
+  headers: {},
+  body: Buffer.from(body),
+  payload: undefined,
+  ...overrides,
+});
+
+describe('error classification', () => {
+  it('treats marked errors by their mark, library parse errors as permanent, and anything else as transient', () => {
+    expect(classifyError(new MalformedMessageError('x'))).toBe('permanent');
+    expect(classifyError(new (class extends PermanentError {})('domain rule'))).toBe('permanent');
+    expect(classifyError(new TransientError('later'))).toBe('transient');
+    expect(classifyError(new SyntaxError('bad json'))).toBe('permanent');
+    expect(classifyError(new Error('connection reset'))).toBe('transient');
+    expect(classifyError('a string')).toBe('transient');
+  });
+
+  it('reads the attempt header, counting anything odd as a first delivery', () => {
+    expect(attemptOf({ 'x-attempt': 3 })).toBe(3);
+    expect(attemptOf({ 'x-attempt': 'nonsense' })).toBe(1);
+    expect(attemptOf({ 'x-attempt': 0 })).toBe(1);
+    expect(attemptOf(undefined)).toBe(1);
+  });
+});
+
+describe('parseBody', () => {
+  const schema = z.object({ event_type: z.literal('Ping'), n: z.number().int() });
+  const run = (body: string) => {
+    const handler = middy<QueueRecord<z.infer<typeof schema>>>()
+      .use(parseBody({ schema, eventTypes: ['Ping'] }) as middy.MiddlewareObj<QueueRecord<z.infer<typeof schema>>>)
+      .handler(async (r) => r.payload);
+    return handler(record(body) as QueueRecord<z.infer<typeof schema>>, {} as never);
+  };
+
+  it('gives the handler the typed payload', async () => {
+    await expect(run('{"event_type":"Ping","n":4}')).resolves.toEqual({ event_type: 'Ping', n: 4 });
+  });
+
+  it('names what is wrong: bad JSON, unknown event type, the field that breaks the schema', async () => {
+    await expect(run('{nope')).rejects.toBeInstanceOf(MalformedMessageError);
+    await expect(run('{"event_type":"Pong"}')).rejects.toThrow(UnknownEventTypeError);
+    const error = (await run('{"event_type":"Ping","n":"four"}').then(
+      () => undefined,
+      (e: unknown) => e as SchemaViolationError,
+    ))!;
+    expect(error).toBeInstanceOf(SchemaViolationError);
+    expect(error.issues.map((issue) => issue.path)).toEqual(['n']);
+  });
+});
+
+describe('onError is safe when before never ran', () => {
+  it('idempotency has nothing to roll back and lets the error through', async () => {
+    const failing = middy<QueueRecord>()
+      .use({ before: () => { throw new MalformedMessageError('before idempotency'); } })
+      .use(idempotency({ store: () => Promise.reject(new Error('store must not be opened')), consumer: 'c' }) as middy.MiddlewareObj<QueueRecord>)
+      .handler(async () => 'never');
+    await expect(failing(record('{}'), {} as never)).rejects.toBeInstanceOf(MalformedMessageError);
+  });
+
+  it('structured logging still writes the failure line', async () => {
+    const logs = new LogCapture();
+    const logger = createLogger({ level: 'info', destination: logs });
+    const failing = middy()
+      .use({ before: () => { throw new Error('earlier middleware failed'); } })
+      .use(structuredLogging({ functionName: 'f', logger }))
+      .handler(async () => 'never');
+    await expect(failing({}, {} as never)).rejects.toThrow('earlier middleware failed');
+    expect(logs.lines.at(-1)).toMatchObject({ level: 'error', function: 'f', message: 'invocation failed; the batch will be redelivered' });
+  });
+});
