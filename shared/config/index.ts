@@ -61,6 +61,20 @@ const envSchema = z.object({
   DELIVERY_LIMIT: positiveInt.default(10),
   /** Bearer token for the admin endpoints; unset means the admin endpoints answer 401. */
   ADMIN_TOKEN: z.string().trim().min(16, 'must be at least 16 characters').optional(),
+  /** Unpublished outbox rows at which POST /order answers 503 + Retry-After instead of growing the backlog. */
+  OUTBOX_BACKLOG_LIMIT: positiveInt.default(10_000),
+  /** Pause between outbox relay rounds when the last round found nothing more to send, in milliseconds. */
+  OUTBOX_RELAY_INTERVAL_MS: positiveInt.default(1_000),
+  /** How long POST /order waits for the broker's confirm before answering 202 anyway (the relay sends it later). */
+  INTAKE_PUBLISH_WAIT_MS: positiveInt.default(2_000),
+  /** Where notifications are also POSTed (JSON, with an Idempotency-Key header); unset means log and store only. */
+  WEBHOOK_URL: z
+    .string()
+    .trim()
+    .optional()
+    .refine((value) => !value || /^https?:\/\/[^\s]+$/.test(value), 'must be an http:// or https:// URL'),
+  /** How long a webhook call may take before it counts as failed (and is retried), in milliseconds. */
+  WEBHOOK_TIMEOUT_MS: positiveInt.default(5_000),
 });
 
 export type Config = Readonly<{
@@ -72,6 +86,11 @@ export type Config = Readonly<{
   retryDelaysMs: readonly number[];
   deliveryLimit: number;
   adminToken: string | undefined;
+  outboxBacklogLimit: number;
+  outboxRelayIntervalMs: number;
+  intakePublishWaitMs: number;
+  webhookUrl: string | undefined;
+  webhookTimeoutMs: number;
 }>;
 
 /** Parses configuration from `env` (process.env by default); throws ConfigError naming the bad setting. */
@@ -93,6 +112,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     retryDelaysMs: Object.freeze(e.RETRY_DELAYS_MS),
     deliveryLimit: e.DELIVERY_LIMIT,
     adminToken: e.ADMIN_TOKEN,
+    outboxBacklogLimit: e.OUTBOX_BACKLOG_LIMIT,
+    outboxRelayIntervalMs: e.OUTBOX_RELAY_INTERVAL_MS,
+    intakePublishWaitMs: e.INTAKE_PUBLISH_WAIT_MS,
+    webhookUrl: e.WEBHOOK_URL,
+    webhookTimeoutMs: e.WEBHOOK_TIMEOUT_MS,
   });
 }
 

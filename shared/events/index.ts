@@ -25,6 +25,9 @@ export const InventoryFailed = z.object({
 /** Any event of the contract, told apart by `event_type`. */
 export const DomainEvent = z.discriminatedUnion('event_type', [OrderPlaced, InventoryReserved, InventoryFailed]);
 
+/** What inventory announces about an order: the events the notification and status functions consume. */
+export const InventoryOutcome = z.discriminatedUnion('event_type', [InventoryReserved, InventoryFailed]);
+
 export type OrderPlaced = z.infer<typeof OrderPlaced>;
 export type InventoryReserved = z.infer<typeof InventoryReserved>;
 export type InventoryFailed = z.infer<typeof InventoryFailed>;

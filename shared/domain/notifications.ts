@@ -1,0 +1,51 @@
+/**
+ * Notification, the domain step: what the customer is told about an inventory outcome, stored exactly once
+ * per order event (the event id is unique in the notifications table).
+ */
+import { randomUUID } from 'node:crypto';
+import type { InventoryFailed, InventoryReserved } from '../events';
+import type { NotificationKind, Tx } from '../store';
+
+export type InventoryOutcome = InventoryReserved | InventoryFailed;
+
+export interface CustomerNotification {
+  notification_id: string;
+  event_id: string;
+  order_id: string;
+  user_id: string;
+  kind: NotificationKind;
+  message: string;
+  created_at: string;
+}
+
+const REASONS: Readonly<Record<string, string>> = {
+  out_of_stock: 'is out of stock',
+  unknown_item: 'is not in our catalog',
+};
+
+/** The message for an outcome; a pure function. */
+export function notificationFor(event: InventoryOutcome, now = new Date()): CustomerNotification {
+  const reserved = event.event_type === 'InventoryReserved';
+  const message = reserved
+    ? `Good news: ${event.quantity} x ${event.item} are reserved for your order ${event.order_id}.`
+    : `Sorry: your order ${event.order_id} could not be fulfilled because ${event.item} ${REASONS[event.reason] ?? `failed (${event.reason})`}.`;
+  return {
+    notification_id: randomUUID(),
+    event_id: event.event_id,
+    order_id: event.order_id,
+    user_id: event.user_id,
+    kind: reserved ? 'reserved' : 'rejected',
+    message,
+    created_at: now.toISOString(),
+  };
+}
+
+/**
+ * Stores the notification and stamps the order as notified (when intake has stored it); returns false when
+ * this event's notification exists already.
+ */
+export async function recordNotification(tx: Tx, notification: CustomerNotification): Promise<boolean> {
+  const stored = await tx.notifications.insert(notification);
+  if (stored) await tx.orders.markNotified(notification.order_id, notification.created_at);
+  return stored;
+}

@@ -1,0 +1,46 @@
+/**
+ * Webhook delivery: POSTs a JSON payload with an `Idempotency-Key` header. Delivery is at least once (a
+ * retry after a lost answer sends it again), so receivers dedupe on that key. Failures are classified for
+ * the poison-message middleware: a refusal (4xx other than 408/425/429) is permanent, anything else transient.
+ */
+import { PermanentError, TransientError } from '../middleware/errors';
+
+export class WebhookRejectedError extends PermanentError {
+  override readonly name = 'WebhookRejectedError';
+}
+
+export class WebhookUnavailableError extends TransientError {
+  override readonly name = 'WebhookUnavailableError';
+}
+
+export interface WebhookCall {
+  url: string;
+  payload: unknown;
+  idempotencyKey: string;
+  timeoutMs: number;
+  correlationId?: string;
+}
+
+const RETRYABLE_4XX = new Set([408, 425, 429]);
+
+export async function postWebhook(call: WebhookCall): Promise<number> {
+  let response: Response;
+  try {
+    response = await fetch(call.url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'idempotency-key': call.idempotencyKey,
+        ...(call.correlationId ? { 'x-correlation-id': call.correlationId } : {}),
+      },
+      body: JSON.stringify(call.payload),
+      signal: AbortSignal.timeout(call.timeoutMs),
+    });
+  } catch (error) {
+    throw new WebhookUnavailableError(`Webhook unreachable: ${(error as Error).message}`);
+  }
+  await response.body?.cancel().catch(() => undefined);
+  if (response.ok) return response.status;
+  const Failure = response.status < 500 && !RETRYABLE_4XX.has(response.status) ? WebhookRejectedError : WebhookUnavailableError;
+  throw new Failure(`Webhook answered HTTP ${response.status}`);
+}
