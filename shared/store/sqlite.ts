@@ -11,10 +11,14 @@
  *   SQLite itself;
  * - migrations run in one transaction (Kysely's SQLite adapter says it has no transactional DDL and takes
  *   no lock; SQLite has the first, and `begin immediate` is the second, across processes too).
+ *
+ * better-sqlite3 (a native module) is loaded on first use, not imported: deployed bundles leave it out
+ * (they use PostgreSQL), and a static import would make every function fail at load time without it.
  */
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
-import BetterSqlite3 from 'better-sqlite3';
+import type BetterSqlite3 from 'better-sqlite3';
 import {
   CompiledQuery,
   type DatabaseConnection,
@@ -29,11 +33,31 @@ import {
 /** How long a connection waits for another process's write lock before failing with SQLITE_BUSY. */
 export const BUSY_TIMEOUT_MS = 5_000;
 
+let driver: typeof BetterSqlite3 | undefined;
+
+/** better-sqlite3, loaded once; a clear error where it is not installed (a deployed bundle). */
+function loadDriver(): typeof BetterSqlite3 {
+  if (driver) return driver;
+  try {
+    // Not a bare `require`, so bundlers leave the load to run time instead of resolving it at build time.
+    const load = createRequire(import.meta.url);
+    driver = load('better-sqlite3') as typeof BetterSqlite3;
+    return driver;
+  } catch (error) {
+    throw new Error(
+      `SQLite needs the better-sqlite3 package, which is not available here (${(error as Error).message.split('\n')[0]}). ` +
+        'Deployed functions leave it out: set DATABASE_URL to a PostgreSQL database.',
+      { cause: error },
+    );
+  }
+}
+
 /** Opens (creating if needed) the database file at `path` with the pragmas the store relies on. */
 export function openSqliteFile(path: string): BetterSqlite3.Database {
   const inMemory = path === ':memory:';
+  const Database = loadDriver();
   if (!inMemory) mkdirSync(dirname(resolve(path)), { recursive: true });
-  const db = new BetterSqlite3(path);
+  const db = new Database(path);
   try {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     if (!inMemory) db.pragma('journal_mode = WAL');
