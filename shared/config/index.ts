@@ -75,6 +75,18 @@ const envSchema = z.object({
     .refine((value) => !value || /^https?:\/\/[^\s]+$/.test(value), 'must be an http:// or https:// URL'),
   /** How long a webhook call may take before it counts as failed (and is retried), in milliseconds. */
   WEBHOOK_TIMEOUT_MS: positiveInt.default(5_000),
+  /** DLQ reprocessor: redrives of one message after which it is parked in `parking-lot` instead of redriven again. */
+  DLQ_MAX_REDRIVES: positiveInt.default(3),
+  /** DLQ reprocessor: messages a redrive moves at most, unless the request asks for another limit. */
+  DLQ_REDRIVE_LIMIT: positiveInt.default(100),
+  /** DLQ reprocessor: messages per second a redrive publishes at most, unless the request asks for another rate. */
+  DLQ_REDRIVE_RATE: positiveInt.default(10),
+  /** DLQ reprocessor: messages one redrive examines at most (skipped ones are held unacknowledged until it ends). */
+  DLQ_SCAN_LIMIT: positiveInt.default(10_000),
+  /** DLQ reprocessor: messages shown per DLQ by `GET /dlq` and `dlq list`. */
+  DLQ_SAMPLE_SIZE: z.coerce.number().int().min(0).max(100).default(5),
+  /** DLQ reprocessor: characters of each sampled body shown (personal fields masked); 0 shows none. */
+  DLQ_PREVIEW_CHARS: z.coerce.number().int().min(0).max(10_000).default(120),
 });
 
 export type Config = Readonly<{
@@ -91,6 +103,12 @@ export type Config = Readonly<{
   intakePublishWaitMs: number;
   webhookUrl: string | undefined;
   webhookTimeoutMs: number;
+  dlqMaxRedrives: number;
+  dlqRedriveLimit: number;
+  dlqRedriveRate: number;
+  dlqScanLimit: number;
+  dlqSampleSize: number;
+  dlqPreviewChars: number;
 }>;
 
 /** Parses configuration from `env` (process.env by default); throws ConfigError naming the bad setting. */
@@ -117,6 +135,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     intakePublishWaitMs: e.INTAKE_PUBLISH_WAIT_MS,
     webhookUrl: e.WEBHOOK_URL,
     webhookTimeoutMs: e.WEBHOOK_TIMEOUT_MS,
+    dlqMaxRedrives: e.DLQ_MAX_REDRIVES,
+    dlqRedriveLimit: e.DLQ_REDRIVE_LIMIT,
+    dlqRedriveRate: e.DLQ_REDRIVE_RATE,
+    dlqScanLimit: e.DLQ_SCAN_LIMIT,
+    dlqSampleSize: e.DLQ_SAMPLE_SIZE,
+    dlqPreviewChars: e.DLQ_PREVIEW_CHARS,
   });
 }
 
