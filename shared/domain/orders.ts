@@ -1,0 +1,200 @@
+/**
+ * Orders, the domain step of order intake: plain functions over the store, testable without Lambda, AMQP
+ * or HTTP. `placeOrder` stores the order and its `OrderPlaced` outbox row in one transaction; publishing is
+ * the outbox relay's job (shared/outbox).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { eventProperties, newEvent, OrderPlaced, ROUTES } from '../events';
+import { DEFAULT_PAGE_SIZE, DuplicateError, InvalidCursorError, MAX_PAGE_SIZE, type Order, type OrderPage, type Store } from '../store';
+
+/** The service name on every message intake emits (AMQP `appId`). */
+export const INTAKE_APP_ID = 'order-intake';
+
+/** The body of POST /order. Unknown fields are refused, so a misspelt field is named instead of ignored. */
+export const PlaceOrderRequest = OrderPlaced.pick({ user_id: true, item: true, quantity: true }).strict();
+export type PlaceOrderRequest = z.infer<typeof PlaceOrderRequest>;
+
+/** The query of GET /orders. */
+const limitMessage = `must be an integer from 1 to ${MAX_PAGE_SIZE}`;
+export const ListOrdersQuery = z.object({
+  limit: z.coerce
+    .number({ error: limitMessage })
+    .int(limitMessage)
+    .min(1, limitMessage)
+    .max(MAX_PAGE_SIZE, limitMessage)
+    .default(DEFAULT_PAGE_SIZE),
+  cursor: z.string().min(1).max(500).optional(),
+});
+
+/** An order id as it appears in a path. */
+export const OrderId = z.uuid('must be a UUID');
+
+/** One problem with the input, by field name (`body` when the whole body is wrong). */
+export interface FieldIssue {
+  field: string;
+  message: string;
+}
+
+/** The input is malformed; `issues` names each bad field. */
+export class ValidationError extends Error {
+  override readonly name = 'ValidationError';
+  constructor(readonly issues: readonly FieldIssue[]) {
+    super(issues.map((issue) => `${issue.field}: ${issue.message}`).join('; ') || 'Invalid input');
+  }
+}
+
+/** The Idempotency-Key was used before with another request body. */
+export class IdempotencyConflictError extends Error {
+  override readonly name = 'IdempotencyConflictError';
+  constructor(readonly idempotencyKey: string) {
+    super('This Idempotency-Key was already used with a different request body');
+  }
+}
+
+export class OrderNotFoundError extends Error {
+  override readonly name = 'OrderNotFoundError';
+  constructor(readonly orderId: string) {
+    super(`No order with id ${orderId}`);
+  }
+}
+
+/** Too many events wait for the broker; intake refuses new orders until the relay catches up. */
+export class BacklogFullError extends Error {
+  override readonly name = 'BacklogFullError';
+  constructor(
+    readonly backlog: number,
+    readonly limit: number,
+  ) {
+    super(`${backlog} events are waiting to be published (limit ${limit}); try again shortly`);
+  }
+}
+
+/** Zod issues as field issues; `root` names the field of an issue about the whole value. */
+export function fieldIssues(error: z.ZodError, root = 'body'): FieldIssue[] {
+  return error.issues.flatMap((issue) => {
+    const message = issue.message.replace(/^Invalid input: /, '');
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ field: [...issue.path, key].join('.'), message: 'unknown field' }));
+    }
+    return [{ field: issue.path.length > 0 ? issue.path.join('.') : root, message }];
+  });
+}
+
+/** Parses `input` with `schema`, or throws ValidationError naming the fields. */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root = 'body'): z.infer<S> {
+  const result = schema.safeParse(input);
+  if (!result.success) throw new ValidationError(fieldIssues(result.error, root));
+  return result.data;
+}
+
+/** JSON with object keys sorted, so equal values give equal text whatever the key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** SHA-256 of the canonical JSON of a validated request: what an Idempotency-Key is bound to. */
+export const requestHash = (request: PlaceOrderRequest): string =>
+  createHash('sha256').update(canonicalJson(request)).digest('hex');
+
+export interface PlaceOrderOptions {
+  /** Carried on the order and on the event's AMQP properties. */
+  correlationId?: string;
+  /** The client's Idempotency-Key: a retry with the same body gets the first order back. */
+  idempotencyKey?: string;
+  /** Refuse (BacklogFullError) when this many events already wait to be published. */
+  backlogLimit?: number;
+  /** The order's and the event's time (default: now). */
+  now?: Date;
+}
+
+export type PlaceOrderResult =
+  | { order: Order; created: true; event: OrderPlaced }
+  | { order: Order; created: false };
+
+type OrderStore = Pick<Store, 'transaction' | 'orders' | 'outbox'>;
+
+/**
+ * Validates `input`, then stores the order (status `accepted`) and its OrderPlaced outbox row in ONE
+ * transaction. With an idempotency key already used: the first order (`created: false`) for the same
+ * body, IdempotencyConflictError for another. Throws ValidationError, BacklogFullError.
+ */
+export async function placeOrder(store: OrderStore, input: unknown, options: PlaceOrderOptions = {}): Promise<PlaceOrderResult> {
+  const request = parseInput(PlaceOrderRequest, input);
+  const hash = requestHash(request);
+  const key = options.idempotencyKey;
+  if (key) {
+    const existing = await store.orders.findByIdempotencyKey(key);
+    if (existing) return replay(existing, hash, key);
+  }
+  if (options.backlogLimit !== undefined) {
+    const backlog = await store.outbox.backlog();
+    if (backlog >= options.backlogLimit) throw new BacklogFullError(backlog, options.backlogLimit);
+  }
+
+  const now = options.now ?? new Date();
+  const event = newEvent('OrderPlaced', { ...request, order_id: randomUUID(), timestamp: now.toISOString() });
+  const route = ROUTES.OrderPlaced;
+  try {
+    const order = await store.transaction(async (tx) => {
+      const stored = await tx.orders.insert({
+        ...request,
+        order_id: event.order_id,
+        status: 'accepted',
+        correlation_id: options.correlationId ?? null,
+        idempotency_key: key ?? null,
+        request_hash: hash,
+        created_at: now,
+      });
+      await tx.outbox.add([
+        {
+          event_id: event.event_id,
+          exchange: route.exchange,
+          routing_key: route.routingKey,
+          body: event,
+          properties: eventProperties(event, INTAKE_APP_ID, options.correlationId),
+        },
+      ]);
+      return stored;
+    });
+    return { order, created: true, event };
+  } catch (error) {
+    // A concurrent request with the same key won the insert. On PostgreSQL the failed transaction is
+    // aborted, so the winner is read here, after it, not inside it.
+    if (!(error instanceof DuplicateError) || !key) throw error;
+    const winner = await store.orders.findByIdempotencyKey(key);
+    if (!winner) throw error;
+    return replay(winner, hash, key);
+  }
+}
+
+function replay(order: Order, hash: string, key: string): PlaceOrderResult {
+  if (order.request_hash !== hash) throw new IdempotencyConflictError(key);
+  return { order, created: false };
+}
+
+/** The order with this id; ValidationError for a malformed id, OrderNotFoundError for an unknown one. */
+export async function getOrder(store: Pick<Store, 'orders'>, orderId: unknown): Promise<Order> {
+  const id = parseInput(OrderId, orderId, 'order_id');
+  const order = await store.orders.get(id);
+  if (!order) throw new OrderNotFoundError(id);
+  return order;
+}
+
+/** One page of orders, newest first; ValidationError for a bad `limit` or `cursor`. */
+export async function listOrders(store: Pick<Store, 'orders'>, query: unknown): Promise<OrderPage> {
+  const { limit, cursor } = parseInput(ListOrdersQuery, query ?? {}, 'query');
+  try {
+    return await store.orders.list({ limit, cursor: cursor ?? null });
+  } catch (error) {
+    if (error instanceof InvalidCursorError) throw new ValidationError([{ field: 'cursor', message: 'not a cursor this API handed out' }]);
+    throw error;
+  }
+}

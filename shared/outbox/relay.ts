@@ -1,0 +1,102 @@
+/**
+ * The outbox relay: sends what the outbox holds, oldest first, with confirms, until nothing is pending.
+ * `publishPending` is one round; `startOutboxRelay` runs rounds in a loop for the worker, the offline
+ * process or anything else long-lived. See publish.ts for the delivery guarantee (at least once, same
+ * messageId on a re-send; consumers dedupe).
+ */
+import { PublishError, type Publisher } from '../messaging';
+import { DEFAULT_PUBLISH_TIMEOUT_MS, isInFlight, type OutboxLogger, type RelayStore, sendRow, settleRow } from './publish';
+
+export interface PublishPendingOptions {
+  /** Rows per round (default 100). */
+  limit?: number;
+  /** Leave rows younger than this alone (default 0): intake publishes its own rows right after commit. */
+  minAgeMs?: number;
+  /** Confirm wait per row (default 10 s). */
+  timeoutMs?: number;
+  logger?: OutboxLogger;
+}
+
+export interface RelayRound {
+  published: number;
+  failed: number;
+  /** Rows this round did not try: too young, or still in flight from an earlier attempt. */
+  skipped: number;
+}
+
+export const DEFAULT_RELAY_LIMIT = 100;
+
+/**
+ * One round: publishes up to `limit` pending rows, oldest first, all on one confirm channel (sent in order,
+ * confirmed together); each row is marked published after its confirm, or its failure is recorded.
+ *
+ * One bad row (e.g. an exchange that does not exist) makes the broker close the channel, which fails every
+ * row sent with it. So when the broker refused anything, the refused rows get a second try one at a time in
+ * the same round: the bad row fails alone and the others go through, instead of failing behind it forever.
+ */
+export async function publishPending(
+  store: RelayStore,
+  publisher: Publisher,
+  options: PublishPendingOptions = {},
+): Promise<RelayRound> {
+  const rows = await store.outbox.pending(options.limit ?? DEFAULT_RELAY_LIMIT);
+  const youngest = Date.now() - (options.minAgeMs ?? 0);
+  const due = rows.filter((row) => Date.parse(row.created_at) <= youngest && !isInFlight(publisher, row.event_id));
+  const timeoutMs = options.timeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
+  const errors = await Promise.all(due.map((row) => sendRow(store, publisher, row, timeoutMs)));
+  if (due.length > 1) {
+    for (const [i, row] of due.entries()) {
+      if (errors[i] instanceof PublishError) errors[i] = await sendRow(store, publisher, row, timeoutMs);
+    }
+  }
+  const outcomes = await Promise.all(due.map((row, i) => settleRow(store, row, errors[i], options.logger)));
+  const published = outcomes.filter((outcome) => outcome === 'published').length;
+  return { published, failed: outcomes.length - published, skipped: rows.length - due.length };
+}
+
+export interface OutboxRelayOptions extends PublishPendingOptions {
+  store: RelayStore;
+  publisher: Publisher;
+  /** Pause after a round that emptied the outbox or failed (default 1 s; config: OUTBOX_RELAY_INTERVAL_MS). A full round is followed at once. */
+  intervalMs?: number;
+}
+
+/** Stops the loop; resolves once the round under way (if any) has finished. */
+export type StopRelay = () => Promise<void>;
+
+/** Default age below which the loop leaves a row to intake's own publish, to avoid sending it twice. */
+export const DEFAULT_RELAY_MIN_AGE_MS = 1_000;
+
+/** Starts the relay loop. A round that throws (database down) is logged and retried after `intervalMs`. */
+export function startOutboxRelay(options: OutboxRelayOptions): StopRelay {
+  const { store, publisher, intervalMs = 1_000, limit = DEFAULT_RELAY_LIMIT, minAgeMs = DEFAULT_RELAY_MIN_AGE_MS, ...rest } = options;
+  const { logger } = rest;
+  const roundOptions: PublishPendingOptions = { ...rest, limit, minAgeMs };
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let current: Promise<void> = Promise.resolve();
+
+  const round = async (): Promise<void> => {
+    let again = false;
+    try {
+      const result = await publishPending(store, publisher, roundOptions);
+      if (result.published > 0 || result.failed > 0) logger?.info({ ...result }, 'outbox relay round');
+      again = result.published === limit;
+    } catch (error) {
+      logger?.error({ err: error }, 'outbox relay round failed');
+    }
+    if (!stopped) schedule(again ? 0 : intervalMs);
+  };
+  const schedule = (delayMs: number) => {
+    timer = setTimeout(() => {
+      current = round();
+    }, delayMs);
+  };
+
+  schedule(0);
+  return async () => {
+    stopped = true;
+    clearTimeout(timer);
+    await current;
+  };
+}

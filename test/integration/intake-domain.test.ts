@@ -1,0 +1,113 @@
+/**
+ * The domain step of intake, `placeOrder` and friends, as plain functions over a real store (SQLite file
+ * and PostgreSQL schema): no Lambda, no HTTP, no broker.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  BacklogFullError,
+  getOrder,
+  IdempotencyConflictError,
+  INTAKE_APP_ID,
+  listOrders,
+  OrderNotFoundError,
+  placeOrder,
+  ValidationError,
+} from '../../shared/domain/orders';
+import { eventProperties, OrderPlaced, ROUTES } from '../../shared/events';
+import { openStore, type Store } from '../../shared/store';
+import { backends } from '../support/databases';
+
+const input = { user_id: 'user-1', item: 'widget', quantity: 3 };
+
+describe.each(backends())('placeOrder on $name', (backend) => {
+  const stores: Store[] = [];
+  afterEach(async () => {
+    for (const store of stores.splice(0)) await store.close();
+  });
+  beforeAll(() => backend.setup());
+  afterAll(() => backend.teardown());
+
+  async function fresh(): Promise<Store> {
+    const store = await openStore(await backend.fresh());
+    stores.push(store);
+    return store;
+  }
+
+  it('stores the accepted order and its OrderPlaced outbox row, as the contract has them', async () => {
+    const store = await fresh();
+    const now = new Date('2025-03-10T12:00:00.000Z');
+    const result = await placeOrder(store, input, { correlationId: 'corr-1', now });
+    if (!result.created) throw new Error('expected a new order');
+    const { order, event } = result;
+
+    expect(order).toMatchObject({ ...input, status: 'accepted', correlation_id: 'corr-1', created_at: now.toISOString() });
+    expect(OrderPlaced.parse(event)).toEqual({ ...input, event_type: 'OrderPlaced', event_id: event.event_id, order_id: order.order_id, timestamp: now.toISOString() });
+    expect(await store.orders.get(order.order_id)).toEqual(order);
+
+    const [row] = await store.outbox.pending();
+    expect(row).toMatchObject({ event_id: event.event_id, exchange: ROUTES.OrderPlaced.exchange, routing_key: ROUTES.OrderPlaced.routingKey });
+    expect(JSON.parse(row!.body)).toEqual(event);
+    expect(row!.properties).toEqual(eventProperties(event, INTAKE_APP_ID, 'corr-1'));
+  });
+
+  it('stores nothing when the outbox row cannot be written (one transaction)', async () => {
+    const store = await fresh();
+    const failingOutbox = {
+      ...store,
+      orders: store.orders,
+      outbox: store.outbox,
+      transaction: <T>(fn: Parameters<Store['transaction']>[0]) =>
+        store.transaction((tx) => fn(Object.assign(Object.create(tx), { outbox: { add: () => Promise.reject(new Error('disk full')) } }))) as Promise<T>,
+    };
+    await expect(placeOrder(failingOutbox, input)).rejects.toThrow('disk full');
+    expect((await store.orders.list()).orders).toHaveLength(0);
+    expect(await store.outbox.backlog()).toBe(0);
+  });
+
+  it('returns the first order for a retried Idempotency-Key, and refuses the key with another body', async () => {
+    const store = await fresh();
+    const first = await placeOrder(store, input, { idempotencyKey: 'k-1' });
+    const again = await placeOrder(store, { quantity: 3, item: ' widget ', user_id: 'user-1' }, { idempotencyKey: 'k-1' });
+    expect(first.created).toBe(true);
+    expect(again).toEqual({ order: first.order, created: false });
+    await expect(placeOrder(store, { ...input, quantity: 4 }, { idempotencyKey: 'k-1' })).rejects.toBeInstanceOf(IdempotencyConflictError);
+    expect(await store.outbox.backlog()).toBe(1);
+  });
+
+  it('creates one order when the same key races itself (the loser re-reads after its failed transaction)', async () => {
+    const store = await fresh();
+    const results = await Promise.all(Array.from({ length: 6 }, () => placeOrder(store, input, { idempotencyKey: 'race' })));
+    expect(new Set(results.map((r) => r.order.order_id)).size).toBe(1);
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    expect(await store.outbox.backlog()).toBe(1);
+  });
+
+  it('refuses new orders at the backlog limit, naming the backlog', async () => {
+    const store = await fresh();
+    await placeOrder(store, input, { backlogLimit: 2 });
+    await placeOrder(store, input, { backlogLimit: 2 });
+    const refused = placeOrder(store, input, { backlogLimit: 2 });
+    await expect(refused).rejects.toBeInstanceOf(BacklogFullError);
+    await expect(refused).rejects.toMatchObject({ backlog: 2, limit: 2 });
+    expect((await store.orders.list()).orders).toHaveLength(2);
+  });
+
+  it('validates before storing anything', async () => {
+    const store = await fresh();
+    const refused = placeOrder(store, { user_id: 'u', item: '', quantity: 'many' });
+    await expect(refused).rejects.toBeInstanceOf(ValidationError);
+    await expect(refused).rejects.toMatchObject({ issues: [{ field: 'item' }, { field: 'quantity' }] });
+    expect(await store.outbox.backlog()).toBe(0);
+  });
+
+  it('reads one order or a page, with named errors for bad ids and cursors', async () => {
+    const store = await fresh();
+    const placed = await placeOrder(store, input);
+    expect(await getOrder(store, placed.order.order_id)).toEqual(placed.order);
+    await expect(getOrder(store, randomUUID())).rejects.toBeInstanceOf(OrderNotFoundError);
+    await expect(getOrder(store, 'nope')).rejects.toMatchObject({ issues: [{ field: 'order_id' }] });
+    expect((await listOrders(store, { limit: '5' })).orders).toEqual([placed.order]);
+    await expect(listOrders(store, { cursor: 'garbage' })).rejects.toMatchObject({ issues: [{ field: 'cursor' }] });
+  });
+});
