@@ -1,0 +1,64 @@
+/**
+ * Admin stock routes, behind the bearer token ADMIN_TOKEN (encapsulated: the token check covers only
+ * these routes). With ADMIN_TOKEN unset every admin request is refused, so admin is off by default.
+ *
+ *   GET  /admin/stock                    every item
+ *   GET  /admin/stock/{item}             one item
+ *   POST /admin/stock/{item}/restock     {quantity}: adds to what is available
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyPluginAsync } from 'fastify';
+import { z } from 'zod';
+import { parseInput } from '../domain/orders';
+import type { StockRow } from '../store';
+import { StockItemNotFoundError, UnauthorizedError } from './problem';
+
+const ItemName = z.string().trim().min(1).max(200);
+const RestockRequest = z.strictObject({ quantity: z.number().int().positive().max(1_000_000) });
+
+const digest = (value: string) => createHash('sha256').update(value).digest();
+
+/** Why a request is not authorized, or undefined when its bearer token is the admin token. */
+export function authorizationFailure(header: unknown, adminToken: string | undefined): string | undefined {
+  if (!adminToken) return 'Admin endpoints are disabled (ADMIN_TOKEN is not set)';
+  const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  if (!match) return 'Send the admin token as "Authorization: Bearer <token>"';
+  // Equal-length digests, so the comparison takes the same time whatever the token.
+  return timingSafeEqual(digest(match[1]!), digest(adminToken)) ? undefined : 'Invalid admin token';
+}
+
+const stockView = (row: StockRow) => ({
+  item: row.item,
+  available: row.available,
+  reserved: row.reserved,
+  updated_at: row.updated_at,
+});
+
+export const adminRoutes: FastifyPluginAsync = async (app) => {
+  const { config, store } = app.services;
+
+  app.addHook('onRequest', async (request) => {
+    const failure = authorizationFailure(request.headers.authorization, config.adminToken);
+    if (failure) throw new UnauthorizedError(failure);
+  });
+
+  app.get('/stock', async () => {
+    const rows = await (await store()).stock.list();
+    return { items: rows.map(stockView) };
+  });
+
+  app.get<{ Params: { item: string } }>('/stock/:item', async (request) => {
+    const item = parseInput(ItemName, request.params.item, 'item');
+    const row = await (await store()).stock.get(item);
+    if (!row) throw new StockItemNotFoundError(item);
+    return stockView(row);
+  });
+
+  app.post<{ Params: { item: string } }>('/stock/:item/restock', async (request) => {
+    const item = parseInput(ItemName, request.params.item, 'item');
+    const { quantity } = parseInput(RestockRequest, request.body);
+    const row = await (await store()).stock.restock(item, quantity);
+    request.log.info({ item, quantity, available: row.available }, 'stock restocked');
+    return stockView(row);
+  });
+};

@@ -1,0 +1,51 @@
+/**
+ * The order-intake HTTP app: fastify, built from plugins that each own one concern. Works the same through
+ * @fastify/aws-lambda (API Gateway HTTP API v2 events) and with `app.inject()`.
+ *
+ *   const app = buildApp();                                   // process-wide store and broker, opened lazily
+ *   const app = buildApp({ store, broker, publisher, config }); // tests: inject their own
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import { type Logger, logger as processLogger } from '../logging';
+import { adminRoutes } from './admin-routes';
+import { correlationPlugin } from './correlation';
+import { healthRoutes } from './health-routes';
+import { BODY_LIMIT_BYTES } from './limits';
+import { ordersRoutes } from './orders-routes';
+import { problemPlugin } from './problem-plugin';
+import { resolveServices, type ServiceOptions, servicesPlugin } from './services';
+
+export const FUNCTION_NAME = 'order-intake';
+
+export interface AppOptions extends ServiceOptions {
+  /** Default: the process logger, with `function: order-intake`. */
+  logger?: Logger;
+}
+
+export function buildApp(options: AppOptions = {}): FastifyInstance {
+  const services = resolveServices(options);
+  const app = Fastify({
+    loggerInstance: options.logger ?? processLogger().child({ function: FUNCTION_NAME }),
+    // One line per request comes from the onResponse hook below, with the correlation id.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => randomUUID(),
+    bodyLimit: BODY_LIMIT_BYTES,
+  });
+  // JSON only: a text/plain body is a 415, not a string for the schema to puzzle over.
+  app.removeContentTypeParser('text/plain');
+
+  app.register(problemPlugin);
+  app.register(servicesPlugin, { services });
+  app.register(correlationPlugin);
+  app.register(ordersRoutes);
+  app.register(healthRoutes);
+  app.register(adminRoutes, { prefix: '/admin' });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const line = { method: request.method, path: request.url.split('?')[0], statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime) };
+    if (reply.statusCode >= 500) request.log.error(line, 'request completed');
+    else request.log.info(line, 'request completed');
+  });
+  return app as unknown as FastifyInstance;
+}

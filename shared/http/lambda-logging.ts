@@ -1,0 +1,47 @@
+/**
+ * Middy middleware for the HTTP function: one log line per invocation with the Lambda and API Gateway
+ * request ids, route, status, duration and cold start; the request itself is logged by the app.
+ *
+ *   middy(awsLambdaFastify(app)).use(httpLogging({ functionName: 'order-intake' }))
+ */
+import type middy from '@middy/core';
+import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import { type Logger, logger as processLogger } from '../logging';
+
+export interface HttpLoggingOptions {
+  functionName: string;
+  /** Default: the process logger. */
+  logger?: Logger;
+}
+
+type Internal = { startedAt?: number; log?: Logger };
+type Result = { statusCode?: number } | null | undefined;
+type Request = middy.Request<APIGatewayProxyEventV2, Result, Error, Context, Internal>;
+
+let coldStart = true;
+
+export function httpLogging(options: HttpLoggingOptions): middy.MiddlewareObj<APIGatewayProxyEventV2, Result, Error, Context, Internal> {
+  const base = () => (options.logger ?? processLogger()).child({ function: options.functionName });
+  const elapsed = (request: Request) =>
+    request.internal.startedAt === undefined ? undefined : Math.round((performance.now() - request.internal.startedAt) * 10) / 10;
+
+  return {
+    before: (request: Request) => {
+      const { event, context } = request;
+      request.internal.startedAt = performance.now();
+      request.internal.log = base().child({
+        requestId: context.awsRequestId,
+        apiRequestId: event?.requestContext?.requestId,
+        routeKey: event?.routeKey,
+        coldStart,
+      });
+      coldStart = false;
+    },
+    after: (request: Request) => {
+      request.internal.log?.info({ statusCode: request.response?.statusCode, durationMs: elapsed(request) }, 'invocation finished');
+    },
+    onError: (request: Request) => {
+      (request.internal.log ?? base()).error({ err: request.error, durationMs: elapsed(request) }, 'invocation failed');
+    },
+  };
+}

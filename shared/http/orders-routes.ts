@@ -1,0 +1,93 @@
+/**
+ * Order routes: POST /order, GET /orders/{order_id}, GET /orders. Thin: read the request, call the domain
+ * step, publish the new event right after commit (bounded wait), answer.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { getOrder, ListOrdersQuery, listOrders, OrderId, PlaceOrderRequest, parseInput, placeOrder, ValidationError } from '../domain/orders';
+import { publishEvent } from '../outbox';
+import type { Order } from '../store';
+import { MAX_KEY_LENGTH } from './limits';
+
+/** What GET /orders/{id} and GET /orders show of an order. */
+export interface OrderView {
+  order_id: string;
+  user_id: string;
+  item: string;
+  quantity: number;
+  status: Order['status'];
+  reason: string | null;
+  created_at: string;
+  updated_at: string;
+  notified_at: string | null;
+}
+
+export const toOrderView = (order: Order): OrderView => ({
+  order_id: order.order_id,
+  user_id: order.user_id,
+  item: order.item,
+  quantity: order.quantity,
+  status: order.status,
+  reason: order.reason,
+  created_at: order.created_at,
+  updated_at: order.updated_at,
+  notified_at: order.notified_at,
+});
+
+/** The 202 body: the same for the first request and for any retry with the same Idempotency-Key. */
+export const acceptedBody = (order: Order) => ({
+  order_id: order.order_id,
+  status: 'accepted' as const,
+  message: 'Order accepted for processing',
+  timestamp: order.created_at,
+});
+
+const KEY = new RegExp(`^[\\x21-\\x7e]{1,${MAX_KEY_LENGTH}}$`);
+
+/** The Idempotency-Key header, if any; ValidationError when it is not 1-200 visible ASCII characters. */
+export function idempotencyKey(header: unknown): string | undefined {
+  if (header === undefined) return undefined;
+  if (typeof header === 'string' && KEY.test(header)) return header;
+  throw new ValidationError([{ field: 'Idempotency-Key', message: `must be 1 to ${MAX_KEY_LENGTH} visible ASCII characters` }]);
+}
+
+export const ordersRoutes: FastifyPluginAsync = async (app) => {
+  const { config, publisher } = app.services;
+
+  app.post('/order', async (request, reply) => {
+    // What the client sent is checked before the store is touched: a bad request is a 400 even when the
+    // database is away.
+    const key = idempotencyKey(request.headers['idempotency-key']);
+    const order = parseInput(PlaceOrderRequest, request.body);
+    const store = await app.services.store();
+    const result = await placeOrder(store, order, {
+      correlationId: request.correlationId,
+      ...(key ? { idempotencyKey: key } : {}),
+      backlogLimit: config.outboxBacklogLimit,
+    });
+    if (result.created) {
+      // The order is committed; whatever happens here, the answer is 202 and the relay sends what is left.
+      const eventId = result.event.event_id;
+      const outcome = await publishEvent(store, publisher, eventId, { timeoutMs: config.intakePublishWaitMs, logger: request.log }).catch(
+        (error: unknown) => {
+          request.log.warn({ err: error, eventId }, 'publish after commit failed; the outbox relay will send it');
+          return 'failed' as const;
+        },
+      );
+      request.log.info({ orderId: result.order.order_id, eventId, publish: outcome }, 'order accepted');
+    } else {
+      reply.header('Idempotent-Replayed', 'true');
+    }
+    return reply.code(202).header('Location', `/orders/${result.order.order_id}`).send(acceptedBody(result.order));
+  });
+
+  app.get<{ Params: { order_id: string } }>('/orders/:order_id', async (request) => {
+    const orderId = parseInput(OrderId, request.params.order_id, 'order_id');
+    return toOrderView(await getOrder(await app.services.store(), orderId));
+  });
+
+  app.get('/orders', async (request) => {
+    const query = parseInput(ListOrdersQuery, request.query ?? {}, 'query');
+    const page = await listOrders(await app.services.store(), query);
+    return { orders: page.orders.map(toOrderView), next_cursor: page.nextCursor };
+  });
+};

@@ -1,0 +1,76 @@
+/**
+ * What the routes use: the store, the broker and its publisher, the configuration. Decorated onto the app
+ * by an exposed plugin. By default each is opened lazily on first use and then reused (the Lambda handler
+ * builds one app per container, so once per process); tests inject their own. `app.close()` closes a store
+ * the app opened itself. A store that fails to open is tried
+ * again on the next request rather than cached as broken.
+ */
+import { type Config, config as processConfig } from '../config';
+import { type Broker, messaging, type Publisher } from '../messaging';
+import { openStore, type Store } from '../store';
+import { expose } from './expose';
+
+export interface Services {
+  /** The store, opened on first call. */
+  store(): Promise<Store>;
+  broker: Broker;
+  publisher: Publisher;
+  config: Config;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    services: Services;
+  }
+}
+
+export interface ServiceOptions {
+  /** A store, or how to open one (default: DATABASE_URL of `config`, else its SQLite file at SQLITE_PATH). */
+  store?: Store | (() => Promise<Store>);
+  /** Broker and publisher go together (the broker answers /health). Default: the process-wide messaging(). */
+  broker?: Broker;
+  publisher?: Publisher;
+  /** Default: the process configuration. */
+  config?: Config;
+}
+
+/** A memo of `open` that forgets a failure, so the next call tries again. */
+export function lazy<T>(open: () => Promise<T>): () => Promise<T> {
+  let pending: Promise<T> | undefined;
+  return () => {
+    pending ??= open().catch((error: unknown) => {
+      pending = undefined;
+      throw error;
+    });
+    return pending;
+  };
+}
+
+/** Services with defaults filled in; `closeOwned` closes what was opened here rather than given. */
+export function resolveServices(options: ServiceOptions): Services & { closeOwned(): Promise<void> } {
+  if (Boolean(options.broker) !== Boolean(options.publisher)) {
+    throw new TypeError('buildApp: pass broker and publisher together (or neither, for the process-wide ones)');
+  }
+  const cfg = options.config ?? processConfig();
+  const given = options.store;
+  let opened: Promise<Store> | undefined;
+  const openDefault = () => (opened = openStore(cfg.databaseUrl ? { databaseUrl: cfg.databaseUrl } : { sqlitePath: cfg.sqlitePath }));
+  const store = given === undefined ? lazy(openDefault) : typeof given === 'function' ? lazy(given) : async () => given;
+  const shared = options.publisher ? undefined : messaging();
+  return {
+    store,
+    broker: options.broker ?? shared!.broker,
+    publisher: options.publisher ?? shared!.publisher,
+    config: cfg,
+    // The process-wide broker may serve others in this process (closeMessaging() ends it); the default store is ours.
+    closeOwned: async () => {
+      await (await opened?.catch(() => undefined))?.close();
+    },
+  };
+}
+
+export const servicesPlugin = expose<{ services: ReturnType<typeof resolveServices> }>('services', async (app, options) => {
+  const { closeOwned, ...services } = options.services;
+  app.decorate('services', services);
+  app.addHook('onClose', closeOwned);
+});
