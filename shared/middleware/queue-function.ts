@@ -21,6 +21,7 @@ import type { z } from 'zod';
 import { config } from '../config';
 import type { Logger } from '../logging';
 import { messaging } from '../messaging';
+import { publishEvent } from '../outbox';
 import type { RabbitMQEvent } from '../rmq-event';
 import { openStore, type NewOutboxMessage, type Store } from '../store';
 import { idempotency } from './idempotency';
@@ -76,16 +77,8 @@ export function queueFunction<T>(options: QueueFunctionOptions<T>) {
     .handler(forEachRecord(perRecord));
 }
 
-/** Default after-commit step: publish each emitted event with confirms and mark its outbox row published. */
+/** Default after-commit step: publish each emitted event now, through the outbox's own path (confirm, then mark). */
 async function publishCommitted(rows: readonly NewOutboxMessage[], store: Store): Promise<void> {
   const { publisher } = messaging();
-  for (const row of rows) {
-    await publisher.publish({
-      exchange: row.exchange,
-      routingKey: row.routing_key,
-      body: Buffer.from(JSON.stringify(row.body)),
-      options: row.properties,
-    });
-  }
-  await store.outbox.markPublishedByEventId(rows.map((row) => row.event_id));
+  for (const row of rows) await publishEvent(store, publisher, row.event_id);
 }
