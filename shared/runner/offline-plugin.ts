@@ -4,9 +4,11 @@
  * (port 3002 by default), so its code reloading and worker isolation keep working.
  *
  * Settings (serverless.yml `custom.rabbitmqTrigger`): `concurrency` (per function, default 1 as on AWS),
- * `functions` (only these keys). The broker comes from the functions' environment (AMQP_URL / AMQP_URLS).
+ * `functions` (only these keys), `outboxRelay` (default true). The broker and database come from the
+ * functions' environment (AMQP_URL / AMQP_URLS, DATABASE_URL / SQLITE_PATH).
  */
-import { loadConfig } from '../config';
+import { loadConfig, type Config } from '../config';
+import { openStore } from '../store';
 import { createLogger } from '../logging';
 import { triggersFromFunctions } from './definitions';
 import { OfflineInvoker } from './invokers';
@@ -27,7 +29,12 @@ interface ServerlessLike {
 interface PluginSettings {
   concurrency?: number;
   functions?: string[];
+  /** Run the outbox relay in the offline process (default true), against the functions' database. */
+  outboxRelay?: boolean;
 }
+
+/** The database the functions use, from their environment. */
+const storeOptions = (config: Config) => (config.databaseUrl ? { databaseUrl: config.databaseUrl } : { sqlitePath: config.sqlitePath });
 
 export default class RabbitMQTriggerOfflinePlugin {
   readonly hooks: Record<string, () => Promise<void>>;
@@ -75,6 +82,7 @@ export default class RabbitMQTriggerOfflinePlugin {
       logger,
       concurrency: settings.concurrency ?? 1,
       connectionName: `${service.service}-offline-runner`,
+      ...(settings.outboxRelay === false ? {} : { outbox: { store: () => openStore({ ...storeOptions(config) }) } }),
     });
     // Not awaited: HTTP functions are served even while the broker is still coming up.
     this.runner.start().catch((error: unknown) => logger.error({ err: error }, 'RabbitMQ triggers failed to start'));

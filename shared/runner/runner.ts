@@ -7,6 +7,8 @@ import type { Config } from '../config';
 import { redactUrl } from '../config';
 import type { Logger } from '../logging';
 import { Broker } from '../messaging/connection';
+import { Publisher } from '../messaging/publisher';
+import { startOutboxRelay, type RelayStore, type StopRelay } from '../outbox';
 import { declareTopology, WORK_QUEUES, type WorkQueue } from '../messaging/topology';
 import { topologyOptions } from '../messaging';
 import { localEventSourceArn } from '../rmq-event';
@@ -23,6 +25,11 @@ export interface RunnerOptions {
   concurrency?: number;
   /** Name shown for the connection in the management UI. */
   connectionName?: string;
+  /**
+   * Also run the outbox relay in this process: events that could not be published right after their commit
+   * (broker down) go out from here once the broker is back. Every long-lived process should run one.
+   */
+  outbox?: { store: () => Promise<RelayStore> };
 }
 
 export class Runner {
@@ -30,6 +37,7 @@ export class Runner {
   readonly triggers: QueueTrigger[];
   private readonly log: Logger;
   private stopping: Promise<void> | undefined;
+  private stopRelay: StopRelay | undefined;
 
   constructor(private readonly options: RunnerOptions) {
     const { config, logger } = options;
@@ -69,7 +77,19 @@ export class Runner {
       { brokers: config.amqpUrls.map(redactUrl), functions: this.triggers.map((t) => `${t.definition.functionKey}<-${t.definition.queue}`) },
       'starting RabbitMQ triggers',
     );
-    await Promise.all(this.triggers.map((trigger) => trigger.start()));
+    await Promise.all([...this.triggers.map((trigger) => trigger.start()), this.startRelay()]);
+  }
+
+  private async startRelay(): Promise<void> {
+    const { outbox, config } = this.options;
+    if (!outbox || this.stopping) return;
+    const store = await outbox.store();
+    this.stopRelay = startOutboxRelay({
+      store,
+      publisher: new Publisher(this.broker),
+      intervalMs: config.outboxRelayIntervalMs,
+      logger: this.log.child({ component: 'outbox-relay' }),
+    });
   }
 
   /** Stops every trigger (finishing or returning their batches), then closes the connection. Idempotent. */
@@ -77,6 +97,7 @@ export class Runner {
     this.stopping ??= (async () => {
       this.log.info('stopping RabbitMQ triggers');
       await Promise.allSettled(this.triggers.map((trigger) => trigger.stop()));
+      await this.stopRelay?.();
       await this.broker.close();
       this.log.info('stopped');
     })();

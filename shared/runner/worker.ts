@@ -11,6 +11,7 @@ import { ConfigError, loadConfig } from '../config';
 import { createLogger } from '../logging';
 import { loadService, triggersFromFunctions, TriggerDefinitionError } from './definitions';
 import { bundledHandlerLoader, InProcessInvoker } from './invokers';
+import { openStore } from '../store';
 import { Runner } from './runner';
 
 const usage = `Usage: npm run worker -- [--functions name,name] [--concurrency N] [--stage STAGE] [--service-dir DIR]
@@ -64,6 +65,7 @@ async function main(): Promise<void> {
     logger,
     concurrency,
     connectionName: `${config.serviceName}-worker-${process.pid}`,
+    outbox: { store: () => openStore() },
   });
 
   let signals = 0;

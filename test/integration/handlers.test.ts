@@ -23,7 +23,7 @@ const context = (name: string): Context => createLambdaContext({ functionName: n
 const sqlitePath = join(mkdtempSync(join(tmpdir(), 'handlers-')), 'app.sqlite');
 process.env.SQLITE_PATH = sqlitePath;
 process.env.RETRY_DELAYS_MS = '100,200';
-process.env.LOG_LEVEL = 'warn';
+process.env.LOG_LEVEL = 'error';
 
 interface WebhookCall {
   headers: IncomingHttpHeaders;

@@ -1,11 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventProperties, newEvent } from '../../shared/events';
+import { openStore } from '../../shared/store';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event';
 import type { Runner } from '../../shared/runner';
-import { openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { getMessage, openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
 import { deleteQueues, testRunner, trigger, uniqueQueue, waitFor, type TestHandler } from '../support/runner';
 
 const awsSample = JSON.parse(
@@ -245,5 +250,24 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
     const handled = fn.bodies();
     expect(handled).toEqual(range(5)); // only the batch that had started
     expect(await queueDepth(amqp.connection, queue)).toBe(15); // the rest is back, none acked unfinished
+  });
+
+  it('runs the outbox relay: an event left unpublished is sent once the runner is up', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runner-outbox-'));
+    const store = await openStore({ sqlitePath: join(dir, 'app.sqlite') });
+    try {
+      await purgeQueues(amqp.connection, ['order-events']);
+      const event = newEvent('OrderPlaced', { order_id: randomUUID(), user_id: 'u', item: 'widget', quantity: 1 });
+      // As if intake had committed it while the broker was down.
+      await store.outbox.add([{ event_id: event.event_id, exchange: 'orders', routing_key: 'order.placed', body: event, properties: eventProperties(event, 'test') }]);
+      const queue = uniqueQueue();
+      await start([trigger(queue, { functionKey: 'idle' })], { idle: recorder().handler }, { outbox: { store: async () => store } });
+      const message = await getMessage(amqp.channel, 'order-events', 10_000);
+      expect(message.properties.messageId).toBe(event.event_id);
+      await waitFor(async () => (await store.outbox.backlog()) === 0, 'the row to be marked published');
+    } finally {
+      await Promise.all(runners.splice(0).map((runner) => runner.stop()));
+      await store.close();
+    }
   });
 });

@@ -6,7 +6,7 @@ import { loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logging';
 import { dlqName } from '../../shared/messaging';
 import type { RabbitMQEvent } from '../../shared/rmq-event';
-import { InProcessInvoker, Runner, type TriggerDefinition } from '../../shared/runner';
+import { InProcessInvoker, Runner, type RunnerOptions, type TriggerDefinition } from '../../shared/runner';
 import { AMQP_URL, type TestAmqp } from './amqp';
 
 export type TestHandler = Handler<RabbitMQEvent, unknown>;
@@ -44,7 +44,7 @@ export class LogCapture extends Writable {
 export function testRunner(
   triggers: TriggerDefinition[],
   handlers: Record<string, TestHandler>,
-  options: { concurrency?: number; env?: NodeJS.ProcessEnv; logs?: LogCapture } = {},
+  options: { concurrency?: number; env?: NodeJS.ProcessEnv; logs?: LogCapture; outbox?: RunnerOptions['outbox'] } = {},
 ): { runner: Runner; logs: LogCapture } {
   const logs = options.logs ?? new LogCapture();
   const config = loadConfig({ AMQP_URL, RETRY_DELAYS_MS: '1000,10000,60000', ...options.env });
@@ -58,6 +58,7 @@ export function testRunner(
     }),
     logger: createLogger({ level: 'debug', destination: logs }),
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
+    ...(options.outbox ? { outbox: options.outbox } : {}),
   });
   return { runner, logs };
 }
