@@ -1,0 +1,135 @@
+/**
+ * The whole system in one process, as the worker runs it: orders posted over real HTTP to the intake app,
+ * the three queue functions fed by the runner from the real broker, one SQLite file, the outbox relay.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../shared/config';
+import { createLogger } from '../../shared/logging';
+import { InProcessInvoker, loadService, Runner, triggersFromFunctions, type HandlerLoader } from '../../shared/runner';
+import { openStore, type Order, type Store } from '../../shared/store';
+import { openTestAmqp, purgeQueues, type TestAmqp } from '../support/amqp';
+import { waitFor } from '../support/runner';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const CONTRACT_QUEUES = ['order-events', 'inventory-events', 'order-status-events', 'order-events-dlq', 'inventory-events-dlq', 'order-status-events-dlq'];
+
+// Configuration is read once per process: set before anything reads it.
+const sqlitePath = join(mkdtempSync(join(tmpdir(), 'flow-')), 'app.sqlite');
+Object.assign(process.env, { SQLITE_PATH: sqlitePath, RETRY_DELAYS_MS: '200,400', LOG_LEVEL: 'error', INTAKE_PUBLISH_WAIT_MS: '300', OUTBOX_RELAY_INTERVAL_MS: '200' });
+
+describe('order flow through HTTP, the broker and every function', () => {
+  let amqp: TestAmqp;
+  let store: Store;
+  let app: FastifyInstance;
+  let runner: Runner;
+  let base: string;
+
+  const post = async (body: unknown) => {
+    const response = await fetch(`${base}/order`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const order = async (id: string) => (await (await fetch(`${base}/orders/${id}`)).json()) as Order & { notified_at: string | null };
+  const settled = (ids: string[]) =>
+    waitFor(
+      async () => (await Promise.all(ids.map(order))).every((o) => o.status !== 'accepted' && o.notified_at),
+      `orders ${ids.join(', ')} to be decided and notified`,
+      30_000,
+    );
+
+  beforeAll(async () => {
+    amqp = await openTestAmqp();
+    await purgeQueues(amqp.connection, CONTRACT_QUEUES);
+    const handlers: Record<string, { handler: unknown }> = {
+      inventoryReservation: await import('../../handlers/inventory-reservation'),
+      notification: await import('../../handlers/notification'),
+      orderStatus: await import('../../handlers/order-status'),
+    };
+    ({ app } = (await import('../../handlers/order-intake')) as { app: FastifyInstance });
+    base = await app.listen({ port: 0, host: '127.0.0.1' });
+    store = await openStore({ sqlitePath });
+
+    const service = loadService(ROOT);
+    const load: HandlerLoader = async (trigger) => handlers[trigger.functionKey]!.handler as Awaited<ReturnType<HandlerLoader>>;
+    runner = new Runner({
+      config: loadConfig(),
+      triggers: triggersFromFunctions(service.functions, service.info).map((t) => ({ ...t, maximumBatchingWindow: 0.05 })),
+      invoker: new InProcessInvoker(load),
+      logger: createLogger({ level: 'error' }),
+      outbox: { store: async () => store },
+    });
+    await runner.start();
+  }, 60_000);
+
+  afterAll(async () => {
+    await runner?.stop();
+    await app?.close();
+    await store?.close();
+    const { closeMessaging } = await import('../../shared/messaging');
+    await closeMessaging();
+    await purgeQueues(amqp.connection, CONTRACT_QUEUES);
+    await amqp.close();
+  });
+
+  it('reserves stock, notifies both outcomes and updates every order status', async () => {
+    const reserved = await post({ user_id: 'u-1', item: 'widget', quantity: 3 });
+    const outOfStock = await post({ user_id: 'u-2', item: 'doohickey', quantity: 1 });
+    const unknown = await post({ user_id: 'u-3', item: 'unobtainium', quantity: 1 });
+    for (const answer of [reserved, outOfStock, unknown]) expect(answer).toMatchObject({ status: 202, body: { status: 'accepted' } });
+    const ids = [reserved, outOfStock, unknown].map((a) => String(a.body.order_id));
+    await settled(ids);
+
+    const [a, b, c] = await Promise.all(ids.map(order));
+    expect(a).toMatchObject({ status: 'reserved' });
+    expect(b).toMatchObject({ status: 'rejected', reason: 'out_of_stock' });
+    expect(c).toMatchObject({ status: 'rejected', reason: 'unknown_item' });
+    expect(await store.stock.get('widget')).toMatchObject({ available: 97, reserved: 3 });
+    const kinds = await Promise.all(ids.map(async (id) => (await store.notifications.listByOrder(id)).map((n) => n.kind)));
+    expect(kinds).toEqual([['reserved'], ['rejected'], ['rejected']]);
+    expect(await store.outbox.backlog()).toBe(0);
+  });
+
+  it('loses no order while the broker is stopped: all are accepted, and flow on once it is back', async () => {
+    const ids: string[] = [];
+    execFileSync('rabbitmqctl', ['stop_app'], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const answer = await post({ user_id: `u-down-${i}`, item: 'gadget', quantity: 1 });
+        expect(answer.status).toBe(202);
+        ids.push(String(answer.body.order_id));
+      }
+      expect(await store.outbox.backlog()).toBeGreaterThanOrEqual(5);
+    } finally {
+      execFileSync('rabbitmqctl', ['start_app'], { stdio: 'ignore' });
+      execFileSync('rabbitmqctl', ['await_startup'], { stdio: 'ignore' });
+      amqp = await openTestAmqp(); // the test's own connection went down with the broker
+    }
+    await settled(ids);
+    for (const o of await Promise.all(ids.map(order))) expect(o.status).toBe('reserved');
+    expect(await store.stock.get('gadget')).toMatchObject({ reserved: 5 });
+    expect(await store.outbox.backlog()).toBe(0);
+  }, 90_000);
+
+  it('processes a message from a plain AMQP client that follows the contract', async () => {
+    const orderId = randomUUID();
+    await store.orders.insert({ order_id: orderId, user_id: 'u-plain', item: 'gizmo', quantity: 2 });
+    const event = { event_id: randomUUID(), event_type: 'OrderPlaced', order_id: orderId, timestamp: new Date().toISOString(), user_id: 'u-plain', item: 'gizmo', quantity: 2 };
+    const channel = await amqp.connection.createConfirmChannel();
+    channel.publish('orders', 'order.placed', Buffer.from(JSON.stringify(event)), {
+      messageId: event.event_id,
+      contentType: 'application/json',
+      persistent: true,
+      type: 'OrderPlaced',
+      correlationId: 'plain-client-1',
+    });
+    await channel.waitForConfirms();
+    await channel.close();
+    await settled([orderId]);
+    expect(await order(orderId)).toMatchObject({ status: 'reserved' });
+  });
+});
