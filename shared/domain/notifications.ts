@@ -4,19 +4,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { InventoryFailed, InventoryReserved } from '../events';
-import type { NotificationKind, Tx } from '../store';
+import type { Notification, Tx } from '../store';
 
 export type InventoryOutcome = InventoryReserved | InventoryFailed;
 
-export interface CustomerNotification {
-  notification_id: string;
-  event_id: string;
-  order_id: string;
-  user_id: string;
-  kind: NotificationKind;
-  message: string;
-  created_at: string;
-}
+/** A notification as stored, before the webhook's status is known. */
+export type CustomerNotification = Omit<Notification, 'webhook_status'>;
 
 const REASONS: Readonly<Record<string, string>> = {
   out_of_stock: 'is out of stock',
