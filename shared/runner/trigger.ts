@@ -97,6 +97,13 @@ export class QueueTrigger {
     while (this.state === 'recovering') {
       try {
         await this.openSession();
+        if (this.state !== 'recovering') {
+          // stop() came while the channel was opening: it saw no session, so close this one here.
+          const session = this.session!;
+          session.open = false;
+          await session.channel.close().catch(() => undefined);
+          return;
+        }
         this.state = 'consuming';
         this.restartDelay = this.options.restartDelayMs ?? 100;
         return;

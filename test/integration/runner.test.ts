@@ -270,4 +270,18 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
       await store.close();
     }
   });
+
+  it('stops cleanly while it still cannot reach the broker, and stays stopped', async () => {
+    const { runner, logs } = testRunner([trigger(uniqueQueue(), { functionKey: 'unreachable' })], { unreachable: recorder().handler }, {
+      env: { AMQP_URL: 'amqp://guest:guest@127.0.0.1:1' },
+    });
+    const started = runner.start();
+    await waitFor(() => logs.lines.some((l) => l.message === 'could not connect to RabbitMQ'), 'a failed connection attempt');
+    await runner.stop();
+    await started;
+    const linesAtStop = logs.lines.length;
+    await sleep(600);
+    expect(runner.triggers.map((t) => t.status)).toEqual(['stopped']);
+    expect(logs.lines.slice(linesAtStop)).toEqual([]);
+  });
 });
