@@ -1,0 +1,10 @@
+/**
+ * The DLQ reprocessor's logic, shared by the admin HTTP endpoints (handlers/dlq-reprocessor.ts) and the
+ * command (`npm run dlq`, shared/dlq/cli.ts). See reprocessor.ts for what it guarantees.
+ */
+export * from './errors';
+export * from './message';
+export * from './options';
+export * from './reprocessor';
+export { lockQueueName } from './lock';
+export { DlqReader, queueStats, type DlqReaderOptions } from './reader';

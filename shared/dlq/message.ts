@@ -1,0 +1,291 @@
+/**
+ * What a dead-lettered message says about itself, and the copies the reprocessor publishes of it.
+ *
+ * A message reaches a DLQ two ways: our poison-message middleware publishes it to `dlx` with FAILURE_HEADERS
+ * (x-error-class, x-error-name, ...), or the broker dead-letters it after the quorum delivery limit (or a
+ * reject) and adds `x-death`. Transient retries also leave `x-death` entries, with reason `expired`, from
+ * the retry queues' TTL: those are not dead-letterings into the DLQ and are ignored when classifying.
+ */
+import type { Message, Options } from 'amqplib';
+import { REDACTED_FIELDS } from '../logging';
+import { PARKING_LOT_QUEUE, RETRY_DELAY_HEADER } from '../messaging';
+import { FAILURE_HEADERS } from '../middleware/poison-messages';
+import { ATTEMPT_HEADER } from '../middleware/types';
+
+/** Headers the reprocessor adds. */
+export const REDRIVE_HEADERS = {
+  /** How many times the message has been redriven out of a DLQ. */
+  count: 'x-redrive-count',
+  redrivenAt: 'x-redriven-at',
+  redrivenFrom: 'x-redriven-from',
+  /** On a redriven copy: the failure that sent it to the DLQ (FAILURE_HEADERS renamed, see `redriveCopy`). */
+  lastErrorClass: 'x-last-error-class',
+  lastErrorName: 'x-last-error-name',
+  lastErrorMessage: 'x-last-error-message',
+  lastAttempts: 'x-last-attempts',
+  /** On a redriven copy: the broker's last dead-lettering (x-death is dropped, see `redriveCopy`). */
+  lastDeathReason: 'x-last-death-reason',
+  lastDeathQueue: 'x-last-death-queue',
+  /** On a parked message. */
+  parkedAt: 'x-parked-at',
+  parkedFrom: 'x-parked-from',
+  parkedReason: 'x-parked-reason',
+} as const;
+
+/** Why a message is in its DLQ: our middleware's class, `broker` (x-death only), or `unknown`. */
+export type DlqErrorClass = 'permanent' | 'transient' | 'broker' | 'unknown';
+export const DLQ_ERROR_CLASSES: readonly DlqErrorClass[] = ['permanent', 'transient', 'broker', 'unknown'];
+
+/** One `x-death` entry, as far as we use it. */
+export interface DeathSummary {
+  reason: string;
+  queue: string;
+  count: number;
+  /** When the broker dead-lettered it (ISO-8601), if it said. */
+  time: string | null;
+}
+
+/** What the reprocessor shows of one message in a DLQ. */
+export interface DlqMessageSummary {
+  /** 1-based position in the DLQ at the time it was read. */
+  position: number;
+  messageId: string | null;
+  type: string | null;
+  correlationId: string | null;
+  appId: string | null;
+  timestamp: string | null;
+  errorClass: DlqErrorClass;
+  errorName: string | null;
+  errorMessage: string | null;
+  attempts: number | null;
+  originalQueue: string | null;
+  firstFailedAt: string | null;
+  lastFailedAt: string | null;
+  redriveCount: number;
+  /** The broker's dead-lettering into this DLQ, when it did it (not the retry queues' expiries). */
+  death: DeathSummary | null;
+  /** Where a redrive would send it, and whether it would be parked instead. */
+  redriveTarget: string;
+  wouldPark: boolean;
+  bodyBytes: number;
+  /** The body's first characters, personal fields masked; empty when previews are off. */
+  bodyPreview: string;
+}
+
+/** Message headers as amqplib decodes them (MessagePropertyHeaders fits). */
+type Headers = Readonly<Record<string, unknown>> | undefined;
+
+const text = (value: unknown): string | null => {
+  if (typeof value === 'string') return value;
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return null;
+};
+
+const integer = (value: unknown): number | null => {
+  const n = Number(text(value) ?? Number.NaN);
+  return Number.isInteger(n) ? n : null;
+};
+
+/** amqplib decodes AMQP timestamps as `{'!': 'timestamp', value: seconds}`; plain numbers are seconds too. */
+const timestampSeconds = (value: unknown): number | null => {
+  if (typeof value === 'number') return value;
+  if (value && typeof value === 'object' && typeof (value as { value?: unknown }).value === 'number') return (value as { value: number }).value;
+  return null;
+};
+
+const isoFromSeconds = (seconds: number | null): string | null => (seconds === null ? null : new Date(seconds * 1000).toISOString());
+
+/** The broker's most recent dead-lettering out of a work queue (reason other than `expired`), if any. */
+export function brokerDeath(headers: Headers): (DeathSummary & { seconds: number | null }) | null {
+  const deaths = headers?.['x-death'];
+  if (!Array.isArray(deaths)) return null;
+  for (const entry of deaths as unknown[]) {
+    if (!entry || typeof entry !== 'object') continue;
+    const death = entry as Record<string, unknown>;
+    const reason = text(death.reason);
+    if (!reason || reason === 'expired') continue;
+    const seconds = timestampSeconds(death.time);
+    return { reason, queue: text(death.queue) ?? '', count: integer(death.count) ?? 1, time: isoFromSeconds(seconds), seconds };
+  }
+  return null;
+}
+
+/**
+ * Why the message is in its DLQ. `broker` when the broker dead-lettered it after our middleware last
+ * touched it (an x-death newer than x-last-failed-at, same second counting as newer); else our
+ * middleware's x-error-class; else `unknown`.
+ */
+export function errorClassOf(headers: Headers): DlqErrorClass {
+  const death = brokerDeath(headers);
+  const ours = text(headers?.[FAILURE_HEADERS.errorClass]);
+  if (death) {
+    const lastFailed = Date.parse(text(headers?.[FAILURE_HEADERS.lastFailedAt]) ?? '');
+    if (!ours || death.seconds === null || Number.isNaN(lastFailed) || death.seconds >= Math.floor(lastFailed / 1000)) return 'broker';
+  }
+  return ours === 'permanent' || ours === 'transient' ? ours : 'unknown';
+}
+
+export const redriveCountOf = (headers: Headers): number => Math.max(0, integer(headers?.[REDRIVE_HEADERS.count]) ?? 0);
+
+/** The DLQ's own source queue: `order-events-dlq` → `order-events`. */
+export const sourceQueueOf = (dlq: string): string => dlq.replace(/-dlq$/, '');
+
+/** A queue a redrive may publish to: not a DLQ, not the parking lot, not a retry queue (that would loop). */
+const isWorkQueueName = (queue: string | null): queue is string =>
+  !!queue && !queue.endsWith('-dlq') && queue !== PARKING_LOT_QUEUE && !/^retry-\d+ms$/.test(queue);
+
+/** Where a redrive sends the message: x-original-queue, else the broker's x-death queue, else the DLQ's source. */
+export function redriveTarget(dlq: string, headers: Headers): string {
+  const original = text(headers?.[FAILURE_HEADERS.originalQueue]);
+  if (isWorkQueueName(original)) return original;
+  const death = brokerDeath(headers)?.queue ?? null;
+  if (isWorkQueueName(death)) return death;
+  return sourceQueueOf(dlq);
+}
+
+const PERSONAL = new Set<string>(REDACTED_FIELDS);
+const PERSONAL_PAIR = new RegExp(`"(${REDACTED_FIELDS.join('|')})"\\s*:\\s*("(?:[^"\\\\]|\\\\.)*"?|[^,}\\s]+)`, 'g');
+/** Larger bodies are not parsed for a preview. */
+const MAX_MASKED_BYTES = 64 * 1024;
+
+const mask = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(mask);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, v]) => [key, PERSONAL.has(key) ? '[redacted]' : mask(v)]));
+  }
+  return value;
+};
+
+/**
+ * The first `chars` characters of the body: JSON with personal and secret fields (the logger's redaction
+ * list) masked; other bodies as text with control characters replaced. Bodies can hold personal data the
+ * list does not know, so keep previews short (DLQ_PREVIEW_CHARS) or off (0).
+ */
+export function bodyPreview(body: Buffer, chars: number): string {
+  if (chars <= 0 || body.length === 0) return '';
+  let shown: string | undefined;
+  if (body.length <= MAX_MASKED_BYTES) {
+    try {
+      shown = JSON.stringify(mask(JSON.parse(body.toString('utf8'))));
+    } catch {
+      // Not JSON: shown as text below.
+    }
+  }
+  if (shown === undefined) {
+    const start = body.subarray(0, chars * 4).toString('utf8');
+    // A JSON body too large to parse is not shown unmasked.
+    if (body.length > MAX_MASKED_BYTES && /^\s*[[{]/.test(start)) return `[JSON body of ${body.length} bytes, too large to mask]`;
+    // Broken JSON: mask `"field": "value"` pairs of personal fields as far as they can be recognised.
+    shown = start.replace(PERSONAL_PAIR, '"$1":"[redacted]"');
+  }
+  // eslint-disable-next-line no-control-regex
+  shown = shown.replace(/[\u0000-\u001f\u007f]/g, '.');
+  return shown.length > chars ? `${shown.slice(0, chars)}…` : shown;
+}
+
+export interface SummaryOptions {
+  dlq: string;
+  position: number;
+  maxRedrives: number;
+  previewChars: number;
+}
+
+/** What `GET /dlq` and `dlq list` show of one message. */
+export function summarize(message: Message, options: SummaryOptions): DlqMessageSummary {
+  const { properties, content } = message;
+  const headers = properties.headers;
+  const death = brokerDeath(headers);
+  const redriveCount = redriveCountOf(headers);
+  const timestamp = typeof properties.timestamp === 'number' ? isoFromSeconds(properties.timestamp) : null;
+  return {
+    position: options.position,
+    messageId: text(properties.messageId),
+    type: text(properties.type),
+    correlationId: text(properties.correlationId),
+    appId: text(properties.appId),
+    timestamp,
+    errorClass: errorClassOf(headers),
+    errorName: text(headers?.[FAILURE_HEADERS.errorName]),
+    errorMessage: text(headers?.[FAILURE_HEADERS.errorMessage]),
+    attempts: integer(headers?.[FAILURE_HEADERS.attempts]),
+    originalQueue: text(headers?.[FAILURE_HEADERS.originalQueue]),
+    firstFailedAt: text(headers?.[FAILURE_HEADERS.firstFailedAt]),
+    lastFailedAt: text(headers?.[FAILURE_HEADERS.lastFailedAt]),
+    redriveCount,
+    death: death ? { reason: death.reason, queue: death.queue, count: death.count, time: death.time } : null,
+    redriveTarget: redriveTarget(options.dlq, headers),
+    wouldPark: redriveCount >= options.maxRedrives,
+    bodyBytes: content.length,
+    bodyPreview: bodyPreview(content, options.previewChars),
+  };
+}
+
+/**
+ * The publish properties of a copy: the same properties, persistent. `userId` must match the publishing
+ * connection's user, so it moves to a header (as the poison-message middleware does); the broker's own
+ * `x-delivery-count` is dropped.
+ */
+function copyProperties(message: Message, headers: Record<string, unknown>): Options.Publish {
+  const { contentType, contentEncoding, priority, correlationId, replyTo, messageId, timestamp, type, appId, userId } = message.properties;
+  const { 'x-delivery-count': _deliveryCount, ...kept } = headers;
+  return {
+    contentType,
+    contentEncoding,
+    persistent: true,
+    priority,
+    correlationId,
+    replyTo,
+    messageId,
+    timestamp,
+    type,
+    appId,
+    headers: { ...kept, ...(userId && kept['x-original-user-id'] === undefined ? { 'x-original-user-id': userId } : {}) },
+  };
+}
+
+/**
+ * The copy a redrive publishes to the work queue: same body and properties; x-redrive-count + 1; the attempt
+ * header reset so the function gets its full retries again; the failure headers renamed to x-last-error-*
+ * and x-death summarised into x-last-death-* and dropped, so that if the copy fails again the DLQ shows the
+ * new failure and not a stale one (x-first-failed-at and x-original-queue are kept as history).
+ */
+export function redriveCopy(message: Message, dlq: string, now: Date): Options.Publish {
+  const headers: Record<string, unknown> = { ...(message.properties.headers ?? {}) };
+  const renamed: Array<[string, string]> = [
+    [FAILURE_HEADERS.errorClass, REDRIVE_HEADERS.lastErrorClass],
+    [FAILURE_HEADERS.errorName, REDRIVE_HEADERS.lastErrorName],
+    [FAILURE_HEADERS.errorMessage, REDRIVE_HEADERS.lastErrorMessage],
+    [FAILURE_HEADERS.attempts, REDRIVE_HEADERS.lastAttempts],
+  ];
+  for (const [from, to] of renamed) {
+    if (headers[from] !== undefined) headers[to] = headers[from];
+    delete headers[from];
+  }
+  const death = brokerDeath(message.properties.headers);
+  if (death) {
+    headers[REDRIVE_HEADERS.lastDeathReason] = death.reason;
+    headers[REDRIVE_HEADERS.lastDeathQueue] = death.queue;
+  }
+  delete headers['x-death'];
+  delete headers[RETRY_DELAY_HEADER];
+  delete headers[ATTEMPT_HEADER];
+  headers[REDRIVE_HEADERS.count] = redriveCountOf(message.properties.headers) + 1;
+  headers[REDRIVE_HEADERS.redrivenAt] = now.toISOString();
+  headers[REDRIVE_HEADERS.redrivenFrom] = dlq;
+  return copyProperties(message, headers);
+}
+
+/** The copy parked in `parking-lot`: the message as it was in the DLQ, plus where, when and why it was parked. */
+export function parkedCopy(message: Message, dlq: string, maxRedrives: number, now: Date): Options.Publish {
+  const count = redriveCountOf(message.properties.headers);
+  return copyProperties(message, {
+    ...(message.properties.headers ?? {}),
+    [REDRIVE_HEADERS.parkedAt]: now.toISOString(),
+    [REDRIVE_HEADERS.parkedFrom]: dlq,
+    [REDRIVE_HEADERS.parkedReason]: `redriven ${count} times (DLQ_MAX_REDRIVES is ${maxRedrives})`,
+  });
+}
+
+/** How a message is named in reports: its messageId, else `#<position>` in the DLQ when it was read. */
+export const reportId = (message: Message, position: number): string => text(message.properties.messageId) ?? `#${position}`;
