@@ -46,6 +46,12 @@ export interface TopologyOptions {
   retryDelaysMs: readonly number[];
   /** Extra work queues beyond the contract's (tests, new functions). */
   extraQueues?: readonly WorkQueue[];
+  /**
+   * The broker's major version. RabbitMQ 4 gives every quorum queue a delivery limit of 20 by default, after
+   * which a message with nowhere to dead-letter is dropped; DLQs and the parking lot must never drop, so on 4+
+   * they are declared without a limit (-1). RabbitMQ 3 has no default limit and no -1, so they get no argument.
+   */
+  brokerMajorVersion?: number;
 }
 
 interface QueueSpec {
@@ -67,6 +73,8 @@ const safeDeadLettering = { 'x-dead-letter-strategy': 'at-least-once', 'x-overfl
 export function topology(options: TopologyOptions): Topology {
   const workQueues = [...WORK_QUEUES, ...(options.extraQueues ?? [])];
   const quorum = { 'x-queue-type': 'quorum' };
+  // Terminal queues (nothing to dead-letter to): never drop a message for having been read too often.
+  const terminal = (options.brokerMajorVersion ?? 3) >= 4 ? { ...quorum, 'x-delivery-limit': -1 } : quorum;
   const queues: QueueSpec[] = [];
   for (const queue of workQueues) {
     queues.push({
@@ -82,7 +90,7 @@ export function topology(options: TopologyOptions): Topology {
     });
     queues.push({
       name: dlqName(queue.name),
-      arguments: quorum,
+      arguments: terminal,
       bindings: [{ exchange: EXCHANGES.deadLetter, pattern: queue.name }],
     });
   }
@@ -97,7 +105,7 @@ export function topology(options: TopologyOptions): Topology {
   }
   queues.push({
     name: PARKING_LOT_QUEUE,
-    arguments: quorum,
+    arguments: terminal,
     bindings: [{ exchange: EXCHANGES.deadLetter, pattern: PARKING_LOT_QUEUE }],
   });
   return {
@@ -122,7 +130,7 @@ export class TopologyMismatchError extends Error {
  * Uses its own channel, because a mismatch closes the channel it happens on.
  */
 export async function declareTopology(connection: ChannelModel, options: TopologyOptions): Promise<Topology> {
-  const wanted = topology(options);
+  const wanted = topology({ brokerMajorVersion: brokerMajorVersion(connection), ...options });
   const channel = await connection.createChannel();
   channel.on('error', () => undefined);
   let current = '';
@@ -151,6 +159,13 @@ export async function declareTopology(connection: ChannelModel, options: Topolog
     await closeQuietly(channel);
   }
   return wanted;
+}
+
+/** The major version the broker announced when the connection opened (undefined if it did not say). */
+export function brokerMajorVersion(connection: ChannelModel): number | undefined {
+  const version = (connection as unknown as { connection?: { serverProperties?: { version?: unknown } } }).connection?.serverProperties?.version;
+  const major = Number.parseInt(String(version ?? ''), 10);
+  return Number.isFinite(major) ? major : undefined;
 }
 
 async function closeQuietly(channel: Channel): Promise<void> {
