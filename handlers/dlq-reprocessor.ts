@@ -16,9 +16,9 @@ import middy from '@middy/core';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
 import { type Config, config as processConfig } from '../shared/config';
-import { DlqBusyError, DlqReprocessor, InvalidDlqOptionsError, NotADlqError, parseListRequest, parseRedriveRequest } from '../shared/dlq';
-import { ValidationError } from '../shared/domain';
-import { authorizationFailure } from '../shared/http/admin-routes';
+import { DlqReprocessor, InvalidDlqOptionsError, NotADlqError, parseListRequest, parseRedriveRequest } from '../shared/dlq';
+import { ValidationError } from '../shared/domain/validation';
+import { authorizationFailure } from '../shared/http/admin-auth';
 import { correlationPlugin } from '../shared/http/correlation';
 import { httpLogging } from '../shared/http/lambda-logging';
 import { problemPlugin } from '../shared/http/problem-plugin';
@@ -77,7 +77,6 @@ async function translated<T>(work: () => Promise<T>): Promise<T> {
 function toHttpError(error: unknown): never {
   if (error instanceof InvalidDlqOptionsError) throw new ValidationError(error.issues);
   if (error instanceof NotADlqError) throw new ValidationError([{ field: 'queue', message: error.message }]);
-  if (error instanceof DlqBusyError) throw Object.assign(error, { statusCode: 409 });
   throw error;
 }
 

@@ -5,8 +5,11 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { parseInput, ValidationError } from './validation';
 import { eventProperties, newEvent, OrderPlaced, ROUTES } from '../events';
 import { DEFAULT_PAGE_SIZE, DuplicateError, InvalidCursorError, MAX_PAGE_SIZE, type Order, type OrderPage, type Store } from '../store';
+
+export { fieldIssues, parseInput, ValidationError, type FieldIssue } from './validation';
 
 /** The service name on every message intake emits (AMQP `appId`). */
 export const INTAKE_APP_ID = 'order-intake';
@@ -29,20 +32,6 @@ export const ListOrdersQuery = z.object({
 
 /** An order id as it appears in a path. */
 export const OrderId = z.uuid('must be a UUID');
-
-/** One problem with the input, by field name (`body` when the whole body is wrong). */
-export interface FieldIssue {
-  field: string;
-  message: string;
-}
-
-/** The input is malformed; `issues` names each bad field. */
-export class ValidationError extends Error {
-  override readonly name = 'ValidationError';
-  constructor(readonly issues: readonly FieldIssue[]) {
-    super(issues.map((issue) => `${issue.field}: ${issue.message}`).join('; ') || 'Invalid input');
-  }
-}
 
 /** The Idempotency-Key was used before with another request body. */
 export class IdempotencyConflictError extends Error {
@@ -70,23 +59,6 @@ export class BacklogFullError extends Error {
   }
 }
 
-/** Zod issues as field issues; `root` names the field of an issue about the whole value. */
-export function fieldIssues(error: z.ZodError, root = 'body'): FieldIssue[] {
-  return error.issues.flatMap((issue) => {
-    const message = issue.message.replace(/^Invalid input: /, '');
-    if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((key) => ({ field: [...issue.path, key].join('.'), message: 'unknown field' }));
-    }
-    return [{ field: issue.path.length > 0 ? issue.path.join('.') : root, message }];
-  });
-}
-
-/** Parses `input` with `schema`, or throws ValidationError naming the fields. */
-export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root = 'body'): z.infer<S> {
-  const result = schema.safeParse(input);
-  if (!result.success) throw new ValidationError(fieldIssues(result.error, root));
-  return result.data;
-}
 
 /** JSON with object keys sorted, so equal values give equal text whatever the key order. */
 export function canonicalJson(value: unknown): string {

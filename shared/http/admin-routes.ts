@@ -6,26 +6,15 @@
  *   GET  /admin/stock/{item}             one item
  *   POST /admin/stock/{item}/restock     {quantity}: adds to what is available
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { parseInput } from '../domain/orders';
 import type { StockRow } from '../store';
+import { authorizationFailure } from './admin-auth';
 import { StockItemNotFoundError, UnauthorizedError } from './problem';
 
 const ItemName = z.string().trim().min(1).max(200);
 const RestockRequest = z.strictObject({ quantity: z.number().int().positive().max(1_000_000) });
-
-const digest = (value: string) => createHash('sha256').update(value).digest();
-
-/** Why a request is not authorized, or undefined when its bearer token is the admin token. */
-export function authorizationFailure(header: unknown, adminToken: string | undefined): string | undefined {
-  if (!adminToken) return 'Admin endpoints are disabled (ADMIN_TOKEN is not set)';
-  const match = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  if (!match) return 'Send the admin token as "Authorization: Bearer <token>"';
-  // Equal-length digests, so the comparison takes the same time whatever the token.
-  return timingSafeEqual(digest(match[1]!), digest(adminToken)) ? undefined : 'Invalid admin token';
-}
 
 const stockView = (row: StockRow) => ({
   item: row.item,

@@ -4,7 +4,7 @@ export { httpLogging, type HttpLoggingOptions } from './lambda-logging';
 export { lazy, resolveServices, type ServiceOptions, type Services } from './services';
 export { CORRELATION_HEADER, saneCorrelationId } from './correlation';
 export { acceptedBody, idempotencyKey, toOrderView, type OrderView } from './orders-routes';
-export { authorizationFailure } from './admin-routes';
+export { authorizationFailure } from './admin-auth';
 export type { HealthBody } from './health-routes';
 export * from './limits';
 export * from './problem';

@@ -3,7 +3,7 @@
  * (fastify's FST_ERR_*) or name (ours) to status, type and title; anything a client sent gets a 4xx, and
  * only a fault of ours is a 500 (whose detail never leaks internals).
  */
-import type { FieldIssue } from '../domain/orders';
+import type { FieldIssue } from '../domain/validation';
 import { BODY_LIMIT_BYTES, RETRY_AFTER_SECONDS } from './limits';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -86,6 +86,7 @@ const MAPPINGS: Readonly<Record<string, Mapping>> = {
     headers: { 'WWW-Authenticate': 'Bearer realm="admin"' },
   },
   RouteNotFoundError: { status: 404, slug: 'not-found', title: 'Not found' },
+  DlqBusyError: { status: 409, slug: 'dlq-busy', title: 'Another reader holds this DLQ; try again when it is done' },
   OrderNotFoundError: { status: 404, slug: 'order-not-found', title: 'Order not found' },
   StockItemNotFoundError: { status: 404, slug: 'stock-item-not-found', title: 'Stock item not found' },
   IdempotencyConflictError: {

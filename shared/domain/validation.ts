@@ -1,0 +1,38 @@
+/**
+ * Input validation shared by every edge (HTTP bodies, queries, admin requests): a zod schema, and a
+ * ValidationError whose issues name each bad field. Kept apart from the domain steps so an edge that only
+ * validates does not pull in the store.
+ */
+import type { z } from 'zod';
+
+/** One problem with the input, by field name (`body` when the whole body is wrong). */
+export interface FieldIssue {
+  field: string;
+  message: string;
+}
+
+/** The input is malformed; `issues` names each bad field. */
+export class ValidationError extends Error {
+  override readonly name = 'ValidationError';
+  constructor(readonly issues: readonly FieldIssue[]) {
+    super(issues.map((issue) => `${issue.field}: ${issue.message}`).join('; ') || 'Invalid input');
+  }
+}
+
+/** Zod issues as field issues; `root` names the field of an issue about the whole value. */
+export function fieldIssues(error: z.ZodError, root = 'body'): FieldIssue[] {
+  return error.issues.flatMap((issue) => {
+    const message = issue.message.replace(/^Invalid input: /, '');
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ field: [...issue.path, key].join('.'), message: 'unknown field' }));
+    }
+    return [{ field: issue.path.length > 0 ? issue.path.join('.') : root, message }];
+  });
+}
+
+/** Parses `input` with `schema`, or throws ValidationError naming the fields. */
+export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root = 'body'): z.infer<S> {
+  const result = schema.safeParse(input);
+  if (!result.success) throw new ValidationError(fieldIssues(result.error, root));
+  return result.data;
+}
