@@ -7,13 +7,16 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../shared/config';
+import { DlqReprocessor } from '../../shared/dlq';
 import { createLogger } from '../../shared/logging';
+import { Broker, Publisher } from '../../shared/messaging';
 import { InProcessInvoker, loadService, Runner, triggersFromFunctions, type HandlerLoader } from '../../shared/runner';
 import { openStore, type Order, type Store } from '../../shared/store';
-import { openTestAmqp, purgeQueues, type TestAmqp } from '../support/amqp';
+import { openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
 import { waitFor } from '../support/runner';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -132,4 +135,36 @@ describe('order flow through HTTP, the broker and every function', () => {
     await settled([orderId]);
     expect(await order(orderId)).toMatchObject({ status: 'reserved' });
   });
+
+  it('dead-letters a message that keeps failing while the database is locked, and redrives it once that is fixed', async () => {
+    const orderId = randomUUID();
+    await store.orders.insert({ order_id: orderId, user_id: 'u-locked', item: 'widget', quantity: 1 });
+    const event = { event_id: randomUUID(), event_type: 'OrderPlaced', order_id: orderId, timestamp: new Date().toISOString(), user_id: 'u-locked', item: 'widget', quantity: 1 };
+    // The cause: another program holds the database's write lock (better-sqlite3 waits its 5 s busy timeout per attempt).
+    const locker = new Database(sqlitePath);
+    locker.exec('BEGIN EXCLUSIVE');
+    const broker = new Broker({ urls: [loadConfig().amqpUrls[0]!], connectionName: 'flow-test-dlq' });
+    const reprocessor = new DlqReprocessor({ broker, publisher: new Publisher(broker) });
+    try {
+      const channel = await amqp.connection.createConfirmChannel();
+      channel.publish('orders', 'order.placed', Buffer.from(JSON.stringify(event)), { messageId: event.event_id, contentType: 'application/json', persistent: true });
+      await channel.waitForConfirms();
+      await channel.close();
+      await waitFor(async () => (await queueDepth(amqp.connection, 'order-events-dlq')) === 1, 'the message to be dead-lettered', 60_000);
+      const { sample } = await reprocessor.inspect('order-events-dlq');
+      expect(sample[0]).toMatchObject({ messageId: event.event_id, errorClass: 'transient', attempts: 3, originalQueue: 'order-events' });
+      expect(sample[0]!.errorMessage).toMatch(/locked/);
+
+      locker.exec('ROLLBACK'); // the cause is fixed
+      const report = await reprocessor.redrive({ queue: 'order-events-dlq' });
+      expect(report.moved).toEqual([event.event_id]);
+      await settled([orderId]);
+      expect(await order(orderId)).toMatchObject({ status: 'reserved' });
+      expect(await queueDepth(amqp.connection, 'order-events-dlq')).toBe(0);
+    } finally {
+      if (locker.inTransaction) locker.exec('ROLLBACK');
+      locker.close();
+      await broker.close();
+    }
+  }, 90_000);
 });
