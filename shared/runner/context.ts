@@ -10,6 +10,9 @@ export interface ContextOptions {
   requestId?: string;
 }
 
+/** Like an execution environment's: one log stream for the life of this process. */
+const logStreamName = `local/[$LATEST]${randomUUID().replaceAll('-', '')}`;
+
 export function createLambdaContext(options: ContextOptions): Context {
   const region = options.region ?? process.env.AWS_REGION ?? 'local-1';
   const deadline = Date.now() + options.timeoutSeconds * 1000;
@@ -24,7 +27,7 @@ export function createLambdaContext(options: ContextOptions): Context {
     memoryLimitInMB: String(options.memorySize),
     awsRequestId: options.requestId ?? randomUUID(),
     logGroupName: `/aws/lambda/${options.functionName}`,
-    logStreamName: `local/[$LATEST]${randomUUID().replaceAll('-', '')}`,
+    logStreamName,
     getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
     done: unsupported('done'),
     fail: unsupported('fail'),
