@@ -1,0 +1,193 @@
+/**
+ * `npm run package` (serverless package for a deployment stage, then the report) builds what would be
+ * deployed: one small bundle per function, and a CloudFormation template whose rabbitmq events became Amazon
+ * MQ event source mappings. Runs once, without AWS credentials, with deployment params given as --param.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import type { PackageReport } from '../../scripts/package-report';
+import { listZip, readEntry, zipEntries } from '../../scripts/lib/zip';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');
+
+const params = {
+  brokerArn: 'arn:aws:mq:eu-west-1:123456789012:broker:orders:b-1234abcd-56ef-78ab-90cd-1234567890ab',
+  brokerSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-rabbitmq-AbCdEf',
+  virtualHost: '/orders',
+  amqpUrl: 'amqps://functions:pw@b-1234abcd-56ef-78ab-90cd-1234567890ab.mq.eu-west-1.amazonaws.com:5671/orders',
+  databaseUrl: 'postgres://functions:pw@orders.cluster-abc.eu-west-1.rds.amazonaws.com:5432/orders',
+};
+
+/** Nothing local-only may be in a deployed zip or bundled into one. */
+const LOCAL_ONLY = /serverless-offline|offline-plugin|better-sqlite3|(^|\/)osls\/|serverless-esbuild/;
+
+interface Resource {
+  Type: string;
+  Properties: Record<string, any>;
+}
+
+/** functions/*.yml, as written (the definitions the template must reflect). */
+function functionDefinitions(): Record<string, { handler: string; events?: Array<Record<string, any>> }> {
+  const all: Record<string, { handler: string; events?: Array<Record<string, any>> }> = {};
+  for (const file of readdirSync(join(root, 'functions')).filter((f) => f.endsWith('.yml'))) {
+    Object.assign(all, parse(readFileSync(join(root, 'functions', file), 'utf8')));
+  }
+  return all;
+}
+
+describe('npm run package', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'package-test-'));
+  const packageDir = join(dir, 'package');
+  let output = '';
+  let exitCode: number | null = null;
+  let report: PackageReport;
+  let resources: Record<string, Resource>;
+  const definitions = functionDefinitions();
+
+  beforeAll(async () => {
+    // No AWS credentials of any kind: packaging must not need (or contact) AWS.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('AWS_')));
+    Object.assign(env, { AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'), AWS_CONFIG_FILE: join(dir, 'none'), AWS_EC2_METADATA_DISABLED: 'true', CI: 'true' });
+    const child = spawn(
+      process.execPath,
+      [tsx, 'scripts/package-report.ts', '--package', packageDir, '--runs', '3', '--json', join(dir, 'report.json'), ...Object.entries(params).map(([k, v]) => `--param=${k}=${v}`)],
+      { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
+    exitCode = await new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    clearTimeout(timer);
+    expect(exitCode, output).toBe(0);
+    report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as PackageReport;
+    resources = (JSON.parse(readFileSync(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8')) as { Resources: Record<string, Resource> }).Resources;
+  }, 300_000);
+
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const lambdas = () => Object.entries(resources).filter(([, r]) => r.Type === 'AWS::Lambda::Function');
+  const logicalIdOf = (key: string) => lambdas().find(([, r]) => r.Properties.FunctionName === `rabbit-functions-prod-${key}`)?.[0];
+
+  it('packages stage prod by default, from the params given, without placeholders', () => {
+    expect(report.stage).toBe('prod');
+    expect(report.placeholders).toEqual([]);
+    expect(output).not.toContain('NOT DEPLOYABLE');
+    for (const name of Object.keys(params).filter((n) => n !== 'virtualHost')) expect(output).toContain(`${name}: --param`);
+  });
+
+  it('builds one zip per function, each with only its own bundle and source map', () => {
+    const zips = readdirSync(packageDir).filter((f) => f.endsWith('.zip')).sort();
+    expect(zips).toEqual(Object.keys(definitions).map((key) => `${key}.zip`).sort());
+    for (const [key, fn] of Object.entries(definitions)) {
+      const file = fn.handler.slice(0, fn.handler.lastIndexOf('.'));
+      expect(listZip(join(packageDir, `${key}.zip`)).map((e) => e.name).sort()).toEqual([`${file}.mjs`, `${file}.mjs.map`]);
+    }
+  });
+
+  it('runs every function on nodejs22.x with the handler of its definition and the deployment params', () => {
+    expect(lambdas()).toHaveLength(Object.keys(definitions).length);
+    for (const [key, fn] of Object.entries(definitions)) {
+      const id = logicalIdOf(key);
+      expect(id, key).toBeDefined();
+      const props = resources[id!]!.Properties;
+      expect(props.Runtime).toBe('nodejs22.x');
+      expect(props.Handler).toBe(fn.handler);
+      expect(props.Code.S3Key).toMatch(new RegExp(`/${key}\\.zip$`));
+      expect(props.Environment.Variables).toMatchObject({ AMQP_URL: params.amqpUrl, DATABASE_URL: params.databaseUrl, AMQP_VHOST: params.virtualHost });
+    }
+  });
+
+  it('turns each rabbitmq event into an Amazon MQ event source mapping for the right queue, batch size and window', () => {
+    const mappings = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::EventSourceMapping');
+    const expected = Object.entries(definitions).flatMap(([key, fn]) =>
+      (fn.events ?? []).filter((e) => e.rabbitmq).map((e) => ({ key, event: e.rabbitmq as Record<string, any> })),
+    );
+    expect(expected.map((e) => [e.key, e.event.queue])).toEqual(
+      expect.arrayContaining([
+        ['inventoryReservation', 'order-events'],
+        ['notification', 'inventory-events'],
+        ['orderStatus', 'order-status-events'],
+      ]),
+    );
+    expect(mappings).toHaveLength(expected.length);
+    for (const { key, event } of expected) {
+      const mapping = mappings.find((m) => m.Properties.Queues?.[0] === event.queue);
+      expect(mapping, event.queue).toBeDefined();
+      const p = mapping!.Properties;
+      expect(p.FunctionName).toEqual({ 'Fn::GetAtt': [logicalIdOf(key), 'Arn'] });
+      expect(p.Queues).toEqual([event.queue]);
+      expect(p.BatchSize).toBe(100);
+      expect(p.BatchSize).toBe(event.batchSize);
+      // As functions/*.yml says; absent there means absent here (AWS's default window for Amazon MQ, 500 ms).
+      expect(p.MaximumBatchingWindowInSeconds).toBe(event.maximumBatchingWindow);
+      expect(p.Enabled).toBe(event.enabled ?? true);
+      expect(p.EventSourceArn).toBe(params.brokerArn);
+      expect(p.SourceAccessConfigurations).toEqual(
+        expect.arrayContaining([
+          { Type: 'BASIC_AUTH', URI: params.brokerSecretArn },
+          { Type: 'VIRTUAL_HOST', URI: params.virtualHost },
+        ]),
+      );
+    }
+  });
+
+  it('lets the functions read the broker secret and describe the broker (what the event source mapping needs)', () => {
+    const role = Object.values(resources).find((r) => r.Type === 'AWS::IAM::Role');
+    const statements = JSON.stringify(role?.Properties.Policies);
+    expect(statements).toContain('secretsmanager:GetSecretValue');
+    expect(statements).toContain(params.brokerSecretArn);
+    expect(statements).toContain('mq:DescribeBroker');
+    expect(statements).toContain(params.brokerArn);
+  });
+
+  it('ships no local-only code: no serverless-offline, no offline plugin, no better-sqlite3, in the zip or in the bundle', () => {
+    for (const zip of readdirSync(packageDir).filter((f) => f.endsWith('.zip'))) {
+      const data = readFileSync(join(packageDir, zip));
+      const entries = zipEntries(data);
+      for (const entry of entries) expect(entry.name, zip).not.toMatch(LOCAL_ONLY);
+      const map = entries.find((e) => e.name.endsWith('.map'))!;
+      const sources = (JSON.parse(readEntry(data, map).toString('utf8')) as { sources: string[] }).sources;
+      expect(sources.length, zip).toBeGreaterThan(0);
+      for (const source of sources) expect(source, zip).not.toMatch(LOCAL_ONLY);
+      expect(sources.some((s) => s.includes('shared/runner/')), `${zip} bundles the local runner`).toBe(false);
+    }
+  });
+
+  it('bundles only what each function imports: a queue function has no HTTP framework, the HTTP function has no queue middleware', () => {
+    const bundled = Object.fromEntries(report.functions.map((f) => [f.function, f.bundled]));
+    expect(bundled.inventoryReservation).toContain('shared/middleware');
+    expect(bundled.inventoryReservation).not.toContain('fastify');
+    expect(bundled.inventoryReservation).not.toContain('shared/http');
+    expect(bundled.orderIntake).toContain('fastify');
+    expect(bundled.orderIntake).not.toContain('shared/middleware');
+  });
+
+  it('minifies, links the source map and leaves the sources out of it', () => {
+    const data = readFileSync(join(packageDir, 'inventoryReservation.zip'));
+    const entries = zipEntries(data);
+    const code = readEntry(data, entries.find((e) => e.name.endsWith('.mjs'))!).toString('utf8');
+    const map = JSON.parse(readEntry(data, entries.find((e) => e.name.endsWith('.mjs.map'))!).toString('utf8')) as { sourcesContent?: unknown };
+    // Minified: a few very long lines (the newlines left are inside template literals).
+    expect(code.length / code.split('\n').length).toBeGreaterThan(1_000);
+    expect(code.trimEnd()).toMatch(/\/\/# sourceMappingURL=inventory-reservation\.mjs\.map$/);
+    expect(map.sourcesContent).toBeUndefined();
+  });
+
+  it('keeps every zip under 1 MB, and every bundle imports alone (no node_modules) and exports its handler', () => {
+    expect(report.functions).toHaveLength(Object.keys(definitions).length);
+    for (const f of report.functions) {
+      expect(f.zipBytes, f.function).toBeLessThan(1_000_000);
+      expect(f.importError, f.function).toBeNull();
+      expect(f.importMs, f.function).toBeGreaterThan(0);
+      expect(f.importRuns).toHaveLength(3);
+      expect(f.forbidden).toEqual([]);
+    }
+    expect(output).toMatch(/cold import/);
+  });
+});
