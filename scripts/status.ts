@@ -1,0 +1,182 @@
+/**
+ * `npm run status`: each queue of the topology (work queues, their DLQs, the retry queues, the parking lot)
+ * with its depth and consumers, and message rates where the broker reports them.
+ *
+ * Source: the RabbitMQ management HTTP API when it answers (MANAGEMENT_URL, default port 15672 on the broker's
+ * host, with the broker URL's credentials): depth split into ready/unacknowledged, consumers, and rates.
+ * Otherwise AMQP (a passive declare per queue): messages ready and consumers, no rates.
+ *
+ *   npm run status               # table
+ *   npm run status -- --json     # the same as JSON
+ */
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { ChannelModel } from 'amqplib';
+import { ConfigError, config, redactUrl, type Config } from '../shared/config';
+import { Broker, dlqName, PARKING_LOT_QUEUE, topology, topologyOptions, WORK_QUEUES } from '../shared/messaging';
+import { managementQueues, managementTarget, type ManagementQueue } from './lib/management';
+
+export type QueueKind = 'work' | 'dead letters' | 'retry' | 'parking lot';
+
+export interface QueueStatus {
+  name: string;
+  kind: QueueKind;
+  /** False when the broker has no such queue (topology not declared yet). */
+  exists: boolean;
+  /** Ready + unacknowledged (management); ready only over AMQP, which cannot see unacknowledged ones. */
+  messages: number | null;
+  ready: number | null;
+  unacknowledged: number | null;
+  consumers: number | null;
+  /** Messages per second as the management API averages them; null over AMQP. */
+  rates: { publish: number; deliver: number; ack: number } | null;
+}
+
+export interface StatusReport {
+  source: 'management' | 'amqp';
+  /** Where the figures came from, and why not the management API when it is AMQP. */
+  detail: string;
+  vhost: string;
+  queues: QueueStatus[];
+}
+
+/** The queues of the topology for this configuration, with their kind, in declaration order. */
+export function statusQueues(cfg: Config): Array<{ name: string; kind: QueueKind }> {
+  const work = new Set(WORK_QUEUES.map((queue) => queue.name));
+  const dlqs = new Set(WORK_QUEUES.map((queue) => dlqName(queue.name)));
+  return topology(topologyOptions(cfg)).queues.map(({ name }) => ({
+    name,
+    kind: work.has(name) ? 'work' : dlqs.has(name) ? 'dead letters' : name === PARKING_LOT_QUEUE ? 'parking lot' : 'retry',
+  }));
+}
+
+function fromManagement(queues: ReadonlyArray<{ name: string; kind: QueueKind }>, listed: ManagementQueue[]): QueueStatus[] {
+  const byName = new Map(listed.map((queue) => [queue.name, queue]));
+  return queues.map(({ name, kind }) => {
+    const q = byName.get(name);
+    if (!q) return { name, kind, exists: false, messages: null, ready: null, unacknowledged: null, consumers: null, rates: null };
+    const stats = q.message_stats ?? {};
+    return {
+      name,
+      kind,
+      exists: true,
+      messages: q.messages ?? null,
+      ready: q.messages_ready ?? null,
+      unacknowledged: q.messages_unacknowledged ?? null,
+      consumers: q.consumers ?? null,
+      rates: {
+        publish: stats.publish_details?.rate ?? 0,
+        deliver: stats.deliver_get_details?.rate ?? 0,
+        ack: stats.ack_details?.rate ?? 0,
+      },
+    };
+  });
+}
+
+async function fromAmqp(connection: ChannelModel, queues: ReadonlyArray<{ name: string; kind: QueueKind }>): Promise<QueueStatus[]> {
+  const result: QueueStatus[] = [];
+  for (const { name, kind } of queues) {
+    // A passive declare of a missing queue closes its channel (404), so each queue gets its own.
+    const channel = await connection.createChannel();
+    channel.on('error', () => undefined);
+    try {
+      const { messageCount, consumerCount } = await channel.checkQueue(name);
+      result.push({ name, kind, exists: true, messages: messageCount, ready: messageCount, unacknowledged: null, consumers: consumerCount, rates: null });
+    } catch (error) {
+      if (!/NOT_FOUND|404/.test((error as Error).message)) throw error;
+      result.push({ name, kind, exists: false, messages: null, ready: null, unacknowledged: null, consumers: null, rates: null });
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
+  }
+  return result;
+}
+
+/** Queue figures from the management API if it answers, else over AMQP; throws when neither can be reached. */
+export async function collectStatus(cfg: Config, env: NodeJS.ProcessEnv = process.env): Promise<StatusReport> {
+  const queues = statusQueues(cfg);
+  const target = managementTarget(cfg, env);
+  let managementProblem: string;
+  try {
+    const listed = await managementQueues(target);
+    return {
+      source: 'management',
+      detail: `the management API at ${target.url}`,
+      vhost: target.vhost,
+      queues: fromManagement(queues, listed),
+    };
+  } catch (error) {
+    managementProblem = (error as Error).message;
+  }
+  const broker = new Broker({ urls: cfg.amqpUrls, connectionName: 'status-cli', maxAttempts: cfg.amqpUrls.length, initialBackoffMs: 100 });
+  try {
+    let connection: ChannelModel;
+    try {
+      connection = await broker.connect();
+    } catch (error) {
+      throw new Error(
+        `${(error as Error).message}. Before that, ${managementProblem}. ` +
+          'Is RabbitMQ running? `npm start` starts it (docker compose or rabbitmq-server); AMQP_URL and MANAGEMENT_URL say where to look.',
+      );
+    }
+    return {
+      source: 'amqp',
+      detail:
+        `AMQP at ${cfg.amqpUrls.map(redactUrl).join(', ')}, because ${managementProblem}. ` +
+        'Rates need the management API (rabbitmq-plugins enable rabbitmq_management; the docker compose image has it).',
+      vhost: target.vhost,
+      queues: await fromAmqp(connection, queues),
+    };
+  } finally {
+    await broker.close();
+  }
+}
+
+const show = (value: number | null) => (value === null ? '-' : String(value));
+const rate = (value: number) => (value === 0 ? '0' : value < 10 ? value.toFixed(1) : value.toFixed(0));
+
+export function formatStatus(report: StatusReport): string {
+  const management = report.source === 'management';
+  const header = management
+    ? ['queue', 'kind', 'messages', 'ready', 'unacked', 'consumers', 'in/s', 'out/s', 'ack/s']
+    : ['queue', 'kind', 'messages ready', 'consumers'];
+  const rows = report.queues.map((q) => {
+    if (!q.exists) return [q.name, q.kind, 'missing: not declared (npm run topology)'];
+    return management
+      ? [q.name, q.kind, show(q.messages), show(q.ready), show(q.unacknowledged), show(q.consumers), rate(q.rates!.publish), rate(q.rates!.deliver), rate(q.rates!.ack)]
+      : [q.name, q.kind, show(q.messages), show(q.consumers)];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.filter((r) => r.length === header.length).map((r) => r[i]!.length)));
+  const line = (cells: string[]) => '  ' + cells.map((c, i) => (cells.length < header.length ? c : i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const dead = report.queues.filter((q) => q.kind === 'dead letters' || q.kind === 'parking lot');
+  const deadTotal = dead.reduce((sum, q) => sum + (q.messages ?? 0), 0);
+  const lines = [
+    `RabbitMQ queues (vhost ${report.vhost}) from ${report.detail}`,
+    line(header),
+    ...rows.map((row) => (row.length === header.length ? line(row) : line([row[0]!.padEnd(widths[0]!), row[1]!.padEnd(widths[1]!), row[2]!]))),
+    '',
+    deadTotal === 0
+      ? 'Dead letters: none.'
+      : `Dead letters: ${dead.filter((q) => q.messages).map((q) => `${q.messages} in ${q.name}`).join(', ')} (see GET /dlq; redrive with POST /dlq/redrive).`,
+  ];
+  if (management) lines.push('Rates are per second, averaged by the broker; its figures refresh every few seconds.');
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } }, strict: true });
+  if (values.help) {
+    console.log('Usage: npm run status [-- --json]   (MANAGEMENT_URL selects the management API; default port 15672 on the broker host)');
+    return;
+  }
+  const report = await collectStatus(config());
+  console.log(values.json ? JSON.stringify(report, null, 2) : formatStatus(report));
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((error: unknown) => {
+    console.error(`status: ${(error as Error).message}`);
+    process.exit(error instanceof ConfigError ? 2 : 1);
+  });
+}

@@ -1,0 +1,273 @@
+/**
+ * `npm run status` as a user runs it (a child process), against the real broker over AMQP, and against a
+ * management API: a real HTTP server started here that answers /api/queues the way RabbitMQ's management
+ * plugin does (its fields as RabbitMQ 3.10-4.x return them with the same `columns`), so the management path
+ * is tested on every machine, with or without the plugin.
+ */
+import { spawn } from 'node:child_process';
+import { randomInt } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Channel } from 'amqplib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../shared/config';
+import { declareTopology, retryQueueName, topology, topologyOptions } from '../../shared/messaging';
+import type { StatusReport } from '../../scripts/status';
+import { AMQP_URL, openTestAmqp, type TestAmqp } from '../support/amqp';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const tsx = fileURLToPath(new URL('../../node_modules/tsx/dist/cli.mjs', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runStatus(env: NodeJS.ProcessEnv, args: string[] = []): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [tsx, 'scripts/status.ts', ...args], {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: 'silent', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A port nothing listens on: taken from the OS, then released. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+// Retry queues with delays of their own make this test's queues: one holds messages, one has a consumer, one
+// is never declared. Everything else in the report is the shared contract topology.
+const holdingDelay = 3_600_000 + randomInt(1_000_000);
+const consumedDelay = holdingDelay + 1;
+const missingDelay = holdingDelay + 2;
+const env = { AMQP_URL, RETRY_DELAYS_MS: `${holdingDelay},${consumedDelay},${missingDelay}` };
+const cfg = loadConfig(env);
+const holding = retryQueueName(holdingDelay);
+const consumed = retryQueueName(consumedDelay);
+const missing = retryQueueName(missingDelay);
+
+describe('npm run status', () => {
+  let amqp: TestAmqp;
+  let consumerChannel: Channel;
+  let unreachable: number;
+
+  beforeAll(async () => {
+    amqp = await openTestAmqp();
+    unreachable = await closedPort();
+    // Everything but the "missing" queue, declared exactly as the topology module declares it.
+    await declareTopology(amqp.connection, topologyOptions(loadConfig({ ...env, RETRY_DELAYS_MS: `${holdingDelay},${consumedDelay}` })));
+    for (let i = 0; i < 3; i++) amqp.channel.sendToQueue(holding, Buffer.from(`held ${i}`), { persistent: true });
+    consumerChannel = await amqp.connection.createChannel();
+    await consumerChannel.consume(consumed, () => undefined, { noAck: false });
+    // Quorum queues confirm enqueues asynchronously: wait until the broker counts all three.
+    const deadline = Date.now() + 10_000;
+    while ((await amqp.channel.checkQueue(holding)).messageCount < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  });
+
+  afterAll(async () => {
+    await consumerChannel?.close().catch(() => undefined);
+    for (const queue of [holding, consumed, missing]) await amqp.channel.deleteQueue(queue).catch(() => undefined);
+    await amqp.close();
+  });
+
+  describe('over AMQP, when the management API does not answer', () => {
+    let report: StatusReport;
+    let text: Run;
+
+    beforeAll(async () => {
+      const json = await runStatus({ ...env, MANAGEMENT_URL: `http://127.0.0.1:${unreachable}` }, ['--json']);
+      expect(json.code, json.stderr).toBe(0);
+      report = JSON.parse(json.stdout) as StatusReport;
+      text = await runStatus({ ...env, MANAGEMENT_URL: `http://127.0.0.1:${unreachable}` });
+    }, 60_000);
+
+    it('says it used AMQP and why, and that rates need the management API', () => {
+      expect(report.source).toBe('amqp');
+      expect(report.detail).toContain(`the management API at http://127.0.0.1:${unreachable} did not answer`);
+      expect(text.code).toBe(0);
+      expect(text.stdout).toContain('from AMQP at amqp://guest:***@');
+      expect(text.stdout).toContain('Rates need the management API');
+      expect(text.stdout).not.toContain('guest:guest');
+    });
+
+    it('covers every queue of the topology: work queues, their DLQs, the retry queues and the parking lot', () => {
+      expect(report.queues.map((q) => q.name)).toEqual(topology(topologyOptions(cfg)).queues.map((q) => q.name));
+      const kinds = Object.fromEntries(report.queues.map((q) => [q.name, q.kind]));
+      expect(kinds).toMatchObject({
+        'order-events': 'work',
+        'inventory-events': 'work',
+        'order-status-events': 'work',
+        'order-events-dlq': 'dead letters',
+        'inventory-events-dlq': 'dead letters',
+        'order-status-events-dlq': 'dead letters',
+        [holding]: 'retry',
+        'parking-lot': 'parking lot',
+      });
+      for (const q of report.queues.filter((q) => q.kind === 'dead letters' || q.kind === 'work')) {
+        expect(q.exists).toBe(true);
+        expect(q.messages).toBeTypeOf('number');
+        expect(q.consumers).toBeTypeOf('number');
+      }
+    });
+
+    it("reports a queue's depth and consumers as the broker counts them, without rates", () => {
+      const byName = new Map(report.queues.map((q) => [q.name, q]));
+      expect(byName.get(holding)).toMatchObject({ exists: true, messages: 3, ready: 3, consumers: 0, rates: null });
+      expect(byName.get(consumed)).toMatchObject({ exists: true, messages: 0, consumers: 1, rates: null });
+      expect(text.stdout).toMatch(new RegExp(`${holding}\\s+retry\\s+3\\s+0`));
+    });
+
+    it('names a queue that is not declared instead of failing', () => {
+      expect(report.queues.find((q) => q.name === missing)).toMatchObject({ exists: false, messages: null });
+      expect(text.stdout).toMatch(new RegExp(`${missing}\\s+retry\\s+missing: not declared`));
+    });
+  });
+
+  describe('through the management API when it answers', () => {
+    let server: Server;
+    let url: string;
+    const requests: IncomingMessage[] = [];
+    let password = 'guest';
+
+    /** What /api/queues/%2F?columns=... answers, in the management plugin's shape. */
+    const listing = () => [
+      ...topology(topologyOptions(cfg)).queues.filter((q) => ![missing, holding, 'parking-lot'].includes(q.name)).map((q) => ({
+        name: q.name,
+        type: 'quorum',
+        state: 'running',
+        messages: 0,
+        messages_ready: 0,
+        messages_unacknowledged: 0,
+        consumers: 0,
+      })),
+      {
+        name: holding,
+        type: 'quorum',
+        state: 'running',
+        messages: 12,
+        messages_ready: 9,
+        messages_unacknowledged: 3,
+        consumers: 2,
+        message_stats: {
+          ack: 40,
+          ack_details: { rate: 1.5 },
+          deliver_get: 45,
+          deliver_get_details: { rate: 2.5 },
+          publish: 57,
+          publish_details: { rate: 4.2 },
+          redeliver: 0,
+          redeliver_details: { rate: 0.0 },
+        },
+      },
+      // The plugin lists a queue whose stats are not collected yet without the figures.
+      { name: 'parking-lot', type: 'quorum' },
+      // Other queues of the virtual host are not the topology's and stay out of the report.
+      { name: 'someone-elses-queue', type: 'classic', messages: 5, consumers: 0 },
+    ];
+
+    beforeAll(async () => {
+      server = createHttpServer((request, response) => {
+        requests.push(request);
+        const expected = `Basic ${Buffer.from(`guest:${password}`).toString('base64')}`;
+        if (request.headers.authorization !== expected) {
+          response.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"not_authorised","reason":"Login failed"}');
+          return;
+        }
+        if (request.url?.startsWith('/api/queues/%2F?')) {
+          response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(listing()));
+          return;
+        }
+        response.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"Object Not Found","reason":"Not Found"}');
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    });
+
+    afterAll(async () => {
+      await new Promise((resolve) => server.close(resolve));
+    });
+
+    it('asks /api/queues for the broker URL\'s virtual host with the broker URL\'s credentials', async () => {
+      password = 'guest';
+      requests.length = 0;
+      const run = await runStatus({ ...env, MANAGEMENT_URL: url }, ['--json']);
+      expect(run.code, run.stderr).toBe(0);
+      expect(requests).toHaveLength(1);
+      const asked = new URL(requests[0]!.url!, url);
+      expect(asked.pathname).toBe('/api/queues/%2F');
+      expect(asked.searchParams.get('columns')?.split(',')).toEqual(
+        expect.arrayContaining(['name', 'messages', 'messages_ready', 'messages_unacknowledged', 'consumers', 'message_stats']),
+      );
+      const report = JSON.parse(run.stdout) as StatusReport;
+      expect(report.source).toBe('management');
+      expect(report.detail).toBe(`the management API at ${url}`);
+    });
+
+    it('reports depth split into ready and unacknowledged, consumers and rates', async () => {
+      password = 'guest';
+      const run = await runStatus({ ...env, MANAGEMENT_URL: url }, ['--json']);
+      const report = JSON.parse(run.stdout) as StatusReport;
+      expect(report.queues.find((q) => q.name === holding)).toEqual({
+        name: holding,
+        kind: 'retry',
+        exists: true,
+        messages: 12,
+        ready: 9,
+        unacknowledged: 3,
+        consumers: 2,
+        rates: { publish: 4.2, deliver: 2.5, ack: 1.5 },
+      });
+      expect(report.queues.find((q) => q.name === 'order-events-dlq')).toMatchObject({ exists: true, messages: 0, rates: { publish: 0, deliver: 0, ack: 0 } });
+      expect(report.queues.find((q) => q.name === missing)).toMatchObject({ exists: false });
+      expect(report.queues.find((q) => q.name === 'parking-lot')).toMatchObject({ exists: true, messages: null, consumers: null });
+      expect(report.queues.map((q) => q.name)).not.toContain('someone-elses-queue');
+      const text = await runStatus({ ...env, MANAGEMENT_URL: url });
+      expect(text.stdout).toContain(`from the management API at ${url}`);
+      expect(text.stdout).toMatch(new RegExp(`${holding}\\s+retry\\s+12\\s+9\\s+3\\s+2\\s+4\\.2\\s+2\\.5\\s+1\\.5`));
+    });
+
+    it('falls back to AMQP, saying why, when the management API refuses the credentials', async () => {
+      password = 'something-else';
+      const run = await runStatus({ ...env, MANAGEMENT_URL: url }, ['--json']);
+      expect(run.code, run.stderr).toBe(0);
+      const report = JSON.parse(run.stdout) as StatusReport;
+      expect(report.source).toBe('amqp');
+      expect(report.detail).toContain("refused user 'guest' (401)");
+      expect(report.queues.find((q) => q.name === holding)).toMatchObject({ messages: 3, rates: null });
+    });
+  });
+
+  it('fails with a clear message when neither the broker nor the management API can be reached', async () => {
+    const run = await runStatus({ ...env, AMQP_URL: `amqp://guest:secret@127.0.0.1:${unreachable}`, MANAGEMENT_URL: `http://127.0.0.1:${unreachable}` });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`status: RabbitMQ unreachable at amqp://guest:***@127.0.0.1:${unreachable}`);
+    expect(run.stderr).toContain(`the management API at http://127.0.0.1:${unreachable} did not answer`);
+    expect(run.stderr).toContain('Is RabbitMQ running?');
+    expect(run.stderr).not.toContain('secret');
+  });
+
+  it('names a bad setting instead of trying anything', async () => {
+    const run = await runStatus({ AMQP_URL: 'http://not-a-broker' });
+    expect(run.code).toBe(2);
+    expect(run.stderr.trim()).toBe('status: Invalid configuration: AMQP_URL must be an amqp:// or amqps:// URL');
+  });
+});
