@@ -1,0 +1,64 @@
+/**
+ * The real standalone worker (`npm run worker`, i.e. shared/runner/worker.ts) as a child process: one
+ * process (`node --import tsx`), so a SIGKILL sent to it is the crash the product must survive, with no
+ * wrapper process in between. Its output is kept (the last 64 KiB) to explain a failure.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  pid: number;
+  /** Resolves when the process has ended, with how it ended. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** The last lines it printed (stdout and stderr together). */
+  output(): string;
+  /** How many lines it printed that contain each of the `count` strings given to spawnWorker. */
+  counts: Record<string, number>;
+  kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const KEEP = 64 * 1024;
+
+export function spawnWorker(env: NodeJS.ProcessEnv, options: { args?: string[]; count?: string[] } = {}): WorkerProcess {
+  const args = options.args ?? [];
+  const counts: Record<string, number> = Object.fromEntries((options.count ?? []).map((needle) => [needle, 0]));
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'shared/runner/worker.ts'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let partial = '';
+  const keep = (chunk: Buffer) => {
+    const text = chunk.toString();
+    out += text;
+    if (out.length > KEEP) out = out.slice(-KEEP);
+    const lines = (partial + text).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) for (const needle of Object.keys(counts)) if (line.includes(needle)) counts[needle]!++;
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+    child.once('exit', (code, signal) => done({ code, signal })),
+  );
+  return {
+    child,
+    pid: child.pid!,
+    exited,
+    output: () => out,
+    counts,
+    kill: async (signal = 'SIGKILL') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Kills every worker still running (afterAll, also after a failure); SIGKILL, so none lingers. */
+export async function killAll(workers: Iterable<WorkerProcess>): Promise<void> {
+  await Promise.all([...workers].map((worker) => worker.kill('SIGKILL')));
+}
