@@ -8,10 +8,12 @@
  *   npm run package -- --stage staging --param="brokerArn=arn:aws:mq:..." --param="databaseUrl=postgres://..."
  *   options: --stage S (default prod), --region R, --param name=value (repeatable), --package DIR (default
  *            .serverless), --no-placeholders (fail instead), --runs N (imports per function, default 5),
- *            --skip-build (report on an existing package), --check (exit 1 over budget), --json FILE
+ *            --skip-build (report on an existing package), --check (exit 1 over budget), --json FILE,
+ *            --node PATH (the node that imports the bundles; default this one: use a Node.js 22 to match nodejs22.x)
  *
  * A deployment stage needs brokerArn, brokerSecretArn, amqpUrl and databaseUrl (serverless.yml `params`),
- * from `--param` or the environment (BROKER_ARN, BROKER_SECRET_ARN, AMQP_URL, DATABASE_URL). Missing ones get
+ * from `--param` or the environment (BROKER_ARN, BROKER_SECRET_ARN, AMQP_URL, DATABASE_URL); subnetIds and
+ * securityGroupIds (SUBNET_IDS, SECURITY_GROUP_IDS) put the functions in a VPC. Missing required ones get
  * placeholders in AWS's shape, so the package builds anywhere, without AWS credentials (packaging contacts
  * nothing); such a package is for inspection, not for deploying, and the report says so.
  */
@@ -40,7 +42,7 @@ const DEPLOY_PARAMS = [
   { name: 'databaseUrl', env: 'DATABASE_URL', placeholder: () => 'postgres://placeholder:placeholder@placeholder.invalid:5432/app' },
 ] as const;
 
-const usage = `Usage: npm run package -- [--stage prod] [--region R] [--param name=value]... [--package DIR] [--no-placeholders] [--runs N] [--skip-build] [--check] [--json FILE]`;
+const usage = `Usage: npm run package -- [--stage prod] [--region R] [--param name=value]... [--package DIR] [--no-placeholders] [--runs N] [--skip-build] [--check] [--json FILE] [--node PATH]`;
 
 class UsageError extends Error {}
 
@@ -84,6 +86,7 @@ function parse() {
       'skip-build': { type: 'boolean', default: false },
       check: { type: 'boolean', default: false },
       json: { type: 'string' },
+      node: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -116,6 +119,12 @@ function deployParams(stage: string, region: string, given: readonly string[], a
       sources.push(`${param.name}: PLACEHOLDER (set ${param.env} or --param="${param.name}=...")`);
     }
   }
+  const vpcGiven = (name: string, env: string) => given.some((p) => p.startsWith(`${name}=`)) || Boolean(process.env[env]?.trim());
+  sources.push(
+    vpcGiven('subnetIds', 'SUBNET_IDS') || vpcGiven('securityGroupIds', 'SECURITY_GROUP_IDS')
+      ? 'vpc: subnetIds and securityGroupIds given: the functions run in that VPC'
+      : 'vpc: none (no subnetIds / securityGroupIds): the functions run outside any VPC',
+  );
   if (placeholders.length && !allowPlaceholders) {
     throw new UsageError(`Missing deployment params: ${placeholders.join(', ')}. Set ${placeholders.map((n) => DEPLOY_PARAMS.find((p) => p.name === n)!.env).join(', ')} or pass --param="name=value".`);
   }
@@ -169,6 +178,8 @@ export function templateFunctions(packageDir: string): TemplateFunction[] {
 export function bundledFrom(sourceMap: { sources?: string[] }): string[] {
   const origins = new Set<string>();
   for (const source of sourceMap.sources ?? []) {
+    // Modules a build plugin made up (namespace:path) are not files the bundle was built from.
+    if (/^[\w-]+:/.test(source)) continue;
     const path = source.replace(/\\/g, '/');
     const inModules = /.*node_modules\/((@[^/]+\/)?[^/]+)/.exec(path);
     if (inModules) origins.add(inModules[1]!);
@@ -178,7 +189,7 @@ export function bundledFrom(sourceMap: { sources?: string[] }): string[] {
 }
 
 /** Imports `file` in a fresh node process `runs` times, with the function's environment; median and runs. */
-function coldImport(fn: TemplateFunction, dir: string, file: string, exportName: string, runs: number) {
+function coldImport(fn: TemplateFunction, dir: string, file: string, exportName: string, runs: number, node: string) {
   const code = [
     'const started = performance.now();',
     `const module = await import(${JSON.stringify(pathToFileURL(file).href)});`,
@@ -188,7 +199,7 @@ function coldImport(fn: TemplateFunction, dir: string, file: string, exportName:
   ].join('\n');
   const times: number[] = [];
   for (let run = 0; run < runs; run++) {
-    const result = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+    const result = spawnSync(node, ['--input-type=module', '-e', code], {
       cwd: dir,
       // What Lambda gives the function: its own variables, no node_modules, the task root as working directory.
       env: { PATH: process.env.PATH ?? '', ...fn.environment, LAMBDA_TASK_ROOT: dir, AWS_REGION: 'eu-west-1' },
@@ -211,7 +222,7 @@ function coldImport(fn: TemplateFunction, dir: string, file: string, exportName:
 }
 
 /** Inspects every function's zip in `packageDir`; imports each bundle `runs` times. */
-export function inspectPackage(packageDir: string, runs: number): FunctionReport[] {
+export function inspectPackage(packageDir: string, runs: number, node = process.execPath): FunctionReport[] {
   const reports: FunctionReport[] = [];
   for (const fn of templateFunctions(packageDir)) {
     const dir = mkdtempSync(join(tmpdir(), `package-${fn.key}-`));
@@ -226,7 +237,7 @@ export function inspectPackage(packageDir: string, runs: number): FunctionReport
       const bundled = bundledFrom(sourceMap);
       const forbidden = [...names.filter((name) => FORBIDDEN.test(name)), ...(sourceMap.sources ?? []).filter((s) => FORBIDDEN.test(s.replace(/\\/g, '/')))];
       const imported = bundle
-        ? coldImport(fn, dir, join(dir, bundle.name), exportName, runs)
+        ? coldImport(fn, dir, join(dir, bundle.name), exportName, runs, node)
         : { median: null, runs: [], error: `no bundle for handler ${fn.handler} in the zip` };
       const zipBytes = readFileSync(fn.zip).length;
       const overBudget = [
@@ -278,7 +289,10 @@ function print(report: PackageReport): void {
   console.log(`  budgets: zip under ${kb(BUDGET.zipBytes)}, cold import under ${BUDGET.importMs} ms`);
   for (const f of report.functions) {
     console.log(`\n  ${f.function} (${f.handler}): ${f.entries.join(', ')}`);
-    console.log(`    bundled from: ${f.bundled.join(', ')}`);
+    const code = f.bundled.filter((origin) => /^(handlers|shared)\//.test(origin));
+    const packages = f.bundled.filter((origin) => !code.includes(origin));
+    console.log(`    code: ${code.join(', ')}`);
+    console.log(`    packages (${packages.length}): ${packages.join(', ')}`);
     if (f.importError) console.log(`    IMPORT FAILED: ${f.importError}`);
     if (f.forbidden.length) console.log(`    MUST NOT SHIP: ${f.forbidden.join(', ')}`);
     for (const over of f.overBudget) console.log(`    over budget: ${over}`);
@@ -294,9 +308,9 @@ async function main(): Promise<void> {
   const region = options.region ?? 'eu-west-1';
   const packageDir = resolve(root, options.package);
   const { params, placeholders, sources } = deployParams(options.stage, region, options.param, !options['no-placeholders']);
-  console.log(`Packaging stage ${options.stage}${options.region ? ` in ${options.region}` : ''} into ${packageDir}`);
-  for (const source of sources) console.log(`  ${source}`);
   if (!options['skip-build']) {
+    console.log(`Packaging stage ${options.stage}${options.region ? ` in ${options.region}` : ''} into ${packageDir}`);
+    for (const source of sources) console.log(`  ${source}`);
     await runServerless([
       'package',
       '--stage', options.stage,
@@ -305,7 +319,17 @@ async function main(): Promise<void> {
       ...params.map((param) => `--param=${param}`),
     ]);
   }
-  const report: PackageReport = { stage: options.stage, packageDir, node: process.version, placeholders, functions: inspectPackage(packageDir, options.runs) };
+  const node = options.node ? resolve(options.node) : process.execPath;
+  const version = spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout?.trim();
+  if (!version) throw new UsageError(`--node ${options.node}: not a node binary that runs here`);
+  const report: PackageReport = {
+    stage: options.stage,
+    packageDir,
+    node: version,
+    // With --skip-build the package was made earlier, with whatever params it had then.
+    placeholders: options['skip-build'] ? [] : placeholders,
+    functions: inspectPackage(packageDir, options.runs, node),
+  };
   print(report);
   if (options.json) writeFileSync(options.json, `${JSON.stringify(report, null, 2)}\n`);
   const broken = report.functions.filter((f) => f.forbidden.length || f.importError);

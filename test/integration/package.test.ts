@@ -22,6 +22,8 @@ const params = {
   virtualHost: '/orders',
   amqpUrl: 'amqps://functions:pw@b-1234abcd-56ef-78ab-90cd-1234567890ab.mq.eu-west-1.amazonaws.com:5671/orders',
   databaseUrl: 'postgres://functions:pw@orders.cluster-abc.eu-west-1.rds.amazonaws.com:5432/orders',
+  subnetIds: 'subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788',
+  securityGroupIds: 'sg-0123456789abcdef0',
 };
 
 /** Nothing local-only may be in a deployed zip or bundled into one. */
@@ -78,7 +80,8 @@ describe('npm run package', () => {
     expect(report.stage).toBe('prod');
     expect(report.placeholders).toEqual([]);
     expect(output).not.toContain('NOT DEPLOYABLE');
-    for (const name of Object.keys(params).filter((n) => n !== 'virtualHost')) expect(output).toContain(`${name}: --param`);
+    for (const name of ['brokerArn', 'brokerSecretArn', 'amqpUrl', 'databaseUrl']) expect(output).toContain(`${name}: --param`);
+    expect(output).toContain('the functions run in that VPC');
   });
 
   it('builds one zip per function, each with only its own bundle and source map', () => {
@@ -100,6 +103,8 @@ describe('npm run package', () => {
       expect(props.Handler).toBe(fn.handler);
       expect(props.Code.S3Key).toMatch(new RegExp(`/${key}\\.zip$`));
       expect(props.Environment.Variables).toMatchObject({ AMQP_URL: params.amqpUrl, DATABASE_URL: params.databaseUrl, AMQP_VHOST: params.virtualHost });
+      // In the broker's and the database's VPC, from the subnetIds and securityGroupIds params.
+      expect(props.VpcConfig).toEqual({ SubnetIds: params.subnetIds.split(','), SecurityGroupIds: [params.securityGroupIds] });
     }
   });
 
