@@ -39,6 +39,7 @@ import type { RabbitMQEvent } from '../shared/rmq-event';
 import { bundledHandlerLoader, InProcessInvoker, Runner, type HandlerLoader, type TriggerDefinition } from '../shared/runner';
 import { setBenchProbe } from './noop-handler';
 import {
+  fmt,
   machineFacts,
   median,
   round,
@@ -571,8 +572,6 @@ async function deleteQueues(connection: ChannelModel, queues: readonly string[])
   }
 }
 
-const fmt = (value: number, digits = 0) =>
-  Number.isFinite(value) ? value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a';
 
 interface LatencyBlock {
   description: string;

@@ -92,3 +92,99 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
     clearTimeout(timer);
   }
 }
+
+/** A number for a report: thousands separators, `digits` decimals, 'n/a' for NaN/Infinity. */
+export const fmt = (value: number, digits = 0): string =>
+  Number.isFinite(value) ? value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a';
+
+/** An ASCII bar of `value` against `max`, `width` characters at most (for Markdown reports, inside a code block). */
+export function bar(value: number, max: number, width = 40): string {
+  if (!(value > 0) || !(max > 0)) return '';
+  return '#'.repeat(Math.max(1, Math.round((Math.min(value, max) / max) * width)));
+}
+
+/**
+ * Runs `rabbitmqctl -q ...args`; while the broker's app is stopped (other suites on a shared broker stop and
+ * start it to test outages) it waits and tries again, for up to 90 s. Resolves to stdout.
+ */
+export async function rabbitmqctl(...args: string[]): Promise<string> {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const run = promisify(execFile);
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    try {
+      return (await run('rabbitmqctl', ['-q', ...args], { timeout: 60_000 })).stdout;
+    } catch (error) {
+      const text = `${(error as { stderr?: string }).stderr ?? ''} ${(error as Error).message}`;
+      if (/already exists|vhost_already_exists/i.test(text)) return '';
+      if (!/app to be running|nodedown|unable to perform an operation/i.test(text) || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+  }
+}
+
+/**
+ * A RabbitMQ virtual host of the benchmark's own, so that it neither disturbs nor is disturbed by whatever else
+ * uses the broker: created (idempotently) with every right for the URL's user; `url` is `baseUrl` with the vhost
+ * as its path (the code's configuration takes the vhost from AMQP_URL's path). `remove()` deletes it with
+ * every queue and exchange in it; safe to call twice.
+ */
+export async function benchVhost(name: string, baseUrl: string): Promise<{ name: string; url: string; remove(): Promise<void> }> {
+  const url = new URL(baseUrl);
+  const user = decodeURIComponent(url.username || 'guest');
+  await rabbitmqctl('add_vhost', name);
+  await rabbitmqctl('set_permissions', '-p', name, user, '.*', '.*', '.*');
+  url.pathname = `/${encodeURIComponent(name)}`;
+  let removed = false;
+  return {
+    name,
+    url: url.toString(),
+    remove: async () => {
+      if (removed) return;
+      removed = true;
+      await rabbitmqctl('delete_vhost', name);
+    },
+  };
+}
+
+/** Sorted queue names in a vhost (rabbitmqctl list_queues), to check where a topology was declared. */
+export async function vhostQueues(vhost: string): Promise<string[]> {
+  const out = await rabbitmqctl('list_queues', '-p', vhost, '--no-table-headers', 'name');
+  return out.split('\n').map((line) => line.trim()).filter(Boolean).sort();
+}
+
+/**
+ * A PostgreSQL schema of the benchmark's own (`?options=-c search_path=<schema>`, as the tests do): `url` is
+ * `baseUrl` pointed at it; `drop()` removes it with everything in it. Safe to call twice.
+ */
+export async function postgresSchema(baseUrl: string, prefix: string): Promise<{ schema: string; url: string; drop(): Promise<void> }> {
+  const { randomBytes } = await import('node:crypto');
+  const { default: pg } = await import('pg');
+  const schema = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  try {
+    await admin.query(`create schema ${schema}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(baseUrl);
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  let dropped = false;
+  return {
+    schema,
+    url: url.toString(),
+    drop: async () => {
+      if (dropped) return;
+      dropped = true;
+      const client = new pg.Client({ connectionString: baseUrl });
+      await client.connect();
+      try {
+        await client.query(`drop schema if exists ${schema} cascade`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
