@@ -30,6 +30,7 @@ const RETRY_DELAYS_MS = [200, 400];
 const DELIVERY_LIMIT = 10;
 const QUEUES = WORK_QUEUES.map((q) => q.name);
 const DUPLICATE = '"outcome":"duplicate"';
+const CONSUMING = '"message":"consuming"';
 
 describe('the worker killed with SIGKILL while thousands of orders flow (PostgreSQL)', () => {
   const backend = postgresBackend();
@@ -88,17 +89,26 @@ describe('the worker killed with SIGKILL while thousands of orders flow (Postgre
     const kills: Array<{ lifeMs: number; claimsAtKill: number; claimsDue: number }> = [];
     const started = Date.now();
     for (let life = 0; life < KILLS; life++) {
-      const before = await claims();
       const born = Date.now();
-      const worker = spawnWorker(workerEnv, { count: [DUPLICATE] });
+      const worker = spawnWorker(workerEnv, { count: [DUPLICATE, CONSUMING] });
       workers.push(worker);
       await publishOrderPlaced(amqp.channel, waves[life]!.map((o) => o.event));
+      // Up (all three triggers consuming), then visibly at work: it claims messages of its own.
+      await waitFor(
+        () => {
+          crashedOnItsOwn(worker);
+          return worker.counts[CONSUMING]! >= QUEUES.length;
+        },
+        `worker ${life + 1} to start consuming`,
+        60_000,
+      );
+      const before = await claims();
       await waitFor(
         async () => {
           crashedOnItsOwn(worker);
           return (await claims()) > before;
         },
-        `worker ${life + 1} to start handling messages`,
+        `worker ${life + 1} to handle messages`,
         60_000,
       );
       await sleep(300 + Math.floor(random() * 1_200)); // let it get into the middle of batches, commits and publishes
@@ -110,7 +120,7 @@ describe('the worker killed with SIGKILL while thousands of orders flow (Postgre
     }
 
     // The last worker is left to finish everything, including what the killed ones left half done.
-    const survivor = spawnWorker(workerEnv, { count: [DUPLICATE] });
+    const survivor = spawnWorker(workerEnv, { count: [DUPLICATE, CONSUMING] });
     workers.push(survivor);
     await publishOrderPlaced(amqp.channel, waves[KILLS]!.map((o) => o.event));
     const orderIds = orders.map((o) => o.order_id);
