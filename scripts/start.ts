@@ -298,7 +298,9 @@ async function main(): Promise<number> {
     const probe = await probeManagement(target);
     const management = probe.up
       ? `${target.url} (log in as ${target.username})`
-      : `not answering at ${target.url}: enable it with \`rabbitmq-plugins enable rabbitmq_management\` (the docker compose image has it); npm run status works without it`;
+      : target.unknown
+        ? `${target.unknown}: set MANAGEMENT_URL (npm run status works without it)`
+        : `not answering at ${target.url}: enable it with \`rabbitmq-plugins enable rabbitmq_management\` (the docker compose image has it); npm run status works without it`;
     console.log(banner(cfg, apiUrl, management, triggerLine));
   }
 

@@ -6,8 +6,10 @@
 import type { Config } from '../../shared/config';
 
 export interface ManagementTarget {
-  /** Base URL without credentials, e.g. http://127.0.0.1:15672 */
+  /** Base URL without credentials, e.g. http://127.0.0.1:15672; empty when it cannot be told (see `unknown`). */
   url: string;
+  /** Why there is no URL to try: MANAGEMENT_URL unset and the broker not on its default port. */
+  unknown?: string;
   username: string;
   password: string;
   /** The virtual host of the broker URL (`/` when the URL names none). */
@@ -16,7 +18,8 @@ export interface ManagementTarget {
 
 /**
  * Where the management API should be: MANAGEMENT_URL if set (credentials in it win), else port 15672 on the
- * broker's host over http (amqp://) or https on the broker's host (amqps://, as Amazon MQ serves it).
+ * broker's host over http (amqp:// on 5672) or https on the broker's host (amqps:// on 5671, as Amazon MQ
+ * serves it). A broker on another port is not guessed: port 15672 there may well belong to another broker.
  * Credentials default to the broker URL's, as the management API accepts the same users.
  */
 export function managementTarget(cfg: Config, env: NodeJS.ProcessEnv = process.env): ManagementTarget {
@@ -39,8 +42,13 @@ export function managementTarget(cfg: Config, env: NodeJS.ProcessEnv = process.e
     target.url = url.toString().replace(/\/+$/, '');
     return target;
   }
+  const secure = broker.protocol === 'amqps:';
+  const port = broker.port || (secure ? '5671' : '5672');
+  if (port !== (secure ? '5671' : '5672')) {
+    return { url: '', unknown: `MANAGEMENT_URL is not set and the broker is not on its default port (${port}), so where its management API is cannot be told`, username, password, vhost };
+  }
   const host = broker.hostname.includes(':') ? `[${broker.hostname}]` : broker.hostname;
-  const url = broker.protocol === 'amqps:' ? `https://${host}` : `http://${host}:15672`;
+  const url = secure ? `https://${host}` : `http://${host}:15672`;
   return { url, username, password, vhost };
 }
 
@@ -57,6 +65,7 @@ export class ManagementError extends Error {
 
 /** GET `path` from the management API as JSON; ManagementError on any failure, saying which. */
 export async function managementGet<T>(target: ManagementTarget, path: string, timeoutMs = 3_000): Promise<T> {
+  if (target.unknown) throw new ManagementError(target.unknown);
   const auth = Buffer.from(`${target.username}:${target.password}`).toString('base64');
   let response: Response;
   try {

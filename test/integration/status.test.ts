@@ -7,13 +7,14 @@
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
-import { createServer } from 'node:net';
+import { connect, createServer, type Server as NetServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../shared/config';
 import { declareTopology, retryQueueName, topology, topologyOptions } from '../../shared/messaging';
 import type { StatusReport } from '../../scripts/status';
+import { managementTarget } from '../../scripts/lib/management';
 import { AMQP_URL, openTestAmqp, type TestAmqp } from '../support/amqp';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -254,6 +255,41 @@ describe('npm run status', () => {
       expect(report.detail).toContain("refused user 'guest' (401)");
       expect(report.queues.find((q) => q.name === holding)).toMatchObject({ messages: 3, rates: null });
     });
+  });
+
+  it('does not guess the management API of a broker on another port (15672 there may be another broker\'s)', async () => {
+    // The real broker behind a TCP proxy on a port of its own: no MANAGEMENT_URL, so only AMQP may be asked.
+    const proxy: NetServer = createServer((client) => {
+      const upstream = connect(Number(new URL(AMQP_URL).port || 5672), new URL(AMQP_URL).hostname);
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const port = (proxy.address() as { port: number }).port;
+    try {
+      const url = new URL(AMQP_URL);
+      url.port = String(port);
+      const run = await runStatus({ ...env, AMQP_URL: url.toString(), MANAGEMENT_URL: '' }, ['--json']);
+      expect(run.code, run.stderr).toBe(0);
+      const report = JSON.parse(run.stdout) as StatusReport;
+      expect(report.source).toBe('amqp');
+      expect(report.detail).toContain(`MANAGEMENT_URL is not set and the broker is not on its default port (${port})`);
+      expect(report.queues.find((q) => q.name === holding)).toMatchObject({ messages: 3 });
+    } finally {
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  it('derives the management address from the broker URL, or takes MANAGEMENT_URL', () => {
+    const local = managementTarget(loadConfig({ AMQP_URL: 'amqp://app:s%40cret@127.0.0.1:5672' }), {});
+    expect(local).toEqual({ url: 'http://127.0.0.1:15672', username: 'app', password: 's@cret', vhost: '/' });
+    // Amazon MQ serves the management API over https on the broker's host.
+    const amazon = managementTarget(loadConfig({ AMQP_URL: 'amqps://fn:pw@b-1234.mq.eu-west-1.amazonaws.com:5671/orders' }), {});
+    expect(amazon).toEqual({ url: 'https://b-1234.mq.eu-west-1.amazonaws.com', username: 'fn', password: 'pw', vhost: 'orders' });
+    const configured = managementTarget(loadConfig({ AMQP_URL: 'amqp://guest:guest@10.0.0.5:5672/%2F' }), { MANAGEMENT_URL: 'http://admin:adm@10.0.0.5:15673/' });
+    expect(configured).toEqual({ url: 'http://10.0.0.5:15673', username: 'admin', password: 'adm', vhost: '/' });
+    expect(managementTarget(loadConfig({ AMQP_URL: 'amqp://guest:guest@127.0.0.1:5673' }), {}).unknown).toContain('not on its default port (5673)');
   });
 
   it('fails with a clear message when neither the broker nor the management API can be reached', async () => {
