@@ -1,0 +1,503 @@
+/**
+ * HTTP benchmark: what does `POST /order` cost, beside a trivial handler served the same way?
+ *
+ * Two ways of serving, each real beside trivial, side by side in one run, at each concurrency (closed loop:
+ * every worker sends its next request as soon as the answer is in; a warm-up second is not measured; the order
+ * of real and trivial alternates between concurrencies):
+ *   - offline: `serverless offline start` as child processes: the real service in this repository (its
+ *     orderIntake function, esbuild bundle, SQLite file in a temp dir; its queue functions run too, as with
+ *     `npm start`) and bench/offline-service (one trivial function answering 202, httpApi event), loaded over
+ *     real HTTP with keep-alive connections by bench/http-load.ts from this process;
+ *   - in-process: the Lambda handlers called directly in a loop with API Gateway v2 events (no socket): the
+ *     real `handlers/order-intake.handler` (middy + @fastify/aws-lambda + the intake fastify app, storing the
+ *     order and its outbox row and publishing OrderPlaced with confirms) versus a tiny fastify app with one
+ *     route answering 202, wrapped the same way (@fastify/aws-lambda + middy). One child process per store
+ *     (SQLite file, fresh PostgreSQL schema), since the configuration and the store are per process.
+ * Everything runs against RabbitMQ in a vhost of the benchmark's own (`bench`, created and deleted here).
+ *
+ *   npm run bench:http [-- --seconds 8 --concurrency 16,32 --stores sqlite,postgres --modes offline,in-process]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import { loadConfig } from '../shared/config';
+import { httpPoster, runLoad, type LoadResult, type Send } from './http-load';
+import { bar, benchVhost, fmt, machineFacts, postgresSchema, round, writeResultFile, type LatencySummary } from './support';
+
+const serviceDir = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const trivialServiceDir = join(serviceDir, 'bench', 'offline-service');
+const thisFile = fileURLToPath(import.meta.url);
+const COMMAND = 'npm run bench:http';
+const VHOST = 'bench';
+const ORDER_BODY = () => JSON.stringify({ user_id: 'bench-user', item: 'widget', quantity: 1 });
+
+type StoreKind = 'sqlite' | 'postgres';
+type Mode = 'offline' | 'in-process';
+type Kind = 'real' | 'trivial';
+
+interface Options {
+  seconds: number;
+  warmupSeconds: number;
+  maxRequests: number;
+  concurrency: number[];
+  stores: StoreKind[];
+  modes: Mode[];
+  outDir: string;
+  child: StoreKind | undefined;
+  resultFile: string | undefined;
+}
+
+const usage = `Usage: npm run bench:http -- [options]
+  --seconds S          measured seconds per case (default 8)
+  --warmup S           unmeasured seconds before each case (default 1)
+  --max-requests N     upper bound on measured requests per case (default 100000)
+  --concurrency LIST   closed-loop workers (default 16,32)
+  --stores LIST        stores for the in-process case (default sqlite,postgres)
+  --modes LIST         offline,in-process (default both)
+  --out-dir DIR        where http.json and http.md go (default bench/results)`;
+
+function parseOptions(): Options {
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '8' },
+      warmup: { type: 'string', default: '1' },
+      'max-requests': { type: 'string', default: '100000' },
+      concurrency: { type: 'string', default: '16,32' },
+      stores: { type: 'string', default: 'sqlite,postgres' },
+      modes: { type: 'string', default: 'offline,in-process' },
+      'out-dir': { type: 'string', default: join(serviceDir, 'bench', 'results') },
+      child: { type: 'string' },
+      'result-file': { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  const num = (name: string, raw: string, min: number, max: number): number => {
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < min || value > max) throw new Error(`--${name} must be in ${min}..${max}, got '${raw}'`);
+    return value;
+  };
+  const list = <T extends string>(name: string, raw: string, allowed: readonly T[]): T[] =>
+    raw.split(',').map((part) => {
+      const value = part.trim() as T;
+      if (!allowed.includes(value)) throw new Error(`--${name}: unknown '${value}' (${allowed.join(', ')})`);
+      return value;
+    });
+  const child = values.child === undefined ? undefined : list('child', values.child, ['sqlite', 'postgres'] as const)[0];
+  return {
+    seconds: num('seconds', values.seconds, 1, 120),
+    warmupSeconds: num('warmup', values.warmup, 0, 30),
+    maxRequests: num('max-requests', values['max-requests'], 1, 10_000_000),
+    concurrency: values.concurrency.split(',').map((c) => num('concurrency', c.trim(), 1, 1024)),
+    stores: list('stores', values.stores, ['sqlite', 'postgres'] as const),
+    modes: list('modes', values.modes, ['offline', 'in-process'] as const),
+    outDir: resolve(values['out-dir']),
+    child,
+    resultFile: values['result-file'],
+  };
+}
+
+interface Case extends LoadResult {
+  mode: Mode;
+  store: StoreKind | 'none';
+  kind: Kind;
+}
+
+interface Ratio {
+  mode: Mode;
+  store: StoreKind;
+  concurrency: number;
+  /** Real requests/s / trivial requests/s. */
+  throughput: number;
+  /** Real p50 / trivial p50, and the same for p99. */
+  p50: number;
+  p99: number;
+}
+
+/** Runs real and trivial alternately at each concurrency (trivial first at the first, real first at the next, ...). */
+async function sideBySide(
+  senders: Record<Kind, Send>,
+  options: Options,
+  label: (kind: Kind, concurrency: number) => Omit<Case, keyof LoadResult>,
+  log: (line: string) => void,
+): Promise<Case[]> {
+  const cases: Case[] = [];
+  for (const [index, concurrency] of options.concurrency.entries()) {
+    const order: Kind[] = index % 2 === 0 ? ['trivial', 'real'] : ['real', 'trivial'];
+    for (const kind of order) {
+      const result = await runLoad(senders[kind], { concurrency, seconds: options.seconds, warmupSeconds: options.warmupSeconds, maxRequests: options.maxRequests });
+      const c = { ...label(kind, concurrency), ...result };
+      cases.push(c);
+      log(
+        `${c.mode} ${c.store} ${kind.padEnd(7)} c=${concurrency}: ${fmt(result.requestsPerSecond, 1)} req/s, p50/p95/p99 ` +
+          `${result.latencyMs.p50}/${result.latencyMs.p95}/${result.latencyMs.p99} ms, ${result.failures} failed${result.firstError ? ` (${result.firstError})` : ''}`,
+      );
+    }
+  }
+  return cases;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// In-process child: the handlers called with API Gateway v2 events.
+
+function apiEvent(body: string, seq: number): APIGatewayProxyEventV2 {
+  const now = Date.now();
+  return {
+    version: '2.0',
+    routeKey: 'POST /order',
+    rawPath: '/order',
+    rawQueryString: '',
+    headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), host: 'bench.local', 'user-agent': 'bench-http' },
+    requestContext: {
+      accountId: '123456789012',
+      apiId: 'bench',
+      domainName: 'bench.local',
+      domainPrefix: 'bench',
+      http: { method: 'POST', path: '/order', protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench-http' },
+      requestId: `bench-${seq}`,
+      routeKey: 'POST /order',
+      stage: '$default',
+      time: new Date(now).toISOString(),
+      timeEpoch: now,
+    },
+    body,
+    isBase64Encoded: false,
+  };
+}
+
+function lambdaContext(seq: number): Context {
+  const deadline = Date.now() + 30_000;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: 'bench-orderIntake',
+    functionVersion: '$LATEST',
+    invokedFunctionArn: 'arn:aws:lambda:local-1:000000000000:function:bench-orderIntake',
+    memoryLimitInMB: '512',
+    awsRequestId: `bench-request-${seq}`,
+    logGroupName: '/aws/lambda/bench-orderIntake',
+    logStreamName: 'bench',
+    getRemainingTimeInMillis: () => deadline - Date.now(),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+type LambdaHttpHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<{ statusCode?: number } | undefined>;
+
+async function runChild(options: Options, store: StoreKind, resultFile: string): Promise<void> {
+  const [{ default: awsLambdaFastify }, { default: middy }, { default: fastify }] = await Promise.all([
+    import('@fastify/aws-lambda'),
+    import('@middy/core'),
+    import('fastify'),
+  ]);
+  const intake = (await import('../handlers/order-intake')) as unknown as { handler: LambdaHttpHandler; app: { close(): Promise<void> } };
+  const tiny = fastify();
+  tiny.post('/order', async (_request, reply) => reply.code(202).send({ order_id: 'trivial', status: 'accepted' }));
+  await tiny.ready();
+  const trivial = middy(awsLambdaFastify<APIGatewayProxyEventV2>(tiny)) as unknown as LambdaHttpHandler;
+  let seq = 0;
+  const invoke = (handler: LambdaHttpHandler): Send => async () => {
+    const n = ++seq;
+    const result = await handler(apiEvent(ORDER_BODY(), n), lambdaContext(n));
+    return result?.statusCode ?? 0;
+  };
+  try {
+    const cases = await sideBySide(
+      { real: invoke(intake.handler), trivial: invoke(trivial) },
+      options,
+      (kind) => ({ mode: 'in-process', store: kind === 'real' ? store : 'none', kind }),
+      (line) => console.log(`[${store}] ${line}`),
+    );
+    await writeResultFile(resultFile, JSON.stringify(cases));
+  } finally {
+    await tiny.close().catch(() => undefined);
+    await intake.app.close().catch(() => undefined);
+    const { closeMessaging } = await import('../shared/messaging');
+    await closeMessaging().catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Parent: vhost, schema, serverless offline, children.
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+interface Offline {
+  url: string;
+  process: ChildProcess;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** `serverless offline start` in `dir` on free ports; resolves once `GET /health` answers 200 there. */
+async function startOffline(dir: string, env: NodeJS.ProcessEnv, label: string, readyPath = '/health'): Promise<Offline> {
+  const [httpPort, lambdaPort] = [await freePort(), await freePort()];
+  const child = spawn(process.execPath, [join(serviceDir, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
+    cwd: dir,
+    env: { ...env, CI: 'true', HTTP_PORT: String(httpPort), LAMBDA_PORT: String(lambdaPort) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: false,
+  });
+  // Keep only the tail: serverless-offline prints a line per request.
+  let output = '';
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const url = `http://127.0.0.1:${httpPort}`;
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`serverless offline (${label}) exited with ${child.exitCode}:\n${output}`);
+    try {
+      const response = await fetch(`${url}${readyPath}`, { signal: AbortSignal.timeout(2_000) });
+      await response.arrayBuffer();
+      if (response.ok) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`serverless offline (${label}) did not answer ${readyPath} within 180 s:\n${output}`);
+    }
+    await sleep(500);
+  }
+  return {
+    url,
+    process: child,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      const exited = once(child, 'exit');
+      if (!(await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)]))) child.kill('SIGKILL');
+    },
+  };
+}
+
+interface Results {
+  benchmark: 'http';
+  description: string;
+  date: string;
+  command: string;
+  machine: ReturnType<typeof machineFacts> & { loadAverage: { atStart: number[]; atEnd: number[] } };
+  parameters: Omit<Options, 'outDir' | 'child' | 'resultFile'> & { vhost: string; body: string; loadGenerator: string; inProcess: string; offline: string };
+  cases: Case[];
+  ratios: Ratio[];
+  elapsedSeconds: number;
+}
+
+function ratios(cases: Case[], stores: StoreKind[]): Ratio[] {
+  const out: Ratio[] = [];
+  for (const mode of ['offline', 'in-process'] as const) {
+    for (const store of stores) {
+      for (const real of cases.filter((c) => c.mode === mode && c.kind === 'real' && c.store === store)) {
+        // The trivial case measured next to it: in-process, the one from the same child (listed right before or after).
+        const i = cases.indexOf(real);
+        const trivial = [cases[i - 1], cases[i + 1]].find((c) => c && c.mode === mode && c.kind === 'trivial' && c.concurrency === real.concurrency);
+        if (!trivial) continue;
+        out.push({
+          mode,
+          store,
+          concurrency: real.concurrency,
+          throughput: round(real.requestsPerSecond / trivial.requestsPerSecond, 3),
+          p50: round(real.latencyMs.p50 / trivial.latencyMs.p50, 2),
+          p99: round(real.latencyMs.p99 / trivial.latencyMs.p99, 2),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+async function runParent(options: Options): Promise<void> {
+  const started = performance.now();
+  const loadAtStart = loadavg().map((v) => round(v, 2));
+  const baseUrl = loadConfig(process.env).amqpUrls[0]!;
+  const pgBase = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const tmp = await mkdtemp(join(tmpdir(), 'bench-http-'));
+  const vhost = await benchVhost(VHOST, baseUrl);
+  const running = new Set<{ stop(): Promise<void> }>();
+  let schema: Awaited<ReturnType<typeof postgresSchema>> | undefined;
+  const cleanup = async () => {
+    for (const r of running) await r.stop().catch(() => undefined);
+    await schema?.drop().catch((e: unknown) => console.error(`bench: could not drop schema ${schema?.schema}: ${String(e)}`));
+    await vhost.remove().catch((e: unknown) => console.error(`bench: could not delete vhost ${VHOST}: ${String(e)}`));
+    await rm(tmp, { recursive: true, force: true });
+  };
+  const interrupt = (signal: NodeJS.Signals) => {
+    console.error(`bench: ${signal}; stopping servers, deleting vhost ${VHOST}`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  const baseEnv: NodeJS.ProcessEnv = { ...process.env, AMQP_URL: vhost.url, LOG_LEVEL: 'warn' };
+  delete baseEnv.AMQP_URLS;
+  delete baseEnv.DATABASE_URL;
+  const cases: Case[] = [];
+  try {
+    console.log(`vhost '${VHOST}', node ${process.version}, ${machineFacts().cpus} cpus`);
+    if (options.modes.includes('offline')) {
+      console.log('starting serverless offline: the real service (esbuild bundles first) and the trivial one ...');
+      const real = await startOffline(serviceDir, { ...baseEnv, SQLITE_PATH: join(tmp, 'offline.sqlite') }, 'real service');
+      running.add(real);
+      const trivial = await startOffline(trivialServiceDir, baseEnv, 'trivial service', '/health');
+      running.add(trivial);
+      const maxSockets = Math.max(...options.concurrency);
+      const posters = { real: httpPoster(`${real.url}/order`, ORDER_BODY, maxSockets), trivial: httpPoster(`${trivial.url}/order`, ORDER_BODY, maxSockets) };
+      try {
+        cases.push(
+          ...(await sideBySide(
+            { real: posters.real.send, trivial: posters.trivial.send },
+            options,
+            (kind) => ({ mode: 'offline', store: kind === 'real' ? 'sqlite' : 'none', kind }),
+            (line) => console.log(line),
+          )),
+        );
+      } finally {
+        posters.real.close();
+        posters.trivial.close();
+        for (const server of [real, trivial]) {
+          await server.stop();
+          running.delete(server);
+        }
+      }
+    }
+    if (options.modes.includes('in-process')) {
+      for (const store of options.stores) {
+        const env: NodeJS.ProcessEnv = { ...baseEnv };
+        if (store === 'postgres') {
+          schema = await postgresSchema(pgBase, 'bench_http');
+          env.DATABASE_URL = schema.url;
+        } else {
+          env.SQLITE_PATH = join(tmp, 'in-process.sqlite');
+        }
+        const resultFile = join(tmp, `${store}.json`);
+        const args = ['--import', 'tsx', thisFile, '--child', store, '--result-file', resultFile];
+        args.push('--seconds', String(options.seconds), '--warmup', String(options.warmupSeconds), '--max-requests', String(options.maxRequests));
+        args.push('--concurrency', options.concurrency.join(','));
+        const child = spawn(process.execPath, args, { env, stdio: 'inherit' });
+        const handle = { stop: async () => void (child.exitCode === null && child.kill('SIGKILL')) };
+        running.add(handle);
+        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000 + options.concurrency.length * 2 * (options.seconds + options.warmupSeconds + 5) * 1000);
+        const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+        clearTimeout(timer);
+        running.delete(handle);
+        if (code !== 0) throw new Error(`the in-process ${store} run failed (exit ${code ?? signal})`);
+        cases.push(...(JSON.parse(await readFile(resultFile, 'utf8')) as Case[]));
+        await schema?.drop();
+      }
+    }
+  } finally {
+    await cleanup();
+  }
+  const { outDir, child: _c, resultFile: _r, ...parameters } = options;
+  const results: Results = {
+    benchmark: 'http',
+    description: 'POST /order beside a trivial 202 handler, through serverless offline (HTTP) and in-process (handler invoked with API Gateway v2 events), one run',
+    date: new Date().toISOString(),
+    command: COMMAND,
+    machine: { ...machineFacts(), loadAverage: { atStart: loadAtStart, atEnd: loadavg().map((v) => round(v, 2)) } },
+    parameters: {
+      ...parameters,
+      vhost: VHOST,
+      body: ORDER_BODY(),
+      loadGenerator: 'bench/http-load.ts: closed loop, one keep-alive socket per worker (node:http Agent), in the same process as nothing else',
+      inProcess: 'the middy handler called directly with API Gateway v2 events, `concurrency` invocations in flight; no socket',
+      offline: 'serverless offline start (osls + serverless-offline), real service with its queue functions running, SQLite; trivial service bench/offline-service',
+    },
+    cases,
+    ratios: ratios(cases, options.stores.concat(options.modes.includes('offline') && !options.stores.includes('sqlite') ? ['sqlite'] : [])),
+    elapsedSeconds: round((performance.now() - started) / 1000, 1),
+  };
+  await writeResultFile(join(outDir, 'http.json'), `${JSON.stringify(results, null, 2)}\n`);
+  await writeResultFile(join(outDir, 'http.md'), markdown(results));
+  console.log(`wrote ${relative(process.cwd(), join(outDir, 'http.json'))} and http.md in ${results.elapsedSeconds} s`);
+  for (const r of results.ratios) console.log(`${r.mode} ${r.store} c=${r.concurrency}: real/trivial throughput ${fmt(r.throughput, 3)}, p50 x${r.p50}, p99 x${r.p99}`);
+  const failed = cases.filter((c) => c.failures > 0);
+  if (failed.length) console.log(`WARNING: ${failed.length} case(s) had failed requests: see http.json`);
+}
+
+function markdown(r: Results): string {
+  const { machine: m, parameters: p } = r;
+  const lat = (s: LatencySummary) => `${fmt(s.p50, 2)} / ${fmt(s.p95, 2)} / ${fmt(s.p99, 2)}`;
+  const max = Math.max(...r.cases.map((c) => c.requestsPerSecond));
+  const lines = [
+    '# HTTP benchmark',
+    '',
+    '`POST /order` (validate, store the order and its outbox row in one transaction, publish OrderPlaced with confirms, ' +
+      'answer 202) beside a trivial handler that answers 202 and does nothing, served the same way, side by side in one run:',
+    '',
+    `- **offline**: \`serverless offline start\` child processes, loaded over HTTP with keep-alive connections by bench/http-load.ts ` +
+      `(closed loop: each of \`concurrency\` workers sends its next request when the answer is in). Real: this service (SQLite file; ` +
+      'its queue functions run too, consuming what the orders produce, as with `npm start`). Trivial: bench/offline-service. ' +
+      'The load generator shares the 2 cores with the servers.',
+    `- **in-process**: the Lambda handler called directly in a loop with API Gateway v2 events, \`concurrency\` invocations in flight, ` +
+      'no socket. Real: handlers/order-intake.handler (middy + @fastify/aws-lambda + the intake app + its logging middleware). ' +
+      'Trivial: a one-route fastify app wrapped by @fastify/aws-lambda + middy. One process per store.',
+    '',
+    `${p.seconds} s measured per case after ${p.warmupSeconds} s of warm-up; real and trivial alternate which goes first. RabbitMQ in a ` +
+      `vhost of the run's own (\`${p.vhost}\`); handlers' LOG_LEVEL warn. Run ${r.date} on ${m.cpus} x ${m.cpuModel}, node ${m.node}; ` +
+      `${r.elapsedSeconds} s in all; load average ${m.loadAverage.atStart[0]} at the start, ${m.loadAverage.atEnd[0]} at the end. ` +
+      '**The machine is shared and noisy**: read the real/trivial ratios, measured side by side, rather than the absolute rates.',
+    '',
+    '| mode | store | handler | concurrency | requests | req/s | latency ms p50 / p95 / p99 | failed |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    ...r.cases.map(
+      (c) => `| ${c.mode} | ${c.store === 'none' ? '' : c.store} | ${c.kind} | ${c.concurrency} | ${fmt(c.requests)} | ${fmt(c.requestsPerSecond, 1)} | ${lat(c.latencyMs)} | ${c.failures} |`,
+    ),
+    '',
+    '## Real / trivial',
+    '',
+    '| mode | store | concurrency | throughput real / trivial | p50 real / trivial | p99 real / trivial |',
+    '| --- | --- | ---: | ---: | ---: | ---: |',
+    ...r.ratios.map((x) => `| ${x.mode} | ${x.store} | ${x.concurrency} | ${fmt(x.throughput, 3)} | x ${fmt(x.p50, 2)} | x ${fmt(x.p99, 2)} |`),
+    '',
+    '```',
+    ...r.cases.map((c) => `${`${c.mode} ${c.store === 'none' ? '' : `${c.store} `}${c.kind} c${c.concurrency}`.padEnd(32)} ${bar(c.requestsPerSecond, max)} ${fmt(c.requestsPerSecond)} req/s`),
+    '```',
+    '',
+    'Reproduce (RabbitMQ at `AMQP_URL` with `rabbitmqctl` on the PATH, PostgreSQL at `TEST_DATABASE_URL`; options: `npm run bench:http -- --help`):',
+    '',
+    '```sh',
+    COMMAND,
+    '```',
+    '',
+    'Every figure: `http.json`.',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions();
+  if (options.child) {
+    if (!options.resultFile) throw new Error('--child needs --result-file');
+    await runChild(options, options.child, options.resultFile);
+    process.exit(0);
+  }
+  await runParent(options);
+}
+
+main().catch((error: unknown) => {
+  console.error(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  process.exit(1);
+});
