@@ -83,8 +83,13 @@ class AsyncLock {
   }
 }
 
-/** One lock per database file, shared by every Store in this process that opens that file. */
-const fileLocks = new Map<string, AsyncLock>();
+/**
+ * One lock per database file, shared by every Store in this process that opens that file. Kept on
+ * globalThis because the worker bundles each handler separately, so this module can exist several times in
+ * one process; a lock per copy would let two copies wait on each other through SQLite's busy timeout.
+ */
+const LOCKS_KEY = Symbol.for('rabbit-functions.store.sqlite-file-locks');
+const fileLocks: Map<string, AsyncLock> = ((globalThis as Record<symbol, unknown>)[LOCKS_KEY] ??= new Map()) as Map<string, AsyncLock>;
 
 function lockFor(path: string): AsyncLock {
   if (path === ':memory:') return new AsyncLock();
