@@ -212,7 +212,8 @@ export async function runCli(argv: readonly string[], io: CliIo = consoleIo, opt
     io.err(`dlq: ${error instanceof Error ? error.message : String(error)}`);
     return EXIT.failed;
   } finally {
-    await publisher.close();
+    // Broker first: closing the publisher alone would wait on a connection that is still being retried.
     await broker.close();
+    await publisher.close();
   }
 }

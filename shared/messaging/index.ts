@@ -42,7 +42,8 @@ export async function closeMessaging(): Promise<void> {
   const current = shared;
   shared = undefined;
   if (current) {
-    await current.publisher.close();
+    // Broker first: a publish still waiting for a connection is released by it, not by the publisher.
     await current.broker.close();
+    await current.publisher.close();
   }
 }
