@@ -46,6 +46,8 @@ const returnKey = (exchange: string, routingKey: string, messageId: unknown, hea
 export class Publisher {
   private channel: Promise<ConfirmChannel> | undefined;
   private readonly returned = new Map<string, number>();
+  /** Failers of the publishes awaiting a confirm: one channel 'close' listener fails them all. */
+  private readonly awaitingConfirm = new Set<(error: Error) => void>();
   private readonly confirmTimeoutMs: number;
 
   constructor(
@@ -66,16 +68,16 @@ export class Publisher {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        channel.removeListener('close', onClose);
+        this.awaitingConfirm.delete(fail);
         if (error) reject(error);
         else resolve();
       };
-      const onClose = () => settle(new PublishError(`Channel closed before the broker confirmed the message to ${exchange}`));
+      const fail = (error: Error) => settle(error);
       const timer = setTimeout(
         () => settle(new PublishTimeoutError(`No confirm from the broker within ${this.confirmTimeoutMs} ms`)),
         this.confirmTimeoutMs,
       );
-      channel.once('close', onClose);
+      this.awaitingConfirm.add(fail);
       try {
         channel.publish(exchange, routingKey, body, { ...options, mandatory: true }, (error) => {
           if (error) return settle(new PublishNackedError(`Broker refused the message to ${exchange}/${routingKey}`));
@@ -127,6 +129,8 @@ export class Publisher {
       channel.once('close', () => {
         this.channel = undefined;
         this.returned.clear();
+        const error = new PublishError('Channel closed before the broker confirmed the message');
+        for (const fail of [...this.awaitingConfirm]) fail(error);
       });
       return channel;
     } catch (error) {
