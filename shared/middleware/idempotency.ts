@@ -24,8 +24,8 @@ export interface IdempotencyOptions {
   consumer: string;
   /** `appId` of the events the handler emits (default: the consumer name). */
   appId?: string;
-  /** Called after commit with the outbox rows the record emitted, e.g. to publish them right away. */
-  onCommitted?: (rows: readonly NewOutboxMessage[]) => Promise<void>;
+  /** Called after commit with the outbox rows the record emitted, e.g. to have them published. */
+  onCommitted?: (rows: readonly NewOutboxMessage[], context: RecordContext) => Promise<void>;
 }
 
 interface OpenTransaction {
@@ -122,7 +122,7 @@ export function idempotency<T = unknown>(options: IdempotencyOptions): middy.Mid
     // The record's effects are committed: a failure to publish now must not fail the record. The rows stay
     // in the outbox and the relay publishes them later.
     if (emitted.length && options.onCommitted) {
-      await options.onCommitted(emitted).catch((error: unknown) =>
+      await options.onCommitted(emitted, request.context).catch((error: unknown) =>
         request.context.logger?.warn({ err: error, events: emitted.length }, 'events left in the outbox for the relay'),
       );
     }

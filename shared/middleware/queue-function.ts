@@ -5,6 +5,8 @@
  *
  * Batch level (one middy instance per invocation):
  *   structuredLogging   outermost: the logger exists before anything can fail, and it sees every failure
+ *   publishCommitted    after the records: publishes the events they committed, all at once (one round of
+ *                       confirms per batch instead of one per record); what fails stays for the outbox relay
  *   rabbitmqRecords     decodes the aws:rmq event into records
  *   forEachRecord       base handler: runs the per-record pipeline below for each record, in order
  *
@@ -44,7 +46,7 @@ export interface QueueFunctionOptions<T> {
   logger?: Logger;
   store?: Store | (() => Promise<Store>);
   retryDelaysMs?: readonly number[];
-  /** Publishes the events a record emitted, right after commit (default: publish and mark published). */
+  /** Runs after each record's commit with the events it emitted (default: queue them for the batch's publish). */
   onCommitted?: (rows: readonly NewOutboxMessage[], store: Store) => Promise<void>;
 }
 
@@ -66,19 +68,53 @@ export function queueFunction<T>(options: QueueFunctionOptions<T>) {
       idempotency<T>({
         store: resolveStore,
         consumer: options.name,
-        onCommitted: async (rows) => (options.onCommitted ?? publishCommitted)(rows, await resolveStore()),
+        onCommitted: async (rows, context) =>
+          options.onCommitted ? options.onCommitted(rows, await resolveStore()) : queueForPublish(context, rows),
       }),
     )
     .handler(options.handle);
 
   return middy<RabbitMQEvent, BatchReport>()
     .use(structuredLogging({ functionName: options.name, ...(options.logger ? { logger: options.logger } : {}) }))
+    .use(publishCommitted(resolveStore))
     .use(rabbitmqRecords())
     .handler(forEachRecord(perRecord));
 }
 
-/** Default after-commit step: publish each emitted event now, through the outbox's own path (confirm, then mark). */
-async function publishCommitted(rows: readonly NewOutboxMessage[], store: Store): Promise<void> {
-  const { publisher } = messaging();
-  for (const row of rows) await publishEvent(store, publisher, row.event_id);
+/** Where a batch collects the events its records committed; record contexts inherit it from the batch's. */
+interface WithOutgoing {
+  outgoing?: NewOutboxMessage[];
+}
+
+function queueForPublish(context: object, rows: readonly NewOutboxMessage[]): Promise<void> {
+  (context as WithOutgoing).outgoing?.push(...rows);
+  return Promise.resolve();
+}
+
+/**
+ * Batch-level middleware: publishes the events the batch's records committed, in parallel, each through the
+ * outbox's own path (confirm, then mark published). A failure leaves the row for the relay, so this never
+ * fails the batch; it runs on the error path too, for the records that did commit.
+ */
+function publishCommitted(store: () => Promise<Store>): middy.MiddlewareObj<RabbitMQEvent, BatchReport> {
+  const publishAll = async (request: middy.Request<RabbitMQEvent, BatchReport>) => {
+    const context = request.context as Context & WithOutgoing & { logger?: Logger };
+    const rows = context.outgoing ?? [];
+    context.outgoing = [];
+    if (rows.length === 0) return;
+    const resolved = await store();
+    const { publisher } = messaging();
+    const results = await Promise.allSettled(rows.map((row) => publishEvent(resolved, publisher, row.event_id)));
+    const failed = results.filter((result) => result.status === 'rejected' || result.value === 'failed').length;
+    if (failed) context.logger?.warn({ events: failed }, 'events left in the outbox for the relay');
+  };
+  return {
+    before: (request) => {
+      (request.context as Context & WithOutgoing).outgoing = [];
+    },
+    after: publishAll,
+    onError: async (request) => {
+      await publishAll(request).catch(() => undefined); // the batch's own error is what counts here
+    },
+  };
 }
