@@ -4,15 +4,16 @@
  * are the middleware's (shared/middleware); the decision is the domain's (shared/domain/inventory.ts).
  */
 import { reserveInventory, SEED_CATALOG, INVENTORY_APP_ID } from '../shared/domain/inventory';
+import { config } from '../shared/config';
 import { OrderPlaced } from '../shared/events';
 import { defaultStore, queueFunction } from '../shared/middleware';
 import type { Store } from '../shared/store';
 
 let seeded: Promise<Store> | undefined;
-/** The store, with the local catalog seeded (missing items only) once per container. */
+/** The store, with the demo catalog seeded (missing items only) once per container when SEED_CATALOG is on. */
 function seededStore(): Promise<Store> {
   seeded ??= defaultStore().then(async (store) => {
-    await store.stock.seed(SEED_CATALOG);
+    if (config().seedCatalog) await store.stock.seed(SEED_CATALOG);
     return store;
   });
   seeded.catch(() => (seeded = undefined));

@@ -73,6 +73,8 @@ const envSchema = z.object({
     .trim()
     .optional()
     .refine((value) => !value || /^https?:\/\/[^\s]+$/.test(value), 'must be an http:// or https:// URL'),
+  /** Seed the demo stock catalog (missing items only) into the database; serverless.yml turns it off for deployments. */
+  SEED_CATALOG: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),
   /** How long a webhook call may take before it counts as failed (and is retried), in milliseconds. */
   WEBHOOK_TIMEOUT_MS: positiveInt.default(5_000),
   /** DLQ reprocessor: redrives of one message after which it is parked in `parking-lot` instead of redriven again. */
@@ -102,6 +104,7 @@ export type Config = Readonly<{
   outboxRelayIntervalMs: number;
   intakePublishWaitMs: number;
   webhookUrl: string | undefined;
+  seedCatalog: boolean;
   webhookTimeoutMs: number;
   dlqMaxRedrives: number;
   dlqRedriveLimit: number;
@@ -134,6 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     outboxRelayIntervalMs: e.OUTBOX_RELAY_INTERVAL_MS,
     intakePublishWaitMs: e.INTAKE_PUBLISH_WAIT_MS,
     webhookUrl: e.WEBHOOK_URL,
+    seedCatalog: e.SEED_CATALOG,
     webhookTimeoutMs: e.WEBHOOK_TIMEOUT_MS,
     dlqMaxRedrives: e.DLQ_MAX_REDRIVES,
     dlqRedriveLimit: e.DLQ_REDRIVE_LIMIT,
