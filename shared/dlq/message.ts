@@ -8,7 +8,7 @@
  */
 import type { Message, Options } from 'amqplib';
 import { REDACTED_FIELDS } from '../logging';
-import { PARKING_LOT_QUEUE, RETRY_DELAY_HEADER } from '../messaging';
+import { PARKING_LOT_QUEUE, RETRY_DELAY_HEADER, republishProperties } from '../messaging';
 import { FAILURE_HEADERS } from '../middleware/poison-messages';
 import { ATTEMPT_HEADER } from '../middleware/types';
 
@@ -221,28 +221,6 @@ export function summarize(message: Message, options: SummaryOptions): DlqMessage
   };
 }
 
-/**
- * The publish properties of a copy: the same properties, persistent. `userId` must match the publishing
- * connection's user, so it moves to a header (as the poison-message middleware does); the broker's own
- * `x-delivery-count` is dropped.
- */
-function copyProperties(message: Message, headers: Record<string, unknown>): Options.Publish {
-  const { contentType, contentEncoding, priority, correlationId, replyTo, messageId, timestamp, type, appId, userId } = message.properties;
-  const { 'x-delivery-count': _deliveryCount, ...kept } = headers;
-  return {
-    contentType,
-    contentEncoding,
-    persistent: true,
-    priority,
-    correlationId,
-    replyTo,
-    messageId,
-    timestamp,
-    type,
-    appId,
-    headers: { ...kept, ...(userId && kept['x-original-user-id'] === undefined ? { 'x-original-user-id': userId } : {}) },
-  };
-}
 
 /**
  * The copy a redrive publishes to the work queue: same body and properties; x-redrive-count + 1; the attempt
@@ -273,13 +251,13 @@ export function redriveCopy(message: Message, dlq: string, now: Date): Options.P
   headers[REDRIVE_HEADERS.count] = redriveCountOf(message.properties.headers) + 1;
   headers[REDRIVE_HEADERS.redrivenAt] = now.toISOString();
   headers[REDRIVE_HEADERS.redrivenFrom] = dlq;
-  return copyProperties(message, headers);
+  return republishProperties(message.properties, headers);
 }
 
 /** The copy parked in `parking-lot`: the message as it was in the DLQ, plus where, when and why it was parked. */
 export function parkedCopy(message: Message, dlq: string, maxRedrives: number, now: Date): Options.Publish {
   const count = redriveCountOf(message.properties.headers);
-  return copyProperties(message, {
+  return republishProperties(message.properties, {
     ...(message.properties.headers ?? {}),
     [REDRIVE_HEADERS.parkedAt]: now.toISOString(),
     [REDRIVE_HEADERS.parkedFrom]: dlq,

@@ -8,6 +8,7 @@ import { declareTopology, type WorkQueue } from './topology';
 
 export * from './connection';
 export * from './publisher';
+export * from './republish';
 export * from './topology';
 
 /** Topology settings derived from configuration. */

@@ -12,8 +12,8 @@
  *   middy(recordHandler).use(poisonMessages({ publisher, retryDelaysMs: [1000, 10000, 60000] }))
  */
 import type middy from '@middy/core';
-import type { Options } from 'amqplib';
 import { EXCHANGES, RETRY_DELAY_HEADER, type Publisher } from '../messaging';
+import { republishProperties } from '../messaging/republish';
 import { classifyError, DeadLetterPublishError } from './errors';
 import { ATTEMPT_HEADER, type QueueRecord, type RecordContext, type RecordOutcome } from './types';
 
@@ -38,24 +38,6 @@ export interface PoisonMessageOptions {
 }
 
 const defaults = { retryDelaysMs: [1_000, 10_000, 60_000], maxErrorLength: 1_000 };
-
-/** The properties a copy of the message keeps. userId must match the publishing connection, so it moves to a header. */
-function copyProperties(record: QueueRecord, headers: Record<string, unknown>): Options.Publish {
-  const { contentType, contentEncoding, priority, correlationId, replyTo, messageId, timestamp, type, appId, userId } = record.properties;
-  return {
-    contentType,
-    contentEncoding,
-    persistent: true,
-    priority,
-    correlationId,
-    replyTo,
-    messageId,
-    timestamp,
-    type,
-    appId,
-    headers: { ...headers, ...(userId ? { 'x-original-user-id': userId } : {}) },
-  };
-}
 
 type Request = middy.Request<QueueRecord<unknown>, unknown, Error, RecordContext>;
 
@@ -87,7 +69,7 @@ export function poisonMessages<T = unknown>(options: PoisonMessageOptions): midd
       ? { exchange: EXCHANGES.retry, routingKey: record.queue }
       : { exchange: EXCHANGES.deadLetter, routingKey: String(failure[FAILURE_HEADERS.originalQueue]) };
     try {
-      await publisher().publish({ ...target, body: record.body, options: copyProperties(record, headers) });
+      await publisher().publish({ ...target, body: record.body, options: republishProperties(record.properties, headers) });
     } catch (publishError) {
       throw new DeadLetterPublishError(
         `Could not ${retry ? 'schedule a retry for' : 'dead-letter'} message ${record.messageId ?? '(no id)'}: ${(publishError as Error).message}`,
