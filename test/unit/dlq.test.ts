@@ -241,7 +241,7 @@ describe('command line', () => {
       [['list', '--colour'], /Unknown option '--colour'/],
       [['redrive', '--queue'], /argument missing/],
     ];
-    for (const [argv, message] of cases) expect(() => parseCommandLine(argv), argv.join(' ')).toThrow(UsageError);
+    for (const [argv] of cases) expect(() => parseCommandLine(argv), argv.join(' ')).toThrow(UsageError);
     for (const [argv, message] of cases) expect(() => parseCommandLine(argv), argv.join(' ')).toThrow(message);
   });
 
