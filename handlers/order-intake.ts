@@ -14,4 +14,6 @@ export const app = buildApp();
 export const handler = middy(awsLambdaFastify<APIGatewayProxyEventV2>(app)).use(httpLogging({ functionName: FUNCTION_NAME }));
 
 // Plugins load during the cold start, not during the first request.
-await app.ready();
+// Not awaited: `serverless invoke local` loads handlers with require(), which refuses top-level await; a
+// failure here shows on the first request, which waits for the same ready().
+void app.ready().then(undefined, () => undefined);
