@@ -54,6 +54,7 @@ import {
   withTimeout,
   writeResultFile,
   type LatencySummary,
+  integerOption as int,
 } from './support';
 
 const serviceDir = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -125,11 +126,6 @@ function parseOptions(): Options {
     console.log(usage);
     process.exit(0);
   }
-  const int = (name: string, raw: string, min: number, max: number): number => {
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min || value > max) throw new Error(`--${name} must be an integer in ${min}..${max}, got '${raw}'`);
-    return value;
-  };
   const stores = values.stores.split(',').map((s) => s.trim());
   for (const s of stores) if (s !== 'sqlite' && s !== 'postgres') throw new Error(`--stores: unknown store '${s}'`);
   const unknownShare = Number(values['unknown-share']);

@@ -47,6 +47,7 @@ import {
   withTimeout,
   writeResultFile,
   type LatencySummary,
+  integerOption as int,
 } from './support';
 
 const serviceDir = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -108,11 +109,6 @@ function parseOptions(): BenchOptions {
     console.log(usage);
     process.exit(0);
   }
-  const int = (name: string, raw: string, min: number, max: number): number => {
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value < min || value > max) throw new Error(`--${name} must be an integer in ${min}..${max}, got '${raw}'`);
-    return value;
-  };
   const batchSizes = values['batch-sizes'].split(',').map((part) => int('batch-sizes', part.trim(), 1, 10_000));
   let messages = values.messages.split(',').map((part) => int('messages', part.trim(), 1, 1_000_000));
   if (messages.length === 1) messages = batchSizes.map(() => messages[0]!);

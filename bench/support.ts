@@ -188,3 +188,10 @@ export async function postgresSchema(baseUrl: string, prefix: string): Promise<{
     },
   };
 }
+
+/** A command-line option that must be an integer in min..max; the error names the flag. */
+export function integerOption(name: string, raw: string, min: number, max: number): number {
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`--${name} must be an integer in ${min}..${max}, got '${raw}'`);
+  return value;
+}
