@@ -5,11 +5,11 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { parseInput, ValidationError } from './validation';
+import { parseInput, storableText, ValidationError } from './validation';
 import { eventProperties, newEvent, OrderPlaced, ROUTES } from '../events';
 import { DEFAULT_PAGE_SIZE, DuplicateError, InvalidCursorError, MAX_PAGE_SIZE, type Order, type OrderPage, type Store } from '../store';
 
-export { fieldIssues, parseInput, ValidationError, type FieldIssue } from './validation';
+export { fieldIssues, parseInput, storableText, ValidationError, type FieldIssue } from './validation';
 
 /** The service name on every message intake emits (AMQP `appId`). */
 export const INTAKE_APP_ID = 'order-intake';
@@ -27,7 +27,7 @@ export const ListOrdersQuery = z.object({
     .min(1, limitMessage)
     .max(MAX_PAGE_SIZE, limitMessage)
     .default(DEFAULT_PAGE_SIZE),
-  cursor: z.string().min(1).max(500).optional(),
+  cursor: storableText().min(1).max(500).optional(),
 });
 
 /** An order id as it appears in a path. */

@@ -1,9 +1,22 @@
+/// <reference lib="es2024.string" />
 /**
- * Input validation shared by every edge (HTTP bodies, queries, admin requests): a zod schema, and a
- * ValidationError whose issues name each bad field. Kept apart from the domain steps so an edge that only
- * validates does not pull in the store.
+ * Input validation shared by every edge (HTTP bodies, queries, admin requests, messages from the broker): a
+ * zod schema, and a ValidationError whose issues name each bad field. Kept apart from the domain steps so an
+ * edge that only validates does not pull in the store.
  */
-import type { z } from 'zod';
+import { z } from 'zod';
+
+/**
+ * A string either database stores as sent, for every string field the API or a message carries (instead of
+ * a bare `z.string()`). PostgreSQL refuses NUL in text (a 500) where SQLite keeps it, and a lone UTF-16
+ * surrogate, which JSON allows, has no UTF-8 form, so both would store U+FFFD in its place. Refused here,
+ * at the edge, both stores answer alike.
+ */
+export const storableText = () =>
+  z
+    .string()
+    .refine((text) => !text.includes('\u0000'), 'must not contain NUL characters')
+    .refine((text) => text.isWellFormed(), 'must be well-formed Unicode text (no lone surrogates)');
 
 /** One problem with the input, by field name (`body` when the whole body is wrong). */
 export interface FieldIssue {

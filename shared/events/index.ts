@@ -4,13 +4,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { storableText } from '../domain/validation';
 
 const base = {
   event_id: z.uuid(),
   order_id: z.uuid(),
   timestamp: z.iso.datetime({ offset: true }),
-  user_id: z.string().trim().min(1).max(200),
-  item: z.string().trim().min(1).max(200),
+  user_id: storableText().trim().min(1).max(200),
+  item: storableText().trim().min(1).max(200),
   quantity: z.number().int().positive().max(1_000_000),
 };
 
@@ -19,7 +20,7 @@ export const InventoryReserved = z.object({ ...base, event_type: z.literal('Inve
 export const InventoryFailed = z.object({
   ...base,
   event_type: z.literal('InventoryFailed'),
-  reason: z.string().min(1).max(200),
+  reason: storableText().min(1).max(200),
 });
 
 /** Any event of the contract, told apart by `event_type`. */

@@ -8,12 +8,12 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { parseInput } from '../domain/orders';
+import { parseInput, storableText } from '../domain/orders';
 import type { StockRow } from '../store';
 import { authorizationFailure } from './admin-auth';
 import { StockItemNotFoundError, UnauthorizedError } from './problem';
 
-const ItemName = z.string().trim().min(1).max(200);
+const ItemName = storableText().trim().min(1).max(200);
 const RestockRequest = z.strictObject({ quantity: z.number().int().positive().max(1_000_000) });
 
 const stockView = (row: StockRow) => ({

@@ -193,6 +193,36 @@ describe.each(backends())('order intake on $name', (backend) => {
     expect(noRoute.headers['content-type']).toMatch(/^application\/problem\+json/);
   });
 
+  it('refuses text a database cannot store (NUL, lone surrogates) with 400 naming the field, the same on each store', async () => {
+    const { app, post, store } = await setup();
+    const json = (body: string) => post(body, { 'content-type': 'application/json' });
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    // A cursor in the store's own format (base64url of [created_at, order_id]), but holding a NUL.
+    const nulCursor = Buffer.from(JSON.stringify(['2025-03-10T12:00:00.000Z\u0000', randomUUID()])).toString('base64url');
+    const cases = [
+      { response: await json('{"user_id":"a\\u0000b","item":"widget","quantity":1}'), field: 'user_id' },
+      { response: await json('{"user_id":"u","item":"widget\\u0000","quantity":1}'), field: 'item' },
+      { response: await json('{"user_id":"\\ud800","item":"widget","quantity":1}'), field: 'user_id' },
+      { response: await json('{"user_id":"u","item":"wid\\udc00get","quantity":1}'), field: 'item' },
+      { response: await app.inject({ method: 'POST', url: '/admin/stock/a%00b/restock', headers: auth, payload: { quantity: 1 } }), field: 'item' },
+      { response: await app.inject({ method: 'GET', url: '/admin/stock/a%00b', headers: auth }), field: 'item' },
+      { response: await app.inject({ method: 'GET', url: '/orders?cursor=a%00b' }), field: 'cursor' },
+      { response: await app.inject({ method: 'GET', url: `/orders?cursor=${nulCursor}` }), field: 'cursor' },
+    ];
+    for (const { response, field } of cases) {
+      expect(response.statusCode, response.body).toBe(400);
+      expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(response.json().errors.map((e: { field: string }) => e.field)).toContain(field);
+    }
+    expect(await store.outbox.backlog()).toBe(0);
+    expect((await app.inject({ method: 'GET', url: '/orders' })).json().orders).toEqual([]);
+
+    // A character outside the BMP (a surrogate pair, well formed) is text like any other, stored as sent.
+    const unicorn = await json(JSON.stringify(order({ user_id: 'u-🦄' })));
+    expect(unicorn.statusCode, unicorn.body).toBe(202);
+    expect((await app.inject({ method: 'GET', url: `/orders/${unicorn.json().order_id}` })).json().user_id).toBe('u-🦄');
+  });
+
   it('guards admin stock with the bearer token; restock then read', async () => {
     const { app } = await setup();
     const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };

@@ -1,6 +1,8 @@
 /** The POST /order body schema, the idempotency hash and the header checks, without broker or database. */
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, ListOrdersQuery, PlaceOrderRequest, parseInput, requestHash, ValidationError } from '../../shared/domain/orders';
+import { randomUUID } from 'node:crypto';
+import { canonicalJson, ListOrdersQuery, PlaceOrderRequest, parseInput, requestHash, storableText, ValidationError } from '../../shared/domain/orders';
+import { DomainEvent, newEvent } from '../../shared/events';
 import { authorizationFailure, idempotencyKey, saneCorrelationId } from '../../shared/http';
 
 const fieldsOf = (input: unknown): string[] => {
@@ -33,6 +35,35 @@ describe('PlaceOrderRequest', () => {
 
   it.each([null, 'order', [1, 2], 42])('names the body when it is not an object (%j)', (input) => {
     expect(fieldsOf(input)).toEqual(['body']);
+  });
+});
+
+describe('storableText', () => {
+  it.each([
+    ['a NUL', 'a\u0000b', /NUL/],
+    ['a lone high surrogate', '\ud800', /well-formed/],
+    ['a lone low surrogate', 'x\udc00y', /well-formed/],
+    ['surrogates in the wrong order', '\udc00\ud800', /well-formed/],
+  ])('refuses %s', (_what, text, message) => {
+    expect(() => parseInput(storableText(), text, 'name')).toThrow(message);
+  });
+
+  it('takes any other text, characters outside the BMP included', () => {
+    for (const text of ['widget', '🦄', 'é\u00a0ü', 'tab\there', '\uffff']) expect(parseInput(storableText(), text)).toBe(text);
+  });
+
+  it('guards every string of the event schemas, so a broker message with a NUL is a schema violation', () => {
+    const fields = { order_id: randomUUID(), user_id: 'u', item: 'widget', quantity: 1 };
+    const reserved = newEvent('InventoryReserved', fields);
+    const failed = newEvent('InventoryFailed', { ...fields, reason: 'out_of_stock' });
+    expect(DomainEvent.safeParse(reserved).success).toBe(true);
+    for (const bad of [
+      { ...reserved, user_id: 'u\u0000' },
+      { ...reserved, item: '\ud800' },
+      { ...failed, reason: 'out\u0000of_stock' },
+    ]) {
+      expect(DomainEvent.safeParse(bad).success).toBe(false);
+    }
   });
 });
 
