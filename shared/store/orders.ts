@@ -115,10 +115,13 @@ function encodeCursor(order: Order): string {
   return Buffer.from(JSON.stringify([order.created_at, order.order_id])).toString('base64url');
 }
 
+/** A part of a cursor this store could have written: text without NUL, which PostgreSQL cannot even compare. */
+const cursorPart = (part: unknown): part is string => typeof part === 'string' && !part.includes('\u0000');
+
 function decodeCursor(cursor: string): [string, string] {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && value.length === 2 && value.every((part) => typeof part === 'string')) {
+    if (Array.isArray(value) && value.length === 2 && value.every(cursorPart)) {
       return [value[0] as string, value[1] as string];
     }
   } catch {
