@@ -2,6 +2,11 @@
  * Publishing with publisher confirms and `mandatory`: `publish()` resolves only once the broker has taken
  * responsibility for the message (routed to at least one queue and confirmed). An unroutable message, a nack,
  * a lost channel or a confirm that never comes is an error the caller sees.
+ *
+ * While the Broker knows the broker is down, `publish()` fails at once with its BrokerDownError: nothing is
+ * sent, no connection attempt is made for it (the Broker's one reconnect loop does that), and nothing waits.
+ * Every publish ends within `confirmTimeoutMs`, and at most `maxPending` are under way at once, so a slow
+ * or absent broker cannot make them pile up in memory.
  */
 import type { ConfirmChannel, Message, Options } from 'amqplib';
 import type { Broker } from './connection';
@@ -21,11 +26,19 @@ export class PublishNackedError extends PublishError {
 export class PublishTimeoutError extends PublishError {
   override readonly name = 'PublishTimeoutError';
 }
+/** `maxPending` publishes are already waiting for the broker; this one was not sent. */
+export class PublisherBusyError extends PublishError {
+  override readonly name = 'PublisherBusyError';
+}
 
 export interface PublisherOptions {
-  /** How long to wait for the broker's confirm (default 10 s). */
+  /** How long a publish may take in all, waiting for a channel and then for the broker's confirm (default 10 s). */
   confirmTimeoutMs?: number;
+  /** Publishes under way at once; one more fails at once with PublisherBusyError (default 10,000, a full batch). */
+  maxPending?: number;
 }
+
+const defaults = { confirmTimeoutMs: 10_000, maxPending: 10_000 };
 
 export interface OutgoingMessage {
   exchange: string;
@@ -49,21 +62,44 @@ export class Publisher {
   /** Failers of the publishes awaiting a confirm: one channel 'close' listener fails them all. */
   private readonly awaitingConfirm = new Set<(error: Error) => void>();
   private readonly confirmTimeoutMs: number;
+  private readonly maxPending: number;
+  /** Publishes under way (waiting for a channel or a confirm). */
+  private pending = 0;
 
   constructor(
     private readonly broker: Broker,
     options: PublisherOptions = {},
   ) {
-    this.confirmTimeoutMs = options.confirmTimeoutMs ?? 10_000;
+    ({ confirmTimeoutMs: this.confirmTimeoutMs, maxPending: this.maxPending } = { ...defaults, ...options });
   }
 
-  /** Publishes one message and waits for its confirm. */
+  /** Publishes under way right now (at most `maxPending`). */
+  get pendingPublishes(): number {
+    return this.pending;
+  }
+
+  /**
+   * Publishes one message and waits for its confirm. Rejects at once with BrokerDownError while the broker
+   * is known to be down, and with PublisherBusyError when `maxPending` publishes are under way.
+   */
   async publish(message: OutgoingMessage): Promise<void> {
-    const channel = await this.getChannel();
+    if (this.pending >= this.maxPending) {
+      throw new PublisherBusyError(`${this.pending} publishes already wait for the broker (maxPending ${this.maxPending})`);
+    }
+    this.pending++;
+    try {
+      await this.send(message);
+    } finally {
+      this.pending--;
+    }
+  }
+
+  private send(message: OutgoingMessage): Promise<void> {
     const { exchange, routingKey, body, options } = message;
     const key = returnKey(exchange, routingKey, options.messageId, options.headers);
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       let settled = false;
+      let sent = false;
       const settle = (error?: Error) => {
         if (settled) return;
         settled = true;
@@ -73,22 +109,32 @@ export class Publisher {
         else resolve();
       };
       const fail = (error: Error) => settle(error);
+      // One deadline for the whole publish, the wait for a channel included: nothing waits unbounded.
       const timer = setTimeout(
-        () => settle(new PublishTimeoutError(`No confirm from the broker within ${this.confirmTimeoutMs} ms`)),
+        () =>
+          settle(
+            new PublishTimeoutError(
+              sent ? `No confirm from the broker within ${this.confirmTimeoutMs} ms` : `No channel to the broker within ${this.confirmTimeoutMs} ms; not sent`,
+            ),
+          ),
         this.confirmTimeoutMs,
       );
-      this.awaitingConfirm.add(fail);
-      try {
-        channel.publish(exchange, routingKey, body, { ...options, mandatory: true }, (error) => {
-          if (error) return settle(new PublishNackedError(`Broker refused the message to ${exchange}/${routingKey}`));
-          if (this.takeReturned(key)) {
-            return settle(new UnroutableError(`No queue bound to exchange '${exchange}' for routing key '${routingKey}'`));
-          }
-          settle();
-        });
-      } catch (error) {
-        settle(new PublishError(`Publish to ${exchange} failed: ${(error as Error).message}`));
-      }
+      this.getChannel().then((channel) => {
+        if (settled) return; // timed out while waiting for the channel: too late to send now
+        this.awaitingConfirm.add(fail);
+        try {
+          sent = true;
+          channel.publish(exchange, routingKey, body, { ...options, mandatory: true }, (error) => {
+            if (error) return settle(new PublishNackedError(`Broker refused the message to ${exchange}/${routingKey}`));
+            if (this.takeReturned(key)) {
+              return settle(new UnroutableError(`No queue bound to exchange '${exchange}' for routing key '${routingKey}'`));
+            }
+            settle();
+          });
+        } catch (error) {
+          settle(new PublishError(`Publish to ${exchange} failed: ${(error as Error).message}`));
+        }
+      }, fail);
     });
   }
 
@@ -120,7 +166,8 @@ export class Publisher {
 
   private async openChannel(): Promise<ConfirmChannel> {
     try {
-      const channel = await this.broker.createConfirmChannel();
+      // Not broker.connect(): that would wait out an outage; the caller's outbox row waits for the relay instead.
+      const channel = await (await this.broker.connectUnlessDown()).createConfirmChannel();
       channel.on('error', () => undefined);
       channel.on('return', (message: Message) => {
         const key = returnKey(message.fields.exchange, message.fields.routingKey, message.properties.messageId, message.properties.headers);
