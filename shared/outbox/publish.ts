@@ -7,10 +7,13 @@
  * event_id). Two relays on one database (several workers, or intake's own publish racing the loop) can
  * also both send a row. Consumers therefore dedupe by messageId (the inbox); within one process the same
  * publisher never has the same event in flight twice.
+ *
+ * A row whose publish found the broker unavailable (known down, or unreachable) was never sent: it is
+ * `deferred`, left as it is for the next round, and not counted as a failed attempt.
  */
 import type { Options } from 'amqplib';
 import type { Logger } from '../logging';
-import type { OutgoingMessage, Publisher } from '../messaging';
+import { BrokerUnavailableError, type OutgoingMessage, type Publisher } from '../messaging';
 import type { OutboxMessage, Store } from '../store';
 
 /** What the relay logs with: any pino-style logger (fastify's request logger too). */
@@ -27,7 +30,11 @@ export class OutboxPublishTimeoutError extends Error {
   }
 }
 
-export type PublishOutcome = 'published' | 'failed' | 'in_flight' | 'not_pending';
+/** `deferred`: not sent, the broker is unavailable; the row waits for the relay as it is. */
+export type PublishOutcome = 'published' | 'failed' | 'deferred' | 'in_flight' | 'not_pending';
+
+/** True for a failure that means the message never left: the broker is down or unreachable. */
+export const isBrokerUnavailable = (error: unknown): error is BrokerUnavailableError => error instanceof BrokerUnavailableError;
 
 export interface PublishRowOptions {
   /** How long to wait for the confirm (default 10 s). A publish still under way afterwards keeps going. */
@@ -85,19 +92,25 @@ export async function sendRow(store: RelayStore, publisher: Publisher, row: Outb
   }
 }
 
-/** Marks the row published (no error), or records the failure on it (it stays pending). */
+/**
+ * Marks the row published (no error), or records the failure on it (it stays pending). A row the broker was
+ * unavailable for is left untouched ('deferred'): during an outage that would be a write and a warning per
+ * row per round, for a send that never happened; the caller logs the outage once.
+ */
 export async function settleRow(store: RelayStore, row: OutboxMessage, error: unknown, logger?: OutboxLogger): Promise<PublishOutcome> {
   if (error === undefined) {
     await store.outbox.markPublished([row.id]);
     return 'published';
   }
+  if (isBrokerUnavailable(error)) return 'deferred';
   logger?.warn({ err: error, eventId: row.event_id, attempts: row.attempts + 1 }, 'outbox publish failed; will retry');
   await store.outbox.recordFailure(row.id, error).catch(() => undefined);
   return 'failed';
 }
 
 /**
- * Publishes one row and waits (bounded) for the confirm: marks it published, or records the failure.
+ * Publishes one row and waits (bounded) for the confirm: marks it published, or records the failure, or
+ * leaves it for the relay at once ('deferred') while the broker is down.
  * Never throws for a broker problem (only when the database fails); the outcome says what happened.
  */
 export async function publishRow(

@@ -5,7 +5,7 @@
  * messageId on a re-send; consumers dedupe).
  */
 import { PublishError, type Publisher } from '../messaging';
-import { DEFAULT_PUBLISH_TIMEOUT_MS, isInFlight, type OutboxLogger, type RelayStore, sendRow, settleRow } from './publish';
+import { DEFAULT_PUBLISH_TIMEOUT_MS, isInFlight, type OutboxLogger, type PublishOutcome, type RelayStore, sendRow, settleRow } from './publish';
 
 export interface PublishPendingOptions {
   /** Rows per round (default 100). */
@@ -20,6 +20,8 @@ export interface PublishPendingOptions {
 export interface RelayRound {
   published: number;
   failed: number;
+  /** Rows not sent because the broker is unavailable; they stay as they are for a later round. */
+  deferred: number;
   /** Rows this round did not try: too young, or still in flight from an earlier attempt. */
   skipped: number;
 }
@@ -50,8 +52,8 @@ export async function publishPending(
     }
   }
   const outcomes = await Promise.all(due.map((row, i) => settleRow(store, row, errors[i], options.logger)));
-  const published = outcomes.filter((outcome) => outcome === 'published').length;
-  return { published, failed: outcomes.length - published, skipped: rows.length - due.length };
+  const count = (wanted: PublishOutcome) => outcomes.filter((outcome) => outcome === wanted).length;
+  return { published: count('published'), failed: count('failed'), deferred: count('deferred'), skipped: rows.length - due.length };
 }
 
 export interface OutboxRelayOptions extends PublishPendingOptions {
@@ -67,7 +69,11 @@ export type StopRelay = () => Promise<void>;
 /** Default age below which the loop leaves a row to intake's own publish, to avoid sending it twice. */
 export const DEFAULT_RELAY_MIN_AGE_MS = 1_000;
 
-/** Starts the relay loop. A round that throws (database down) is logged and retried after `intervalMs`. */
+/**
+ * Starts the relay loop. A round that throws (database down) is logged and retried after `intervalMs`.
+ * While the broker is down rounds cost one read and no writes (every publish fails at once, see publish.ts);
+ * the outage is logged once, when it starts.
+ */
 export function startOutboxRelay(options: OutboxRelayOptions): StopRelay {
   const { store, publisher, intervalMs = 1_000, limit = DEFAULT_RELAY_LIMIT, minAgeMs = DEFAULT_RELAY_MIN_AGE_MS, ...rest } = options;
   const { logger } = rest;
@@ -75,12 +81,16 @@ export function startOutboxRelay(options: OutboxRelayOptions): StopRelay {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let current: Promise<void> = Promise.resolve();
+  let deferring = false;
 
   const round = async (): Promise<void> => {
     let again = false;
     try {
       const result = await publishPending(store, publisher, roundOptions);
+      if (result.deferred > 0 && !deferring) logger?.warn({ ...result }, 'outbox relay: broker unavailable; rows wait for it');
       if (result.published > 0 || result.failed > 0) logger?.info({ ...result }, 'outbox relay round');
+      if (result.deferred > 0) deferring = true;
+      else if (result.published > 0 || result.failed > 0) deferring = false;
       again = result.published === limit;
     } catch (error) {
       logger?.error({ err: error }, 'outbox relay round failed');
