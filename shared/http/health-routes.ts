@@ -1,4 +1,8 @@
-/** GET /health: 200 when the broker and the database both answer, 503 naming the one(s) that do not. */
+/**
+ * GET /health: 200 when the broker and the database both answer, 503 naming the one(s) that do not. The
+ * broker check is what the process's Broker knows: connected is up, known down is down at once (no wait,
+ * no connection attempt of its own), and only while nothing is known yet does it wait for the attempt.
+ */
 import type { FastifyPluginAsync } from 'fastify';
 import { HEALTH_TIMEOUT_MS } from './limits';
 
@@ -38,11 +42,11 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
 
   app.get('/health', async (request, reply) => {
     const [brokerFailure, databaseFailure] = await Promise.all([
-      failureOf(() => broker.connect(), HEALTH_TIMEOUT_MS),
+      failureOf(() => broker.connectUnlessDown(), HEALTH_TIMEOUT_MS),
       failureOf(async () => (await store()).ping(), HEALTH_TIMEOUT_MS),
     ]);
     // Why a dependency is down goes to the log, not to an unauthenticated caller.
-    if (brokerFailure) request.log.warn({ err: brokerFailure }, 'health: broker down');
+    if (brokerFailure) request.log.warn({ err: brokerFailure, broker: broker.status.state, since: broker.status.since.toISOString() }, 'health: broker down');
     if (databaseFailure) request.log.warn({ err: databaseFailure }, 'health: database down');
     const checks: HealthBody['checks'] = { broker: brokerFailure ? 'down' : 'up', database: databaseFailure ? 'down' : 'up' };
     const down = (Object.keys(checks) as Array<keyof typeof checks>).filter((name) => checks[name] === 'down');

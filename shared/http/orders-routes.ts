@@ -1,6 +1,7 @@
 /**
  * Order routes: POST /order, GET /orders/{order_id}, GET /orders. Thin: read the request, call the domain
- * step, publish the new event right after commit (bounded wait), answer.
+ * step, publish the new event right after commit (bounded wait), answer. While the broker is known to be
+ * down the publish fails at once and the answer does not wait: the outbox relay sends the event later.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { getOrder, ListOrdersQuery, listOrders, OrderId, PlaceOrderRequest, parseInput, placeOrder, ValidationError } from '../domain/orders';
@@ -51,7 +52,7 @@ export function idempotencyKey(header: unknown): string | undefined {
 }
 
 export const ordersRoutes: FastifyPluginAsync = async (app) => {
-  const { config, publisher } = app.services;
+  const { broker, config, publisher } = app.services;
 
   app.post('/order', async (request, reply) => {
     // What the client sent is checked before the store is touched: a bad request is a 400 even when the
@@ -73,7 +74,15 @@ export const ordersRoutes: FastifyPluginAsync = async (app) => {
           return 'failed' as const;
         },
       );
-      request.log.info({ orderId: result.order.order_id, eventId, publish: outcome }, 'order accepted');
+      if (outcome === 'deferred') {
+        const { since, lastError } = broker.status;
+        request.log.info(
+          { orderId: result.order.order_id, eventId, publish: outcome, brokerDownSince: since.toISOString(), brokerError: lastError?.message },
+          'order accepted; publish deferred (broker down): the outbox relay will send it',
+        );
+      } else {
+        request.log.info({ orderId: result.order.order_id, eventId, publish: outcome }, 'order accepted');
+      }
     } else {
       reply.header('Idempotent-Replayed', 'true');
     }

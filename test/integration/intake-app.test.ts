@@ -15,6 +15,7 @@ import { publishPending } from '../../shared/outbox';
 import { openStore } from '../../shared/store';
 import { AMQP_URL, openTestAmqp, type TestAmqp } from '../support/amqp';
 import { backends } from '../support/databases';
+import { LogCapture } from '../support/runner';
 
 const ADMIN_TOKEN = 'intake-app-test-admin-token';
 const CLOSED_PORT_URL = 'amqp://guest:guest@127.0.0.1:1';
@@ -73,14 +74,17 @@ describe.each(backends())('order intake on $name', (backend) => {
 
   const eventsFor = (orderId: string) => received.filter((r) => r.body.order_id === orderId);
 
-  /** A fresh store and an app on it; `brokerDown` gives the app a publisher that cannot reach RabbitMQ. */
-  async function setup(options: { brokerDown?: boolean; env?: NodeJS.ProcessEnv } = {}) {
+  /**
+   * A fresh store and an app on it; `brokerDown` gives the app a publisher that cannot reach RabbitMQ, or
+   * `downBroker` the broker to use for that (e.g. one that keeps retrying); `logs` captures the app's log.
+   */
+  async function setup(options: { brokerDown?: boolean; downBroker?: Broker; env?: NodeJS.ProcessEnv; logs?: LogCapture } = {}) {
     const store = await openStore(await backend.fresh());
     open.push(store);
     let appBroker = broker;
     let appPublisher = publisher;
-    if (options.brokerDown) {
-      appBroker = new Broker({ urls: [CLOSED_PORT_URL], maxAttempts: 1, connectionName: 'intake-app-test-down' });
+    if (options.brokerDown || options.downBroker) {
+      appBroker = options.downBroker ?? new Broker({ urls: [CLOSED_PORT_URL], maxAttempts: 1, connectionName: 'intake-app-test-down' });
       appPublisher = new Publisher(appBroker);
       open.push(appBroker);
     }
@@ -89,7 +93,7 @@ describe.each(backends())('order intake on $name', (backend) => {
       broker: appBroker,
       publisher: appPublisher,
       config: loadConfig({ ADMIN_TOKEN, ...options.env }),
-      logger: createLogger({ level: 'silent' }),
+      logger: options.logs ? createLogger({ level: 'info', destination: options.logs }) : createLogger({ level: 'silent' }),
     });
     open.push(app);
     const post = (body: unknown, headers: Record<string, string> = {}) => app.inject({ method: 'POST', url: '/order', payload: body as object, headers });
@@ -262,8 +266,9 @@ describe.each(backends())('order intake on $name', (backend) => {
     const orderId = accepted.json().order_id;
     expect((await app.inject({ method: 'GET', url: `/orders/${orderId}` })).json().status).toBe('accepted');
 
+    // Deferred, not failed: the row was never sent, so it stays as it was written for the relay.
     const [pending] = await store.outbox.pending();
-    expect(pending).toMatchObject({ attempts: 1, last_error: expect.stringMatching(/unreachable|ECONNREFUSED/i) });
+    expect(pending).toMatchObject({ attempts: 0, last_error: null });
     await sleep(200);
     expect(eventsFor(orderId)).toHaveLength(0);
 
@@ -274,6 +279,41 @@ describe.each(backends())('order intake on $name', (backend) => {
     expect(event!.properties).toMatchObject({ messageId: pending!.event_id, correlationId: 'corr-broker-down', appId: 'order-intake' });
     expect(await store.outbox.backlog()).toBe(0);
     expect(await publishPending(store, publisher)).toMatchObject({ published: 0 });
+  });
+
+  it('answers at once while the broker is known down, even with a long publish wait: deferred, logged, and /health says so', async () => {
+    // Keeps retrying in the background, slowly: after its first failed round the broker is known down.
+    const downBroker = new Broker({ urls: [CLOSED_PORT_URL], initialBackoffMs: 60_000, connectionName: 'intake-app-test-known-down' });
+    const attempts: unknown[] = [];
+    downBroker.on('connectFailed', (attempt) => attempts.push(attempt));
+    const logs = new LogCapture();
+    const { app, post, store } = await setup({ downBroker, logs, env: { INTAKE_PUBLISH_WAIT_MS: '600000' } });
+
+    // Were intake to wait for the broker, these would wait out the 10-minute publish wait (and the test's timeout).
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => post(order({ quantity: i + 1 }))));
+    expect(answers.map((a) => a.statusCode)).toEqual(Array(20).fill(202));
+    expect(downBroker.status.state).toBe('down');
+    expect(attempts, 'one connection attempt for all of them').toHaveLength(1);
+    const more = await Promise.all(Array.from({ length: 20 }, () => post(order())));
+    expect(more.map((a) => a.statusCode)).toEqual(Array(20).fill(202));
+    expect(attempts, 'none more once known down').toHaveLength(1);
+
+    // Every row is left for the relay as written, and every order says why its publish was deferred.
+    const pending = await store.outbox.pending(100);
+    expect(pending).toHaveLength(40);
+    expect(pending.every((row) => row.attempts === 0 && row.last_error === null)).toBe(true);
+    const deferred = logs.lines.filter((line) => line.publish === 'deferred');
+    expect(deferred).toHaveLength(40);
+    expect(deferred[0]).toMatchObject({ level: 'info', message: expect.stringMatching(/publish deferred \(broker down\)/), brokerDownSince: expect.any(String) });
+
+    const health = await app.inject({ method: 'GET', url: '/health' });
+    expect(health.statusCode).toBe(503);
+    expect(health.json()).toMatchObject({ checks: { broker: 'down', database: 'up' } });
+    expect(attempts, '/health makes no attempt of its own either').toHaveLength(1);
+
+    // The broker is back (a publisher that reaches it): the relay sends every one of them, once.
+    expect(await publishPending(store, publisher)).toMatchObject({ published: 40, failed: 0, deferred: 0 });
+    expect(await store.outbox.backlog()).toBe(0);
   });
 
   it('sheds load with 503 + Retry-After once the unpublished backlog reaches OUTBOX_BACKLOG_LIMIT', async () => {
