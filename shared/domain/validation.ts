@@ -32,16 +32,25 @@ export class ValidationError extends Error {
   }
 }
 
+/**
+ * What a whole value of the wrong type is told, by the type expected: `null` or `"hi"` as a body is valid
+ * JSON, and "expected object, received null" reads like a fault of the parser.
+ */
+const ROOT_TYPE_MESSAGES: Readonly<Partial<Record<string, string>>> = { object: 'must be a JSON object' };
+
 /** Zod issues as field issues; `root` names the field of an issue about the whole value. */
 export function fieldIssues(error: z.ZodError, root = 'body'): FieldIssue[] {
   return error.issues.flatMap((issue) => {
-    const message = issue.message.replace(/^Invalid input: /, '');
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((key) => ({ field: [...issue.path, key].join('.'), message: 'unknown field' }));
     }
-    return [{ field: issue.path.length > 0 ? issue.path.join('.') : root, message }];
+    if (issue.path.length > 0) return [{ field: issue.path.join('.'), message: zodMessage(issue) }];
+    const rootMessage = issue.code === 'invalid_type' ? ROOT_TYPE_MESSAGES[issue.expected] : undefined;
+    return [{ field: root, message: rootMessage ?? zodMessage(issue) }];
   });
 }
+
+const zodMessage = (issue: z.core.$ZodIssue): string => issue.message.replace(/^Invalid input: /, '');
 
 /** Parses `input` with `schema`, or throws ValidationError naming the fields. */
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown, root = 'body'): z.infer<S> {
