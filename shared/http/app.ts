@@ -11,6 +11,7 @@ import { type Logger, logger as processLogger } from '../logging';
 import { adminRoutes } from './admin-routes';
 import { correlationPlugin } from './correlation';
 import { healthRoutes } from './health-routes';
+import { jsonBodyPlugin } from './json-body';
 import { BODY_LIMIT_BYTES } from './limits';
 import { ordersRoutes } from './orders-routes';
 import { problemPlugin } from './problem-plugin';
@@ -32,10 +33,9 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
     genReqId: () => randomUUID(),
     bodyLimit: BODY_LIMIT_BYTES,
   });
-  // JSON only: a text/plain body is a 415, not a string for the schema to puzzle over.
-  app.removeContentTypeParser('text/plain');
-
   app.register(problemPlugin);
+  // JSON only, in UTF-8: a text/plain body is a 415, not a string for the schema to puzzle over.
+  app.register(jsonBodyPlugin);
   app.register(servicesPlugin, { services });
   app.register(correlationPlugin);
   app.register(ordersRoutes);

@@ -44,7 +44,17 @@ export class StockItemNotFoundError extends Error {
   }
 }
 
-type AnyError = Error & { code?: string; statusCode?: number; issues?: FieldIssue[] };
+/** A body the API does not read: no Content-Type, or JSON in a charset other than UTF-8. */
+export class UnsupportedMediaTypeError extends Error {
+  override readonly name = 'UnsupportedMediaTypeError';
+  readonly issues: readonly FieldIssue[];
+  constructor(message: string) {
+    super(`Content-Type ${message}`);
+    this.issues = [{ field: 'content-type', message }];
+  }
+}
+
+type AnyError = Error & { code?: string; statusCode?: number; issues?: readonly FieldIssue[] };
 
 interface Mapping {
   status: number;
@@ -58,6 +68,13 @@ interface Mapping {
 
 const retryLater = { 'Retry-After': String(RETRY_AFTER_SECONDS) };
 const invalidJson = (message: string) => () => [{ field: 'body', message }];
+const unsupportedMediaType = (errors: Mapping['errors']): Mapping => ({
+  status: 415,
+  slug: 'unsupported-media-type',
+  title: 'Unsupported media type',
+  detail: 'Send the body as application/json, in UTF-8',
+  errors,
+});
 
 /** Error code or name → how it is answered. */
 const MAPPINGS: Readonly<Record<string, Mapping>> = {
@@ -72,13 +89,8 @@ const MAPPINGS: Readonly<Record<string, Mapping>> = {
     detail: `The request body exceeds ${BODY_LIMIT_BYTES} bytes`,
     errors: () => [{ field: 'body', message: `larger than ${BODY_LIMIT_BYTES} bytes` }],
   },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
-    status: 415,
-    slug: 'unsupported-media-type',
-    title: 'Unsupported media type',
-    detail: 'Send the body as application/json',
-    errors: () => [{ field: 'content-type', message: 'must be application/json' }],
-  },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: unsupportedMediaType(() => [{ field: 'content-type', message: 'must be application/json' }]),
+  UnsupportedMediaTypeError: unsupportedMediaType((e) => [...(e.issues ?? [])]),
   UnauthorizedError: {
     status: 401,
     slug: 'unauthorized',

@@ -227,6 +227,24 @@ describe.each(backends())('order intake on $name', (backend) => {
     expect((await app.inject({ method: 'GET', url: `/orders/${unicorn.json().order_id}` })).json().user_id).toBe('u-🦄');
   });
 
+  it('answers a POST without Content-Type with 415 naming content-type, for orders and admin alike', async () => {
+    const { app } = await setup();
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const requests = [
+      { url: '/order', payload: JSON.stringify(order()), headers: {} },
+      { url: '/order', headers: {} },
+      { url: '/admin/stock/gadget/restock', payload: '{"quantity":1}', headers: auth },
+      { url: '/admin/stock/gadget/restock', headers: auth },
+    ];
+    for (const request of requests) {
+      const response = await app.inject({ method: 'POST', ...request });
+      expect(response.statusCode, `${request.url}: ${response.body}`).toBe(415);
+      expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(response.json().errors).toEqual([{ field: 'content-type', message: 'must be application/json' }]);
+    }
+    expect((await app.inject({ method: 'GET', url: '/orders' })).json().orders).toEqual([]);
+  });
+
   it('guards admin stock with the bearer token; restock then read', async () => {
     const { app } = await setup();
     const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };

@@ -35,6 +35,12 @@ function variant(name: string, changes: { method?: string; path?: string; header
   return event;
 }
 
+/** The event as API Gateway sends a request that did not have these headers. */
+function without(event: APIGatewayProxyEventV2, ...names: string[]): APIGatewayProxyEventV2 {
+  const headers = Object.fromEntries(Object.entries(event.headers).filter(([name]) => !names.includes(name)));
+  return { ...event, headers };
+}
+
 interface LambdaResult {
   statusCode: number;
   headers: Record<string, string>;
@@ -146,6 +152,46 @@ describe('order-intake handler with API Gateway v2 fixtures', () => {
     const health = await invoke(fixture('health'));
     expect(health.statusCode).toBe(200);
     expect(health.json).toEqual({ status: 'ok', checks: { broker: 'up', database: 'up' }, down: [] });
+  });
+
+  it('answers a body that is JSON but not an object with 400: the body must be a JSON object', async () => {
+    const events = [
+      variant('post-order', { body: 'null' }),
+      variant('post-order', { body: '"hi"' }),
+      // As serverless-offline passes a `null` body on: JSON-parsed to nothing, the client's Content-Length kept.
+      { ...variant('post-order', { headers: { 'content-length': '4' } }), body: null } as unknown as APIGatewayProxyEventV2,
+    ];
+    for (const event of events) {
+      const refused = await invoke(event);
+      expect(refused.statusCode, refused.body).toBe(400);
+      expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(refused.json.errors).toEqual([{ field: 'body', message: 'must be a JSON object' }]);
+    }
+  });
+
+  it('answers an event without content-type with 415, as app.inject does', async () => {
+    const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    const events = [
+      without(fixture('post-order'), 'content-type'),
+      without({ ...fixture('post-order'), body: undefined }, 'content-type', 'content-length'),
+      without(variant('post-order', { path: '/admin/stock/widget/restock', headers: auth, body: '{"quantity":1}' }), 'content-type'),
+      without({ ...variant('post-order', { path: '/admin/stock/widget/restock', headers: auth }), body: undefined }, 'content-type', 'content-length'),
+    ];
+    for (const event of events) {
+      const refused = await invoke(event);
+      expect(refused.statusCode, refused.body).toBe(415);
+      expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(refused.json.errors).toEqual([{ field: 'content-type', message: 'must be application/json' }]);
+    }
+  });
+
+  it('answers a GET event with a body with 400, and JSON in another charset than UTF-8 with 415', async () => {
+    const get = await invoke(variant('list-orders', { body: '{"limit":1}', headers: { 'content-type': 'application/json' } }));
+    expect(get.statusCode, get.body).toBe(400);
+    expect(get.json.errors).toEqual([{ field: 'body', message: 'must be empty for GET' }]);
+    const utf16 = await invoke(variant('post-order', { headers: { 'content-type': 'application/json; charset=utf-16' } }));
+    expect(utf16.statusCode, utf16.body).toBe(415);
+    expect(utf16.json.errors).toEqual([{ field: 'content-type', message: 'charset must be utf-8' }]);
   });
 
   it('serves admin stock with the bearer token from ADMIN_TOKEN only', async () => {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../shared/config';
 import { BacklogFullError, IdempotencyConflictError, OrderNotFoundError, ValidationError } from '../../shared/domain/orders';
-import { buildApp, PROBLEM_CONTENT_TYPE, problemFor, UnauthorizedError } from '../../shared/http';
+import { buildApp, PROBLEM_CONTENT_TYPE, problemFor, UnauthorizedError, UnsupportedMediaTypeError } from '../../shared/http';
 import { createLogger } from '../../shared/logging';
 import { Broker, Publisher } from '../../shared/messaging';
 import { StoreError } from '../../shared/store';
@@ -20,6 +20,7 @@ describe('problemFor', () => {
     [fastifyError('FST_ERR_CTP_EMPTY_JSON_BODY', 400), 400],
     [fastifyError('FST_ERR_CTP_BODY_TOO_LARGE', 413), 413],
     [fastifyError('FST_ERR_CTP_INVALID_MEDIA_TYPE', 415), 415],
+    [new UnsupportedMediaTypeError('charset must be utf-8'), 415],
     [new UnauthorizedError('no token'), 401],
     [new OrderNotFoundError('7b0a3c5e-2f4d-4c8a-9b61-3d2e8f1a6c90'), 404],
     [new IdempotencyConflictError('k'), 422],
@@ -74,8 +75,10 @@ describe('the app refuses bad requests before touching store or broker', () => {
     await broker.close();
   });
 
-  const post = (payload: string, contentType = 'application/json') =>
+  const post = (payload: string | Buffer, contentType = 'application/json') =>
     app.inject({ method: 'POST', url: '/order', payload, headers: { 'content-type': contentType } });
+  // Valid but for its quantity: a request that gets as far as validation is a 400 naming quantity.
+  const ORDER = JSON.stringify({ user_id: 'u', item: 'w', quantity: 0 });
 
   it.each([
     ['malformed JSON', () => post('{"user_id": "u",'), 400, 'body'],
@@ -87,6 +90,14 @@ describe('the app refuses bad requests before touching store or broker', () => {
     ['a malformed order id', () => app.inject({ method: 'GET', url: '/orders/not-a-uuid' }), 400, 'order_id'],
     ['a bad page size', () => app.inject({ method: 'GET', url: '/orders?limit=0' }), 400, 'limit'],
     ['a bad Idempotency-Key', () => app.inject({ method: 'POST', url: '/order', payload: {}, headers: { 'idempotency-key': 'a b' } }), 400, 'Idempotency-Key'],
+    ['a body without Content-Type', () => app.inject({ method: 'POST', url: '/order', payload: ORDER }), 415, 'content-type'],
+    ['a POST with neither body nor Content-Type', () => app.inject({ method: 'POST', url: '/order' }), 415, 'content-type'],
+    ['a UTF-16 body', () => post(Buffer.from(ORDER, 'utf16le'), 'application/json; charset=utf-16le'), 415, 'content-type'],
+    ['JSON labelled UTF-16', () => post(ORDER, 'application/json; charset=UTF-16'), 415, 'content-type'],
+    ['JSON labelled Latin-1', () => post(ORDER, 'application/json; charset="latin1"'), 415, 'content-type'],
+    ['bytes that are not UTF-8', () => post(Buffer.concat([Buffer.from('{"user_id":"'), Buffer.from([0xe9]), Buffer.from('","item":"w","quantity":1}')])), 400, 'body'],
+    ['a GET with a body', () => app.inject({ method: 'GET', url: '/orders', payload: '{}', headers: { 'content-type': 'application/json' } }), 400, 'body'],
+    ['a GET with a body and no Content-Type', () => app.inject({ method: 'GET', url: '/health', payload: 'x' }), 400, 'body'],
   ])('answers %s with a problem naming the field', async (_what, send, status, field) => {
     const response = await send();
     expect(response.statusCode).toBe(status);
@@ -94,6 +105,25 @@ describe('the app refuses bad requests before touching store or broker', () => {
     const body = response.json();
     expect(body).toMatchObject({ status, type: expect.any(String), title: expect.any(String), detail: expect.any(String) });
     expect(body.errors.map((e: { field: string }) => e.field)).toContain(field);
+  });
+
+  it.each(['null', '"hi"', '42', '[1]', '\ufeffnull'])('answers JSON that is not an object (%s) with 400: the body must be a JSON object', async (body) => {
+    const response = await post(body);
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['content-type']).toMatch(PROBLEM_CONTENT_TYPE);
+    expect(response.json().errors).toEqual([{ field: 'body', message: 'must be a JSON object' }]);
+  });
+
+  it('reads JSON in UTF-8, with or without the charset parameter and a byte-order mark', async () => {
+    for (const [payload, contentType] of [
+      [ORDER, 'application/json; charset=utf-8'],
+      [ORDER, 'Application/JSON;charset="UTF-8"'],
+      [`\ufeff${ORDER}`, 'application/json'],
+      [JSON.stringify({ user_id: 'ü-🦄', item: 'w', quantity: 0 }), 'application/json'],
+    ]) {
+      const response = await post(payload!, contentType);
+      expect(response.json().errors, `${contentType}: ${response.body}`).toEqual([{ field: 'quantity', message: expect.any(String) }]);
+    }
   });
 
   it('answers an unknown route with 404 problem+json', async () => {
