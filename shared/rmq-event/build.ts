@@ -18,35 +18,65 @@ export interface AmqpMessageLike {
 const signedBytes = (bytes: Uint8Array): number[] =>
   Array.from(new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length));
 
+/** Deepest nesting of header arrays and tables turned into a record; deeper is refused, not recursed into. */
+export const MAX_HEADER_DEPTH = 64;
+
+/**
+ * The message cannot be put into an `aws:rmq` record: a timestamp outside what a date can hold, a header value
+ * with no JSON form (NaN, a type amqplib does not know), headers nested deeper than MAX_HEADER_DEPTH.
+ * `where` names the property or header path. The trigger dead-letters such a message on its own.
+ */
+export class UnrepresentableMessageError extends Error {
+  override readonly name = 'UnrepresentableMessageError';
+  constructor(
+    readonly where: string,
+    detail: string,
+  ) {
+    super(`${where}: ${detail}`);
+  }
+}
+
+function timestampAt(where: string, seconds: unknown): string {
+  try {
+    return formatAmqpTimestamp(Number(seconds));
+  } catch {
+    throw new UnrepresentableMessageError(where, `timestamp ${String(seconds)} is not a date (whole seconds within ±8.64e12)`);
+  }
+}
+
 /**
  * Encodes one header value as AWS sends it: strings as `{bytes}` (UTF-8, signed as Java prints them),
  * Buffers as plain arrays of signed bytes, amqplib's typed timestamps as formatted dates and decimals as
  * numbers, tables and arrays recursively. Table entries that are undefined are skipped, as amqplib does.
+ * Throws UnrepresentableMessageError for a value with no JSON form.
  */
-export function encodeHeaderValue(value: unknown): RabbitMQHeaderValue {
+export function encodeHeaderValue(value: unknown, where = 'header', depth = 0): RabbitMQHeaderValue {
   if (value === null || value === undefined) return null;
   if (typeof value === 'string') return { bytes: signedBytes(Buffer.from(value, 'utf8')) };
-  if (typeof value === 'number' || typeof value === 'boolean') return value;
-  if (value instanceof Uint8Array) return signedBytes(value);
-  if (Array.isArray(value)) return value.map(encodeHeaderValue);
-  if (typeof value === 'object') {
-    if ('!' in value) {
-      const { '!': type, value: typed } = value as { '!': unknown; value: unknown };
-      if (type === 'timestamp') return formatAmqpTimestamp(Number(typed));
-      if (type === 'decimal') {
-        const { places, digits } = typed as { places: number; digits: number };
-        return digits / 10 ** places;
-      }
-      return encodeHeaderValue(typed);
-    }
-    return encodeHeaderTable(value);
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new UnrepresentableMessageError(where, `${value} has no JSON form`);
+    return value;
   }
-  throw new TypeError(`Cannot encode a ${typeof value} as an AMQP header value`);
+  if (value instanceof Uint8Array) return signedBytes(value);
+  if (typeof value !== 'object') throw new UnrepresentableMessageError(where, `a ${typeof value} has no AMQP header form`);
+  if (depth >= MAX_HEADER_DEPTH) throw new UnrepresentableMessageError(where, `nested deeper than ${MAX_HEADER_DEPTH} levels`);
+  if (Array.isArray(value)) return value.map((item, i) => encodeHeaderValue(item, `${where}[${i}]`, depth + 1));
+  // amqplib's typed values; any other object, even one with a "!" key, is a table.
+  const { '!': type, value: typed } = value as { '!'?: unknown; value?: unknown };
+  if (type === 'timestamp') return timestampAt(where, typed);
+  if (type === 'decimal') {
+    const { places, digits } = (typed ?? {}) as { places?: unknown; digits?: unknown };
+    return encodeHeaderValue(Number(digits) / 10 ** Number(places), where, depth + 1);
+  }
+  return encodeHeaderTable(value, where, depth + 1);
 }
 
-function encodeHeaderTable(table: object): Record<string, RabbitMQHeaderValue> {
+function encodeHeaderTable(table: object, where: string, depth: number): Record<string, RabbitMQHeaderValue> {
   const encoded: Record<string, RabbitMQHeaderValue> = {};
-  for (const [key, entry] of Object.entries(table)) if (entry !== undefined) encoded[key] = encodeHeaderValue(entry);
+  for (const [key, entry] of Object.entries(table)) {
+    if (entry !== undefined) encoded[key] = encodeHeaderValue(entry, `${where}.${key}`, depth);
+  }
   return encoded;
 }
 
@@ -54,7 +84,8 @@ const text = (value: unknown): string | null => (value === undefined || value ==
 const num = (value: unknown): number | null => (value === undefined || value === null ? null : Number(value));
 
 /**
- * One message as AWS puts it in the event. `headers` is null only when the message carried no headers table;
+ * One message as AWS puts it in the event (UnrepresentableMessageError when it has no such form). `headers` is
+ * null only when the message carried no headers table;
  * an empty table stays `{}` (that is what AWS's Java client reads). amqplib always publishes a table, so its
  * messages arrive with `{}` even when published without headers.
  */
@@ -63,14 +94,14 @@ export function toRabbitMQMessage(message: AmqpMessageLike): RabbitMQMessage {
   const basicProperties: RabbitMQBasicProperties = {
     contentType: text(p.contentType),
     contentEncoding: text(p.contentEncoding),
-    headers: p.headers === undefined || p.headers === null ? null : encodeHeaderTable(p.headers as object),
+    headers: p.headers === undefined || p.headers === null ? null : encodeHeaderTable(p.headers as object, 'headers', 0),
     deliveryMode: num(p.deliveryMode),
     priority: num(p.priority),
     correlationId: text(p.correlationId),
     replyTo: text(p.replyTo),
     expiration: text(p.expiration),
     messageId: text(p.messageId),
-    timestamp: p.timestamp === undefined || p.timestamp === null ? null : formatAmqpTimestamp(Number(p.timestamp)),
+    timestamp: p.timestamp === undefined || p.timestamp === null ? null : timestampAt('timestamp', p.timestamp),
     type: text(p.type),
     userId: text(p.userId),
     appId: text(p.appId),

@@ -8,9 +8,12 @@ export {
   buildRabbitMQEvent,
   encodeHeaderValue,
   localEventSourceArn,
+  MAX_HEADER_DEPTH,
   toRabbitMQMessage,
+  UnrepresentableMessageError,
   type AmqpMessageLike,
 } from './build';
+export { base64Length, envelopeBytes, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes } from './size';
 export {
   assertRabbitMQEvent,
   decodeHeaderValue,

@@ -7,10 +7,14 @@ import {
   decodeRabbitMQEvent,
   encodeHeaderValue,
   formatAmqpTimestamp,
+  envelopeBytes,
   localEventSourceArn,
+  MAX_HEADER_DEPTH,
+  messageBytes,
   parseAmqpTimestamp,
   rabbitMQEventFromBodies,
   toRabbitMQMessage,
+  UnrepresentableMessageError,
   type RabbitMQBasicProperties,
   type RabbitMQEvent,
   type RabbitMQHandler,
@@ -209,6 +213,47 @@ describe('building messages', () => {
     expect(encodeHeaderValue(Buffer.from([1, 255]))).toEqual([1, -1]);
     expect(encodeHeaderValue({ '!': 'decimal', value: { places: 2, digits: 123 } })).toBe(1.23);
     expect(decodeHeaderValue('not a date')).toBe('not a date');
+  });
+
+  it('refuses, naming where, what has no aws:rmq form: dates past what Date holds, NaN, nesting past the limit', () => {
+    const refused = (properties: Record<string, unknown>) => {
+      try {
+        toRabbitMQMessage(amqpMessage(properties));
+      } catch (error) {
+        expect(error).toBeInstanceOf(UnrepresentableMessageError);
+        return (error as UnrepresentableMessageError).message;
+      }
+      throw new Error('not refused');
+    };
+    expect(refused({ timestamp: 10 ** 13 })).toMatch(/^timestamp: timestamp 10000000000000 is not a date/);
+    expect(refused({ headers: { a: { b: [{ '!': 'timestamp', value: 2 ** 64 }] } } })).toMatch(/^headers\.a\.b\[0\]: timestamp/);
+    expect(refused({ headers: { n: Number.NaN } })).toMatch(/^headers\.n: NaN has no JSON form/);
+    let deep: unknown = 1;
+    for (let i = 0; i < MAX_HEADER_DEPTH + 1; i++) deep = [deep];
+    expect(refused({ headers: { deep } })).toMatch(/nested deeper than 64 levels/);
+    for (let i = 0; i < 100_000; i++) deep = [deep]; // far deeper: refused, not a stack overflow
+    expect(refused({ headers: { deep } })).toMatch(/nested deeper/);
+  });
+
+  it('reads a table with a "!" key as a table: only amqplib\'s timestamp and decimal are typed values', () => {
+    expect(encodeHeaderValue({ '!': 'not-a-type', value: 'v', more: 1 })).toEqual({ '!': { bytes: [110, 111, 116, 45, 97, 45, 116, 121, 112, 101] }, value: { bytes: [118] }, more: 1 });
+  });
+
+  it('knows what an event weighs, record by record, to the byte', () => {
+    const arn = localEventSourceArn();
+    const messages = [amqpMessage({ headers: { note: 'héllo ✓' }, messageId: 'ünïcode' }, Buffer.alloc(1000)), amqpMessage({}, Buffer.from('x')), amqpMessage({ timestamp: 1 })];
+    const event = buildRabbitMQEvent({ eventSourceArn: arn, messages: messages.map((message) => ({ queue: 'q', message })) });
+    const records = event.rmqMessagesByQueue['q::/']!;
+    const computed = envelopeBytes(arn, 'q::/') + records.reduce((sum, r) => sum + messageBytes(r), 0) + records.length - 1;
+    expect(computed).toBe(Buffer.byteLength(JSON.stringify(event)));
+  });
+
+  it('decodes an event carrying a body of several MB (no regex that overflows the stack)', () => {
+    const event = buildRabbitMQEvent({ eventSourceArn: localEventSourceArn(), messages: [{ queue: 'q', message: amqpMessage({}, Buffer.alloc(6_000_000, 7)) }] });
+    expect(decodeRabbitMQEvent(event)[0]!.body.length).toBe(6_000_000);
+    const broken = structuredClone(event);
+    broken.rmqMessagesByQueue['q::/']![0]!.data = `${'A'.repeat(4_000_000)}=A==`;
+    expect(() => decodeRabbitMQEvent(broken)).toThrow(/must be base64/);
   });
 
   it('groups messages by "queue::vhost" in first-seen order, keeping delivery order', () => {
