@@ -1,8 +1,15 @@
 /**
- * The publish properties for a copy of a received message (a retry, a dead letter, a redrive): the same
- * properties, persistent, with the given headers. `userId` must match the publishing connection's user or
- * the broker refuses the message, so it moves to an `x-original-user-id` header (kept if already there);
- * the broker's own `x-delivery-count` is dropped, because the copy is a new message.
+ * The publish properties for a copy of a received message (a retry, a dead letter, a redrive, a parked
+ * message): the same properties, persistent, with the given headers. `userId` must match the publishing
+ * connection's user or the broker refuses the message, so it moves to an `x-original-user-id` header (kept
+ * if already there); the broker's own `x-delivery-count` is dropped, because the copy is a new message.
+ *
+ * A copy must be publishable whatever the original carried. The broker accepts a header table up to its frame
+ * size (128 KiB), amqplib encodes at most 64 KiB of it, and some values that arrive cannot be encoded again as
+ * they came (NaN, a timestamp past 2^64 after rounding, a table with a `!` key that amqplib reads as a type
+ * tag, a shortstr over 255 bytes once its invalid UTF-8 was replaced). So the copy's headers and properties
+ * are made encodable here, and everything changed is listed in the `x-truncated-headers` header: a copy is
+ * never refused, and never silently different.
  */
 import type { Options } from 'amqplib';
 
@@ -20,20 +27,148 @@ export interface CopiedProperties {
   userId?: string | undefined;
 }
 
+/** Where the copy says what was changed to make it publishable. */
+export const TRUNCATED_HEADERS_HEADER = 'x-truncated-headers';
+
+/** What a copy's header table may weigh encoded: amqplib's 64 KiB encoding buffer, less room to spare. */
+export const MAX_HEADERS_BYTES = 60 * 1024;
+/** A header value longer than this is cut to it when the table is over budget. */
+const TRUNCATED_VALUE_BYTES = 1024;
+/** Deeper nesting is replaced by a note (amqplib encodes recursively). */
+const MAX_DEPTH = 64;
+const SHORTSTR_BYTES = 255;
+const INT64 = 2 ** 63;
+
 export function republishProperties(properties: CopiedProperties, headers: Record<string, unknown>): Options.Publish {
+  const notes: string[] = [];
   const { contentType, contentEncoding, priority, correlationId, replyTo, messageId, timestamp, type, appId, userId } = properties;
-  const { 'x-delivery-count': _deliveryCount, ...kept } = headers;
-  return {
-    contentType,
-    contentEncoding,
+  const { 'x-delivery-count': _deliveryCount, [TRUNCATED_HEADERS_HEADER]: earlierNotes, ...kept } = headers;
+  const moved = userId && kept['x-original-user-id'] === undefined ? { 'x-original-user-id': userId } : {};
+  const table = encodableTable({ ...kept, ...moved }, notes);
+  const short = (name: string, value: string | undefined) => shortstr(name, value, notes);
+  const validTimestamp = timestamp === undefined || (Number.isSafeInteger(timestamp) && timestamp >= 0);
+  if (!validTimestamp) notes.push(`timestamp ${timestamp} dropped: not a whole number of seconds AMQP can carry`);
+  const options: Options.Publish = {
+    contentType: short('contentType', contentType),
+    contentEncoding: short('contentEncoding', contentEncoding),
     persistent: true,
-    priority,
-    correlationId,
-    replyTo,
-    messageId,
-    timestamp,
-    type,
-    appId,
-    headers: { ...kept, ...(userId && kept['x-original-user-id'] === undefined ? { 'x-original-user-id': userId } : {}) },
+    priority: priority !== undefined && Number.isInteger(priority) && priority >= 0 && priority <= 255 ? priority : undefined,
+    correlationId: short('correlationId', correlationId),
+    replyTo: short('replyTo', replyTo),
+    messageId: short('messageId', messageId),
+    timestamp: validTimestamp ? timestamp : undefined,
+    type: short('type', type),
+    appId: short('appId', appId),
+    headers: table,
   };
+  const earlier = typeof earlierNotes === 'string' ? [earlierNotes] : [];
+  fitTable(table, notes);
+  if (notes.length || earlier.length) table[TRUNCATED_HEADERS_HEADER] = [...earlier, ...notes].join('; ').slice(0, 2 * TRUNCATED_VALUE_BYTES);
+  return options;
+}
+
+function shortstr(name: string, value: string | undefined, notes: string[]): string | undefined {
+  if (value === undefined || Buffer.byteLength(value) <= SHORTSTR_BYTES) return value;
+  notes.push(`${name} cut to ${SHORTSTR_BYTES} bytes from ${Buffer.byteLength(value)}`);
+  return cutUtf8(value, SHORTSTR_BYTES);
+}
+
+/** `text` cut to at most `bytes` UTF-8 bytes, at a character boundary. */
+function cutUtf8(text: string, bytes: number): string {
+  const cut = Buffer.from(text, 'utf8').subarray(0, bytes).toString('utf8');
+  return cut.endsWith('\uFFFD') ? cut.slice(0, -1) : cut;
+}
+
+/** A copy of `table` whose every key and value amqplib can encode; what had to change is noted. */
+function encodableTable(table: Record<string, unknown>, notes: string[], path = '', depth = 0): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [rawKey, value] of Object.entries(table)) {
+    if (value === undefined) continue;
+    let key = rawKey;
+    if (Buffer.byteLength(key) > SHORTSTR_BYTES || key === '!') {
+      key = key === '!' ? '(!)' : cutUtf8(key, SHORTSTR_BYTES - 8) + '…';
+      notes.push(`key ${path}${JSON.stringify(rawKey.slice(0, 40))} renamed to ${JSON.stringify(key.slice(0, 40))}`);
+    }
+    out[key] = encodableValue(value, notes, `${path}${key}`, depth + 1);
+  }
+  return out;
+}
+
+const isTyped = (value: object): value is { '!': 'timestamp' | 'decimal'; value: unknown } =>
+  Object.keys(value).length === 2 && 'value' in value && ((value as { '!'?: unknown })['!'] === 'timestamp' || (value as { '!'?: unknown })['!'] === 'decimal');
+
+function encodableValue(value: unknown, notes: string[], path: string, depth: number): unknown {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean' || Buffer.isBuffer(value)) return value;
+  if (value instanceof Uint8Array) return Buffer.from(value);
+  if (typeof value === 'number') return encodableNumber(value);
+  if (typeof value === 'bigint') return encodableNumber(Number(value));
+  if (typeof value !== 'object') {
+    notes.push(`${path}: a ${typeof value} replaced by its text`);
+    return String(value);
+  }
+  if (depth >= MAX_DEPTH) {
+    notes.push(`${path}: nested deeper than ${MAX_DEPTH} levels, replaced by a note`);
+    return `[nested deeper than ${MAX_DEPTH} levels]`;
+  }
+  if (Array.isArray(value)) return value.map((item, i) => (item === undefined ? null : encodableValue(item, notes, `${path}[${i}]`, depth + 1)));
+  if (isTyped(value)) {
+    if (value['!'] === 'decimal') return value;
+    const seconds = Number(value.value);
+    if (Number.isSafeInteger(seconds) && seconds >= 0) return value;
+    notes.push(`${path}: timestamp ${String(value.value)} kept as a number`);
+    return encodableNumber(seconds);
+  }
+  return encodableTable(value as Record<string, unknown>, notes, `${path}.`, depth);
+}
+
+/** amqplib encodes a whole number as a 64-bit integer: NaN, -Infinity and anything past ±2^63 must be doubles. */
+function encodableNumber(value: number): unknown {
+  const integer = Number.isInteger(value) && value >= -INT64 && value < INT64;
+  const guessedDouble = value >= INT64 || (Math.abs(value) < 2 ** 50 && !Number.isInteger(value));
+  return integer || guessedDouble ? value : { '!': 'double', value };
+}
+
+/**
+ * Shrinks `table` in place until it encodes within MAX_HEADERS_BYTES: first every string or byte value over
+ * TRUNCATED_VALUE_BYTES is cut to that length, then whole entries are dropped, largest first. Our own headers
+ * (x-error-*, x-attempt, ...) are small and added last by the callers, so they are what is kept.
+ */
+function fitTable(table: Record<string, unknown>, notes: string[]): void {
+  if (tableBytes(table) <= MAX_HEADERS_BYTES) return;
+  for (const [key, value] of Object.entries(table)) {
+    if (typeof value === 'string' && Buffer.byteLength(value) > TRUNCATED_VALUE_BYTES) {
+      notes.push(`${key} cut to ${TRUNCATED_VALUE_BYTES} bytes from ${Buffer.byteLength(value)}`);
+      table[key] = `${cutUtf8(value, TRUNCATED_VALUE_BYTES)}…`;
+    } else if (Buffer.isBuffer(value) && value.length > TRUNCATED_VALUE_BYTES) {
+      notes.push(`${key} cut to ${TRUNCATED_VALUE_BYTES} bytes from ${value.length}`);
+      table[key] = value.subarray(0, TRUNCATED_VALUE_BYTES);
+    }
+  }
+  const bySize = Object.entries(table)
+    .map(([key, value]) => ({ key, bytes: valueBytes(value) }))
+    .sort((a, b) => b.bytes - a.bytes);
+  for (const { key, bytes } of bySize) {
+    if (tableBytes(table) <= MAX_HEADERS_BYTES) return;
+    notes.push(`${key} dropped (${bytes} bytes encoded)`);
+    delete table[key];
+  }
+}
+
+/** Encoded size of a field table as amqplib writes it. */
+export function tableBytes(table: Record<string, unknown>): number {
+  let bytes = 4;
+  for (const [key, value] of Object.entries(table)) if (value !== undefined) bytes += 1 + Buffer.byteLength(key) + valueBytes(value);
+  return bytes;
+}
+
+function valueBytes(value: unknown): number {
+  if (value === null || value === undefined) return 1;
+  if (typeof value === 'string') return 5 + Buffer.byteLength(value);
+  if (typeof value === 'boolean') return 2;
+  if (typeof value === 'number') return 9;
+  if (Buffer.isBuffer(value)) return 5 + value.length;
+  if (Array.isArray(value)) return 5 + value.reduce<number>((sum, item) => sum + valueBytes(item), 0);
+  if (typeof value === 'object' && '!' in value) return (value as { '!': unknown })['!'] === 'decimal' ? 6 : 9;
+  if (typeof value === 'object') return 1 + tableBytes(value as Record<string, unknown>);
+  return 9;
 }

@@ -13,20 +13,13 @@
  */
 import type middy from '@middy/core';
 import { EXCHANGES, RETRY_DELAY_HEADER, type Publisher } from '../messaging';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders } from '../messaging/headers';
 import { republishProperties } from '../messaging/republish';
 import { classifyError, DeadLetterPublishError } from './errors';
-import { ATTEMPT_HEADER, type QueueRecord, type RecordContext, type RecordOutcome } from './types';
+import type { QueueRecord, RecordContext, RecordOutcome } from './types';
 
-/** Headers this middleware adds to retried and dead-lettered messages. */
-export const FAILURE_HEADERS = {
-  errorClass: 'x-error-class',
-  errorName: 'x-error-name',
-  errorMessage: 'x-error-message',
-  firstFailedAt: 'x-first-failed-at',
-  lastFailedAt: 'x-last-failed-at',
-  attempts: 'x-attempts',
-  originalQueue: 'x-original-queue',
-} as const;
+/** Headers this middleware adds to retried and dead-lettered messages (defined with the messaging contract). */
+export { FAILURE_HEADERS } from '../messaging/headers';
 
 export interface PoisonMessageOptions {
   /** Publisher (confirms + mandatory), or a function returning it. */
@@ -50,24 +43,22 @@ export function poisonMessages<T = unknown>(options: PoisonMessageOptions): midd
     const record = request.event;
     const error = request.error ?? new Error('unknown failure');
     const errorClass = classifyError(error);
-    const now = new Date().toISOString();
     const message = String(error.message ?? error).slice(0, maxErrorLength);
-    const failure = {
-      [FAILURE_HEADERS.errorClass]: errorClass,
-      [FAILURE_HEADERS.errorName]: error.name ?? 'Error',
-      [FAILURE_HEADERS.errorMessage]: message,
-      [FAILURE_HEADERS.firstFailedAt]: String(record.headers[FAILURE_HEADERS.firstFailedAt] ?? now),
-      [FAILURE_HEADERS.lastFailedAt]: now,
-      [FAILURE_HEADERS.attempts]: record.attempt,
-      [FAILURE_HEADERS.originalQueue]: String(record.headers[FAILURE_HEADERS.originalQueue] ?? record.queue),
-    };
-    const delayMs = errorClass === 'transient' ? retryDelaysMs[record.attempt - 1] : undefined;
+    // An attempt count past the last retry is not one this middleware wrote: count it as a first delivery.
+    const attempt = record.attempt <= retryDelaysMs.length + 1 ? record.attempt : 1;
+    const failure = failureHeaders({
+      errorClass,
+      name: error.name ?? 'Error',
+      message,
+      attempts: attempt,
+      queue: record.queue,
+      firstFailedAt: record.headers[FAILURE_HEADERS.firstFailedAt],
+    });
+    const delayMs = errorClass === 'transient' ? retryDelaysMs[attempt - 1] : undefined;
     const retry = delayMs !== undefined;
-    const headers = { ...record.headers, ...failure, ...(retry ? { [ATTEMPT_HEADER]: record.attempt + 1, [RETRY_DELAY_HEADER]: delayMs } : {}) };
+    const headers = { ...record.headers, ...failure, ...(retry ? { [ATTEMPT_HEADER]: attempt + 1, [RETRY_DELAY_HEADER]: delayMs } : {}) };
     // Retries go back to the queue the message came from; dead letters to that queue's DLQ (dlx, keyed by queue).
-    const target = retry
-      ? { exchange: EXCHANGES.retry, routingKey: record.queue }
-      : { exchange: EXCHANGES.deadLetter, routingKey: String(failure[FAILURE_HEADERS.originalQueue]) };
+    const target = retry ? { exchange: EXCHANGES.retry, routingKey: record.queue } : { exchange: EXCHANGES.deadLetter, routingKey: record.queue };
     try {
       await publisher().publish({ ...target, body: record.body, options: republishProperties(record.properties, headers) });
     } catch (publishError) {
@@ -77,7 +68,7 @@ export function poisonMessages<T = unknown>(options: PoisonMessageOptions): midd
       );
     }
     const outcome: RecordOutcome = retry
-      ? { outcome: 'retried', nextAttempt: record.attempt + 1, delayMs, error: `${error.name}: ${message}` }
+      ? { outcome: 'retried', nextAttempt: attempt + 1, delayMs, error: `${error.name}: ${message}` }
       : { outcome: 'dead-lettered', errorClass, error: `${error.name}: ${message}` };
     request.response = outcome;
   };

@@ -10,7 +10,8 @@ import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../rmq-event';
 import { logger as rootLogger, type Logger } from '../logging';
-import { ATTEMPT_HEADER, type BatchReport, type QueueRecord, type RecordOutcome } from './types';
+import { attemptOf } from '../messaging/headers';
+import type { BatchReport, QueueRecord, RecordOutcome } from './types';
 
 /** What the base handler receives once `rabbitmqRecords` has run. */
 export interface DecodedBatch {
@@ -19,10 +20,7 @@ export interface DecodedBatch {
 }
 
 /** Reads the attempt header; anything missing or odd counts as a first delivery. */
-export function attemptOf(headers: Record<string, unknown> | undefined): number {
-  const value = Number(headers?.[ATTEMPT_HEADER]);
-  return Number.isInteger(value) && value >= 1 ? value : 1;
-}
+export { attemptOf } from '../messaging/headers';
 
 /** Decodes the `aws:rmq` event (throws InvalidRabbitMQEventError for one that is not). */
 export function toQueueRecords(event: unknown): QueueRecord[] {

@@ -5,8 +5,7 @@ import type { AmqpHeaderValue, RabbitMQProperties } from '../rmq-event';
 import type { DomainEvent } from '../events';
 import type { Tx } from '../store';
 
-/** Our header counting deliveries of a message through the retry queues (the first delivery is 1). */
-export const ATTEMPT_HEADER = 'x-attempt';
+export { ATTEMPT_HEADER } from '../messaging/headers';
 
 /** One message of an `aws:rmq` batch, decoded; `payload` is filled in by the body-parsing middleware. */
 export interface QueueRecord<T = unknown> {

@@ -1,0 +1,69 @@
+/**
+ * Copies of received messages (retries, dead letters, redrives) must be publishable whatever the original
+ * carried: what amqplib could not encode is changed, and every change is noted on the copy.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { MAX_HEADERS_BYTES, republishProperties, tableBytes, TRUNCATED_HEADERS_HEADER } from '../../shared/messaging/republish';
+
+// amqplib's own encoder for the properties frame: what Publisher.publish would run into. Its package exports
+// hide lib/, so it is loaded by path.
+const require = createRequire(import.meta.url);
+const { encodeProperties, BasicProperties } = require(join(dirname(require.resolve('amqplib')), 'lib', 'defs.js')) as {
+  encodeProperties(id: number, channel: number, size: number, fields: object): Buffer;
+  BasicProperties: number;
+};
+const encodes = (options: object) => encodeProperties(BasicProperties, 1, 0, { deliveryMode: 2, ...options }).length > 0;
+
+describe('republishProperties', () => {
+  it('keeps ordinary headers and properties as they are, persistent, userId moved to a header', () => {
+    const copy = republishProperties({ messageId: 'm', type: 'T', userId: 'guest', timestamp: 5 }, { a: 'b', n: 3, 'x-delivery-count': 2 });
+    expect(copy).toMatchObject({ messageId: 'm', type: 'T', timestamp: 5, persistent: true });
+    expect(copy.headers).toEqual({ a: 'b', n: 3, 'x-original-user-id': 'guest' });
+    expect(encodes(copy)).toBe(true);
+  });
+
+  it('cuts a header too large for amqplib (70,000 characters) and says so, keeping the small ones', () => {
+    expect(() => encodes({ headers: { big: 'x'.repeat(70_000) } })).toThrow(RangeError);
+    const copy = republishProperties({ messageId: 'm' }, { big: 'x'.repeat(70_000), 'x-error-class': 'permanent' });
+    expect(encodes(copy)).toBe(true);
+    expect(copy.headers!['x-error-class']).toBe('permanent');
+    expect(Buffer.byteLength(copy.headers!.big as string)).toBeLessThanOrEqual(1024 + 3);
+    expect(copy.headers![TRUNCATED_HEADERS_HEADER]).toBe('big cut to 1024 bytes from 70000');
+  });
+
+  it('drops whole entries, largest first, when many medium ones are still too much', () => {
+    const headers = Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`h${String(i).padStart(3, '0')}`, 'y'.repeat(1000)]));
+    const copy = republishProperties({}, headers);
+    expect(tableBytes(copy.headers!)).toBeLessThanOrEqual(MAX_HEADERS_BYTES + 2_100);
+    expect(encodes(copy)).toBe(true);
+    expect(String(copy.headers![TRUNCATED_HEADERS_HEADER])).toMatch(/dropped/);
+  });
+
+  it('makes encodable what amqplib decodes but cannot encode back', () => {
+    const headers = {
+      nan: Number.NaN,
+      minusInfinity: Number.NEGATIVE_INFINITY,
+      huge: -(2 ** 70),
+      when: { '!': 'timestamp', value: 2 ** 64 },
+      bang: { '!': 'table-key', other: 1 },
+      ['k'.repeat(300)]: 1,
+    };
+    expect(() => encodes({ headers })).toThrow();
+    const copy = republishProperties({ messageId: 'é'.repeat(200), timestamp: 2 ** 64 }, headers);
+    expect(encodes(copy)).toBe(true);
+    expect(Buffer.byteLength(copy.messageId!)).toBeLessThanOrEqual(255);
+    expect(copy.timestamp).toBeUndefined();
+    const notes = String(copy.headers![TRUNCATED_HEADERS_HEADER]);
+    for (const said of ['messageId cut', 'timestamp 18446744073709552000 dropped', 'when: timestamp', 'renamed']) expect(notes).toContain(said);
+  });
+
+  it('replaces nesting too deep for amqplib\u2019s recursive encoder with a note', () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 5_000; i++) deep = [deep];
+    const copy = republishProperties({}, { deep });
+    expect(encodes(copy)).toBe(true);
+    expect(String(copy.headers![TRUNCATED_HEADERS_HEADER])).toMatch(/nested deeper than 64 levels/);
+  });
+});
