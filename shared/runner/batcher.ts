@@ -1,17 +1,23 @@
 /**
  * Collects items into batches the way Lambda's event source mapping does: a batch is handed on when it
- * holds `batchSize` items, or when `windowMs` has passed since its first item, whichever comes first.
- * Pure logic, no AMQP: the trigger feeds it messages and receives batches.
+ * holds `batchSize` items, when `windowMs` has passed since its first item, or when the next item would
+ * push it over `maxBytes`, whichever comes first. Pure logic, no AMQP: the trigger feeds it messages and
+ * receives batches.
  */
 export interface BatcherOptions<T> {
   batchSize: number;
   /** Wait after a batch's first item; 0 hands on whatever arrived in the same turn of the event loop. */
   windowMs: number;
+  /** Most a batch may weigh (e.g. the invocation payload limit); an item that would exceed it starts the next. */
+  maxBytes?: number;
+  /** What one item weighs towards `maxBytes` (default 0). */
+  sizeOf?: (item: T) => number;
   onBatch: (items: T[]) => void;
 }
 
 export class Batcher<T> {
   private items: T[] = [];
+  private bytes = 0;
   private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 
   constructor(private readonly options: BatcherOptions<T>) {
@@ -24,7 +30,10 @@ export class Batcher<T> {
   }
 
   add(item: T): void {
+    const size = this.options.sizeOf?.(item) ?? 0;
+    if (this.items.length > 0 && this.bytes + size > (this.options.maxBytes ?? Number.POSITIVE_INFINITY)) this.flush();
     this.items.push(item);
+    this.bytes += size;
     if (this.items.length >= this.options.batchSize) return this.flush();
     if (this.items.length === 1) this.arm();
   }
@@ -35,6 +44,7 @@ export class Batcher<T> {
     if (this.items.length === 0) return;
     const batch = this.items;
     this.items = [];
+    this.bytes = 0;
     this.options.onBatch(batch);
   }
 
@@ -43,6 +53,7 @@ export class Batcher<T> {
     this.disarm();
     const batch = this.items;
     this.items = [];
+    this.bytes = 0;
     return batch;
   }
 

@@ -115,12 +115,16 @@ export interface VariableSources {
  * `${param:name}` (from `params.default` and `params.<stage>`) and `${opt:name, 'default'}` are resolved; a
  * trigger field the runner needs must be literal or one of those.
  */
-export function loadService(serviceDir: string, options: { stage?: string } = {}): { info: ServiceInfo; functions: Record<string, unknown> } {
+export function loadService(
+  serviceDir: string,
+  options: { stage?: string } = {},
+): { info: ServiceInfo; functions: Record<string, unknown>; custom: Record<string, unknown> } {
   const file = join(serviceDir, 'serverless.yml');
   const raw = readYaml(file) as {
     service?: string;
     params?: Record<string, Record<string, unknown>>;
     provider?: { stage?: string; timeout?: number; memorySize?: number };
+    custom?: Record<string, unknown>;
   };
   const opts: Record<string, string> = options.stage ? { stage: options.stage } : {};
   const stage = String(resolveVariables(raw.provider?.stage ?? 'dev', { options: opts }));
@@ -144,6 +148,7 @@ export function loadService(serviceDir: string, options: { stage?: string } = {}
       ...(typeof provider.memorySize === 'number' ? { memorySize: provider.memorySize } : {}),
     },
     functions,
+    custom: (resolveVariables(raw.custom ?? {}, sources) ?? {}) as Record<string, unknown>,
   };
 }
 

@@ -31,6 +31,8 @@ interface PluginSettings {
   functions?: string[];
   /** Run the outbox relay in the offline process (default true), against the functions' database. */
   outboxRelay?: boolean;
+  /** Exchange for messages the trigger cannot invoke with (routing key: the queue); see RunnerOptions. */
+  deadLetterExchange?: string;
 }
 
 /** The database the functions use, from their environment. */
@@ -82,6 +84,7 @@ export default class RabbitMQTriggerOfflinePlugin {
       logger,
       concurrency: settings.concurrency ?? 1,
       connectionName: `${service.service}-offline-runner`,
+      ...(settings.deadLetterExchange ? { deadLetterExchange: settings.deadLetterExchange } : {}),
       ...(settings.outboxRelay === false ? {} : { outbox: { store: () => openStore({ ...storeOptions(config) }) } }),
     });
     // Not awaited: HTTP functions are served even while the broker is still coming up.

@@ -26,6 +26,11 @@ export interface RunnerOptions {
   /** Name shown for the connection in the management UI. */
   connectionName?: string;
   /**
+   * Exchange the triggers dead-letter messages to that they cannot hand to a function (no `aws:rmq` form, too
+   * large), with the queue's name as routing key; without it they are rejected to the queue's own DLX.
+   */
+  deadLetterExchange?: string;
+  /**
    * Also run the outbox relay in this process: events that could not be published right after their commit
    * (broker down) go out from here once the broker is back. Every long-lived process should run one.
    */
@@ -35,6 +40,7 @@ export interface RunnerOptions {
 export class Runner {
   readonly broker: Broker;
   readonly triggers: QueueTrigger[];
+  private readonly publisher: Publisher;
   private readonly log: Logger;
   private stopping: Promise<void> | undefined;
   private stopRelay: StopRelay | undefined;
@@ -59,6 +65,8 @@ export class Runner {
     this.broker.on('connectFailed', ({ url, attempt, error }: { url: string; attempt: number; error: Error }) =>
       this.log.warn({ url, attempt, err: error }, 'could not connect to RabbitMQ'),
     );
+    // One confirming publisher for the triggers' dead letters, on the runner's connection.
+    this.publisher = new Publisher(this.broker);
     this.triggers = options.triggers
       .filter((trigger) => trigger.enabled)
       .map(
@@ -66,6 +74,8 @@ export class Runner {
           new QueueTrigger(definition, this.broker, options.invoker, logger, {
             concurrency: options.concurrency ?? 1,
             eventSourceArn: definition.brokerArn ?? localEventSourceArn(),
+            publisher: this.publisher,
+            ...(options.deadLetterExchange ? { deadLetterExchange: options.deadLetterExchange } : {}),
           }),
       );
   }
@@ -98,6 +108,7 @@ export class Runner {
       this.log.info('stopping RabbitMQ triggers');
       await Promise.allSettled(this.triggers.map((trigger) => trigger.stop()));
       await this.stopRelay?.();
+      await this.publisher.close();
       await this.broker.close();
       this.log.info('stopped');
     })();

@@ -3,15 +3,33 @@
  * mapping, invokes the function with an `aws:rmq` event, and acknowledges here, and only here:
  * success acks the whole batch, a throw or a timeout nacks the whole batch with requeue.
  *
+ * No message can take down more than itself. Each delivery is turned into its `aws:rmq` record as it
+ * arrives; one that has no such form (a timestamp no date can hold, a header with no JSON form) or that could
+ * never fit an invocation (6 MB) is dead-lettered on its own, with the reason in `x-error-*` headers, and its
+ * batch neighbours are invoked as usual. Batches are cut before they would outgrow the invocation payload.
+ * Building, invoking, dead-lettering and settling all run inside error handling: nothing a message carries
+ * can throw out of the trigger.
+ *
  * A trigger heals itself: when its channel or the connection goes away it drops what it cannot ack (the
  * broker redelivers those messages), waits, and consumes again on a fresh channel.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
-import type { Broker } from '../messaging/connection';
 import type { Logger } from '../logging';
-import { buildRabbitMQEvent } from '../rmq-event';
+import type { Broker } from '../messaging/connection';
+import { attemptOf, type FailureClass, failureHeaders } from '../messaging/headers';
+import { type Publisher, UnroutableError } from '../messaging/publisher';
+import { republishProperties } from '../messaging/republish';
+import {
+  base64Length,
+  envelopeBytes,
+  MAX_INVOCATION_PAYLOAD_BYTES,
+  messageBytes,
+  type RabbitMQEvent,
+  type RabbitMQMessage,
+  toRabbitMQMessage,
+} from '../rmq-event';
 import { Batcher } from './batcher';
 import type { TriggerDefinition } from './definitions';
 import type { Invoker } from './invokers';
@@ -24,6 +42,42 @@ export interface TriggerOptions {
   /** Waits before consuming again after the channel was lost: first, and cap (defaults 100 ms, 5 s). */
   restartDelayMs?: number;
   maxRestartDelayMs?: number;
+  /**
+   * Where a message the trigger cannot hand to the function goes: published (confirmed) to this exchange
+   * with the queue's name as routing key and `x-error-*` headers saying why. Without it, or when that
+   * publish is refused as unroutable, the message is rejected without requeue: the queue's own
+   * dead-letter exchange takes it if it has one, or the broker drops it, as AWS drops such records.
+   */
+  deadLetterExchange?: string;
+  /** Confirming publisher on the same broker, for those dead letters (required with deadLetterExchange). */
+  publisher?: Publisher;
+  /** Largest invocation payload (default Lambda's 6 MB); batches are cut so that no event is larger. */
+  maxPayloadBytes?: number;
+}
+
+/** A delivery as the trigger holds it: its `aws:rmq` record, or why it cannot have one. */
+interface Delivery {
+  message: ConsumeMessage;
+  record?: RabbitMQMessage;
+  /** What the record adds to the event, separator included (0 without a record). */
+  bytes: number;
+  failure?: { errorClass: FailureClass; name: string; message: string };
+}
+
+/** What became of one delivery of a batch; each is settled on its own terms. */
+type Settlement = 'ack' | 'requeue' | 'reject';
+
+/** Running totals of one trigger since it started. */
+export interface TriggerCounts {
+  received: number;
+  invocations: number;
+  failedInvocations: number;
+  acked: number;
+  requeued: number;
+  /** Dead-lettered by the trigger itself (unrepresentable or too large), never shown to the function. */
+  deadLettered: number;
+  /** Rejected without requeue (no dead-letter exchange to publish to, or the publish was unroutable). */
+  rejected: number;
 }
 
 /** One consumer on one channel; when the channel dies its session ends and a new one starts. */
@@ -31,8 +85,8 @@ interface Session {
   channel: Channel;
   consumerTag: string | undefined;
   open: boolean;
-  batcher: Batcher<ConsumeMessage>;
-  ready: ConsumeMessage[][];
+  batcher: Batcher<Delivery>;
+  ready: Delivery[][];
   inFlight: Set<Promise<void>>;
 }
 
@@ -45,6 +99,9 @@ export class QueueTrigger {
   private readonly concurrency: number;
   private readonly log: Logger;
   private readonly inFlightAll = new Set<Promise<void>>();
+  private readonly maxPayloadBytes: number;
+  private readonly envelopeBytes: number;
+  readonly counts: TriggerCounts = { received: 0, invocations: 0, failedInvocations: 0, acked: 0, requeued: 0, deadLettered: 0, rejected: 0 };
 
   constructor(
     readonly definition: TriggerDefinition,
@@ -56,6 +113,9 @@ export class QueueTrigger {
     this.concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
     this.restartDelay = options.restartDelayMs ?? 100;
     this.log = logger.child({ function: definition.functionKey, queue: definition.queue });
+    this.maxPayloadBytes = options.maxPayloadBytes ?? MAX_INVOCATION_PAYLOAD_BYTES;
+    this.envelopeBytes = envelopeBytes(options.eventSourceArn, `${definition.queue}::${definition.virtualHost}`);
+    if (options.deadLetterExchange && !options.publisher) throw new TypeError('QueueTrigger: deadLetterExchange needs a publisher');
   }
 
   get status(): TriggerState {
@@ -81,7 +141,7 @@ export class QueueTrigger {
       if (session.consumerTag) await session.channel.cancel(session.consumerTag).catch(() => undefined);
       const unsent = [...session.ready.flat(), ...session.batcher.drain()];
       session.ready = [];
-      this.settle(session, unsent, 'nack');
+      this.settle(session, unsent.map((delivery): [Delivery, Settlement] => [delivery, 'requeue']));
       if (unsent.length) this.log.info({ messages: unsent.length }, 'returned unstarted messages to the queue');
     }
     await Promise.allSettled([...this.inFlightAll]);
@@ -123,9 +183,12 @@ export class QueueTrigger {
       channel,
       consumerTag: undefined,
       open: true,
-      batcher: new Batcher<ConsumeMessage>({
+      batcher: new Batcher<Delivery>({
         batchSize,
         windowMs: maximumBatchingWindow * 1000,
+        // One comma per record beyond the first: the first record's comma is paid for here.
+        maxBytes: this.maxPayloadBytes - this.envelopeBytes + 1,
+        sizeOf: (delivery) => delivery.bytes,
         onBatch: (batch) => {
           session.ready.push(batch);
           this.pump(session);
@@ -147,7 +210,8 @@ export class QueueTrigger {
           return;
         }
         if (!session.open || this.state === 'stopping') return; // closing the channel gives it back
-        session.batcher.add(message);
+        this.counts.received++;
+        session.batcher.add(this.prepare(message));
       },
       { noAck: false },
     );
@@ -174,60 +238,144 @@ export class QueueTrigger {
   private pump(session: Session): void {
     while (session.open && this.state !== 'stopping' && session.inFlight.size < this.concurrency && session.ready.length) {
       const batch = session.ready.shift()!;
-      const run = this.run(session, batch).finally(() => {
-        session.inFlight.delete(run);
-        this.inFlightAll.delete(run);
-        this.pump(session);
-      });
+      const run = this.run(session, batch)
+        .catch((error: unknown) => {
+          // run() handles every failure it knows of; this is the last line, so that nothing escapes as an
+          // unhandled rejection. Whatever was not settled goes back to the queue.
+          this.log.error({ err: error, batchSize: batch.length }, 'batch failed unexpectedly; returning it to the queue');
+          this.settle(session, batch.map((delivery): [Delivery, Settlement] => [delivery, 'requeue']));
+        })
+        .finally(() => {
+          session.inFlight.delete(run);
+          this.inFlightAll.delete(run);
+          this.pump(session);
+        });
       session.inFlight.add(run);
       this.inFlightAll.add(run);
     }
   }
 
-  private async run(session: Session, batch: ConsumeMessage[]): Promise<void> {
+  /**
+   * The delivery's record, or why it cannot have one: no `aws:rmq` form, or too large for any invocation.
+   * A body whose base64 alone could never fit is judged by its length, without encoding it.
+   */
+  private prepare(message: ConsumeMessage): Delivery {
+    const room = this.maxPayloadBytes - this.envelopeBytes;
+    const tooLarge = (bytes: number): Delivery => ({
+      message,
+      bytes: 0,
+      failure: {
+        errorClass: 'payload-too-large',
+        name: 'PayloadTooLargeError',
+        message:
+          `The message's aws:rmq record takes ${bytes} bytes, more than the ${this.maxPayloadBytes}-byte invocation payload ` +
+          'can hold even alone; AWS Lambda would drop it without invoking the function',
+      },
+    });
+    try {
+      if (base64Length(message.content.length) > room) return tooLarge(base64Length(message.content.length));
+      const record = toRabbitMQMessage(message);
+      const bytes = messageBytes(record);
+      return bytes > room ? tooLarge(bytes) : { message, record, bytes: bytes + 1 };
+    } catch (error) {
+      const cause = error instanceof Error ? error : new Error(String(error));
+      return { message, bytes: 0, failure: { errorClass: 'unrepresentable', name: cause.name, message: `Cannot make an aws:rmq record of this message: ${cause.message}` } };
+    }
+  }
+
+  private async run(session: Session, batch: Delivery[]): Promise<void> {
     const { queue, virtualHost } = this.definition;
     const requestId = randomUUID();
     const started = performance.now();
-    const event = buildRabbitMQEvent({
-      eventSourceArn: this.options.eventSourceArn,
-      vhost: virtualHost,
-      messages: batch.map((message) => ({ queue, message })),
-    });
-    let outcome: 'ack' | 'nack' = 'ack';
-    try {
-      await this.invoker.invoke(this.definition, event, { requestId });
-    } catch (error) {
-      outcome = 'nack';
-      this.log.error({ err: error, requestId, batchSize: batch.length }, 'invocation failed; the whole batch will be redelivered');
+    const settlements = new Map<Delivery, Settlement>();
+    for (const delivery of batch.filter((d) => d.failure)) settlements.set(delivery, await this.deadLetter(delivery));
+    const records = batch.filter((delivery) => delivery.record);
+    let outcome: 'ack' | 'nack' | 'none' = 'none';
+    if (records.length > 0) {
+      const event: RabbitMQEvent = {
+        eventSource: 'aws:rmq',
+        eventSourceArn: this.options.eventSourceArn,
+        rmqMessagesByQueue: { [`${queue}::${virtualHost}`]: records.map((delivery) => delivery.record!) },
+      };
+      this.counts.invocations++;
+      outcome = 'ack';
+      try {
+        await this.invoker.invoke(this.definition, event, { requestId });
+      } catch (error) {
+        outcome = 'nack';
+        this.counts.failedInvocations++;
+        this.log.error({ err: error, requestId, batchSize: records.length }, 'invocation failed; the whole batch will be redelivered');
+      }
+      for (const delivery of records) settlements.set(delivery, outcome === 'ack' ? 'ack' : 'requeue');
     }
     const durationMs = Math.round((performance.now() - started) * 10) / 10;
-    const settled = this.settle(session, batch, outcome, this.concurrency === 1);
-    this.log[outcome === 'ack' ? 'debug' : 'info'](
-      { requestId, batchSize: batch.length, outcome, durationMs, settled },
-      outcome === 'ack' ? 'batch processed' : 'batch requeued',
+    const outcomes = batch.map((delivery): [Delivery, Settlement] => [delivery, settlements.get(delivery) ?? 'requeue']);
+    const settled = this.settle(session, outcomes, this.concurrency === 1);
+    this.log[outcome === 'nack' ? 'info' : 'debug'](
+      { requestId, batchSize: batch.length, invoked: records.length, outcome, durationMs, settled },
+      outcome === 'nack' ? 'batch requeued' : 'batch processed',
     );
   }
 
   /**
-   * Acks or nacks (with requeue) a batch on the channel it came from. Returns false when that channel is gone:
-   * the broker has already put those messages back, and a new channel must not touch their old tags.
-   * `inDeliveryOrder`: every earlier delivery on this channel is already settled (one invocation at a time
-   * runs batches in delivery order), so one `multiple` frame settles the whole batch.
+   * Dead-letters a delivery that cannot be invoked: a confirmed copy with the reason to the dead-letter
+   * exchange (then ack), else reject without requeue (the queue's own dead-lettering). A copy that could not
+   * be confirmed for a passing reason (broker away) goes back to the queue to be tried again.
    */
-  private settle(session: Session, batch: ConsumeMessage[], outcome: 'ack' | 'nack', inDeliveryOrder = false): boolean {
-    if (batch.length === 0) return true;
-    if (!session.open) return false;
+  private async deadLetter(delivery: Delivery): Promise<Settlement> {
+    const { message, failure } = delivery;
+    const { queue } = this.definition;
+    const { deadLetterExchange: exchange, publisher } = this.options;
+    const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
+    const reason = { errorClass: failure!.errorClass, error: `${failure!.name}: ${failure!.message}`, messageId: message.properties.messageId as unknown };
+    if (!exchange || !publisher) {
+      this.log.warn({ ...reason }, 'message cannot be invoked; rejected to the queue\'s own dead-lettering (no deadLetterExchange set)');
+      return 'reject';
+    }
     try {
-      if (inDeliveryOrder) {
-        const last = batch[batch.length - 1]!;
-        if (outcome === 'ack') session.channel.ack(last, true);
-        else session.channel.nack(last, true, true);
+      const failureInfo = failureHeaders({ ...failure!, attempts: attemptOf(headers), queue, firstFailedAt: headers['x-first-failed-at'] });
+      await publisher.publish({
+        exchange,
+        routingKey: queue,
+        body: message.content,
+        options: republishProperties(message.properties as Parameters<typeof republishProperties>[0], { ...headers, ...failureInfo }),
+      });
+      this.counts.deadLettered++;
+      this.log.warn({ ...reason, deadLetterExchange: exchange }, 'message cannot be invoked; dead-lettered on its own');
+      return 'ack';
+    } catch (error) {
+      if (error instanceof UnroutableError) {
+        this.log.warn({ ...reason, err: error }, 'dead-letter copy unroutable; rejected to the queue\'s own dead-lettering');
+        return 'reject';
+      }
+      this.log.warn({ ...reason, err: error }, 'could not dead-letter the message; returning it to the queue');
+      return 'requeue';
+    }
+  }
+
+  /**
+   * Settles deliveries on the channel they came from. Returns false when that channel is gone: the broker has
+   * already put those messages back, and a new channel must not touch their old tags. `inDeliveryOrder`:
+   * every earlier delivery on this channel is already settled (one invocation at a time runs batches in
+   * delivery order), so when the whole batch is acked or requeued alike one `multiple` frame settles it.
+   */
+  private settle(session: Session, outcomes: Array<[Delivery, Settlement]>, inDeliveryOrder = false): boolean {
+    if (outcomes.length === 0) return true;
+    if (!session.open) return false;
+    const tally: Record<Settlement, keyof TriggerCounts> = { ack: 'acked', requeue: 'requeued', reject: 'rejected' };
+    try {
+      const [last, kind] = outcomes[outcomes.length - 1]!;
+      const uniform = outcomes.every(([, outcome]) => outcome === kind) && kind !== 'reject';
+      if (uniform && inDeliveryOrder) {
+        if (kind === 'ack') session.channel.ack(last.message, true);
+        else session.channel.nack(last.message, true, true);
       } else {
-        for (const message of batch) {
-          if (outcome === 'ack') session.channel.ack(message);
-          else session.channel.nack(message, false, true);
+        for (const [delivery, outcome] of outcomes) {
+          if (outcome === 'ack') session.channel.ack(delivery.message);
+          else session.channel.nack(delivery.message, false, outcome === 'requeue');
         }
       }
+      for (const [, outcome] of outcomes) this.counts[tally[outcome]]++;
       return true;
     } catch (error) {
       this.log.warn({ err: error }, 'could not settle batch; the broker will redeliver it');

@@ -24,6 +24,12 @@ Runs the RabbitMQ triggers of serverless.yml's functions in this process.
 
 class UsageError extends Error {}
 
+/** `custom.rabbitmqTrigger.deadLetterExchange` of serverless.yml, as the offline plugin reads it. */
+function deadLetterSetting(custom: Record<string, unknown>): { deadLetterExchange?: string } {
+  const exchange = (custom.rabbitmqTrigger as { deadLetterExchange?: unknown } | undefined)?.deadLetterExchange;
+  return typeof exchange === 'string' && exchange ? { deadLetterExchange: exchange } : {};
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -65,6 +71,7 @@ async function main(): Promise<void> {
     logger,
     concurrency,
     connectionName: `${config.serviceName}-worker-${process.pid}`,
+    ...deadLetterSetting(service.custom),
     outbox: { store: () => openStore() },
   });
 

@@ -44,7 +44,7 @@ export class LogCapture extends Writable {
 export function testRunner(
   triggers: TriggerDefinition[],
   handlers: Record<string, TestHandler>,
-  options: { concurrency?: number; env?: NodeJS.ProcessEnv; logs?: LogCapture; outbox?: RunnerOptions['outbox'] } = {},
+  options: { concurrency?: number; env?: NodeJS.ProcessEnv; logs?: LogCapture; outbox?: RunnerOptions['outbox']; deadLetterExchange?: string } = {},
 ): { runner: Runner; logs: LogCapture } {
   const logs = options.logs ?? new LogCapture();
   const config = loadConfig({ AMQP_URL, RETRY_DELAYS_MS: '1000,10000,60000', ...options.env });
@@ -59,6 +59,7 @@ export function testRunner(
     logger: createLogger({ level: 'debug', destination: logs }),
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
     ...(options.outbox ? { outbox: options.outbox } : {}),
+    ...(options.deadLetterExchange ? { deadLetterExchange: options.deadLetterExchange } : {}),
   });
   return { runner, logs };
 }

@@ -57,6 +57,14 @@ describe('Batcher', () => {
     }
   });
 
+  it('starts a new batch when the next item would push it over maxBytes (an oversized item still gets one)', () => {
+    const batches: number[][] = [];
+    const batcher = new Batcher<number>({ batchSize: 100, windowMs: 1_000, maxBytes: 10, sizeOf: (n) => n, onBatch: (b) => batches.push(b) });
+    for (const n of [4, 5, 1, 2, 30, 3]) batcher.add(n);
+    expect(batches).toEqual([[4, 5, 1], [2], [30]]);
+    expect(batcher.drain()).toEqual([3]);
+  });
+
   it('gives back what it holds on drain without handing it on', () => {
     const batches: number[][] = [];
     const batcher = new Batcher<number>({ batchSize: 10, windowMs: 1_000, onBatch: (b) => batches.push(b) });

@@ -1,0 +1,184 @@
+/**
+ * The trigger against what any AMQP client can publish (real broker, in-process handlers): a message that
+ * cannot become an `aws:rmq` record, or could never fit an invocation, is dead-lettered on its own with the
+ * reason, and its neighbours are invoked once; batches are cut before the 6 MB invocation payload.
+ */
+import type { GetMessage } from 'amqplib';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { dlqName } from '../../shared/messaging';
+import { decodeRabbitMQEvent, envelopeBytes, localEventSourceArn, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes, type RabbitMQEvent, toRabbitMQMessage } from '../../shared/rmq-event';
+import type { Runner } from '../../shared/runner';
+import { openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { deleteQueues, testRunner, trigger, uniqueQueue, waitFor, type TestHandler } from '../support/runner';
+
+interface Call {
+  bodies: string[];
+  payloadBytes: number;
+}
+
+/** Records what each invocation carried; `fail(call)` makes that call throw. */
+function recorder(fail: (call: number) => boolean = () => false) {
+  const calls: Call[] = [];
+  const handler: TestHandler = async (event: RabbitMQEvent) => {
+    calls.push({
+      // Bodies are named by their first 8 bytes (big ones are a tag padded with dots, then filler).
+      bodies: decodeRabbitMQEvent(event).map((record) => record.body.subarray(0, 8).toString('latin1').replace(/\.+$/, '')),
+      payloadBytes: Buffer.byteLength(JSON.stringify(event)),
+    });
+    if (fail(calls.length)) throw new Error('handler failed');
+  };
+  return { calls, handler, bodies: () => calls.flatMap((call) => call.bodies) };
+}
+
+describe('trigger: hostile messages (real broker)', () => {
+  let amqp: TestAmqp;
+  const queues: string[] = [];
+  const runners: Runner[] = [];
+
+  const start = async (...args: Parameters<typeof testRunner>) => {
+    const made = testRunner(...args);
+    runners.push(made.runner);
+    for (const t of args[0]) queues.push(t.queue);
+    await made.runner.start();
+    return made;
+  };
+
+  /** Every message in `queue`, taken out (acked). */
+  async function drain(queue: string): Promise<GetMessage[]> {
+    const taken: GetMessage[] = [];
+    for (;;) {
+      const message = await amqp.channel.get(queue, { noAck: true });
+      if (!message) return taken;
+      taken.push(message);
+    }
+  }
+
+  beforeAll(async () => {
+    amqp = await openTestAmqp();
+  });
+  afterEach(async () => {
+    await Promise.all(runners.splice(0).map((runner) => runner.stop()));
+    await deleteQueues(amqp, queues.splice(0));
+  });
+  afterAll(async () => {
+    await amqp.close();
+  });
+
+  it('dead-letters a message with no aws:rmq form on its own, with the reason; its neighbours are invoked once', async () => {
+    const queue = uniqueQueue('trigger-hostile');
+    const fn = recorder();
+    const { runner } = await start([trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 0.3 })], { fn: fn.handler }, { deadLetterExchange: 'dlx' });
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 70; i++) deep = [deep];
+    const send = (body: string, options: Record<string, unknown> = {}) => amqp.channel.sendToQueue(queue, Buffer.from(body), { persistent: true, ...options });
+    send('ok-1');
+    send('bad-timestamp', { messageId: 'bad-1', timestamp: 10 ** 13 }); // pika's timestamp=10**13: no Date holds it
+    send('ok-2');
+    send('bad-header-timestamp', { messageId: 'bad-2', headers: { when: { '!': 'timestamp', value: 10 ** 13 } } });
+    send('ok-3');
+    send('bad-nesting', { messageId: 'bad-3', headers: { deep } });
+    send('ok-4');
+
+    await waitFor(async () => (await queueDepth(amqp.connection, dlqName(queue))) === 3, 'three dead letters');
+    await waitFor(() => fn.bodies().length === 4, 'the four good messages');
+    expect(fn.bodies().sort()).toEqual(['ok-1', 'ok-2', 'ok-3', 'ok-4']);
+
+    const dead = await drain(dlqName(queue));
+    const byId = Object.fromEntries(dead.map((m) => [m.properties.messageId, m]));
+    expect(Object.keys(byId).sort()).toEqual(['bad-1', 'bad-2', 'bad-3']);
+    for (const message of dead) {
+      expect(message.properties.headers).toMatchObject({
+        'x-error-class': 'unrepresentable',
+        'x-error-name': 'UnrepresentableMessageError',
+        'x-original-queue': queue,
+        'x-attempts': 1,
+      });
+    }
+    expect(String(byId['bad-1']!.properties.headers!['x-error-message'])).toContain('timestamp: timestamp 10000000000000 is not a date');
+    expect(String(byId['bad-2']!.properties.headers!['x-error-message'])).toContain('headers.when');
+    expect(String(byId['bad-3']!.properties.headers!['x-error-message'])).toContain('nested deeper than 64 levels');
+    // The copies keep the body and what could be kept of the properties; what had to change is noted.
+    expect(byId['bad-1']!.content.toString()).toBe('bad-timestamp');
+    expect(byId['bad-1']!.properties.timestamp).toBe(10 ** 13);
+    expect(byId['bad-2']!.properties.headers!['x-truncated-headers']).toBeUndefined();
+    expect(byId['bad-3']!.properties.headers!['x-truncated-headers']).toMatch(/nested deeper than 64 levels/);
+
+    await waitFor(async () => (await queueDepth(amqp.connection, queue)) === 0, 'the work queue drained');
+    expect(runner.triggers[0]!.counts).toMatchObject({ received: 7, deadLettered: 3, acked: 7, requeued: 0, rejected: 0 });
+  });
+
+  it('without a dead-letter exchange, rejects such a message to the queue\u2019s own dead-lettering', async () => {
+    const queue = uniqueQueue('trigger-reject');
+    const fn = recorder();
+    const { runner } = await start([trigger(queue, { functionKey: 'fn', maximumBatchingWindow: 0.1 })], { fn: fn.handler });
+    amqp.channel.sendToQueue(queue, Buffer.from('ok'), {});
+    amqp.channel.sendToQueue(queue, Buffer.from('bad'), { messageId: 'bad', timestamp: 10 ** 13 });
+    // The runner declared the queue with x-dead-letter-exchange dlx: the rejected message lands in its DLQ.
+    await waitFor(async () => (await queueDepth(amqp.connection, dlqName(queue))) === 1, 'the rejected message in the DLQ');
+    const [dead] = await drain(dlqName(queue));
+    expect(dead!.properties.messageId).toBe('bad');
+    expect((dead!.properties.headers!['x-death'] as Array<{ reason: string }>)[0]!.reason).toBe('rejected');
+    expect(fn.bodies()).toEqual(['ok']);
+    expect(runner.triggers[0]!.counts).toMatchObject({ rejected: 1, acked: 1 });
+  });
+
+  it('a failing invocation requeues its records but not the message already dead-lettered', async () => {
+    const queue = uniqueQueue('trigger-mixed');
+    const fn = recorder((call) => call === 1);
+    const { runner } = await start([trigger(queue, { functionKey: 'fn', batchSize: 5, maximumBatchingWindow: 0.3 })], { fn: fn.handler }, { deadLetterExchange: 'dlx' });
+    amqp.channel.sendToQueue(queue, Buffer.from('a'), {});
+    amqp.channel.sendToQueue(queue, Buffer.from('bad'), { messageId: 'bad', timestamp: 10 ** 13 });
+    amqp.channel.sendToQueue(queue, Buffer.from('b'), {});
+    await waitFor(() => fn.calls.length >= 2 && fn.bodies().filter((b) => b === 'a').length === 2, 'the batch failed once, then succeeded');
+    await waitFor(async () => (await queueDepth(amqp.connection, queue)) === 0, 'the work queue drained');
+    expect(fn.calls.map((call) => call.bodies.sort())).toEqual([['a', 'b'], ['a', 'b']]);
+    expect(await queueDepth(amqp.connection, dlqName(queue))).toBe(1);
+    expect(runner.triggers[0]!.counts).toMatchObject({ deadLettered: 1, requeued: 2, acked: 3 });
+  });
+
+  it('cuts batches before 6 MB of invocation payload, and dead-letters a record that can never fit', async () => {
+    const queue = uniqueQueue('trigger-size');
+    const fn = recorder();
+    const definition = trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 1 });
+    const { runner } = await start([definition], { fn: fn.handler }, { deadLetterExchange: 'dlx' });
+
+    // The largest body whose record still fits an invocation alone, found with the trigger's own measure on
+    // the properties the consumer will see (amqplib always sends a headers table).
+    const arn = localEventSourceArn();
+    const room = MAX_INVOCATION_PAYLOAD_BYTES - envelopeBytes(arn, `${queue}::/`);
+    const recordBytes = (size: number) =>
+      messageBytes(toRabbitMQMessage({ content: Buffer.alloc(size), fields: { redelivered: false }, properties: { headers: {}, messageId: 'edge' } }));
+    let fits = Math.floor((room * 3) / 4);
+    while (recordBytes(fits) > room) fits--;
+    while (recordBytes(fits + 1) <= room) fits++;
+
+    const body = (tag: string, size: number) => Buffer.concat([Buffer.from(tag.padEnd(8, '.')), Buffer.alloc(size - 8, 0x61)]);
+    const send = (tag: string, size: number) => amqp.channel.sendToQueue(queue, body(tag, size), { messageId: 'edge' });
+    send('two-a', 2_000_000);
+    send('two-b', 2_000_000);
+    send('small-1', 100);
+    send('two-c', 2_000_000); // would push the first batch past 6 MB: starts the next one
+    send('edge', fits); // exactly as large as a record can be: invoked alone
+    send('over', fits + 3); // one base64 quantum more: can never be sent
+    send('huge', 7_000_000);
+    send('small-2', 100);
+
+    await waitFor(async () => (await queueDepth(amqp.connection, dlqName(queue))) === 2, 'two dead letters');
+    await waitFor(() => fn.bodies().length === 6, 'every message that fits');
+    await waitFor(async () => (await queueDepth(amqp.connection, queue)) === 0, 'the work queue drained');
+
+    for (const call of fn.calls) expect(call.payloadBytes).toBeLessThanOrEqual(MAX_INVOCATION_PAYLOAD_BYTES);
+    // The edge record went alone, within one base64 quantum (4 bytes) of the limit.
+    const edge = fn.calls.find((call) => call.bodies[0]!.startsWith('edge'))!;
+    expect(edge.bodies).toHaveLength(1);
+    expect(edge.payloadBytes).toBeGreaterThan(MAX_INVOCATION_PAYLOAD_BYTES - 4);
+    expect(fn.bodies().sort()).toEqual(['edge', 'small-1', 'small-2', 'two-a', 'two-b', 'two-c']);
+    const dead = await drain(dlqName(queue));
+    expect(dead.map((m) => m.content.subarray(0, 8).toString().replace(/\.+$/, '')).sort()).toEqual(['huge', 'over']);
+    for (const message of dead) {
+      expect(message.properties.headers).toMatchObject({ 'x-error-class': 'payload-too-large', 'x-error-name': 'PayloadTooLargeError' });
+      expect(String(message.properties.headers!['x-error-message'])).toContain('AWS Lambda would drop it');
+    }
+    expect(runner.triggers[0]!.counts).toMatchObject({ received: 8, deadLettered: 2 });
+  });
+});
