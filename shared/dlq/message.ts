@@ -8,9 +8,8 @@
  */
 import type { Message, Options } from 'amqplib';
 import { REDACTED_FIELDS } from '../logging';
-import { PARKING_LOT_QUEUE, RETRY_DELAY_HEADER, republishProperties } from '../messaging';
-import { FAILURE_HEADERS } from '../middleware/poison-messages';
-import { ATTEMPT_HEADER } from '../middleware/types';
+import { RETRY_DELAY_HEADER, republishProperties } from '../messaging';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, type FailureClass } from '../messaging/headers';
 
 /** Headers the reprocessor adds. */
 export const REDRIVE_HEADERS = {
@@ -32,9 +31,13 @@ export const REDRIVE_HEADERS = {
   parkedReason: 'x-parked-reason',
 } as const;
 
-/** Why a message is in its DLQ: our middleware's class, `broker` (x-death only), or `unknown`. */
-export type DlqErrorClass = 'permanent' | 'transient' | 'broker' | 'unknown';
-export const DLQ_ERROR_CLASSES: readonly DlqErrorClass[] = ['permanent', 'transient', 'broker', 'unknown'];
+/**
+ * Why a message is in its DLQ: the class our middleware or trigger gave it (see FailureClass), `broker` (the
+ * broker dead-lettered it: delivery limit, expiry, reject), or `unknown`.
+ */
+export type DlqErrorClass = FailureClass | 'broker' | 'unknown';
+export const DLQ_ERROR_CLASSES: readonly DlqErrorClass[] = ['permanent', 'transient', 'unrepresentable', 'payload-too-large', 'broker', 'unknown'];
+const FAILURE_CLASSES = new Set<string>(DLQ_ERROR_CLASSES.filter((c) => c !== 'broker' && c !== 'unknown'));
 
 /** One `x-death` entry, as far as we use it. */
 export interface DeathSummary {
@@ -96,7 +99,13 @@ const timestampSeconds = (value: unknown): number | null => {
 
 const isoFromSeconds = (seconds: number | null): string | null => (seconds === null ? null : new Date(seconds * 1000).toISOString());
 
-/** The broker's most recent dead-lettering out of a work queue (reason other than `expired`), if any. */
+/** A retry queue: its `expired` deaths are the retry path's delay running out, not a dead-lettering. */
+const isRetryQueue = (queue: string | null): boolean => !!queue && /^retry-\d+ms$/.test(queue);
+
+/**
+ * The broker's most recent dead-lettering out of a work queue, if any: delivery limit, reject, or a message
+ * whose own `expiration` ran out in the work queue. The retry queues' expiries are skipped.
+ */
 export function brokerDeath(headers: Headers): (DeathSummary & { seconds: number | null }) | null {
   const deaths = headers?.['x-death'];
   if (!Array.isArray(deaths)) return null;
@@ -104,7 +113,7 @@ export function brokerDeath(headers: Headers): (DeathSummary & { seconds: number
     if (!entry || typeof entry !== 'object') continue;
     const death = entry as Record<string, unknown>;
     const reason = text(death.reason);
-    if (!reason || reason === 'expired') continue;
+    if (!reason || (reason === 'expired' && isRetryQueue(text(death.queue)))) continue;
     const seconds = timestampSeconds(death.time);
     return { reason, queue: text(death.queue) ?? '', count: integer(death.count) ?? 1, time: isoFromSeconds(seconds), seconds };
   }
@@ -123,26 +132,28 @@ export function errorClassOf(headers: Headers): DlqErrorClass {
     const lastFailed = Date.parse(text(headers?.[FAILURE_HEADERS.lastFailedAt]) ?? '');
     if (!ours || death.seconds === null || Number.isNaN(lastFailed) || death.seconds >= Math.floor(lastFailed / 1000)) return 'broker';
   }
-  return ours === 'permanent' || ours === 'transient' ? ours : 'unknown';
+  return ours !== null && FAILURE_CLASSES.has(ours) ? (ours as FailureClass) : 'unknown';
 }
 
-export const redriveCountOf = (headers: Headers): number => Math.max(0, integer(headers?.[REDRIVE_HEADERS.count]) ?? 0);
+/**
+ * How often the message was redriven: x-redrive-count when it is one a redrive could have set (0 to
+ * `maxRedrives`; a message that reaches the limit is parked, never redriven again), else 0. A producer
+ * can thus not have a message parked at its first redrive by sending it with a count of 999.
+ */
+export const redriveCountOf = (headers: Headers, maxRedrives = Number.POSITIVE_INFINITY): number => {
+  const count = integer(headers?.[REDRIVE_HEADERS.count]) ?? 0;
+  return count >= 0 && count <= maxRedrives ? count : 0;
+};
 
 /** The DLQ's own source queue: `order-events-dlq` → `order-events`. */
 export const sourceQueueOf = (dlq: string): string => dlq.replace(/-dlq$/, '');
 
-/** A queue a redrive may publish to: not a DLQ, not the parking lot, not a retry queue (that would loop). */
-const isWorkQueueName = (queue: string | null): queue is string =>
-  !!queue && !queue.endsWith('-dlq') && queue !== PARKING_LOT_QUEUE && !/^retry-\d+ms$/.test(queue);
-
-/** Where a redrive sends the message: x-original-queue, else the broker's x-death queue, else the DLQ's source. */
-export function redriveTarget(dlq: string, headers: Headers): string {
-  const original = text(headers?.[FAILURE_HEADERS.originalQueue]);
-  if (isWorkQueueName(original)) return original;
-  const death = brokerDeath(headers)?.queue ?? null;
-  if (isWorkQueueName(death)) return death;
-  return sourceQueueOf(dlq);
-}
+/**
+ * Where a redrive sends the message: the work queue the DLQ belongs to. `<queue>-dlq` is bound to `dlx` under
+ * `<queue>`'s name alone, so everything in it came from that queue; no header a message carries (a producer
+ * can set `x-original-queue` too) decides where its copy goes.
+ */
+export const redriveTarget = (dlq: string): string => sourceQueueOf(dlq);
 
 const PERSONAL = new Set<string>(REDACTED_FIELDS);
 const PERSONAL_PAIR = new RegExp(`"(${REDACTED_FIELDS.join('|')})"\\s*:\\s*("(?:[^"\\\\]|\\\\.)*"?|[^,}\\s]+)`, 'g');
@@ -196,7 +207,7 @@ export function summarize(message: Message, options: SummaryOptions): DlqMessage
   const { properties, content } = message;
   const headers = properties.headers;
   const death = brokerDeath(headers);
-  const redriveCount = redriveCountOf(headers);
+  const redriveCount = redriveCountOf(headers, options.maxRedrives);
   const timestamp = typeof properties.timestamp === 'number' ? isoFromSeconds(properties.timestamp) : null;
   return {
     position: options.position,
@@ -214,7 +225,7 @@ export function summarize(message: Message, options: SummaryOptions): DlqMessage
     lastFailedAt: text(headers?.[FAILURE_HEADERS.lastFailedAt]),
     redriveCount,
     death: death ? { reason: death.reason, queue: death.queue, count: death.count, time: death.time } : null,
-    redriveTarget: redriveTarget(options.dlq, headers),
+    redriveTarget: redriveTarget(options.dlq),
     wouldPark: redriveCount >= options.maxRedrives,
     bodyBytes: content.length,
     bodyPreview: bodyPreview(content, options.previewChars),
@@ -228,7 +239,7 @@ export function summarize(message: Message, options: SummaryOptions): DlqMessage
  * and x-death summarised into x-last-death-* and dropped, so that if the copy fails again the DLQ shows the
  * new failure and not a stale one (x-first-failed-at and x-original-queue are kept as history).
  */
-export function redriveCopy(message: Message, dlq: string, now: Date): Options.Publish {
+export function redriveCopy(message: Message, dlq: string, now: Date, maxRedrives = Number.POSITIVE_INFINITY): Options.Publish {
   const headers: Record<string, unknown> = { ...(message.properties.headers ?? {}) };
   const renamed: Array<[string, string]> = [
     [FAILURE_HEADERS.errorClass, REDRIVE_HEADERS.lastErrorClass],
@@ -248,7 +259,7 @@ export function redriveCopy(message: Message, dlq: string, now: Date): Options.P
   delete headers['x-death'];
   delete headers[RETRY_DELAY_HEADER];
   delete headers[ATTEMPT_HEADER];
-  headers[REDRIVE_HEADERS.count] = redriveCountOf(message.properties.headers) + 1;
+  headers[REDRIVE_HEADERS.count] = redriveCountOf(message.properties.headers, maxRedrives) + 1;
   headers[REDRIVE_HEADERS.redrivenAt] = now.toISOString();
   headers[REDRIVE_HEADERS.redrivenFrom] = dlq;
   return republishProperties(message.properties, headers);
@@ -256,7 +267,7 @@ export function redriveCopy(message: Message, dlq: string, now: Date): Options.P
 
 /** The copy parked in `parking-lot`: the message as it was in the DLQ, plus where, when and why it was parked. */
 export function parkedCopy(message: Message, dlq: string, maxRedrives: number, now: Date): Options.Publish {
-  const count = redriveCountOf(message.properties.headers);
+  const count = redriveCountOf(message.properties.headers, maxRedrives);
   return republishProperties(message.properties, {
     ...(message.properties.headers ?? {}),
     [REDRIVE_HEADERS.parkedAt]: now.toISOString(),

@@ -38,7 +38,7 @@ import {
   UnroutableError,
   WORK_QUEUES,
 } from '../messaging';
-import { FAILURE_HEADERS } from '../middleware/poison-messages';
+import { FAILURE_HEADERS } from '../messaging/headers';
 import { DlqBusyError, NotADlqError } from './errors';
 import { withDlqLock } from './lock';
 import {
@@ -147,9 +147,9 @@ export function decide(
   const errorClass = errorClassOf(headers);
   if (filter.errorClasses && filter.errorClasses.length > 0 && !filter.errorClasses.includes(errorClass)) return { action: 'skip', errorClass };
   if (filter.errorName !== undefined && String(headers?.[FAILURE_HEADERS.errorName] ?? '') !== filter.errorName) return { action: 'skip', errorClass };
-  const redriveCount = redriveCountOf(headers);
+  const redriveCount = redriveCountOf(headers, maxRedrives);
   if (redriveCount >= maxRedrives) return { action: 'park', errorClass, redriveCount };
-  return { action: 'move', target: redriveTarget(dlq, headers), errorClass };
+  return { action: 'move', target: redriveTarget(dlq), errorClass };
 }
 
 /** Throws NotADlqError unless `queue` is named like a DLQ. */
@@ -331,7 +331,7 @@ export class DlqReprocessor {
           const now = this.now();
           const publish =
             decision.action === 'move'
-              ? { exchange: '', routingKey: decision.target, body: message.content, options: redriveCopy(message, dlq, now) }
+              ? { exchange: '', routingKey: decision.target, body: message.content, options: redriveCopy(message, dlq, now, maxRedrives) }
               : {
                   exchange: EXCHANGES.deadLetter,
                   routingKey: PARKING_LOT_QUEUE,

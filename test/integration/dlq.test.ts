@@ -361,16 +361,29 @@ describe('DLQ redrive', () => {
     });
   });
 
-  it('keeps a message whose work queue is gone in the DLQ, in its place, and moves the others', async () => {
+  it('sends every message back to the DLQ\u2019s own work queue, whatever x-original-queue a producer put on it', async () => {
+    const { queue, dlq, reprocessor } = await setup();
+    const other = await setup();
+    const all = [0, 1, 2].map((i) => `forged-${i}-${randomUUID()}`);
+    await seedMany(dlq, queue, all, (_, i) => (i === 1 ? { originalQueue: other.queue } : {}));
+    const report = await reprocessor.redrive({ queue: dlq });
+    expect(report.moved).toEqual(all);
+    expect(report.targets).toEqual({ [queue]: 3 });
+    expect(ids(await drain(queue))).toEqual(all);
+    expect(await queueDepth(amqp.connection, other.queue)).toBe(0);
+  });
+
+  it('keeps the messages in the DLQ, in their place, when its work queue is gone', async () => {
     const { queue, dlq, reprocessor } = await setup();
     const all = [0, 1, 2].map((i) => `gone-${i}-${randomUUID()}`);
-    await seedMany(dlq, queue, all, (_, i) => (i === 1 ? { originalQueue: `gone-${randomUUID()}` } : {}));
+    await seedMany(dlq, queue, all);
+    await amqp.channel.deleteQueue(queue);
     const report = await reprocessor.redrive({ queue: dlq });
-    expect(report.moved).toEqual([all[0], all[2]]);
-    expect(report.failed).toEqual([{ id: all[1], error: expect.stringMatching(/UnroutableError/), published: false }]);
+    expect(report.moved).toEqual([]);
+    expect(report.failed.map((failure) => failure.id)).toEqual(all);
+    for (const failure of report.failed) expect(failure).toMatchObject({ error: expect.stringMatching(/UnroutableError/), published: false });
     expect(report.stopped).toBe('done');
-    expect(ids(await drain(dlq))).toEqual([all[1]]);
-    await drain(queue);
+    expect(ids(await drain(dlq))).toEqual(all);
   });
 
   it('paces publishes at the requested rate', async () => {

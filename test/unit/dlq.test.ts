@@ -2,6 +2,7 @@ import type { Message } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import {
   bodyPreview,
+  brokerDeath,
   decide,
   errorClassOf,
   InvalidDlqOptionsError,
@@ -10,6 +11,7 @@ import {
   parseRedriveRequest,
   REDRIVE_HEADERS,
   redriveCopy,
+  redriveCountOf,
   redriveTarget,
   summarize,
   type RedriveReport,
@@ -64,16 +66,36 @@ describe('error class of a dead letter', () => {
 });
 
 describe('redrive target', () => {
-  it('is x-original-queue, else the broker\u2019s x-death queue, else the DLQ\u2019s source', () => {
-    expect(redriveTarget('order-events-dlq', { 'x-original-queue': 'order-status-events' })).toBe('order-status-events');
-    expect(redriveTarget('order-events-dlq', { 'x-original-queue': Buffer.from('inventory-events') })).toBe('inventory-events');
-    expect(redriveTarget('order-events-dlq', { 'x-death': [retryDeath, limitDeath('2025-03-10T12:00:00Z')] })).toBe('order-events');
-    expect(redriveTarget('order-events-dlq', {})).toBe('order-events');
+  it('is the work queue the DLQ belongs to, whatever the message says', () => {
+    expect(redriveTarget('order-events-dlq')).toBe('order-events');
+    expect(redriveTarget('inventory-events-dlq')).toBe('inventory-events');
   });
 
-  it('never is a DLQ, the parking lot or a retry queue (that would loop)', () => {
-    for (const bad of ['order-events-dlq', 'parking-lot', 'retry-1000ms']) expect(redriveTarget('order-events-dlq', { 'x-original-queue': bad })).toBe('order-events');
-    expect(redriveTarget('order-events-dlq', { 'x-death': [retryDeath] })).toBe('order-events');
+  it('ignores a forged x-original-queue: a producer cannot send its message into another queue by redrive', () => {
+    const forged = message({ ...ours('permanent'), 'x-original-queue': 'inventory-events' });
+    expect(decide(forged, 'order-events-dlq', {}, 3)).toMatchObject({ action: 'move', target: 'order-events' });
+  });
+});
+
+describe('redrive count', () => {
+  it('is trusted only within what a redrive can set (0 to DLQ_MAX_REDRIVES)', () => {
+    expect(redriveCountOf({ [REDRIVE_HEADERS.count]: 2 }, 3)).toBe(2);
+    expect(redriveCountOf({ [REDRIVE_HEADERS.count]: 3 }, 3)).toBe(3);
+    for (const forged of [999, -1, 1.5, 'x']) expect(redriveCountOf({ [REDRIVE_HEADERS.count]: forged }, 3), String(forged)).toBe(0);
+  });
+
+  it('a forged 999 is moved, not parked, and its copy counts from 1, so it still parks after the real limit', () => {
+    const forged = message({ ...ours('transient'), [REDRIVE_HEADERS.count]: 999 });
+    expect(decide(forged, 'order-events-dlq', {}, 3)).toMatchObject({ action: 'move' });
+    expect(redriveCopy(forged, 'order-events-dlq', new Date(), 3).headers?.[REDRIVE_HEADERS.count]).toBe(1);
+  });
+});
+
+describe('expired messages', () => {
+  it('a message whose own expiration ran out in its work queue is a broker dead letter with reason expired', () => {
+    const expired = { reason: 'expired', queue: 'order-events', count: 1, time: { '!': 'timestamp', value: 1741608000 }, exchange: 'orders', 'routing-keys': ['order.placed'] };
+    expect(errorClassOf({ 'x-death': [expired] })).toBe('broker');
+    expect(brokerDeath({ 'x-death': [expired] })).toMatchObject({ reason: 'expired', queue: 'order-events' });
   });
 });
 
@@ -99,7 +121,7 @@ describe('the copies published', () => {
       { ...ours('transient'), 'x-attempt': 4, 'retry-delay-ms': 60000, 'x-delivery-count': 2, 'x-death': [limitDeath('2025-03-10T12:07:00Z')], [REDRIVE_HEADERS.count]: 1, custom: 'kept' },
       { correlationId: 'c-1', appId: 'order-intake', timestamp: 1741608000, userId: 'guest', expiration: '1000' },
     );
-    const copy = redriveCopy(original, 'order-events-dlq', now);
+    const copy = redriveCopy(original, 'order-events-dlq', now, 3);
     expect(copy).toMatchObject({ messageId: 'm-1', type: 'OrderPlaced', correlationId: 'c-1', appId: 'order-intake', timestamp: 1741608000, contentType: 'application/json', persistent: true });
     expect(copy).not.toHaveProperty('userId');
     expect(copy).not.toHaveProperty('expiration');
