@@ -89,7 +89,8 @@ function encodableTable(table: Record<string, unknown>, notes: string[], path = 
       key = key === '!' ? '(!)' : cutUtf8(key, SHORTSTR_BYTES - 8) + '…';
       notes.push(`key ${path}${JSON.stringify(rawKey.slice(0, 40))} renamed to ${JSON.stringify(key.slice(0, 40))}`);
     }
-    out[key] = encodableValue(value, notes, `${path}${key}`, depth + 1);
+    // defineProperty: a "__proto__" header is an entry, not the table's prototype.
+    Object.defineProperty(out, key, { value: encodableValue(value, notes, `${path}${key}`, depth + 1), enumerable: true, writable: true, configurable: true });
   }
   return out;
 }

@@ -75,7 +75,8 @@ export function encodeHeaderValue(value: unknown, where = 'header', depth = 0): 
 function encodeHeaderTable(table: object, where: string, depth: number): Record<string, RabbitMQHeaderValue> {
   const encoded: Record<string, RabbitMQHeaderValue> = {};
   for (const [key, entry] of Object.entries(table)) {
-    if (entry !== undefined) encoded[key] = encodeHeaderValue(entry, `${where}.${key}`, depth);
+    // defineProperty: a "__proto__" header is an entry, not the record's prototype.
+    if (entry !== undefined) Object.defineProperty(encoded, key, { value: encodeHeaderValue(entry, `${where}.${key}`, depth), enumerable: true, writable: true, configurable: true });
   }
   return encoded;
 }

@@ -8,7 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dlqName } from '../../shared/messaging';
 import { decodeRabbitMQEvent, envelopeBytes, localEventSourceArn, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes, type RabbitMQEvent, toRabbitMQMessage } from '../../shared/rmq-event';
 import type { Runner } from '../../shared/runner';
-import { openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { nested, openRawPublisher } from '../support/raw-amqp';
 import { deleteQueues, testRunner, trigger, uniqueQueue, waitFor, type TestHandler } from '../support/runner';
 
 interface Call {
@@ -105,6 +106,33 @@ describe('trigger: hostile messages (real broker)', () => {
 
     await waitFor(async () => (await queueDepth(amqp.connection, queue)) === 0, 'the work queue drained');
     expect(runner.triggers[0]!.counts).toMatchObject({ received: 7, deadLettered: 3, acked: 7, requeued: 0, rejected: 0 });
+  });
+
+  it('survives headers amqplib could not decode before its patch: nesting 10,000 deep, a "__proto__" key', async () => {
+    const queue = uniqueQueue('trigger-deep');
+    const fn = recorder();
+    const { runner } = await start([trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 0.3 })], { fn: fn.handler }, { deadLetterExchange: 'dlx' });
+    const raw = await openRawPublisher(AMQP_URL);
+    try {
+      await raw.publish('', queue, Buffer.from('ok-1'), {});
+      // Unpatched, amqplib's recursive decoder overflowed the stack on this header and closed the consumer's
+      // connection, every time the broker redelivered it.
+      await raw.publish('', queue, Buffer.from('deep'), { messageId: 'deep', headers: { deep: nested(10_000, 'A', { t: 'I', v: 1 }) } });
+      await raw.publish('', queue, Buffer.from('proto'), { messageId: 'proto', headers: [['__proto__', { t: 'F', v: { polluted: { t: 't', v: true } } }], ['kept', { t: 'S', v: 'yes' }]] });
+      await raw.publish('', queue, Buffer.from('ok-2'), {});
+    } finally {
+      await raw.close();
+    }
+    await waitFor(() => fn.bodies().length === 3, 'the representable messages');
+    await waitFor(async () => (await queueDepth(amqp.connection, dlqName(queue))) === 1, 'the deep one dead-lettered');
+    expect(fn.bodies().sort()).toEqual(['ok-1', 'ok-2', 'proto']);
+    const [dead] = await drain(dlqName(queue));
+    expect(dead!.properties.messageId).toBe('deep');
+    expect(dead!.properties.headers).toMatchObject({ 'x-error-class': 'unrepresentable' });
+    expect(String(dead!.properties.headers!['x-error-message'])).toContain('nested deeper than 64 levels');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    // One connection all along: the consumer never died.
+    expect(runner.triggers[0]!.counts).toMatchObject({ received: 4, acked: 4, requeued: 0 });
   });
 
   it('without a dead-letter exchange, rejects such a message to the queue\u2019s own dead-lettering', async () => {

@@ -67,3 +67,38 @@ describe('republishProperties', () => {
     expect(String(copy.headers![TRUNCATED_HEADERS_HEADER])).toMatch(/nested deeper than 64 levels/);
   });
 });
+
+describe('amqplib decoder (patches/amqplib+2.3.1.patch)', () => {
+  const { decodeFields } = require(join(dirname(require.resolve('amqplib')), 'lib', 'codec.js')) as { decodeFields(slice: Buffer): Record<string, unknown> };
+  const key = (name: string) => Buffer.concat([Buffer.from([name.length]), Buffer.from(name)]);
+
+  it('decodes nesting of any depth without recursing past 256 levels: deeper levels stay raw bytes', () => {
+    // 10,000 nested arrays around an int, encoded by hand: A <len> A <len> ... I <int>.
+    let value = Buffer.from([0x49, 0, 0, 0, 1]);
+    for (let i = 0; i < 10_000; i++) {
+      const length = Buffer.alloc(4);
+      length.writeUInt32BE(value.length);
+      value = Buffer.concat([Buffer.from('A'), length, value]);
+    }
+    const fields = decodeFields(Buffer.concat([key('deep'), value]));
+    let level: unknown = fields.deep;
+    let depth = 0;
+    while (Array.isArray(level)) {
+      level = level[0];
+      depth++;
+    }
+    expect(depth).toBe(256);
+    expect(Buffer.isBuffer(level)).toBe(true);
+  });
+
+  it('decodes the unsigned 64-bit tag "L" RabbitMQ passes through, and keeps "__proto__" as an entry', () => {
+    const long = Buffer.alloc(9);
+    long.write('L');
+    long.writeBigUInt64BE(42n, 1);
+    const table = Buffer.concat([key('__proto__'), Buffer.from('F'), Buffer.from([0, 0, 0, 0]), key('n'), long]);
+    const fields = decodeFields(table);
+    expect(fields.n).toBe(42);
+    expect(Object.keys(fields)).toEqual(['__proto__', 'n']);
+    expect(Object.getPrototypeOf(fields)).toBe(Object.prototype);
+  });
+});
