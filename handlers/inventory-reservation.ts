@@ -5,7 +5,7 @@
  */
 import { reserveInventory, SEED_CATALOG, INVENTORY_APP_ID } from '../shared/domain/inventory';
 import { config } from '../shared/config';
-import { OrderPlaced } from '../shared/events';
+import { eventIdentity, OrderPlaced } from '../shared/events';
 import { defaultStore, queueFunction } from '../shared/middleware';
 import type { Store } from '../shared/store';
 
@@ -24,6 +24,7 @@ export const handler = queueFunction({
   name: INVENTORY_APP_ID,
   schema: OrderPlaced,
   eventTypes: ['OrderPlaced'],
+  identity: eventIdentity,
   store: seededStore,
   handle: async (record, { tx, emit }) => {
     const outcome = await reserveInventory(record.payload, tx);

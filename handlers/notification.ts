@@ -6,7 +6,7 @@
  */
 import { config } from '../shared/config';
 import { notificationFor, recordNotification } from '../shared/domain/notifications';
-import { InventoryOutcome } from '../shared/events';
+import { eventIdentity, InventoryOutcome } from '../shared/events';
 import { queueFunction } from '../shared/middleware';
 import { postWebhook } from '../shared/webhook';
 
@@ -14,6 +14,7 @@ export const handler = queueFunction({
   name: 'notification',
   schema: InventoryOutcome,
   eventTypes: ['InventoryReserved', 'InventoryFailed'],
+  identity: eventIdentity,
   handle: async (record, { tx, logger }) => {
     const notification = notificationFor(record.payload);
     if (!(await recordNotification(tx, notification))) return 'already notified';

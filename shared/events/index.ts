@@ -35,6 +35,9 @@ export type InventoryFailed = z.infer<typeof InventoryFailed>;
 export type DomainEvent = z.infer<typeof DomainEvent>;
 export type EventType = DomainEvent['event_type'];
 
+/** The messageId and type every message of the contract carries: its body's event_id and event_type. */
+export const eventIdentity = (event: DomainEvent): { messageId: string; type: EventType } => ({ messageId: event.event_id, type: event.event_type });
+
 /** Where each event type is published: exchange and routing key. */
 export const ROUTES: Readonly<Record<EventType, { exchange: string; routingKey: string }>> = {
   OrderPlaced: { exchange: 'orders', routingKey: 'order.placed' },

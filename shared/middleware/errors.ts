@@ -41,6 +41,15 @@ export class MissingMessageIdError extends PermanentError {
   override readonly name = 'MissingMessageIdError';
 }
 
+/**
+ * The message breaks the contract between its properties and its body: its `messageId` is not the body's
+ * id, or its `type` not the body's type. The idempotency claim is keyed by messageId, so such a message
+ * could have several effects (five messageIds, one event): it is dead-lettered, never processed.
+ */
+export class ContractViolationError extends PermanentError {
+  override readonly name = 'ContractViolationError';
+}
+
 /** Could not put a failed message somewhere safe (retry or DLQ publish not confirmed): fail the batch. */
 export class DeadLetterPublishError extends Error {
   override readonly name = 'DeadLetterPublishError';

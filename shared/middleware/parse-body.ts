@@ -7,7 +7,7 @@
  */
 import type middy from '@middy/core';
 import type { z } from 'zod';
-import { MalformedMessageError, SchemaViolationError, UnknownEventTypeError } from './errors';
+import { ContractViolationError, MalformedMessageError, MissingMessageIdError, SchemaViolationError, UnknownEventTypeError } from './errors';
 import type { QueueRecord, RecordContext } from './types';
 
 export interface ParseBodyOptions<T> {
@@ -15,10 +15,16 @@ export interface ParseBodyOptions<T> {
   schema: z.ZodType<T>;
   /** Event types this function handles (checked on `event_type` before the schema, for a clearer reason). */
   eventTypes?: readonly string[];
+  /**
+   * What the message's `messageId` and `type` properties must be for this payload (e.g. the body's event_id
+   * and event_type). A message that says otherwise is a ContractViolationError: the idempotency claim is
+   * keyed by messageId, and one event must not be processed under several ids.
+   */
+  identity?: (payload: T) => { messageId: string; type: string };
 }
 
 export function parseBody<T>(options: ParseBodyOptions<T>): middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext> {
-  const { schema, eventTypes } = options;
+  const { schema, eventTypes, identity } = options;
   const decoder = new TextDecoder('utf-8', { fatal: true });
   return {
     before: (request) => {
@@ -37,7 +43,19 @@ export function parseBody<T>(options: ParseBodyOptions<T>): middy.MiddlewareObj<
         const issues = parsed.error.issues.map((issue) => ({ path: issue.path.join('.') || '(body)', message: issue.message }));
         throw new SchemaViolationError(`Schema violation: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, issues);
       }
+      if (identity) checkIdentity(request.event, identity(parsed.data));
       request.event.payload = parsed.data;
     },
   };
+}
+
+function checkIdentity(record: QueueRecord<unknown>, expected: { messageId: string; type: string }): void {
+  if (!record.messageId) throw new MissingMessageIdError('Message has no messageId; it cannot be processed exactly once');
+  if (record.messageId !== expected.messageId) {
+    throw new ContractViolationError(`messageId ${JSON.stringify(record.messageId)} is not the body's id ${JSON.stringify(expected.messageId)}`);
+  }
+  const type = record.properties.type;
+  if (type !== expected.type) {
+    throw new ContractViolationError(`type property ${JSON.stringify(type ?? null)} is not the body's type ${JSON.stringify(expected.type)}`);
+  }
 }

@@ -40,6 +40,8 @@ export interface QueueFunctionOptions<T> {
   schema: z.ZodType<T>;
   /** Event types handled; any other is dead-lettered as UnknownEventTypeError. */
   eventTypes?: readonly string[];
+  /** The messageId and type a payload's message must carry (see parseBody); others are dead-lettered. */
+  identity?: (payload: T) => { messageId: string; type: string };
   /** The domain step for one record. */
   handle: (record: QueueRecord<T>, context: RecordContext) => Promise<unknown>;
   /** Overrides for tests and special deployments. */
@@ -63,7 +65,13 @@ export function queueFunction<T>(options: QueueFunctionOptions<T>) {
   const resolveStore = () => (typeof store === 'function' ? store() : Promise.resolve(store));
   const perRecord = middy<QueueRecord<T>, unknown, Error, RecordContext>()
     .use(poisonMessages<T>({ publisher: () => messaging().publisher, retryDelaysMs: options.retryDelaysMs ?? config().retryDelaysMs }))
-    .use(parseBody<T>({ schema: options.schema, ...(options.eventTypes ? { eventTypes: options.eventTypes } : {}) }))
+    .use(
+      parseBody<T>({
+        schema: options.schema,
+        ...(options.eventTypes ? { eventTypes: options.eventTypes } : {}),
+        ...(options.identity ? { identity: options.identity } : {}),
+      }),
+    )
     .use(
       idempotency<T>({
         store: resolveStore,

@@ -40,8 +40,9 @@ describe.each(backends())('queue-function middleware on $name', (backend: Backen
 
   const publish = (queue: string, body: unknown, options: Record<string, unknown> = {}) => {
     const text = typeof body === 'string' ? body : JSON.stringify(body);
-    const messageId = typeof body === 'object' && body && 'event_id' in body ? String((body as { event_id: string }).event_id) : undefined;
-    amqp.channel.sendToQueue(queue, Buffer.from(text), { persistent: true, contentType: 'application/json', messageId, ...options });
+    // As the contract has it: messageId = event_id, type = event_type.
+    const { event_id: messageId, event_type: type } = (typeof body === 'object' && body ? body : {}) as { event_id?: string; event_type?: string };
+    amqp.channel.sendToQueue(queue, Buffer.from(text), { persistent: true, contentType: 'application/json', messageId, type, ...options });
   };
   /** Starts a runner (a "worker") feeding the reservation function on `queue`, with its own store connection. */
   const startWorker = async (queue: string, logs = new LogCapture(), ownStore?: Store) => {
@@ -85,6 +86,27 @@ describe.each(backends())('queue-function middleware on $name', (backend: Backen
     await store.close();
     await amqp.close();
     await backend.teardown();
+  });
+
+  it('one effect per event: copies under other messageIds, or with another type, are contract violations', async () => {
+    const queue = await newQueue();
+    const event = orderPlaced({ item: 'gizmo', quantity: 1 });
+    await store.stock.upsert({ gizmo: 100 });
+    // The attack: five copies of one event under five messageIds reserved stock five times.
+    publish(queue, event);
+    for (let i = 0; i < 4; i++) publish(queue, event, { messageId: randomUUID() });
+    publish(queue, event, { type: 'InventoryReserved' });
+    publish(queue, event, { type: undefined });
+    const { logs } = await startWorker(queue);
+    await waitFor(() => records(logs).length === 7, 'seven records handled');
+    expect((await store.stock.get('gizmo'))?.available).toBe(99);
+    const outcomes = records(logs).map((line) => [line.outcome, line.error ?? null]);
+    expect(outcomes.filter(([outcome]) => outcome === 'processed')).toHaveLength(1);
+    const violations = outcomes.filter(([outcome]) => outcome === 'dead-lettered');
+    expect(violations).toHaveLength(6);
+    for (const [, error] of violations) expect(String(error)).toMatch(/^ContractViolationError: (messageId .* is not the body's id|type property .* is not the body's type)/);
+    const dead = await drain(dlqName(queue));
+    expect(dead.map((m) => m.properties.headers![FAILURE_HEADERS.errorName])).toEqual(Array(6).fill('ContractViolationError'));
   });
 
   it('processes the good records of a batch and dead-letters the bad ones with their reasons', async () => {

@@ -6,7 +6,7 @@
  *   'forbidden'      throws a permanent domain error
  */
 import type { Logger } from '../../shared/logging';
-import { newEvent, OrderPlaced } from '../../shared/events';
+import { eventIdentity, newEvent, OrderPlaced } from '../../shared/events';
 import { PermanentError, queueFunction, TransientError } from '../../shared/middleware';
 import type { NewOutboxMessage, Store } from '../../shared/store';
 
@@ -24,6 +24,7 @@ export function reservationFunction(options: {
     name: 'test-reservation',
     schema: OrderPlaced,
     eventTypes: ['OrderPlaced'],
+  identity: eventIdentity,
     store: options.store,
     retryDelaysMs: options.retryDelaysMs ?? [200, 400],
     ...(options.logger ? { logger: options.logger } : {}),
