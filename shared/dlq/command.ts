@@ -122,7 +122,7 @@ const line = (summary: DlqMessageSummary): string => {
 export function formatListing(listing: DlqListing): string {
   const out: string[] = [];
   for (const dlq of listing.dlqs) {
-    const state = dlq.status === 'ok' ? `${dlq.depth} message(s)` : dlq.status === 'busy' ? `${dlq.depth ?? '?'} message(s), busy (a redrive is running)` : 'not declared';
+    const state = dlq.status === 'ok' ? `${dlq.depth} message(s)` : dlq.status === 'busy' ? 'busy: another list or redrive has its messages checked out; depth unknown until it ends' : 'not declared';
     out.push(`${dlq.queue} (from ${dlq.source}): ${state}`);
     for (const summary of dlq.sample) out.push(line(summary));
     if (dlq.depth !== null && dlq.depth > dlq.sample.length && dlq.sample.length > 0) out.push(`       ... and ${dlq.depth - dlq.sample.length} more`);

@@ -80,7 +80,7 @@ export interface DlqInspection {
   /** The work queue it belongs to. */
   source: string;
   status: 'ok' | 'busy' | 'missing';
-  /** Ready messages; null when missing. */
+  /** Ready messages; null when missing, or busy (another reader has them checked out). */
   depth: number | null;
   consumers: number | null;
   /** The first messages, in queue order (empty unless status is ok). */
@@ -397,8 +397,10 @@ export class DlqReprocessor {
     } catch (error) {
       const source = queue.replace(/-dlq$/, '');
       if (error instanceof DlqBusyError) {
+        // The reader holding the lock has the messages checked out (unacknowledged), so the broker's ready
+        // count says 0 whatever the DLQ holds: the depth is unknown until that reader is done.
         const stats = await queueStats(this.broker, queue).catch(() => undefined);
-        return { queue, source, status: 'busy', depth: stats?.depth ?? null, consumers: stats?.consumers ?? null, sample: [] };
+        return { queue, source, status: 'busy', depth: null, consumers: stats?.consumers ?? null, sample: [] };
       }
       if (error instanceof NotADlqError) return { queue, source, status: 'missing', depth: null, consumers: null, sample: [] };
       throw error;
