@@ -25,6 +25,7 @@
  *
  *   npm run bench:pipeline [-- --stores sqlite,postgres --burst 2000 --steady-seconds 60 --rate auto]
  */
+import { appHooks } from '../shared/app/runner-hooks';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
@@ -461,11 +462,11 @@ async function runChild(options: Options, kind: StoreKind, resultFile: string): 
   const triggers = triggersFromFunctions(service.functions, service.info).filter((t) => t.functionKey in handlers);
   const load: HandlerLoader = async (trigger) => handlers[trigger.functionKey]!.handler as Awaited<ReturnType<HandlerLoader>>;
   const runner = new Runner({
-    config,
+    urls: config.amqpUrls,
     triggers,
     invoker: new InProcessInvoker(load),
     logger: createLogger({ level: 'warn' }),
-    outbox: { store: defaultStore },
+    hooks: appHooks({ relayStore: defaultStore }),
     connectionName: `bench-pipeline-runner-${kind}`,
   });
   const log = (line: string) => console.log(`[${kind}] ${line}`);

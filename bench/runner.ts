@@ -22,6 +22,7 @@
  *
  *   npm run bench:runner [-- --batch-sizes 1,10,100 --messages 5000,20000,100000 --repeats 7 --plain-ack batch]
  */
+import { appHooks } from '../shared/app/runner-hooks';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { loadavg } from 'node:os';
@@ -399,7 +400,8 @@ class Bench {
 
   runner(queue: string, batchSize: number, windowSeconds: number): Runner {
     return new Runner({
-      config: this.config,
+      urls: this.config.amqpUrls,
+      hooks: appHooks({ relayStore: false }),
       triggers: [this.trigger(queue, batchSize, windowSeconds)],
       invoker: new InProcessInvoker(this.loader),
       logger: this.logger,

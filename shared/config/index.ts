@@ -156,13 +156,4 @@ export function config(): Config {
   return cached;
 }
 
-/** Hides the password in a broker or database URL, for logs and error messages. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '<unparseable url>';
-  }
-}
+export { redactUrl } from '../lib/redact-url';

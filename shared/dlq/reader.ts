@@ -19,6 +19,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
+import { within } from '../lib/within';
 import type { Broker } from '../messaging';
 import { NotADlqError } from './errors';
 
@@ -56,16 +57,6 @@ export async function queueStats(broker: Broker, queue: string): Promise<QueueSt
   } finally {
     await channel.close().catch(() => undefined);
   }
-}
-
-/** `promise`, or a rejection after `ms` milliseconds (the promise itself is left to settle on its own). */
-export function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  promise.catch(() => undefined);
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), Math.max(0, ms));
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 export class DlqReader {

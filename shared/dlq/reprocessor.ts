@@ -53,7 +53,8 @@ import {
   summarize,
 } from './message';
 import type { ListOptions, RedriveOptions } from './options';
-import { DlqReader, queueStats, within } from './reader';
+import { within } from '../lib/within';
+import { DlqReader, queueStats } from './reader';
 
 type DlqSettings = Pick<Config, 'dlqMaxRedrives' | 'dlqRedriveLimit' | 'dlqRedriveRate' | 'dlqScanLimit' | 'dlqSampleSize' | 'dlqPreviewChars'>;
 

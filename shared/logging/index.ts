@@ -46,11 +46,10 @@ export interface LoggerOptions {
 
 /** A JSON-lines logger with redaction; child loggers add fields such as function name or request id. */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const cfg = config();
   return pino(
     {
-      level: options.level ?? cfg.logLevel,
-      base: { service: options.service ?? cfg.serviceName },
+      level: options.level ?? config().logLevel,
+      base: { service: options.service ?? config().serviceName },
       timestamp: stdTimeFunctions.isoTime,
       messageKey: 'message',
       formatters: { level: (label) => ({ level: label }) },

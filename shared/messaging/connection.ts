@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
-import { redactUrl } from '../config';
+import { redactUrl } from '../lib/redact-url';
 
 export interface BrokerOptions {
   /** Broker URLs, tried in turn (a cluster's nodes). */

@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, deployedFunctionName } from '../lib/handler-ref';
 
 /** AWS's defaults and bounds for an Amazon MQ (RabbitMQ) event source mapping. */
 export const AWS_MQ_DEFAULTS = {
@@ -14,7 +15,7 @@ export const AWS_MQ_DEFAULTS = {
   maximumBatchingWindowSeconds: 0.5,
   maxBatchingWindowSeconds: 300,
   /** Lambda's default function timeout, in seconds. */
-  timeoutSeconds: 6,
+  timeoutSeconds: DEFAULT_TIMEOUT_SECONDS,
 } as const;
 
 /** One queue trigger: a function fed from one queue. */
@@ -83,7 +84,7 @@ export function triggersFromFunctions(functions: Record<string, unknown>, servic
       const e = parsed.data;
       triggers.push({
         functionKey,
-        functionName: fn.data.name ?? `${service.service}-${service.stage}-${functionKey}`,
+        functionName: deployedFunctionName(service.service, service.stage, functionKey, fn.data.name),
         handler: fn.data.handler,
         queue: e.queue,
         virtualHost: e.virtualHost ?? '/',
@@ -92,7 +93,7 @@ export function triggersFromFunctions(functions: Record<string, unknown>, servic
         maximumBatchingWindow: e.maximumBatchingWindow ?? AWS_MQ_DEFAULTS.maximumBatchingWindowSeconds,
         enabled: e.enabled ?? true,
         timeout: fn.data.timeout ?? service.timeout ?? AWS_MQ_DEFAULTS.timeoutSeconds,
-        memorySize: fn.data.memorySize ?? service.memorySize ?? 1024,
+        memorySize: fn.data.memorySize ?? service.memorySize ?? DEFAULT_MEMORY_MB,
       });
     }
   }

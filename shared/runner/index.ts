@@ -4,4 +4,5 @@ export * from './context';
 export * from './definitions';
 export * from './invokers';
 export * from './runner';
+export * from './settings';
 export * from './trigger';

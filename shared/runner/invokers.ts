@@ -7,6 +7,8 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Context, Handler } from 'aws-lambda';
+import { parseHandler } from '../lib/handler-ref';
+import { within } from '../lib/within';
 import type { RabbitMQEvent } from '../rmq-event';
 import { createLambdaContext } from './context';
 import type { TriggerDefinition } from './definitions';
@@ -53,21 +55,13 @@ export class InProcessInvoker implements Invoker {
       memorySize: trigger.memorySize,
       requestId: invocation.requestId,
     });
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new InvocationTimeoutError(`Task timed out after ${trigger.timeout.toFixed(2)} seconds`, 'Timeout')),
-        trigger.timeout * 1000,
-      );
-    });
+    const timeoutMs = trigger.timeout * 1000;
     try {
-      await Promise.race([callHandler(handler, event, context), timeout]);
+      await within(callHandler(handler, event, context), timeoutMs, () => new InvocationTimeoutError(`Task timed out after ${trigger.timeout.toFixed(2)} seconds`, 'Timeout'));
     } catch (error) {
       if (error instanceof InvocationError) throw error;
       const cause = error instanceof Error ? error : new Error(String(error));
       throw Object.assign(new InvocationError(cause.message, cause.name), { cause });
-    } finally {
-      clearTimeout(timer);
     }
   }
 }
@@ -107,9 +101,7 @@ export function bundledHandlerLoader(serviceDir: string, outDir = join(serviceDi
 
 async function bundleAndImport(serviceDir: string, outDir: string, trigger: TriggerDefinition): Promise<Handler<RabbitMQEvent, unknown>> {
   const { build } = await import('esbuild');
-  const dot = trigger.handler.lastIndexOf('.');
-  const modulePath = trigger.handler.slice(0, dot);
-  const exportName = trigger.handler.slice(dot + 1);
+  const { module: modulePath, exportName } = parseHandler(trigger.handler);
   const entry = await findEntry(resolve(serviceDir, modulePath));
   const outfile = join(outDir, `${trigger.functionKey}.mjs`);
   await mkdir(outDir, { recursive: true });

@@ -3,40 +3,26 @@
  * feeds the queue functions from RabbitMQ. Invocations go through serverless-offline's own Lambda API
  * (port 3002 by default), so its code reloading and worker isolation keep working.
  *
- * Settings (serverless.yml `custom.rabbitmqTrigger`): `concurrency` (per function, default 1 as on AWS),
- * `functions` (only these keys), `outboxRelay` (default true). The broker and database come from the
- * functions' environment (AMQP_URL / AMQP_URLS, DATABASE_URL / SQLITE_PATH).
+ * Settings: serverless.yml `custom.rabbitmqTrigger` (see settings.ts): `concurrency`, `functions`,
+ * `deadLetterExchange`, `hooks`. The broker comes from the functions' environment (AMQP_URL / AMQP_URLS).
  */
-import { loadConfig, type Config } from '../config';
-import { openStore } from '../store';
-import { createLogger } from '../logging';
-import { triggersFromFunctions } from './definitions';
 import { OfflineInvoker } from './invokers';
 import { Runner } from './runner';
+import { brokerUrls, createRunnerLogger, loadHooks, triggerSettings } from './settings';
+import { triggersFromFunctions } from './definitions';
 
 interface ServerlessLike {
+  serviceDir?: string;
+  config?: { servicePath?: string };
   service: {
     service: string;
     provider: { stage?: string; timeout?: number; memorySize?: number; environment?: Record<string, unknown> };
     custom?: Record<string, unknown>;
-    functions: Record<string, unknown>;
     getAllFunctions(): string[];
     getFunction(key: string): unknown;
   };
   getProvider(name: 'aws'): { getStage(): string };
 }
-
-interface PluginSettings {
-  concurrency?: number;
-  functions?: string[];
-  /** Run the outbox relay in the offline process (default true), against the functions' database. */
-  outboxRelay?: boolean;
-  /** Exchange for messages the trigger cannot invoke with (routing key: the queue); see RunnerOptions. */
-  deadLetterExchange?: string;
-}
-
-/** The database the functions use, from their environment. */
-const storeOptions = (config: Config) => (config.databaseUrl ? { databaseUrl: config.databaseUrl } : { sqlitePath: config.sqlitePath });
 
 export default class RabbitMQTriggerOfflinePlugin {
   readonly hooks: Record<string, () => Promise<void>>;
@@ -56,16 +42,18 @@ export default class RabbitMQTriggerOfflinePlugin {
 
   private async start(): Promise<void> {
     const { service } = this.serverless;
-    const settings = (service.custom?.rabbitmqTrigger ?? {}) as PluginSettings;
+    const settings = triggerSettings(service.custom);
     const offline = (service.custom?.['serverless-offline'] ?? {}) as { lambdaPort?: number | string; host?: string };
     const lambdaPort = this.cliOptions.lambdaPort ?? offline.lambdaPort ?? 3002;
     const host = String(this.cliOptions.host ?? offline.host ?? 'localhost');
+    const serviceDir = this.serverless.serviceDir ?? this.serverless.config?.servicePath ?? process.cwd();
 
+    // The functions' environment, as they see it: the process's, then provider.environment.
     const environment = Object.fromEntries(
       Object.entries(service.provider.environment ?? {}).filter(([, v]) => typeof v === 'string') as Array<[string, string]>,
     );
-    const config = loadConfig({ ...process.env, ...environment });
-    const logger = createLogger({ level: config.logLevel, service: `${service.service}-runner` });
+    const env = { ...process.env, ...environment };
+    const logger = createRunnerLogger({ level: env.LOG_LEVEL, service: `${service.service}-runner` });
 
     const functions = Object.fromEntries(service.getAllFunctions().map((key) => [key, service.getFunction(key)]));
     let triggers = triggersFromFunctions(functions, {
@@ -78,14 +66,15 @@ export default class RabbitMQTriggerOfflinePlugin {
     if (triggers.length === 0) return;
 
     this.runner = new Runner({
-      config,
+      urls: brokerUrls(env),
       triggers,
       invoker: new OfflineInvoker({ endpoint: `http://${host}:${lambdaPort}` }),
       logger,
       concurrency: settings.concurrency ?? 1,
       connectionName: `${service.service}-offline-runner`,
       ...(settings.deadLetterExchange ? { deadLetterExchange: settings.deadLetterExchange } : {}),
-      ...(settings.outboxRelay === false ? {} : { outbox: { store: () => openStore({ ...storeOptions(config) }) } }),
+      hooks: await loadHooks(serviceDir, settings.hooks),
+      env,
     });
     // Not awaited: HTTP functions are served even while the broker is still coming up.
     this.runner.start().catch((error: unknown) => logger.error({ err: error }, 'RabbitMQ triggers failed to start'));

@@ -1,40 +1,57 @@
 /**
  * The RabbitMQ-trigger runner: Lambda's Amazon MQ trigger, locally. It owns one broker connection for the
- * process (topology declared on every connect, reconnection with backoff across several URLs) and one
- * QueueTrigger per enabled `rabbitmq` event. One trigger's failures never stop another.
+ * process (reconnection with backoff across several URLs) and one QueueTrigger per enabled `rabbitmq`
+ * event. One trigger's failures never stop another.
+ *
+ * It knows nothing of the service it runs: no exchanges, no database. A service plugs in through hooks
+ * (see RunnerHooks): what to declare on every connection, and background tasks to run beside the triggers.
  */
-import type { Config } from '../config';
-import { redactUrl } from '../config';
-import type { Logger } from '../logging';
+import type { ChannelModel } from 'amqplib';
+import type { Logger } from 'pino';
+import { redactUrl } from '../lib/redact-url';
 import { Broker } from '../messaging/connection';
 import { Publisher } from '../messaging/publisher';
-import { startOutboxRelay, type RelayStore, type StopRelay } from '../outbox';
-import { declareTopology, WORK_QUEUES, type WorkQueue } from '../messaging/topology';
-import { topologyOptions } from '../messaging';
 import { localEventSourceArn } from '../rmq-event';
 import type { TriggerDefinition } from './definitions';
 import type { Invoker } from './invokers';
 import { QueueTrigger } from './trigger';
 
+/** What a hook is given. */
+export interface HookContext {
+  /** The enabled triggers this runner feeds. */
+  triggers: readonly TriggerDefinition[];
+  broker: Broker;
+  logger: Logger;
+  /** The functions' environment (the process's plus provider.environment under serverless-offline). */
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+/** How a service plugs into the runner (`custom.rabbitmqTrigger.hooks` names a module exporting these). */
+export interface RunnerHooks {
+  /** Runs after every (re)connection, before the triggers consume: declare the queues they read, for instance. */
+  onConnect?(connection: ChannelModel, context: HookContext): Promise<void>;
+  /** Starts a long-running task beside the triggers (an outbox relay, say); returns how to stop it. */
+  background?(context: HookContext): Promise<() => Promise<void>>;
+}
+
 export interface RunnerOptions {
-  config: Config;
+  /** Broker URLs, tried in turn (a cluster's nodes). */
+  urls: readonly string[];
   triggers: readonly TriggerDefinition[];
   invoker: Invoker;
   logger: Logger;
   /** Invocations in flight per trigger (default 1, as on AWS). */
   concurrency?: number;
-  /** Name shown for the connection in the management UI. */
+  /** Name shown for the connection in the management UI (default rabbitmq-trigger). */
   connectionName?: string;
   /**
    * Exchange the triggers dead-letter messages to that they cannot hand to a function (no `aws:rmq` form, too
    * large), with the queue's name as routing key; without it they are rejected to the queue's own DLX.
    */
   deadLetterExchange?: string;
-  /**
-   * Also run the outbox relay in this process: events that could not be published right after their commit
-   * (broker down) go out from here once the broker is back. Every long-lived process should run one.
-   */
-  outbox?: { store: () => Promise<RelayStore> };
+  hooks?: RunnerHooks;
+  /** The functions' environment, handed to the hooks (default: this process's). */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 export class Runner {
@@ -42,19 +59,20 @@ export class Runner {
   readonly triggers: QueueTrigger[];
   private readonly publisher: Publisher;
   private readonly log: Logger;
+  private readonly context: HookContext;
   private stopping: Promise<void> | undefined;
-  private stopRelay: StopRelay | undefined;
+  private readonly stopBackground: Array<() => Promise<void>> = [];
 
   constructor(private readonly options: RunnerOptions) {
-    const { config, logger } = options;
+    const { logger, hooks } = options;
     this.log = logger.child({ component: 'runner' });
-    this.broker = new Broker({ urls: config.amqpUrls, connectionName: options.connectionName ?? `${config.serviceName}-runner` });
-    // Queues of functions outside the contract get the same work-queue treatment (DLQ, delivery limit).
-    const known = new Set(WORK_QUEUES.map((queue) => queue.name));
-    const extraQueues: WorkQueue[] = [...new Set(options.triggers.map((t) => t.queue))]
-      .filter((name) => !known.has(name))
-      .map((name) => ({ name, bindings: [] }));
-    void this.broker.onConnect((connection) => declareTopology(connection, topologyOptions(config, extraQueues)).then(() => undefined));
+    this.broker = new Broker({ urls: options.urls, connectionName: options.connectionName ?? 'rabbitmq-trigger' });
+    const enabled = options.triggers.filter((trigger) => trigger.enabled);
+    this.context = { triggers: enabled, broker: this.broker, logger, env: options.env ?? process.env };
+    if (hooks?.onConnect) {
+      const onConnect = hooks.onConnect.bind(hooks);
+      void this.broker.onConnect((connection) => onConnect(connection, this.context));
+    }
     this.broker.on('connected', () => this.log.info('connected to RabbitMQ'));
     this.broker.on('disconnected', (error?: Error) => {
       if (this.stopping) return;
@@ -67,47 +85,38 @@ export class Runner {
     );
     // One confirming publisher for the triggers' dead letters, on the runner's connection.
     this.publisher = new Publisher(this.broker);
-    this.triggers = options.triggers
-      .filter((trigger) => trigger.enabled)
-      .map(
-        (definition) =>
-          new QueueTrigger(definition, this.broker, options.invoker, logger, {
-            concurrency: options.concurrency ?? 1,
-            eventSourceArn: definition.brokerArn ?? localEventSourceArn(),
-            publisher: this.publisher,
-            ...(options.deadLetterExchange ? { deadLetterExchange: options.deadLetterExchange } : {}),
-          }),
-      );
+    this.triggers = enabled.map(
+      (definition) =>
+        new QueueTrigger(definition, this.broker, options.invoker, logger, {
+          concurrency: options.concurrency ?? 1,
+          eventSourceArn: definition.brokerArn ?? localEventSourceArn(),
+          publisher: this.publisher,
+          ...(options.deadLetterExchange ? { deadLetterExchange: options.deadLetterExchange } : {}),
+        }),
+    );
   }
 
-  /** Connects and starts every trigger; resolves once each is consuming (or retrying in the background). */
+  /** Connects and starts every trigger and background task; resolves once each is consuming (or retrying). */
   async start(): Promise<void> {
-    const { config } = this.options;
     this.log.info(
-      { brokers: config.amqpUrls.map(redactUrl), functions: this.triggers.map((t) => `${t.definition.functionKey}<-${t.definition.queue}`) },
+      { brokers: this.options.urls.map(redactUrl), functions: this.triggers.map((t) => `${t.definition.functionKey}<-${t.definition.queue}`) },
       'starting RabbitMQ triggers',
     );
-    await Promise.all([...this.triggers.map((trigger) => trigger.start()), this.startRelay()]);
+    await Promise.all([...this.triggers.map((trigger) => trigger.start()), this.startBackground()]);
   }
 
-  private async startRelay(): Promise<void> {
-    const { outbox, config } = this.options;
-    if (!outbox || this.stopping) return;
-    const store = await outbox.store();
-    this.stopRelay = startOutboxRelay({
-      store,
-      publisher: new Publisher(this.broker),
-      intervalMs: config.outboxRelayIntervalMs,
-      logger: this.log.child({ component: 'outbox-relay' }),
-    });
+  private async startBackground(): Promise<void> {
+    const { hooks } = this.options;
+    if (!hooks?.background || this.stopping) return;
+    this.stopBackground.push(await hooks.background(this.context));
   }
 
-  /** Stops every trigger (finishing or returning their batches), then closes the connection. Idempotent. */
+  /** Stops every trigger (finishing or returning their batches) and background task, then closes the connection. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('stopping RabbitMQ triggers');
       await Promise.allSettled(this.triggers.map((trigger) => trigger.stop()));
-      await this.stopRelay?.();
+      await Promise.allSettled(this.stopBackground.map((stop) => stop()));
       await this.publisher.close();
       await this.broker.close();
       this.log.info('stopped');

@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
-import type { Logger } from '../logging';
+import type { Logger } from 'pino';
 import type { Broker } from '../messaging/connection';
 import { attemptOf, type FailureClass, failureHeaders } from '../messaging/headers';
 import { type Publisher, UnroutableError } from '../messaging/publisher';

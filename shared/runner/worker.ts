@@ -1,40 +1,35 @@
 /**
  * `npm run worker`: the standalone runner. Feeds the queue functions of serverless.yml from RabbitMQ with
  * the handlers bundled and imported in this process, for throughput and for scaling out: start several
- * workers, on several machines, against one RabbitMQ cluster (AMQP_URLS) and one PostgreSQL (DATABASE_URL).
+ * workers, on several machines, against one RabbitMQ cluster (AMQP_URLS) and one database.
  *
  *   npm run worker -- [--functions a,b] [--concurrency N] [--stage local] [--service-dir .]
+ *
+ * Settings as the serverless-offline plugin reads them: `custom.rabbitmqTrigger` of serverless.yml (its
+ * `hooks` module too), the broker from AMQP_URL / AMQP_URLS, LOG_LEVEL.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config';
-import { createLogger } from '../logging';
+import { UsageError } from '../lib/usage-error';
 import { loadService, triggersFromFunctions, TriggerDefinitionError } from './definitions';
 import { bundledHandlerLoader, InProcessInvoker } from './invokers';
-import { openStore } from '../store';
 import { Runner } from './runner';
+import { brokerUrls, createRunnerLogger, loadHooks, triggerSettings } from './settings';
 
 const usage = `Usage: npm run worker -- [--functions name,name] [--concurrency N] [--stage STAGE] [--service-dir DIR]
 
 Runs the RabbitMQ triggers of serverless.yml's functions in this process.
-  --functions    only these functions (keys from functions/*.yml); default: every function with a rabbitmq event
-  --concurrency  invocations in flight per function (default 1, as AWS runs them)
+  --functions    only these functions (keys from functions/*.yml); default: custom.rabbitmqTrigger.functions, else
+                 every function with a rabbitmq event
+  --concurrency  invocations in flight per function (default: custom.rabbitmqTrigger.concurrency, else 1 as AWS)
   --stage        stage whose params to use (default: provider.stage of serverless.yml)
   --service-dir  directory holding serverless.yml (default: current directory)`;
-
-class UsageError extends Error {}
-
-/** `custom.rabbitmqTrigger.deadLetterExchange` of serverless.yml, as the offline plugin reads it. */
-function deadLetterSetting(custom: Record<string, unknown>): { deadLetterExchange?: string } {
-  const exchange = (custom.rabbitmqTrigger as { deadLetterExchange?: unknown } | undefined)?.deadLetterExchange;
-  return typeof exchange === 'string' && exchange ? { deadLetterExchange: exchange } : {};
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       functions: { type: 'string' },
-      concurrency: { type: 'string', default: '1' },
+      concurrency: { type: 'string' },
       stage: { type: 'string' },
       'service-dir': { type: 'string', default: '.' },
       help: { type: 'boolean', default: false },
@@ -45,15 +40,15 @@ async function main(): Promise<void> {
     console.log(usage);
     return;
   }
-  const concurrency = Number(values.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency must be a positive integer, got '${values.concurrency}'`);
-
-  const config = loadConfig();
   const serviceDir = resolve(values['service-dir']);
   const service = loadService(serviceDir, values.stage ? { stage: values.stage } : {});
+  const settings = triggerSettings(service.custom);
+  const concurrency = values.concurrency === undefined ? (settings.concurrency ?? 1) : Number(values.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency must be a positive integer, got '${values.concurrency}'`);
+
   let triggers = triggersFromFunctions(service.functions, service.info);
-  if (values.functions) {
-    const wanted = values.functions.split(',').map((name) => name.trim()).filter(Boolean);
+  const wanted = values.functions?.split(',').map((name) => name.trim()).filter(Boolean) ?? settings.functions;
+  if (wanted) {
     const known = new Set(triggers.map((t) => t.functionKey));
     const unknown = wanted.filter((name) => !known.has(name));
     if (unknown.length) {
@@ -63,16 +58,16 @@ async function main(): Promise<void> {
   }
   if (triggers.length === 0) throw new UsageError('No enabled function with a rabbitmq event to run');
 
-  const logger = createLogger({ level: config.logLevel });
+  const logger = createRunnerLogger({ level: process.env.LOG_LEVEL, service: `${service.info.service}-worker` });
   const runner = new Runner({
-    config,
+    urls: brokerUrls(process.env),
     triggers,
     invoker: new InProcessInvoker(bundledHandlerLoader(serviceDir)),
     logger,
     concurrency,
-    connectionName: `${config.serviceName}-worker-${process.pid}`,
-    ...deadLetterSetting(service.custom),
-    outbox: { store: () => openStore() },
+    connectionName: `${service.info.service}-worker-${process.pid}`,
+    ...(settings.deadLetterExchange ? { deadLetterExchange: settings.deadLetterExchange } : {}),
+    hooks: await loadHooks(serviceDir, settings.hooks),
   });
 
   let signals = 0;
@@ -99,7 +94,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  if (error instanceof UsageError || error instanceof ConfigError || error instanceof TriggerDefinitionError) {
+  if (error instanceof UsageError || error instanceof TriggerDefinitionError) {
     console.error(`worker: ${error.message}`);
     if (error instanceof UsageError) console.error(`\n${usage}`);
     process.exit(2);

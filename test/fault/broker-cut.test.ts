@@ -10,6 +10,7 @@
  * dead-lettered. Only connections through the proxy are cut, so other tests on the broker are untouched;
  * the queues live in a vhost of this test's own. SQLite, the default store, as `npm start` runs it.
  */
+import { appHooks } from '../../shared/app/runner-hooks';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -87,12 +88,12 @@ describe('the broker connection cut mid-flow (TCP proxy)', () => {
     base = await app.listen({ port: 0, host: '127.0.0.1' });
     const service = loadService(ROOT);
     runner = new Runner({
-      config: loadConfig(),
+      urls: loadConfig().amqpUrls,
       triggers: triggersFromFunctions(service.functions, service.info),
       invoker: new InProcessInvoker(async (t) => handlers[t.functionKey]!.handler as never),
       logger: createLogger({ level: 'info', destination: runnerLogs }),
       // The relay, as the worker runs it: sends what intake could not publish during a cut.
-      outbox: { store: async () => (relayStore = await openStore()) },
+      hooks: appHooks({ relayStore: async () => (relayStore = await openStore()) }),
     });
     await runner.start();
   }, 60_000);

@@ -9,6 +9,7 @@
  * The real inventory-reservation function, fed by the runner with its settings from functions/*.yml, on the
  * default store (SQLite), in a vhost of this test's own.
  */
+import { appHooks } from '../../shared/app/runner-hooks';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -155,10 +156,11 @@ describe('a flood with one message in ten malformed or schema-invalid', () => {
     await declareTopology(amqp.connection, topologyOptions(loadConfig()));
     const service = loadService(ROOT);
     runner = new Runner({
-      config: loadConfig(),
+      urls: loadConfig().amqpUrls,
       triggers: triggersFromFunctions(service.functions, service.info).filter((t) => t.functionKey === 'inventoryReservation'),
       invoker: new InProcessInvoker(async () => handler as never),
       logger: createLogger({ level: 'silent' }),
+      hooks: appHooks({ relayStore: false }),
     });
     await runner.start();
   }, 60_000);

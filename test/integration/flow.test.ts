@@ -2,6 +2,7 @@
  * The whole system in one process, as the worker runs it: orders posted over real HTTP to the intake app,
  * the three queue functions fed by the runner from the real broker, one SQLite file, the outbox relay.
  */
+import { appHooks } from '../../shared/app/runner-hooks';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -60,11 +61,11 @@ describe('order flow through HTTP, the broker and every function', () => {
     const service = loadService(ROOT);
     const load: HandlerLoader = async (trigger) => handlers[trigger.functionKey]!.handler as Awaited<ReturnType<HandlerLoader>>;
     runner = new Runner({
-      config: loadConfig(),
+      urls: loadConfig().amqpUrls,
       triggers: triggersFromFunctions(service.functions, service.info).map((t) => ({ ...t, maximumBatchingWindow: 0.05 })),
       invoker: new InProcessInvoker(load),
       logger: createLogger({ level: 'error' }),
-      outbox: { store: async () => store },
+      hooks: appHooks({ relayStore: async () => store }),
     });
     await runner.start();
   }, 60_000);

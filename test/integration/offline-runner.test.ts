@@ -1,6 +1,8 @@
 /**
- * End to end: `serverless offline start` (osls + serverless-offline + our plugin) on a small test service,
- * fed by messages published to the real broker.
+ * End to end: `serverless offline start` (osls + serverless-offline + our plugin) on a small service of its own
+ * (test/fixtures/offline-service: its own serverless.yml, no code of this app), fed by messages published to
+ * the real broker, in a vhost of the test's own. The service's queues are its own business: the test declares
+ * them, as a stranger's infrastructure would, and the plugin must declare nothing of this app.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
@@ -9,8 +11,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event';
-import { openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
-import { deleteQueues, uniqueQueue, waitFor } from '../support/runner';
+import { queueDepth } from '../support/amqp';
+import { uniqueQueue, waitFor } from '../support/runner';
+import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const serviceDir = join(root, 'test/fixtures/offline-service');
@@ -21,7 +24,8 @@ interface Recorded {
 }
 
 describe('serverless offline start with the RabbitMQ trigger plugin', () => {
-  let amqp: TestAmqp;
+  let vhost: TestVhost;
+  let amqp: VhostAmqp;
   let offline: ChildProcess;
   let output = '';
   let exited: Promise<number | null>;
@@ -35,10 +39,21 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
       : [];
 
   beforeAll(async () => {
-    amqp = await openTestAmqp();
+    vhost = await createVhost('offline-e2e');
+    amqp = await openAmqp(vhost.url);
+    for (const name of [queue, flakyQueue]) await amqp.channel.assertQueue(name, { durable: true });
     offline = spawn(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
       cwd: serviceDir,
-      env: { ...process.env, CI: 'true', RECORD_FILE: recordFile, E2E_QUEUE: queue, E2E_FLAKY_QUEUE: flakyQueue, HTTP_PORT: '3100', LAMBDA_PORT: '3102' },
+      env: {
+        ...process.env,
+        CI: 'true',
+        AMQP_URL: vhost.url,
+        RECORD_FILE: recordFile,
+        E2E_QUEUE: queue,
+        E2E_FLAKY_QUEUE: flakyQueue,
+        HTTP_PORT: '3100',
+        LAMBDA_PORT: '3102',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     offline.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -48,9 +63,20 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
   }, 90_000);
 
   afterAll(async () => {
-    if (offline.exitCode === null) offline.kill('SIGKILL');
-    await deleteQueues(amqp, [queue, flakyQueue]);
-    await amqp.close();
+    if (offline && offline.exitCode === null) offline.kill('SIGKILL');
+    await amqp?.close();
+    await vhost?.remove();
+  });
+
+  it('declares nothing of this app on the broker: no exchange or queue of its topology', async () => {
+    for (const exchange of ['orders', 'inventory', 'dlx', 'retry']) {
+      const channel = await amqp.connection.createChannel();
+      channel.on('error', () => undefined);
+      await expect(channel.checkExchange(exchange), exchange).rejects.toThrow(/NOT_FOUND/);
+    }
+    const channel = await amqp.connection.createChannel();
+    channel.on('error', () => undefined);
+    await expect(channel.checkQueue('order-events')).rejects.toThrow(/NOT_FOUND/);
   });
 
   it('feeds a published message to the queue function as an aws:rmq event', async () => {

@@ -252,7 +252,7 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
     expect(await queueDepth(amqp.connection, queue)).toBe(15); // the rest is back, none acked unfinished
   });
 
-  it('runs the outbox relay: an event left unpublished is sent once the runner is up', async () => {
+  it('with the app\u2019s hooks, runs the outbox relay: an event left unpublished is sent once the runner is up', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'runner-outbox-'));
     const store = await openStore({ sqlitePath: join(dir, 'app.sqlite') });
     try {
@@ -261,7 +261,7 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
       // As if intake had committed it while the broker was down.
       await store.outbox.add([{ event_id: event.event_id, exchange: 'orders', routing_key: 'order.placed', body: event, properties: eventProperties(event, 'test') }]);
       const queue = uniqueQueue();
-      await start([trigger(queue, { functionKey: 'idle' })], { idle: recorder().handler }, { outbox: { store: async () => store } });
+      await start([trigger(queue, { functionKey: 'idle' })], { idle: recorder().handler }, { relayStore: async () => store });
       const message = await getMessage(amqp.channel, 'order-events', 10_000);
       expect(message.properties.messageId).toBe(event.event_id);
       await waitFor(async () => (await store.outbox.backlog()) === 0, 'the row to be marked published');

@@ -3,6 +3,7 @@
  * the crash the idempotency middleware must survive. Run by the middleware test with tsx; QUEUE names the
  * queue, SQLITE_PATH or DATABASE_URL the database. Prints "ready" once consuming.
  */
+import { appHooks } from '../../shared/app/runner-hooks';
 import { loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logging';
 import { InProcessInvoker, Runner } from '../../shared/runner';
@@ -21,7 +22,8 @@ const handler = reservationFunction({
   },
 });
 const runner = new Runner({
-  config: loadConfig(),
+  urls: loadConfig().amqpUrls,
+  hooks: appHooks({ relayStore: false }),
   triggers: [trigger(queue, { functionKey: 'crashy', batchSize: 1, maximumBatchingWindow: 0 })],
   invoker: new InProcessInvoker(async () => handler),
   logger,

@@ -6,7 +6,8 @@ import { loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logging';
 import { dlqName } from '../../shared/messaging';
 import type { RabbitMQEvent } from '../../shared/rmq-event';
-import { InProcessInvoker, Runner, type RunnerOptions, type TriggerDefinition } from '../../shared/runner';
+import { appHooks, type AppHookOptions } from '../../shared/app/runner-hooks';
+import { InProcessInvoker, Runner, type TriggerDefinition } from '../../shared/runner';
 import { AMQP_URL, type TestAmqp } from './amqp';
 
 export type TestHandler = Handler<RabbitMQEvent, unknown>;
@@ -44,12 +45,15 @@ export class LogCapture extends Writable {
 export function testRunner(
   triggers: TriggerDefinition[],
   handlers: Record<string, TestHandler>,
-  options: { concurrency?: number; env?: NodeJS.ProcessEnv; logs?: LogCapture; outbox?: RunnerOptions['outbox']; deadLetterExchange?: string } = {},
+  options: { concurrency?: number; env?: NodeJS.ProcessEnv; logs?: LogCapture; relayStore?: AppHookOptions['relayStore']; deadLetterExchange?: string } = {},
 ): { runner: Runner; logs: LogCapture } {
   const logs = options.logs ?? new LogCapture();
-  const config = loadConfig({ AMQP_URL, RETRY_DELAYS_MS: '1000,10000,60000', ...options.env });
+  const env = { AMQP_URL, RETRY_DELAYS_MS: '1000,10000,60000', ...options.env };
+  // The app's hooks declare each test queue as a work queue with its DLQ; the relay only when asked for.
   const runner = new Runner({
-    config,
+    urls: loadConfig(env).amqpUrls,
+    env,
+    hooks: appHooks({ relayStore: options.relayStore ?? false }),
     triggers,
     invoker: new InProcessInvoker(async (t) => {
       const handler = handlers[t.functionKey];
@@ -58,7 +62,6 @@ export function testRunner(
     }),
     logger: createLogger({ level: 'debug', destination: logs }),
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
-    ...(options.outbox ? { outbox: options.outbox } : {}),
     ...(options.deadLetterExchange ? { deadLetterExchange: options.deadLetterExchange } : {}),
   });
   return { runner, logs };

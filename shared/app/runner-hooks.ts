@@ -1,0 +1,49 @@
+/**
+ * How this app plugs into the RabbitMQ trigger (serverless.yml `custom.rabbitmqTrigger.hooks` names this
+ * module; its default export is the hooks):
+ * - on every connection, declare the topology: the contract's exchanges and queues, plus a work queue (with
+ *   its DLQ) for any triggered queue outside the contract;
+ * - beside the triggers, run the outbox relay, so that events intake or a function could not publish right
+ *   after their commit (broker down) go out once the broker is back.
+ * The configuration is read from the functions' environment the runner hands over.
+ */
+import { loadConfig } from '../config';
+import { createLogger } from '../logging';
+import { declareTopology, Publisher, topologyOptions, WORK_QUEUES, type WorkQueue } from '../messaging';
+import { type RelayStore, startOutboxRelay } from '../outbox';
+import type { RunnerHooks } from '../runner';
+import { openStore } from '../store';
+
+export interface AppHookOptions {
+  /** The relay's store (default: opened from the environment's DATABASE_URL / SQLITE_PATH, closed on stop); false: no relay. */
+  relayStore?: (() => Promise<RelayStore>) | false;
+}
+
+export function appHooks(options: AppHookOptions = {}): RunnerHooks {
+  const hooks: RunnerHooks = {
+    async onConnect(connection, { triggers, env }) {
+      const known = new Set(WORK_QUEUES.map((queue) => queue.name));
+      const extraQueues: WorkQueue[] = [...new Set(triggers.map((t) => t.queue))]
+        .filter((name) => !known.has(name))
+        .map((name) => ({ name, bindings: [] }));
+      await declareTopology(connection, topologyOptions(loadConfig(env), extraQueues));
+    },
+  };
+  if (options.relayStore === false) return hooks;
+  const given = options.relayStore;
+  hooks.background = async ({ broker, env }) => {
+    const config = loadConfig(env);
+    const store = given ? await given() : await openStore(config.databaseUrl ? { databaseUrl: config.databaseUrl } : { sqlitePath: config.sqlitePath });
+    const publisher = new Publisher(broker);
+    const logger = createLogger({ level: config.logLevel, service: `${config.serviceName}-runner` }).child({ component: 'outbox-relay' });
+    const stop = startOutboxRelay({ store, publisher, intervalMs: config.outboxRelayIntervalMs, logger });
+    return async () => {
+      await stop();
+      await publisher.close();
+      if (!given) await (store as { close?: () => Promise<void> }).close?.();
+    };
+  };
+  return hooks;
+}
+
+export default appHooks();

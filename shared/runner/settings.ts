@@ -1,0 +1,72 @@
+/**
+ * The runner's own settings, read the same way by the serverless-offline plugin and the standalone worker:
+ * `custom.rabbitmqTrigger` of serverless.yml, the broker URLs and log level from the functions' environment,
+ * and the hooks module a service plugs in with.
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { pino, type DestinationStream, type Logger, destination, stdTimeFunctions } from 'pino';
+import { z } from 'zod';
+import { TriggerDefinitionError } from './definitions';
+import type { RunnerHooks } from './runner';
+
+const Settings = z
+  .object({
+    /** Invocations in flight per function (default 1, as AWS runs them). */
+    concurrency: z.number().int().min(1).optional(),
+    /** Only these functions (keys of serverless.yml's functions). */
+    functions: z.array(z.string().min(1)).optional(),
+    /** Where messages that cannot be invoked go, routed by queue name (see RunnerOptions). */
+    deadLetterExchange: z.string().min(1).optional(),
+    /** A module, relative to the service directory, whose default export is the RunnerHooks. */
+    hooks: z.string().min(1).optional(),
+  })
+  .strict();
+
+export type TriggerSettings = z.infer<typeof Settings>;
+
+/** `custom.rabbitmqTrigger`, checked; TriggerDefinitionError names what is wrong. */
+export function triggerSettings(custom: Record<string, unknown> | undefined): TriggerSettings {
+  const parsed = Settings.safeParse(custom?.rabbitmqTrigger ?? {});
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'value'}: ${issue.message}`);
+  throw new TriggerDefinitionError(`custom.rabbitmqTrigger: ${problems.join('; ')}`);
+}
+
+export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
+
+/** The brokers to consume from: AMQP_URLS (comma-separated, a cluster's nodes), else AMQP_URL, else a local one. */
+export function brokerUrls(env: Readonly<Record<string, string | undefined>>): string[] {
+  const urls = (env.AMQP_URLS ?? '').split(',').map((url) => url.trim()).filter(Boolean);
+  const chosen = urls.length ? urls : [env.AMQP_URL?.trim() || DEFAULT_AMQP_URL];
+  for (const url of chosen) {
+    if (!/^amqps?:\/\/[^\s]+$/.test(url)) throw new TriggerDefinitionError(`AMQP_URL${urls.length ? 'S' : ''}: '${url}' is not an amqp:// or amqps:// URL`);
+  }
+  return chosen;
+}
+
+/** The hooks module named in the settings, loaded from the service directory (none: no hooks). */
+export async function loadHooks(serviceDir: string, modulePath: string | undefined): Promise<RunnerHooks> {
+  if (!modulePath) return {};
+  const file = resolve(serviceDir, modulePath);
+  const module = (/\.[cm]?ts$/.test(file)
+    ? await (await import('tsx/esm/api')).tsImport(pathToFileURL(file).href, import.meta.url)
+    : await import(pathToFileURL(file).href)) as { default?: RunnerHooks; hooks?: RunnerHooks };
+  const hooks = module.default ?? module.hooks;
+  if (!hooks || typeof hooks !== 'object') throw new TriggerDefinitionError(`custom.rabbitmqTrigger.hooks: ${modulePath} has no default export of hooks`);
+  return hooks;
+}
+
+/** The runner's JSON-lines logger (level from LOG_LEVEL), one line per event worth knowing. */
+export function createRunnerLogger(options: { level?: string | undefined; service: string; destination?: DestinationStream }): Logger {
+  return pino(
+    {
+      level: options.level ?? 'info',
+      base: { service: options.service },
+      timestamp: stdTimeFunctions.isoTime,
+      messageKey: 'message',
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    options.destination ?? destination({ sync: true }),
+  );
+}
