@@ -16,8 +16,7 @@ import middy from '@middy/core';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
 import { type Config, config as processConfig } from '../shared/config';
-import { DlqReprocessor, InvalidDlqOptionsError, NotADlqError, parseListRequest, parseRedriveRequest } from '../shared/dlq';
-import { ValidationError } from '../shared/domain/validation';
+import { DlqReprocessor, parseListRequest, parseRedriveRequest } from '../shared/dlq';
 import { authorizationFailure } from '../shared/http/admin-auth';
 import { correlationPlugin } from '../shared/http/correlation';
 import { httpLogging } from '../shared/http/lambda-logging';
@@ -52,10 +51,10 @@ const dlqRoutes = (reprocessor: DlqReprocessor, cfg: Config, maxDurationMs: numb
     if (failure) throw new UnauthorizedError(failure);
   });
 
-  app.get('/dlq', async (request) => translated(() => reprocessor.list(parseListRequest(request.query))));
+  app.get('/dlq', async (request) => reprocessor.list(parseListRequest(request.query)));
 
   app.post('/dlq/redrive', async (request) => {
-    const report = await translated(() => reprocessor.redrive({ ...parseRedriveRequest(request.body), maxDurationMs }));
+    const report = await reprocessor.redrive({ ...parseRedriveRequest(request.body), maxDurationMs });
     request.log.info(
       { dlq: report.dlq, dryRun: report.dryRun, moved: report.moved.length, parked: report.parked.length, skipped: report.skipped.length, failed: report.failed.length, stopped: report.stopped },
       'dlq redrive requested',
@@ -63,22 +62,6 @@ const dlqRoutes = (reprocessor: DlqReprocessor, cfg: Config, maxDurationMs: numb
     return report;
   });
 };
-
-/** Runs `work`, turning reprocessor errors into what the shared problem+json handler answers. */
-async function translated<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    return toHttpError(error);
-  }
-}
-
-/** Reprocessor errors as the shared problem+json handler knows them: 400 naming the field, 409 when busy. */
-function toHttpError(error: unknown): never {
-  if (error instanceof InvalidDlqOptionsError) throw new ValidationError(error.issues);
-  if (error instanceof NotADlqError) throw new ValidationError([{ field: 'queue', message: error.message }]);
-  throw error;
-}
 
 /** The app behind the handler; tests build their own with injected broker, publisher and config. */
 export function buildDlqApp(options: DlqAppOptions = {}): FastifyInstance {

@@ -9,7 +9,7 @@
 import type { Message, Options } from 'amqplib';
 import { REDACTED_FIELDS } from '../logging';
 import { RETRY_DELAY_HEADER, republishProperties } from '../messaging';
-import { ATTEMPT_HEADER, FAILURE_HEADERS, type FailureClass } from '../messaging/headers';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, type FailureClass } from '../contract/headers';
 
 /** Headers the reprocessor adds. */
 export const REDRIVE_HEADERS = {

@@ -38,7 +38,7 @@ import {
   UnroutableError,
   WORK_QUEUES,
 } from '../messaging';
-import { FAILURE_HEADERS } from '../messaging/headers';
+import { FAILURE_HEADERS } from '../contract/headers';
 import { DlqBusyError, NotADlqError } from './errors';
 import { withDlqLock } from './lock';
 import {

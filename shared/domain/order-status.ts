@@ -4,7 +4,7 @@
  * transient failure: it is retried later, not lost.
  */
 import type { Order, Tx } from '../store';
-import { TransientError } from '../middleware/errors';
+import { TransientError } from '../contract/errors';
 import type { InventoryOutcome } from './notifications';
 
 /** The order is not (yet) in the database: retry later; after the last retry the event waits in the DLQ. */

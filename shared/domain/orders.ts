@@ -5,6 +5,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { NotFoundError, ProblemError, type ProblemSpec, RETRY_AFTER_SECONDS, UnavailableError } from '../contract/errors';
 import { parseInput, storableText, ValidationError } from './validation';
 import { eventProperties, newEvent, OrderPlaced, ROUTES } from '../events';
 import { DEFAULT_PAGE_SIZE, DuplicateError, InvalidCursorError, MAX_PAGE_SIZE, type Order, type OrderPage, type Store } from '../store';
@@ -34,23 +35,33 @@ export const ListOrdersQuery = z.object({
 export const OrderId = z.uuid('must be a UUID');
 
 /** The Idempotency-Key was used before with another request body. */
-export class IdempotencyConflictError extends Error {
+export class IdempotencyConflictError extends ProblemError {
   override readonly name = 'IdempotencyConflictError';
+  readonly problem: ProblemSpec = { status: 422, slug: 'idempotency-key-reused', title: 'Idempotency-Key reused with a different body' };
+  override readonly issues = [{ field: 'Idempotency-Key', message: 'already used with a different request body' }];
   constructor(readonly idempotencyKey: string) {
     super('This Idempotency-Key was already used with a different request body');
   }
 }
 
-export class OrderNotFoundError extends Error {
+export class OrderNotFoundError extends NotFoundError {
   override readonly name = 'OrderNotFoundError';
+  override readonly problem: ProblemSpec = { status: 404, slug: 'order-not-found', title: 'Order not found' };
   constructor(readonly orderId: string) {
     super(`No order with id ${orderId}`);
   }
 }
 
 /** Too many events wait for the broker; intake refuses new orders until the relay catches up. */
-export class BacklogFullError extends Error {
+export class BacklogFullError extends UnavailableError {
   override readonly name = 'BacklogFullError';
+  override readonly problem: ProblemSpec = {
+    status: 503,
+    slug: 'overloaded',
+    title: 'Too many orders waiting to be sent',
+    detail: 'Orders are accepted again once the backlog of events drains; retry later',
+    headers: { 'Retry-After': String(RETRY_AFTER_SECONDS) },
+  };
   constructor(
     readonly backlog: number,
     readonly limit: number,

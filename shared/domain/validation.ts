@@ -5,6 +5,7 @@
  * edge that only validates does not pull in the store.
  */
 import { z } from 'zod';
+import { type FieldIssue, ValidationError } from '../contract/errors';
 
 /**
  * A string either database stores as sent, for every string field the API or a message carries (instead of
@@ -18,19 +19,7 @@ export const storableText = () =>
     .refine((text) => !text.includes('\u0000'), 'must not contain NUL characters')
     .refine((text) => text.isWellFormed(), 'must be well-formed Unicode text (no lone surrogates)');
 
-/** One problem with the input, by field name (`body` when the whole body is wrong). */
-export interface FieldIssue {
-  field: string;
-  message: string;
-}
-
-/** The input is malformed; `issues` names each bad field. */
-export class ValidationError extends Error {
-  override readonly name = 'ValidationError';
-  constructor(readonly issues: readonly FieldIssue[]) {
-    super(issues.map((issue) => `${issue.field}: ${issue.message}`).join('; ') || 'Invalid input');
-  }
-}
+export { type FieldIssue, ValidationError } from '../contract/errors';
 
 /**
  * What a whole value of the wrong type is told, by the type expected: `null` or `"hi"` as a body is valid

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { ROUTES as CONTRACT_ROUTES } from '../contract/routes';
 import { storableText } from '../domain/validation';
 
 const base = {
@@ -38,15 +39,9 @@ export type EventType = DomainEvent['event_type'];
 /** The messageId and type every message of the contract carries: its body's event_id and event_type. */
 export const eventIdentity = (event: DomainEvent): { messageId: string; type: EventType } => ({ messageId: event.event_id, type: event.event_type });
 
-/** Where each event type is published: exchange and routing key. */
-export const ROUTES: Readonly<Record<EventType, { exchange: string; routingKey: string }>> = {
-  OrderPlaced: { exchange: 'orders', routingKey: 'order.placed' },
-  InventoryReserved: { exchange: 'inventory', routingKey: 'inventory.reserved' },
-  InventoryFailed: { exchange: 'inventory', routingKey: 'inventory.failed' },
-};
+/** Where each event type is published: exchange and routing key (one for every event type, checked here). */
+export const ROUTES: Readonly<Record<EventType, { exchange: string; routingKey: string }>> = CONTRACT_ROUTES;
 
-/** Reasons an InventoryFailed event may carry. */
-export const FAILURE_REASONS = ['out_of_stock', 'unknown_item'] as const;
 
 type Fields<E extends DomainEvent> = Omit<E, 'event_id' | 'timestamp' | 'event_type'> &
   Partial<Pick<E, 'event_id' | 'timestamp'>>;

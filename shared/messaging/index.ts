@@ -7,7 +7,7 @@ import { Publisher } from './publisher';
 import { declareTopology, type WorkQueue } from './topology';
 
 export * from './connection';
-export * from './headers';
+
 export * from './publisher';
 export * from './republish';
 export * from './topology';

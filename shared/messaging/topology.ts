@@ -12,13 +12,10 @@
  * - `parking-lot` (quorum): messages redriven too often are parked here, bound to `dlx` as `parking-lot`.
  */
 import type { Channel, ChannelModel } from 'amqplib';
+import { RETRY_DELAY_HEADER } from '../contract/headers';
+import { EXCHANGES } from '../contract/routes';
 
-export const EXCHANGES = {
-  orders: 'orders',
-  inventory: 'inventory',
-  deadLetter: 'dlx',
-  retry: 'retry',
-} as const;
+export { EXCHANGES, RETRY_DELAY_HEADER };
 
 export interface WorkQueue {
   name: string;
@@ -33,8 +30,6 @@ export const WORK_QUEUES: readonly WorkQueue[] = [
 ];
 
 export const PARKING_LOT_QUEUE = 'parking-lot';
-/** Header that selects a retry queue on the `retry` headers exchange. */
-export const RETRY_DELAY_HEADER = 'retry-delay-ms';
 
 export const dlqName = (queue: string): string => `${queue}-dlq`;
 export const retryQueueName = (delayMs: number): string => `retry-${delayMs}ms`;

@@ -1,19 +1,13 @@
+import { z } from 'zod';
+import { PermanentError } from '../contract/errors';
+import { InvalidRabbitMQEventError } from '../rmq-event/decode';
+
 /**
  * How a failed record is classified. Permanent failures go to the queue's DLQ at once; transient ones are
  * retried with growing delay. Throw a PermanentError subclass from a domain step to say "retrying won't help".
  */
 
-/** A failure that no retry will fix: the message goes straight to its DLQ. */
-export class PermanentError extends Error {
-  override readonly name: string = 'PermanentError';
-  readonly permanent = true;
-}
-
-/** A failure worth retrying later (the default for any error that does not say otherwise). */
-export class TransientError extends Error {
-  override readonly name: string = 'TransientError';
-  readonly permanent = false;
-}
+export { PermanentError, TransientError } from '../contract/errors';
 
 /** The body is not valid JSON (or not UTF-8 text). */
 export class MalformedMessageError extends PermanentError {
@@ -57,18 +51,12 @@ export class DeadLetterPublishError extends Error {
 
 export type ErrorClass = 'permanent' | 'transient';
 
-/** Errors from libraries that are permanent by nature, by name; everything unknown is transient. */
-const PERMANENT_BY_NAME: Readonly<Record<string, true>> = {
-  SyntaxError: true,
-  ZodError: true,
-  InvalidRabbitMQEventError: true,
-};
+/** Errors from libraries that are permanent by nature: a retry parses the same bytes the same way. */
+const permanentByNature = (error: unknown): boolean =>
+  error instanceof SyntaxError || error instanceof z.ZodError || error instanceof InvalidRabbitMQEventError;
 
 export function classifyError(error: unknown): ErrorClass {
-  if (error && typeof error === 'object') {
-    const flag = (error as { permanent?: unknown }).permanent;
-    if (typeof flag === 'boolean') return flag ? 'permanent' : 'transient';
-    if (PERMANENT_BY_NAME[(error as Error).name]) return 'permanent';
-  }
-  return 'transient';
+  const flag = (error as { permanent?: unknown } | null)?.permanent;
+  if (typeof flag === 'boolean') return flag ? 'permanent' : 'transient';
+  return permanentByNature(error) ? 'permanent' : 'transient';
 }

@@ -13,13 +13,13 @@
  */
 import type middy from '@middy/core';
 import { EXCHANGES, RETRY_DELAY_HEADER, type Publisher } from '../messaging';
-import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders } from '../messaging/headers';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders } from '../contract/headers';
 import { republishProperties } from '../messaging/republish';
 import { classifyError, DeadLetterPublishError } from './errors';
 import type { QueueRecord, RecordContext, RecordOutcome } from './types';
 
 /** Headers this middleware adds to retried and dead-lettered messages (defined with the messaging contract). */
-export { FAILURE_HEADERS } from '../messaging/headers';
+export { FAILURE_HEADERS } from '../contract/headers';
 
 export interface PoisonMessageOptions {
   /** Publisher (confirms + mandatory), or a function returning it. */

@@ -10,7 +10,7 @@ import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../rmq-event';
 import { logger as rootLogger, type Logger } from '../logging';
-import { attemptOf } from '../messaging/headers';
+import { attemptOf } from '../contract/headers';
 import type { BatchReport, QueueRecord, RecordOutcome } from './types';
 
 /** What the base handler receives once `rabbitmqRecords` has run. */
@@ -20,7 +20,7 @@ export interface DecodedBatch {
 }
 
 /** Reads the attempt header; anything missing or odd counts as a first delivery. */
-export { attemptOf } from '../messaging/headers';
+export { attemptOf } from '../contract/headers';
 
 /** Decodes the `aws:rmq` event (throws InvalidRabbitMQEventError for one that is not). */
 export function toQueueRecords(event: unknown): QueueRecord[] {

@@ -5,7 +5,7 @@ import type { AmqpHeaderValue, RabbitMQProperties } from '../rmq-event';
 import type { DomainEvent } from '../events';
 import type { Tx } from '../store';
 
-export { ATTEMPT_HEADER } from '../messaging/headers';
+export { ATTEMPT_HEADER } from '../contract/headers';
 
 /** One message of an `aws:rmq` batch, decoded; `payload` is filled in by the body-parsing middleware. */
 export interface QueueRecord<T = unknown> {

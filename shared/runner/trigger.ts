@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Broker } from '../messaging/connection';
-import { attemptOf, type FailureClass, failureHeaders } from '../messaging/headers';
+import { attemptOf, type FailureClass, failureHeaders } from '../contract/headers';
 import { type Publisher, UnroutableError } from '../messaging/publisher';
 import { republishProperties } from '../messaging/republish';
 import {

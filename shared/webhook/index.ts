@@ -3,7 +3,7 @@
  * retry after a lost answer sends it again), so receivers dedupe on that key. Failures are classified for
  * the poison-message middleware: a refusal (4xx other than 408/425/429) is permanent, anything else transient.
  */
-import { PermanentError, TransientError } from '../middleware/errors';
+import { PermanentError, TransientError } from '../contract/errors';
 
 export class WebhookRejectedError extends PermanentError {
   override readonly name = 'WebhookRejectedError';

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../shared/config';
 import { BacklogFullError, IdempotencyConflictError, OrderNotFoundError, ValidationError } from '../../shared/domain/orders';
-import { buildApp, PROBLEM_CONTENT_TYPE, problemFor, UnauthorizedError, UnsupportedMediaTypeError } from '../../shared/http';
+import { buildApp, PROBLEM_CONTENT_TYPE, problemFor, problemType, UnauthorizedError, UnsupportedMediaTypeError } from '../../shared/http';
 import { createLogger } from '../../shared/logging';
 import { Broker, Publisher } from '../../shared/messaging';
 import { StoreError } from '../../shared/store';
@@ -156,5 +156,21 @@ describe('the app refuses bad requests before touching store or broker', () => {
     expect(kept.headers['x-correlation-id']).toBe('corr-1');
     const replaced = await app.inject({ method: 'GET', url: '/nope', headers: { 'x-correlation-id': 'bad id' } });
     expect(replaced.headers['x-correlation-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
+
+describe('errors carry their own answer', () => {
+  it('a subclass inherits its parent\u2019s status and type, whatever it is named; a rename changes nothing', async () => {
+    const { NotFoundError, UnavailableError } = await import('../../shared/contract/errors');
+    class ParcelMissingError extends NotFoundError {}
+    class RenamedStoreError extends (await import('../../shared/store/errors')).StoreError {}
+    expect(problemFor(new ParcelMissingError('no parcel 7')).body).toMatchObject({ status: 404, type: problemType('not-found'), detail: 'no parcel 7' });
+    expect(problemFor(new RenamedStoreError('down')).body).toMatchObject({ status: 503, type: problemType('database-unavailable') });
+    expect(problemFor(new UnavailableError('busy')).headers).toEqual({ 'Retry-After': '5' });
+  });
+
+  it('an error that only looks like ours by name is a 500', () => {
+    const impostor = Object.assign(new Error('x'), { name: 'ValidationError' });
+    expect(problemFor(impostor).status).toBe(500);
   });
 });

@@ -1,12 +1,15 @@
 /**
- * The headers this system puts on messages it republishes: the attempt counter of the retry path, and what
- * a dead letter says about its failure. One definition for everyone who writes or reads them: the trigger
- * (messages it cannot turn into an event), the poison-message middleware (records that failed), the DLQ
- * reprocessor (what it shows and redrives).
+ * The headers this system puts on messages it republishes: the attempt counter and delay of the retry path,
+ * and what a dead letter says about its failure. One definition for everyone who writes or reads them: the
+ * trigger (messages it cannot turn into an event), the poison-message middleware (records that failed), the
+ * topology (retry queues), the DLQ reprocessor (what it shows and redrives).
  */
 
 /** Our header counting deliveries of a message through the retry queues (the first delivery is 1). */
 export const ATTEMPT_HEADER = 'x-attempt';
+
+/** Header that selects a retry queue (one per delay) on the `retry` headers exchange. */
+export const RETRY_DELAY_HEADER = 'retry-delay-ms';
 
 /** Headers a retried or dead-lettered message gains. */
 export const FAILURE_HEADERS = {
