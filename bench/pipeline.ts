@@ -439,8 +439,8 @@ async function runChild(options: Options, kind: StoreKind, resultFile: string): 
   // Configuration is read once per process: the parent set AMQP_URL (the vhost), SQLITE_PATH or DATABASE_URL, LOG_LEVEL.
   const config = loadConfig(process.env);
   const url = config.amqpUrls[0]!;
-  const [{ defaultStore }, { InProcessInvoker, loadService, Runner, triggersFromFunctions }, { closeMessaging }] = await Promise.all([
-    import('../shared/middleware'),
+  const [{ processStore: defaultStore }, { InProcessInvoker, loadService, Runner, triggersFromFunctions }, { closeMessaging }] = await Promise.all([
+    import('../shared/app/queue-function'),
     import('../shared/runner'),
     import('../shared/messaging'),
   ]);

@@ -36,6 +36,18 @@ export type InventoryFailed = z.infer<typeof InventoryFailed>;
 export type DomainEvent = z.infer<typeof DomainEvent>;
 export type EventType = DomainEvent['event_type'];
 
+/**
+ * The event types a schema of this module accepts, read from the schema itself (its `event_type` literals), so
+ * a function's list of handled types is never restated by hand.
+ */
+export function eventTypesOf(schema: z.ZodType): EventType[] {
+  const def = (schema as { def?: { options?: z.ZodType[]; shape?: { event_type?: { def?: { values?: unknown[] } } } } }).def;
+  if (def?.options) return def.options.flatMap(eventTypesOf);
+  const values = def?.shape?.event_type?.def?.values;
+  if (!values) throw new TypeError('eventTypesOf: not an event schema (no event_type literal)');
+  return values as EventType[];
+}
+
 /** The messageId and type every message of the contract carries: its body's event_id and event_type. */
 export const eventIdentity = (event: DomainEvent): { messageId: string; type: EventType } => ({ messageId: event.event_id, type: event.event_type });
 

@@ -12,8 +12,9 @@
  *   middy(recordHandler).use(poisonMessages({ publisher, retryDelaysMs: [1000, 10000, 60000] }))
  */
 import type middy from '@middy/core';
-import { EXCHANGES, RETRY_DELAY_HEADER, type Publisher } from '../messaging';
-import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders } from '../contract/headers';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders, RETRY_DELAY_HEADER } from '../contract/headers';
+import { EXCHANGES } from '../contract/routes';
+import type { OutgoingMessage } from '../messaging/publisher';
 import { republishProperties } from '../messaging/republish';
 import { classifyError, DeadLetterPublishError } from './errors';
 import type { QueueRecord, RecordContext, RecordOutcome } from './types';
@@ -21,26 +22,41 @@ import type { QueueRecord, RecordContext, RecordOutcome } from './types';
 /** Headers this middleware adds to retried and dead-lettered messages (defined with the messaging contract). */
 export { FAILURE_HEADERS } from '../contract/headers';
 
+/** What retries and dead letters are published with: resolves only once the broker has the message (confirms). */
+export interface ConfirmingPublisher {
+  publish(message: OutgoingMessage): Promise<void>;
+}
+
 export interface PoisonMessageOptions {
   /** Publisher (confirms + mandatory), or a function returning it. */
-  publisher: Publisher | (() => Publisher);
-  /** Delay before each retry, in ms; its length is the number of retries (default 1 s, 10 s, 60 s). */
-  retryDelaysMs?: readonly number[];
+  publisher: ConfirmingPublisher | (() => ConfirmingPublisher);
+  /**
+   * Headers exchange of the retry path (default `retry`): a message published to it with routing key = its
+   * queue and header `retry-delay-ms` waits in the queue of that delay, then returns to its queue.
+   */
+  retryExchange?: string;
+  /** Exchange dead letters go to, routed by the queue's name (default `dlx`). */
+  deadLetterExchange?: string;
+  /** Delay before each retry, in ms; its length is the number of retries (default 1 s, 10 s, 60 s). A function is asked at each failure. */
+  retryDelaysMs?: readonly number[] | (() => readonly number[]);
   /** Longest error message kept in a header (default 1000 characters). */
   maxErrorLength?: number;
 }
 
-const defaults = { retryDelaysMs: [1_000, 10_000, 60_000], maxErrorLength: 1_000 };
+const defaults = { retryDelaysMs: [1_000, 10_000, 60_000], maxErrorLength: 1_000, retryExchange: EXCHANGES.retry, deadLetterExchange: EXCHANGES.deadLetter };
 
 type Request = middy.Request<QueueRecord<unknown>, unknown, Error, RecordContext>;
 
 export function poisonMessages<T = unknown>(options: PoisonMessageOptions): middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext> {
-  const { retryDelaysMs, maxErrorLength } = { ...defaults, ...options };
+  const { maxErrorLength, retryExchange, deadLetterExchange } = { ...defaults, ...options };
+  const delays = options.retryDelaysMs ?? defaults.retryDelaysMs;
+  const retryDelays = typeof delays === 'function' ? delays : () => delays;
   const publisher = () => (typeof options.publisher === 'function' ? options.publisher() : options.publisher);
 
   // Runs for any failure of the record, whether or not an earlier `before` ran: it only reads the record.
   const onError = async (request: Request): Promise<void> => {
     const record = request.event;
+    const retryDelaysMs = retryDelays();
     const error = request.error ?? new Error('unknown failure');
     const errorClass = classifyError(error);
     const message = String(error.message ?? error).slice(0, maxErrorLength);
@@ -58,7 +74,7 @@ export function poisonMessages<T = unknown>(options: PoisonMessageOptions): midd
     const retry = delayMs !== undefined;
     const headers = { ...record.headers, ...failure, ...(retry ? { [ATTEMPT_HEADER]: attempt + 1, [RETRY_DELAY_HEADER]: delayMs } : {}) };
     // Retries go back to the queue the message came from; dead letters to that queue's DLQ (dlx, keyed by queue).
-    const target = retry ? { exchange: EXCHANGES.retry, routingKey: record.queue } : { exchange: EXCHANGES.deadLetter, routingKey: record.queue };
+    const target = { exchange: retry ? retryExchange : deadLetterExchange, routingKey: record.queue };
     try {
       await publisher().publish({ ...target, body: record.body, options: republishProperties(record.properties, headers) });
     } catch (publishError) {

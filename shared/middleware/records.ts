@@ -8,10 +8,11 @@
  */
 import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
+import type { Logger } from 'pino';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../rmq-event';
-import { logger as rootLogger, type Logger } from '../logging';
+import { defaultLogger } from './logging';
 import { attemptOf } from '../contract/headers';
-import type { BatchReport, QueueRecord, RecordOutcome } from './types';
+import type { BatchReport, QueueRecord, RecordContext, RecordOutcome } from './types';
 
 /** What the base handler receives once `rabbitmqRecords` has run. */
 export interface DecodedBatch {
@@ -50,8 +51,7 @@ export function rabbitmqRecords(): middy.MiddlewareObj<RabbitMQEvent, unknown> {
 }
 
 /** A per-record pipeline: a middy instance of the record middlewares around a record handler. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the pipeline's payload type is its own business
-export type RecordPipeline = (record: QueueRecord<any>, context: any, options: { signal: AbortSignal }) => Promise<unknown>;
+export type RecordPipeline = (record: QueueRecord<never>, context: RecordContext<never>, options: { signal: AbortSignal }) => Promise<unknown>;
 
 /**
  * Base handler: runs `pipeline` for each record in delivery order and reports the outcomes. Typed on the
@@ -67,18 +67,18 @@ export function forEachRecord(pipeline: RecordPipeline) {
       retried: 'retried',
       'dead-lettered': 'deadLettered',
     };
-    const base = context.logger ?? rootLogger();
     for (const record of batch.records) {
-      const logger = base.child({
+      const logger = (context.logger ?? defaultLogger()).child({
         messageId: record.messageId,
         queue: record.queue,
         attempt: record.attempt,
         correlationId: record.correlationId,
       });
       const started = performance.now();
-      const result = (await pipeline(record, Object.assign(Object.create(context) as Context, { logger }), {
-        signal: new AbortController().signal,
-      })) as RecordOutcome;
+      // The record's own context: the invocation's fields, its logger, and a link to the invocation's context
+      // (what batch-level middleware keys its state by); the middleware adds tx and afterCommit.
+      const recordContext = { ...context, logger, invocation: context } as unknown as RecordContext<never>;
+      const result = (await pipeline(record as QueueRecord<never>, recordContext, { signal: new AbortController().signal })) as RecordOutcome;
       report[counters[result.outcome]]++;
       const { outcome, ...details } = result;
       logger[outcome === 'processed' || outcome === 'duplicate' ? 'info' : 'warn'](

@@ -1,9 +1,7 @@
 /** Types shared by the queue-function middleware. */
 import type { Context } from 'aws-lambda';
-import type { Logger } from '../logging';
+import type { Logger } from 'pino';
 import type { AmqpHeaderValue, RabbitMQProperties } from '../rmq-event';
-import type { DomainEvent } from '../events';
-import type { Tx } from '../store';
 
 export { ATTEMPT_HEADER } from '../contract/headers';
 
@@ -32,13 +30,15 @@ export type RecordOutcome =
   | { outcome: 'dead-lettered'; errorClass: string; error: string };
 
 /** The context a record handler gets: Lambda's, plus what the middleware provides. */
-export interface RecordContext extends Context {
+export interface RecordContext<Tx = unknown> extends Context {
   /** Logger with function, request id, message id, queue, attempt and correlation id on every line. */
   logger: Logger;
+  /** The invocation's own context, one per batch: what batch-level middleware keys its state by. */
+  invocation: Context;
   /** The transaction the message was claimed in; write through it so the claim and the writes commit together. */
   tx: Tx;
-  /** Adds an outgoing event to the outbox in the same transaction; published after commit. */
-  emit(event: DomainEvent): Promise<void>;
+  /** Runs `task` once the record's transaction has committed (never after a rollback). */
+  afterCommit(task: () => Promise<void> | void): void;
 }
 
 /** The whole invocation's report, returned by the handler (Lambda ignores it for MQ; tests read it). */

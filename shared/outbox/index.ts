@@ -5,5 +5,6 @@
  *   const stop = startOutboxRelay({ store, publisher, intervalMs, logger }); // a loop; await stop() to end it
  *   await publishEvent(store, publisher, eventId, { timeoutMs });      // one row, right after its commit
  */
+export * from './message';
 export * from './publish';
 export * from './relay';

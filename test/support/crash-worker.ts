@@ -17,7 +17,7 @@ const logger = createLogger({ level: 'warn' });
 const handler = reservationFunction({
   store,
   logger,
-  onCommitted: async () => {
+  afterCommit: () => {
     process.kill(process.pid, 'SIGKILL');
   },
 });

@@ -1,0 +1,121 @@
+/**
+ * This app's queue functions: the generic queueFunction (shared/middleware) bound to the app's pieces. Each
+ * record runs in a transaction of the app's store, which is also the inbox; `emit` puts an event into the
+ * outbox in that transaction; after the batch, the events its records committed are published together
+ * (what fails to publish stays in the outbox for the relay). Event types handled and the contract's
+ * messageId/type check come from the schema.
+ *
+ * Dependencies default to the process's own (configuration, store, broker), opened on first use and reused
+ * while the container lives; a test or a bench passes its own.
+ */
+import type middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import type { z } from 'zod';
+import { config } from '../config';
+import { type DomainEvent, eventIdentity, eventTypesOf } from '../events';
+import { lazy } from '../lib/lazy';
+import { type Logger, logger as processLogger } from '../logging';
+import { messaging, type Publisher } from '../messaging';
+import { type BatchReport, type InboxStore, queueFunction, type QueueRecord, type RecordContext } from '../middleware';
+import { outboxMessage, publishEvent } from '../outbox';
+import type { RabbitMQEvent } from '../rmq-event';
+import { type NewOutboxMessage, openStore, type Store, type Tx } from '../store';
+
+/** The process-wide store, opened on first use (a Lambda container reuses it). */
+export const processStore: () => Promise<Store> = lazy(() => openStore());
+
+/** What a record handler of this app gets: the generic record context, and `emit`. */
+export interface AppRecordContext extends RecordContext<Tx> {
+  /** Adds an outgoing event to the outbox in the record's transaction; published after the batch. */
+  emit(event: DomainEvent): Promise<void>;
+}
+
+/** What an app queue function talks to; each has the process's own as default. */
+export interface QueueDeps {
+  store: () => Promise<Store>;
+  publisher: () => Publisher;
+  logger: () => Logger;
+  retryDelaysMs: () => readonly number[];
+}
+
+const processDeps: QueueDeps = {
+  store: processStore,
+  publisher: () => messaging().publisher,
+  logger: () => processLogger(),
+  retryDelaysMs: () => config().retryDelaysMs,
+};
+
+export interface AppQueueFunctionOptions<T extends DomainEvent> {
+  /** Function name for logs. */
+  name: string;
+  /** Name the inbox claims are kept under (stable across renames), and the `appId` of the events emitted. */
+  consumer: string;
+  /** The events handled (an event schema of shared/events). */
+  schema: z.ZodType<T>;
+  handle: (record: QueueRecord<T>, context: AppRecordContext) => Promise<unknown>;
+  deps?: Partial<QueueDeps>;
+}
+
+/** The app's SQL inbox as the idempotency middleware's store: claims in the store's own transactions. */
+const inboxOf = (store: Store): InboxStore<Tx> => ({
+  transaction: (work) => store.transaction(work),
+  claim: (tx, consumer, messageId) => tx.inbox.claim(consumer, messageId),
+});
+
+export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctionOptions<T>) {
+  const deps: QueueDeps = { ...processDeps, ...options.deps };
+  const { consumer } = options;
+  // The events each invocation's records committed, by invocation.
+  const committed = new WeakMap<Context, NewOutboxMessage[]>();
+
+  return queueFunction<T, Tx>({
+    name: options.name,
+    consumer,
+    schema: options.schema,
+    eventTypes: eventTypesOf(options.schema),
+    identity: eventIdentity,
+    store: async () => inboxOf(await deps.store()),
+    publisher: () => deps.publisher(),
+    retryDelaysMs: () => deps.retryDelaysMs(),
+    logger: () => deps.logger(),
+    handle: async (record, context) => {
+      const emitted: NewOutboxMessage[] = [];
+      const emit = async (event: DomainEvent) => {
+        const row = outboxMessage(event, consumer, record.correlationId);
+        await context.tx.outbox.add([row]);
+        emitted.push(row);
+      };
+      context.afterCommit(() => {
+        committed.get(context.invocation)?.push(...emitted);
+      });
+      return options.handle(record, { ...context, emit });
+    },
+  }).use(publishCommitted(deps, committed));
+}
+
+/**
+ * Batch-level middleware: publishes the events the batch's records committed, in parallel, each through the
+ * outbox's own path (confirm, then mark published). A failure leaves the row for the relay, so this never
+ * fails the batch; it runs on the error path too, for the records that did commit.
+ */
+function publishCommitted(deps: QueueDeps, committed: WeakMap<Context, NewOutboxMessage[]>): middy.MiddlewareObj<RabbitMQEvent, BatchReport> {
+  const publishAll = async (request: middy.Request<RabbitMQEvent, BatchReport>) => {
+    const rows = committed.get(request.context) ?? [];
+    committed.delete(request.context);
+    if (rows.length === 0) return;
+    const store = await deps.store();
+    const publisher = deps.publisher();
+    const results = await Promise.allSettled(rows.map((row) => publishEvent(store, publisher, row.event_id)));
+    const failed = results.filter((result) => result.status === 'rejected' || result.value === 'failed').length;
+    if (failed) (request.context as Context & { logger?: Logger }).logger?.warn({ events: failed }, 'events left in the outbox for the relay');
+  };
+  return {
+    before: (request) => {
+      committed.set(request.context, []);
+    },
+    after: publishAll,
+    onError: async (request) => {
+      await publishAll(request).catch(() => undefined); // the batch's own error is what counts here
+    },
+  };
+}

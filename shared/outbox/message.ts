@@ -1,0 +1,14 @@
+/** The outbox row of an event: where it goes (its route) and the AMQP properties it is published with. */
+import { type DomainEvent, eventProperties, ROUTES } from '../events';
+import type { NewOutboxMessage } from '../store';
+
+export function outboxMessage(event: DomainEvent, appId: string, correlationId?: string): NewOutboxMessage {
+  const route = ROUTES[event.event_type];
+  return {
+    event_id: event.event_id,
+    exchange: route.exchange,
+    routing_key: route.routingKey,
+    body: event,
+    properties: eventProperties(event, appId, correlationId),
+  };
+}
