@@ -1,5 +1,7 @@
 /** The admin bearer-token check, shared by every admin endpoint (stock, DLQ reprocessor). */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { expose } from './expose';
+import { UnauthorizedError } from './problem';
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
 
@@ -11,3 +13,15 @@ export function authorizationFailure(header: unknown, adminToken: string | undef
   // Equal-length digests, so the comparison takes the same time whatever the token.
   return timingSafeEqual(digest(match[1]!), digest(adminToken)) ? undefined : 'Invalid admin token';
 }
+
+/**
+ * The admin bearer-token check as a plugin: registered inside a route plugin, its hook guards exactly that
+ * plugin's routes (exposed into the registering scope, encapsulated from the rest of the app). A token
+ * that is unset refuses every request: admin is off by default.
+ */
+export const adminAuth = expose<{ token: string | undefined }>('admin-auth', async (app, { token }) => {
+  app.addHook('onRequest', async (request) => {
+    const failure = authorizationFailure(request.headers.authorization, token);
+    if (failure) throw new UnauthorizedError(failure);
+  });
+});

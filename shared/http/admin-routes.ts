@@ -10,8 +10,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { parseInput, storableText } from '../domain/orders';
 import type { StockRow } from '../store';
-import { authorizationFailure } from './admin-auth';
-import { StockItemNotFoundError, UnauthorizedError } from './problem';
+import { adminAuth } from './admin-auth';
+import { StockItemNotFoundError } from './problem';
 
 const ItemName = storableText().trim().min(1).max(200);
 const RestockRequest = z.strictObject({ quantity: z.number().int().positive().max(1_000_000) });
@@ -25,11 +25,7 @@ const stockView = (row: StockRow) => ({
 
 export const adminRoutes: FastifyPluginAsync = async (app) => {
   const { config, store } = app.services;
-
-  app.addHook('onRequest', async (request) => {
-    const failure = authorizationFailure(request.headers.authorization, config.adminToken);
-    if (failure) throw new UnauthorizedError(failure);
-  });
+  await app.register(adminAuth, { token: config.adminToken });
 
   app.get('/stock', async () => {
     const rows = await (await store()).stock.list();

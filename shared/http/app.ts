@@ -1,6 +1,9 @@
 /**
- * The order-intake HTTP app: fastify, built from plugins that each own one concern. Works the same through
- * @fastify/aws-lambda (API Gateway HTTP API v2 events) and with `app.inject()`.
+ * The HTTP functions' apps: fastify, built from plugins that each own one concern. `createHttpApp` is the base
+ * every HTTP function shares (limits, problem+json errors, JSON bodies, correlation id, one log line per
+ * request); `buildApp` is order intake on it, and the DLQ reprocessor's app is built on it too
+ * (shared/http/dlq-app.ts). Works the same through @fastify/aws-lambda (API Gateway HTTP API v2 events) and
+ * with `app.inject()`.
  *
  *   const app = buildApp();                                   // process-wide store and broker, opened lazily
  *   const app = buildApp({ store, broker, publisher, config }); // tests: inject their own
@@ -24,10 +27,10 @@ export interface AppOptions extends ServiceOptions {
   logger?: Logger;
 }
 
-export function buildApp(options: AppOptions = {}): FastifyInstance {
-  const services = resolveServices(options);
+/** The base of every HTTP function: `functionName` on every log line (default logger: the process's). */
+export function createHttpApp(options: { functionName: string; logger?: Logger | undefined }): FastifyInstance {
   const app = Fastify({
-    loggerInstance: options.logger ?? processLogger().child({ function: FUNCTION_NAME }),
+    loggerInstance: options.logger ?? processLogger().child({ function: options.functionName }),
     // One line per request comes from the onResponse hook below, with the correlation id.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
@@ -36,16 +39,20 @@ export function buildApp(options: AppOptions = {}): FastifyInstance {
   app.register(problemPlugin);
   // JSON only, in UTF-8: a text/plain body is a 415, not a string for the schema to puzzle over.
   app.register(jsonBodyPlugin);
-  app.register(servicesPlugin, { services });
   app.register(correlationPlugin);
-  app.register(ordersRoutes);
-  app.register(healthRoutes);
-  app.register(adminRoutes, { prefix: '/admin' });
-
   app.addHook('onResponse', async (request, reply) => {
     const line = { method: request.method, path: request.url.split('?')[0], statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime) };
     if (reply.statusCode >= 500) request.log.error(line, 'request completed');
     else request.log.info(line, 'request completed');
   });
   return app as unknown as FastifyInstance;
+}
+
+export function buildApp(options: AppOptions = {}): FastifyInstance {
+  const app = createHttpApp({ functionName: FUNCTION_NAME, logger: options.logger });
+  app.register(servicesPlugin, { services: resolveServices(options) });
+  app.register(ordersRoutes);
+  app.register(healthRoutes);
+  app.register(adminRoutes, { prefix: '/admin' });
+  return app;
 }

@@ -4,6 +4,7 @@
  *
  *   middy(awsLambdaFastify(app)).use(httpLogging({ functionName: 'order-intake' }))
  */
+import { takeColdStart } from '../lib/cold-start';
 import type middy from '@middy/core';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { type Logger, logger as processLogger } from '../logging';
@@ -18,8 +19,6 @@ type Internal = { startedAt?: number; log?: Logger };
 type Result = { statusCode?: number } | null | undefined;
 type Request = middy.Request<APIGatewayProxyEventV2, Result, Error, Context, Internal>;
 
-let coldStart = true;
-
 export function httpLogging(options: HttpLoggingOptions): middy.MiddlewareObj<APIGatewayProxyEventV2, Result, Error, Context, Internal> {
   const base = () => (options.logger ?? processLogger()).child({ function: options.functionName });
   const elapsed = (request: Request) =>
@@ -33,9 +32,8 @@ export function httpLogging(options: HttpLoggingOptions): middy.MiddlewareObj<AP
         requestId: context.awsRequestId,
         apiRequestId: event?.requestContext?.requestId,
         routeKey: event?.routeKey,
-        coldStart,
+        coldStart: takeColdStart(),
       });
-      coldStart = false;
     },
     after: (request: Request) => {
       request.internal.log?.info({ statusCode: request.response?.statusCode, durationMs: elapsed(request) }, 'invocation finished');

@@ -5,6 +5,7 @@
  * the app opened itself. A store that fails to open is tried
  * again on the next request rather than cached as broken.
  */
+import { lazy } from '../lib/lazy';
 import { type Config, config as processConfig } from '../config';
 import { type Broker, messaging, type Publisher } from '../messaging';
 import { openStore, type Store } from '../store';
@@ -32,18 +33,6 @@ export interface ServiceOptions {
   publisher?: Publisher;
   /** Default: the process configuration. */
   config?: Config;
-}
-
-/** A memo of `open` that forgets a failure, so the next call tries again. */
-export function lazy<T>(open: () => Promise<T>): () => Promise<T> {
-  let pending: Promise<T> | undefined;
-  return () => {
-    pending ??= open().catch((error: unknown) => {
-      pending = undefined;
-      throw error;
-    });
-    return pending;
-  };
 }
 
 /** Services with defaults filled in; `closeOwned` closes what was opened here rather than given. */

@@ -22,7 +22,7 @@ const TOKEN = `test-admin-token-${randomUUID()}`;
 process.env.ADMIN_TOKEN = FIXTURE_TOKEN;
 process.env.LOG_LEVEL = 'silent';
 
-const { buildDlqApp } = await import('../../handlers/dlq-reprocessor');
+const { buildDlqApp } = await import('../../shared/http/dlq-app');
 
 const queue = uniqueQueue('dlq-http');
 const dlq = dlqName(queue);
