@@ -1,16 +1,16 @@
 /**
  * Orders, the domain step of order intake: plain functions over the store, testable without Lambda, AMQP
  * or HTTP. `placeOrder` stores the order and its `OrderPlaced` outbox row in one transaction; publishing is
- * the outbox relay's job (shared/outbox).
+ * the outbox relay's job (shared/outbox). The input schemas are defined here, applied at the edge (the HTTP
+ * routes parse with them once); the functions take typed input.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { NotFoundError, ProblemError, type ProblemSpec, RETRY_AFTER_SECONDS, UnavailableError } from '../contract/errors';
-import { parseInput, storableText, ValidationError } from './validation';
-import { eventProperties, newEvent, OrderPlaced, ROUTES } from '../events';
+import { storableText, ValidationError } from '../contract/validation';
+import { newEvent, OrderPlaced } from '../events';
+import { outboxMessage } from '../outbox/message';
 import { DEFAULT_PAGE_SIZE, DuplicateError, InvalidCursorError, MAX_PAGE_SIZE, type Order, type OrderPage, type Store } from '../store';
-
-export { fieldIssues, parseInput, storableText, ValidationError, type FieldIssue } from './validation';
 
 /** The service name on every message intake emits (AMQP `appId`). */
 export const INTAKE_APP_ID = 'order-intake';
@@ -30,6 +30,8 @@ export const ListOrdersQuery = z.object({
     .default(DEFAULT_PAGE_SIZE),
   cursor: storableText().min(1).max(500).optional(),
 });
+
+export type ListOrdersQuery = z.infer<typeof ListOrdersQuery>;
 
 /** An order id as it appears in a path. */
 export const OrderId = z.uuid('must be a UUID');
@@ -105,12 +107,11 @@ export type PlaceOrderResult =
 type OrderStore = Pick<Store, 'transaction' | 'orders' | 'outbox'>;
 
 /**
- * Validates `input`, then stores the order (status `accepted`) and its OrderPlaced outbox row in ONE
- * transaction. With an idempotency key already used: the first order (`created: false`) for the same
- * body, IdempotencyConflictError for another. Throws ValidationError, BacklogFullError.
+ * Stores the order (status `accepted`) and its OrderPlaced outbox row in ONE transaction. With an
+ * idempotency key already used: the first order (`created: false`) for the same body,
+ * IdempotencyConflictError for another. Throws BacklogFullError when too many events wait.
  */
-export async function placeOrder(store: OrderStore, input: unknown, options: PlaceOrderOptions = {}): Promise<PlaceOrderResult> {
-  const request = parseInput(PlaceOrderRequest, input);
+export async function placeOrder(store: OrderStore, request: PlaceOrderRequest, options: PlaceOrderOptions = {}): Promise<PlaceOrderResult> {
   const hash = requestHash(request);
   const key = options.idempotencyKey;
   if (key) {
@@ -124,7 +125,6 @@ export async function placeOrder(store: OrderStore, input: unknown, options: Pla
 
   const now = options.now ?? new Date();
   const event = newEvent('OrderPlaced', { ...request, order_id: randomUUID(), timestamp: now.toISOString() });
-  const route = ROUTES.OrderPlaced;
   try {
     const order = await store.transaction(async (tx) => {
       const stored = await tx.orders.insert({
@@ -136,15 +136,7 @@ export async function placeOrder(store: OrderStore, input: unknown, options: Pla
         request_hash: hash,
         created_at: now,
       });
-      await tx.outbox.add([
-        {
-          event_id: event.event_id,
-          exchange: route.exchange,
-          routing_key: route.routingKey,
-          body: event,
-          properties: eventProperties(event, INTAKE_APP_ID, options.correlationId),
-        },
-      ]);
+      await tx.outbox.add([outboxMessage(event, INTAKE_APP_ID, options.correlationId)]);
       return stored;
     });
     return { order, created: true, event };
@@ -163,17 +155,15 @@ function replay(order: Order, hash: string, key: string): PlaceOrderResult {
   return { order, created: false };
 }
 
-/** The order with this id; ValidationError for a malformed id, OrderNotFoundError for an unknown one. */
-export async function getOrder(store: Pick<Store, 'orders'>, orderId: unknown): Promise<Order> {
-  const id = parseInput(OrderId, orderId, 'order_id');
-  const order = await store.orders.get(id);
-  if (!order) throw new OrderNotFoundError(id);
+/** The order with this id; OrderNotFoundError for an unknown one. */
+export async function getOrder(store: Pick<Store, 'orders'>, orderId: string): Promise<Order> {
+  const order = await store.orders.get(orderId);
+  if (!order) throw new OrderNotFoundError(orderId);
   return order;
 }
 
-/** One page of orders, newest first; ValidationError for a bad `limit` or `cursor`. */
-export async function listOrders(store: Pick<Store, 'orders'>, query: unknown): Promise<OrderPage> {
-  const { limit, cursor } = parseInput(ListOrdersQuery, query ?? {}, 'query');
+/** One page of orders, newest first; ValidationError for a cursor this store did not hand out. */
+export async function listOrders(store: Pick<Store, 'orders'>, { limit, cursor }: ListOrdersQuery): Promise<OrderPage> {
   try {
     return await store.orders.list({ limit, cursor: cursor ?? null });
   } catch (error) {

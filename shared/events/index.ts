@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ROUTES as CONTRACT_ROUTES } from '../contract/routes';
-import { storableText } from '../domain/validation';
+import { storableText } from '../contract/validation';
 
 const base = {
   event_id: z.uuid(),

@@ -8,7 +8,7 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
-import { parseInput, storableText } from '../domain/orders';
+import { parseInput, storableText } from '../contract/validation';
 import type { StockRow } from '../store';
 import { adminAuth } from './admin-auth';
 import { StockItemNotFoundError } from './problem';

@@ -15,7 +15,7 @@
  * There the header is set to the length of the body the event holds.
  */
 import type { FastifyRequest } from 'fastify';
-import { ValidationError } from '../domain/validation';
+import { ValidationError } from '../contract/errors';
 import { expose } from './expose';
 import { UnsupportedMediaTypeError } from './problem';
 

@@ -4,7 +4,8 @@
  * down the publish fails at once and the answer does not wait: the outbox relay sends the event later.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { getOrder, ListOrdersQuery, listOrders, OrderId, PlaceOrderRequest, parseInput, placeOrder, ValidationError } from '../domain/orders';
+import { parseInput, ValidationError } from '../contract/validation';
+import { getOrder, ListOrdersQuery, listOrders, OrderId, PlaceOrderRequest, placeOrder } from '../domain/orders';
 import { publishEvent } from '../outbox';
 import type { Order } from '../store';
 import { MAX_KEY_LENGTH } from './limits';

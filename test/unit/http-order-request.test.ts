@@ -1,7 +1,8 @@
 /** The POST /order body schema, the idempotency hash and the header checks, without broker or database. */
 import { describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { canonicalJson, ListOrdersQuery, PlaceOrderRequest, parseInput, requestHash, storableText, ValidationError } from '../../shared/domain/orders';
+import { parseInput, storableText, ValidationError } from '../../shared/contract/validation';
+import { canonicalJson, ListOrdersQuery, PlaceOrderRequest, requestHash } from '../../shared/domain/orders';
 import { DomainEvent, newEvent } from '../../shared/events';
 import { authorizationFailure, idempotencyKey, saneCorrelationId } from '../../shared/http';
 

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../shared/config';
-import { BacklogFullError, IdempotencyConflictError, OrderNotFoundError, ValidationError } from '../../shared/domain/orders';
+import { ValidationError } from '../../shared/contract/errors';
+import { BacklogFullError, IdempotencyConflictError, OrderNotFoundError } from '../../shared/domain/orders';
 import { buildApp, PROBLEM_CONTENT_TYPE, problemFor, problemType, UnauthorizedError, UnsupportedMediaTypeError } from '../../shared/http';
 import { createLogger } from '../../shared/logging';
 import { Broker, Publisher } from '../../shared/messaging';

@@ -1,11 +1,13 @@
 /// <reference lib="es2024.string" />
 /**
- * Input validation shared by every edge (HTTP bodies, queries, admin requests, messages from the broker): a
- * zod schema, and a ValidationError whose issues name each bad field. Kept apart from the domain steps so an
- * edge that only validates does not pull in the store.
+ * Input validation for every edge (HTTP bodies, queries, admin requests, command lines, messages from the
+ * broker): a zod schema, and a ValidationError whose issues name each bad field. Validation happens once,
+ * there; the domain steps take typed input and trust it.
  */
 import { z } from 'zod';
-import { type FieldIssue, ValidationError } from '../contract/errors';
+import { type FieldIssue, ValidationError } from './errors';
+
+export { ValidationError };
 
 /**
  * A string either database stores as sent, for every string field the API or a message carries (instead of
@@ -18,8 +20,6 @@ export const storableText = () =>
     .string()
     .refine((text) => !text.includes('\u0000'), 'must not contain NUL characters')
     .refine((text) => text.isWellFormed(), 'must be well-formed Unicode text (no lone surrogates)');
-
-export { type FieldIssue, ValidationError } from '../contract/errors';
 
 /**
  * What a whole value of the wrong type is told, by the type expected: `null` or `"hi"` as a body is valid
