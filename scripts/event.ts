@@ -7,13 +7,13 @@
  *   echo '...' | npm run event -- order-events -       # from standard input
  *   options: --correlation-id ID, --header name=value (repeatable), --redelivered, --vhost /, --out file.json
  */
+import { UsageError } from '../shared/lib/usage-error';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { rabbitMQEventFromBodies } from '../shared/rmq-event';
 
 const usage = `Usage: npm run event -- <queue> <body.json | inline JSON | -> [--correlation-id ID] [--header name=value]... [--redelivered] [--vhost VHOST] [--out FILE]`;
 
-class UsageError extends Error {}
 
 function readBodies(source: string): Array<string | object> {
   const text = source === '-' ? readFileSync(0, 'utf8') : existsSync(source) ? readFileSync(source, 'utf8') : source;

@@ -3,6 +3,8 @@
  * real middleware, against the configured broker and database, and prints what it returned. The same
  * fixtures work with `serverless invoke local -f <function> -p <fixture.json>`.
  */
+import { DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, deployedFunctionName, parseHandler } from '../shared/lib/handler-ref';
+import { UsageError } from '../shared/lib/usage-error';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -14,7 +16,6 @@ import { loadService, TriggerDefinitionError } from '../shared/runner/definition
 
 const usage = 'Usage: npm run invoke -- <function> <fixture.json>   (functions are the keys in functions/*.yml)';
 
-class UsageError extends Error {}
 
 async function main(): Promise<void> {
   const [functionKey, fixturePath, ...rest] = process.argv.slice(2);
@@ -33,15 +34,15 @@ async function main(): Promise<void> {
   } catch (error) {
     throw new UsageError(`Fixture ${fixturePath} is not valid JSON: ${(error as Error).message}`);
   }
-  const dot = definition.handler.lastIndexOf('.');
-  const file = resolve(serviceDir, `${definition.handler.slice(0, dot)}.ts`);
+  const { module: modulePath, exportName } = parseHandler(definition.handler);
+  const file = resolve(serviceDir, `${modulePath}.ts`);
   const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
-  const handler = module[definition.handler.slice(dot + 1)] as Handler | undefined;
+  const handler = module[exportName] as Handler | undefined;
   if (typeof handler !== 'function') throw new UsageError(`${definition.handler} does not export a handler function`);
   const context = createLambdaContext({
-    functionName: `${info.service}-${info.stage}-${functionKey}`,
-    timeoutSeconds: definition.timeout ?? info.timeout ?? 6,
-    memorySize: definition.memorySize ?? info.memorySize ?? 1024,
+    functionName: deployedFunctionName(info.service, info.stage, functionKey),
+    timeoutSeconds: definition.timeout ?? info.timeout ?? DEFAULT_TIMEOUT_SECONDS,
+    memorySize: definition.memorySize ?? info.memorySize ?? DEFAULT_MEMORY_MB,
   });
   const result: unknown = await handler(event, context, () => undefined);
   process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);

@@ -17,6 +17,8 @@
  * placeholders in AWS's shape, so the package builds anywhere, without AWS credentials (packaging contacts
  * nothing); such a package is for inspection, not for deploying, and the report says so.
  */
+import { parseHandler } from '../shared/lib/handler-ref';
+import { UsageError } from '../shared/lib/usage-error';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,7 +46,6 @@ const DEPLOY_PARAMS = [
 
 const usage = `Usage: npm run package -- [--stage prod] [--region R] [--param name=value]... [--package DIR] [--no-placeholders] [--runs N] [--skip-build] [--check] [--json FILE] [--node PATH]`;
 
-class UsageError extends Error {}
 
 export interface FunctionReport {
   function: string;
@@ -229,9 +230,8 @@ export function inspectPackage(packageDir: string, runs: number, node = process.
     try {
       const entries: ZipEntry[] = extractZip(fn.zip, dir);
       const names = entries.map((entry) => entry.name);
-      const dot = fn.handler.lastIndexOf('.');
-      const exportName = fn.handler.slice(dot + 1);
-      const bundle = entries.find((entry) => /\.(mjs|cjs|js)$/.test(entry.name) && entry.name.replace(/\.(mjs|cjs|js)$/, '') === fn.handler.slice(0, dot));
+      const { module: modulePath, exportName } = parseHandler(fn.handler);
+      const bundle = entries.find((entry) => /\.(mjs|cjs|js)$/.test(entry.name) && entry.name.replace(/\.(mjs|cjs|js)$/, '') === modulePath);
       const map = bundle && entries.find((entry) => entry.name === `${bundle.name}.map`);
       const sourceMap = map ? (JSON.parse(readFileSync(join(dir, map.name), 'utf8')) as { sources?: string[] }) : {};
       const bundled = bundledFrom(sourceMap);

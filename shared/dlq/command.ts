@@ -9,6 +9,7 @@
  * 2 bad command line; 3 the DLQ is busy with another list or redrive. Ctrl-C during a redrive stops it
  * after the message in hand; nothing is lost.
  */
+import { UsageError } from '../lib/usage-error';
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, config as processConfig } from '../config';
 import { createLogger } from '../logging';
@@ -31,10 +32,7 @@ Exit codes: 0 done, 1 failed, 2 bad command line, 3 DLQ busy.`;
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, busy: 3 } as const;
 
-/** The command line is wrong; the message says how. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
+export { UsageError } from '../lib/usage-error';
 
 const OPTIONS = {
   queue: { type: 'string', multiple: true },
