@@ -15,8 +15,8 @@
  * p50/p99, the RSS (and threads: Lambda instances are worker threads) of the serverless-offline process and
  * its children before, during and after, the statuses before and after (the whole pipeline runs then, and
  * on a busy machine serverless-offline can fall behind whatever the broker does), and the connections the
- * proxy saw, with the most one Broker's backoff allows in the outage. They go to test/.output/broker-outage.json and to the console (and what npm start
- * printed to broker-outage.log next to it).
+ * proxy saw, with the most one Broker's backoff allows in the outage. They go to
+ * test/.output/broker-outage.json and to the console; what npm start printed goes to broker-outage.log.
  *
  * BROKER_OUTAGE_PUBLISH_WAIT_MS overrides the 60 s (e.g. 2000, the default, to measure an older build as the
  * bug was first reported). A memory guard stops sending if the process tree passes 6 GB.
@@ -108,11 +108,14 @@ const percentile = (values: number[], p: number): number | null => {
   return Math.round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! * 10) / 10;
 };
 
-/** Connection attempts one Broker makes in `ms` with its backoff schedule: one at once, then one after each wait. */
-function attemptsWithin(ms: number, options: { initialBackoffMs: number; maxBackoffMs: number }): number {
+/**
+ * The most connection attempts one Broker makes in `ms` with its backoff schedule: one at once, then one
+ * after each wait, every wait as short as its jitter allows.
+ */
+function attemptsWithin(ms: number, options: { initialBackoffMs: number; maxBackoffMs: number; backoffJitter: number }): number {
   let attempts = 1;
   for (let waited = 0, round = 0; ; round++) {
-    waited += Math.min(options.maxBackoffMs, options.initialBackoffMs * 2 ** round);
+    waited += Math.min(options.maxBackoffMs, options.initialBackoffMs * 2 ** round) * (1 - options.backoffJitter);
     if (waited > ms) return attempts;
     attempts++;
   }
