@@ -23,6 +23,11 @@ export interface BrokerOptions {
   /** First wait before reconnecting, doubled on each failure up to `maxBackoffMs` (defaults 200 ms, 10 s). */
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * Each wait is shortened by up to this fraction at random (default 0.5, "equal jitter"), so processes that
+   * lost the broker at the same moment (every Lambda instance, the runner) do not all come back in lockstep.
+   */
+  backoffJitter?: number;
   /** Attempts before `connect()` gives up; the default (Infinity) keeps trying until `close()`. */
   maxAttempts?: number;
 }
@@ -32,6 +37,7 @@ const defaults = {
   heartbeatSeconds: 10,
   initialBackoffMs: 200,
   maxBackoffMs: 10_000,
+  backoffJitter: 0.5,
   maxAttempts: Number.POSITIVE_INFINITY,
 };
 
@@ -216,7 +222,7 @@ export class Broker extends EventEmitter {
   }
 
   private async connectLoop(): Promise<ChannelModel> {
-    const { urls, maxAttempts, initialBackoffMs, maxBackoffMs } = this.options;
+    const { urls, maxAttempts, initialBackoffMs, maxBackoffMs, backoffJitter } = this.options;
     let lastError: unknown;
     for (let attempt = 1; attempt <= maxAttempts && !this.closed; attempt++) {
       const url = urls[this.urlIndex % urls.length]!;
@@ -242,7 +248,8 @@ export class Broker extends EventEmitter {
         // A full round over every URL fails before the backoff grows.
         const round = Math.floor((attempt - 1) / urls.length);
         if (attempt % urls.length === 0 && attempt < maxAttempts) {
-          await sleep(Math.min(maxBackoffMs, initialBackoffMs * 2 ** round), undefined, { signal: this.closing.signal }).catch(() => undefined);
+          const backoffMs = Math.min(maxBackoffMs, initialBackoffMs * 2 ** round) * (1 - backoffJitter * Math.random());
+          await sleep(backoffMs, undefined, { signal: this.closing.signal }).catch(() => undefined);
         }
       }
     }
