@@ -17,7 +17,7 @@ import { lazy } from '../lib/lazy';
 import { type Logger, logger as processLogger } from '../logging';
 import { messaging, type Publisher } from '../messaging';
 import { type BatchReport, type InboxStore, queueFunction, type QueueRecord, type RecordContext } from '../middleware';
-import { outboxMessage, publishEvent } from '../outbox';
+import { outboxMessage, publishCommitted as publishFromMemory } from '../outbox';
 import type { RabbitMQEvent } from '../rmq-event';
 import { type NewOutboxMessage, openStore, type Store, type Tx } from '../store';
 
@@ -94,20 +94,18 @@ export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctio
 }
 
 /**
- * Batch-level middleware: publishes the events the batch's records committed, in parallel, each through the
- * outbox's own path (confirm, then mark published). A failure leaves the row for the relay, so this never
- * fails the batch; it runs on the error path too, for the records that did commit.
+ * Batch-level middleware: publishes the events the batch's records committed, from memory, together (one
+ * round of confirms, one statement marking them published). A failure leaves the row for the relay, so this
+ * never fails the batch; it runs on the error path too, for the records that did commit.
  */
 function publishCommitted(deps: QueueDeps, committed: WeakMap<Context, NewOutboxMessage[]>): middy.MiddlewareObj<RabbitMQEvent, BatchReport> {
   const publishAll = async (request: middy.Request<RabbitMQEvent, BatchReport>) => {
     const rows = committed.get(request.context) ?? [];
     committed.delete(request.context);
     if (rows.length === 0) return;
-    const store = await deps.store();
-    const publisher = deps.publisher();
-    const results = await Promise.allSettled(rows.map((row) => publishEvent(store, publisher, row.event_id)));
-    const failed = results.filter((result) => result.status === 'rejected' || result.value === 'failed').length;
-    if (failed) (request.context as Context & { logger?: Logger }).logger?.warn({ events: failed }, 'events left in the outbox for the relay');
+    const outcomes = await publishFromMemory(await deps.store(), deps.publisher(), rows);
+    const left = outcomes.filter((outcome) => outcome !== 'published').length;
+    if (left) (request.context as Context & { logger?: Logger }).logger?.warn({ events: left }, 'events left in the outbox for the relay');
   };
   return {
     before: (request) => {

@@ -10,7 +10,7 @@ import { NotFoundError, ProblemError, type ProblemSpec, RETRY_AFTER_SECONDS, Una
 import { storableText, ValidationError } from '../contract/validation';
 import { newEvent, OrderPlaced } from '../events';
 import { outboxMessage } from '../outbox/message';
-import { DEFAULT_PAGE_SIZE, DuplicateError, InvalidCursorError, MAX_PAGE_SIZE, type Order, type OrderPage, type Store } from '../store';
+import { DEFAULT_PAGE_SIZE, DuplicateError, InvalidCursorError, MAX_PAGE_SIZE, type NewOutboxMessage, type Order, type OrderPage, type Store } from '../store';
 
 /** The service name on every message intake emits (AMQP `appId`). */
 export const INTAKE_APP_ID = 'order-intake';
@@ -101,7 +101,8 @@ export interface PlaceOrderOptions {
 }
 
 export type PlaceOrderResult =
-  | { order: Order; created: true; event: OrderPlaced }
+  /** `message`: the event's outbox row, for publishing right after the commit. */
+  | { order: Order; created: true; event: OrderPlaced; message: NewOutboxMessage }
   | { order: Order; created: false };
 
 type OrderStore = Pick<Store, 'transaction' | 'orders' | 'outbox'>;
@@ -125,6 +126,7 @@ export async function placeOrder(store: OrderStore, request: PlaceOrderRequest, 
 
   const now = options.now ?? new Date();
   const event = newEvent('OrderPlaced', { ...request, order_id: randomUUID(), timestamp: now.toISOString() });
+  const message = outboxMessage(event, INTAKE_APP_ID, options.correlationId);
   try {
     const order = await store.transaction(async (tx) => {
       const stored = await tx.orders.insert({
@@ -136,10 +138,10 @@ export async function placeOrder(store: OrderStore, request: PlaceOrderRequest, 
         request_hash: hash,
         created_at: now,
       });
-      await tx.outbox.add([outboxMessage(event, INTAKE_APP_ID, options.correlationId)]);
+      await tx.outbox.add([message]);
       return stored;
     });
-    return { order, created: true, event };
+    return { order, created: true, event, message };
   } catch (error) {
     // A concurrent request with the same key won the insert. On PostgreSQL the failed transaction is
     // aborted, so the winner is read here, after it, not inside it.

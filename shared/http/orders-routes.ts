@@ -6,7 +6,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { parseInput, ValidationError } from '../contract/validation';
 import { getOrder, ListOrdersQuery, listOrders, OrderId, PlaceOrderRequest, placeOrder } from '../domain/orders';
-import { publishEvent } from '../outbox';
+import { publishCommitted } from '../outbox';
 import type { Order } from '../store';
 import { MAX_KEY_LENGTH } from './limits';
 
@@ -69,10 +69,10 @@ export const ordersRoutes: FastifyPluginAsync = async (app) => {
     if (result.created) {
       // The order is committed; whatever happens here, the answer is 202 and the relay sends what is left.
       const eventId = result.event.event_id;
-      const outcome = await publishEvent(store, publisher, eventId, { timeoutMs: config.intakePublishWaitMs, logger: request.log }).catch(
+      const [outcome] = await publishCommitted(store, publisher, [result.message], { timeoutMs: config.intakePublishWaitMs, logger: request.log }).catch(
         (error: unknown) => {
           request.log.warn({ err: error, eventId }, 'publish after commit failed; the outbox relay will send it');
-          return 'failed' as const;
+          return ['failed' as const];
         },
       );
       if (outcome === 'deferred') {

@@ -3,7 +3,7 @@
  *
  *   await publishPending(store, publisher, { limit: 100 });            // one round
  *   const stop = startOutboxRelay({ store, publisher, intervalMs, logger }); // a loop; await stop() to end it
- *   await publishEvent(store, publisher, eventId, { timeoutMs });      // one row, right after its commit
+ *   await publishCommitted(store, publisher, messages, { timeoutMs }); // just committed, from memory
  */
 export * from './message';
 export * from './publish';

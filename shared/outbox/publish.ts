@@ -14,13 +14,14 @@
 import type { Options } from 'amqplib';
 import type { Logger } from '../logging';
 import { BrokerUnavailableError, type OutgoingMessage, type Publisher } from '../messaging';
-import type { OutboxMessage, Store } from '../store';
+import type { NewOutboxMessage, OutboxMessage, Store } from '../store';
+import { within } from '../lib/within';
 
 /** What the relay logs with: any pino-style logger (fastify's request logger too). */
 export type OutboxLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
 /** What the relay needs of a store. */
-export type RelayStore = Pick<Store, 'outbox' | 'db'>;
+export type RelayStore = Pick<Store, 'outbox'>;
 
 /** The broker did not confirm within the wait; the row stays pending (and is marked if the confirm comes later). */
 export class OutboxPublishTimeoutError extends Error {
@@ -75,20 +76,14 @@ export async function sendRow(store: RelayStore, publisher: Publisher, row: Outb
   const flying = inFlightOf(publisher);
   flying.add(row.event_id);
   const attempt = publisher.publish(toOutgoing(row)).finally(() => flying.delete(row.event_id));
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new OutboxPublishTimeoutError(row.event_id, timeoutMs)), timeoutMs);
-  });
   try {
-    await Promise.race([attempt, timeout]);
+    await within(attempt, timeoutMs, () => new OutboxPublishTimeoutError(row.event_id, timeoutMs));
     return undefined;
   } catch (error) {
     if (error instanceof OutboxPublishTimeoutError) {
       attempt.then(() => store.outbox.markPublished([row.id])).catch(() => undefined);
     }
     return error ?? new Error('publish failed');
-  } finally {
-    clearTimeout(timer);
   }
 }
 
@@ -124,24 +119,50 @@ export async function publishRow(
   return settleRow(store, row, error, options.logger);
 }
 
-/** The unpublished row of this event, if there is one. */
-export async function pendingRow(store: RelayStore, eventId: string): Promise<OutboxMessage | undefined> {
-  const row = await store.db
-    .selectFrom('outbox')
-    .select(['id', 'event_id', 'exchange', 'routing_key', 'body', 'properties', 'created_at', 'attempts', 'last_error'])
-    .where('event_id', '=', eventId)
-    .where('published_at', 'is', null)
-    .executeTakeFirst();
-  return row && { ...row, properties: JSON.parse(row.properties) as Record<string, unknown> };
-}
+/** The AMQP message for an event just committed: the body as the outbox stored it (its JSON), its properties. */
+const outgoingOf = (message: NewOutboxMessage): OutgoingMessage => ({
+  exchange: message.exchange,
+  routingKey: message.routing_key,
+  body: Buffer.from(JSON.stringify(message.body)),
+  options: { ...(message.properties as Options.Publish), messageId: message.event_id },
+});
 
-/** Publishes the pending row of one event (intake's path right after commit); 'not_pending' if already sent. */
-export async function publishEvent(
-  store: RelayStore,
+/**
+ * Publishes events just committed, from memory (their rows are not read back): all sent at once, each with
+ * its confirm; those confirmed within `timeoutMs` are marked published with ONE statement, and a confirm
+ * that comes later still marks its row. Whatever was not confirmed stays pending for the relay; while the
+ * broker is known down that is at once ('deferred'). Never throws for a broker problem, only when the
+ * database fails; the outcomes are in the messages' order.
+ */
+export async function publishCommitted(
+  store: Pick<Store, 'outbox'>,
   publisher: Publisher,
-  eventId: string,
+  messages: readonly NewOutboxMessage[],
   options: PublishRowOptions = {},
-): Promise<PublishOutcome> {
-  const row = await pendingRow(store, eventId);
-  return row ? publishRow(store, publisher, row, options) : 'not_pending';
+): Promise<PublishOutcome[]> {
+  if (messages.length === 0) return [];
+  const timeoutMs = options.timeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
+  const flying = inFlightOf(publisher);
+  const attempts = messages.map((message) => {
+    flying.add(message.event_id);
+    return publisher.publish(outgoingOf(message)).finally(() => flying.delete(message.event_id));
+  });
+  const errors = await Promise.all(
+    attempts.map((attempt, i) =>
+      within(attempt, timeoutMs, () => new OutboxPublishTimeoutError(messages[i]!.event_id, timeoutMs)).then(
+        () => undefined,
+        (error: unknown) => error ?? new Error('publish failed'),
+      ),
+    ),
+  );
+  await store.outbox.markPublishedByEventId(messages.filter((_, i) => errors[i] === undefined).map((message) => message.event_id));
+  return errors.map((error, i) => {
+    if (error === undefined) return 'published';
+    if (error instanceof OutboxPublishTimeoutError) {
+      attempts[i]!.then(() => store.outbox.markPublishedByEventId([messages[i]!.event_id])).catch(() => undefined);
+    }
+    if (isBrokerUnavailable(error)) return 'deferred';
+    options.logger?.warn({ err: error, eventId: messages[i]!.event_id }, 'publish after commit failed; the outbox relay will send it');
+    return 'failed';
+  });
 }

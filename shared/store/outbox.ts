@@ -79,6 +79,18 @@ export class Outbox {
     return Number(result.numUpdatedRows);
   }
 
+  /** Marks the messages of these events as published (broker confirmed), in one statement; returns how many were marked. */
+  async markPublishedByEventId(eventIds: readonly string[], at: Date | string = new Date()): Promise<number> {
+    if (eventIds.length === 0) return 0;
+    const result = await this.db
+      .updateTable('outbox')
+      .set({ published_at: toIso(at) })
+      .where('event_id', 'in', eventIds)
+      .where('published_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
   /** Counts a failed publish attempt and keeps its error; the message stays pending. */
   async recordFailure(id: number, error: unknown): Promise<void> {
     const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
