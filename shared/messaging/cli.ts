@@ -1,6 +1,6 @@
 /** `npm run topology`: declares the exchanges and queues on the configured broker and lists them. */
 import { ConfigError, config, redactUrl } from '../config';
-import { Broker } from './connection';
+import { Broker } from '../amqp';
 import { declareTopology } from './topology';
 import { topologyOptions } from './index';
 

@@ -1,15 +1,13 @@
 /**
- * Messaging for this process: one Broker connection (topology declared on every connect) and one Publisher.
+ * This app's messaging: its topology (declared from topology.ts), and the process's one Broker connection
+ * (topology declared on every connect) and one Publisher. The AMQP plumbing itself is shared/amqp, re-exported
+ * here for the app's modules.
  */
+import { Broker, type BrokerOptions, Publisher } from '../amqp';
 import { config, type Config } from '../config';
-import { Broker, type BrokerOptions } from './connection';
-import { Publisher } from './publisher';
 import { declareTopology, type WorkQueue } from './topology';
 
-export * from './connection';
-
-export * from './publisher';
-export * from './republish';
+export * from '../amqp';
 export * from './topology';
 
 /** Topology settings derived from configuration. */

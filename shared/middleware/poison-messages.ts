@@ -14,8 +14,8 @@
 import type middy from '@middy/core';
 import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders, RETRY_DELAY_HEADER } from '../contract/headers';
 import { EXCHANGES } from '../contract/routes';
-import type { OutgoingMessage } from '../messaging/publisher';
-import { republishProperties } from '../messaging/republish';
+import type { OutgoingMessage } from '../amqp/publisher';
+import { republishProperties } from '../amqp/republish';
 import { classifyError, DeadLetterPublishError } from './errors';
 import type { QueueRecord, RecordContext, RecordOutcome } from './types';
 

@@ -9,8 +9,8 @@
 import type { ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
 import { redactUrl } from '../lib/redact-url';
-import { Broker } from '../messaging/connection';
-import { Publisher } from '../messaging/publisher';
+import { Broker } from '../amqp/connection';
+import { Publisher } from '../amqp/publisher';
 import { localEventSourceArn } from '../rmq-event';
 import type { TriggerDefinition } from './definitions';
 import type { Invoker } from './invokers';

@@ -17,10 +17,10 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
-import type { Broker } from '../messaging/connection';
+import type { Broker } from '../amqp/connection';
 import { attemptOf, type FailureClass, failureHeaders } from '../contract/headers';
-import { type Publisher, UnroutableError } from '../messaging/publisher';
-import { republishProperties } from '../messaging/republish';
+import { type Publisher, UnroutableError } from '../amqp/publisher';
+import { republishProperties } from '../amqp/republish';
 import {
   base64Length,
   envelopeBytes,

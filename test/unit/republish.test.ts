@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_HEADERS_BYTES, republishProperties, tableBytes, TRUNCATED_HEADERS_HEADER } from '../../shared/messaging/republish';
+import { MAX_HEADERS_BYTES, republishProperties, tableBytes, TRUNCATED_HEADERS_HEADER } from '../../shared/amqp/republish';
 
 // amqplib's own encoder for the properties frame: what Publisher.publish would run into. Its package exports
 // hide lib/, so it is loaded by path.
