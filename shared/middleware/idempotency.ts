@@ -13,6 +13,7 @@
  */
 import type middy from '@middy/core';
 import { eventProperties, ROUTES, type DomainEvent } from '../events';
+import { toShortstr } from '../messaging/republish';
 import type { NewOutboxMessage, Store, Tx } from '../store';
 import { MissingMessageIdError } from './errors';
 import type { QueueRecord, RecordContext, RecordOutcome } from './types';
@@ -105,7 +106,9 @@ export function idempotency<T = unknown>(options: IdempotencyOptions): middy.Mid
         exchange: route.exchange,
         routing_key: route.routingKey,
         body: event,
-        properties: eventProperties(event, appId, correlationId),
+        // Cut to a shortstr: a correlationId that arrived with bytes that are not UTF-8 can be longer once
+        // decoded, and an event amqplib refuses to publish would stay in the outbox for ever.
+        properties: eventProperties(event, appId, toShortstr(correlationId)),
       };
       await transaction.tx.outbox.add([row]);
       emitted.push(row);
