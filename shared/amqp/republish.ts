@@ -12,6 +12,8 @@
  * never refused, and never silently different.
  */
 import type { Options } from 'amqplib';
+import { amqpTypedValue } from '../rmq-event/build';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, RETRY_DELAY_HEADER } from '../contract/headers';
 
 /** The AMQP properties a copy carries over; both amqplib's and the decoded aws:rmq records' fit. */
 export interface CopiedProperties {
@@ -70,7 +72,17 @@ export function republishProperties(properties: CopiedProperties, headers: Recor
 function shortstr(name: string, value: string | undefined, notes: string[]): string | undefined {
   if (value === undefined || Buffer.byteLength(value) <= SHORTSTR_BYTES) return value;
   notes.push(`${name} cut to ${SHORTSTR_BYTES} bytes from ${Buffer.byteLength(value)}`);
-  return cutUtf8(value, SHORTSTR_BYTES);
+  return toShortstr(value);
+}
+
+/**
+ * `value` cut to the 255 UTF-8 bytes of an AMQP shortstr, at a character boundary: for a property of a
+ * received message that a new message carries on (a correlationId). What arrived as a shortstr may not be one
+ * any more: amqplib decodes each byte that is not UTF-8 to U+FFFD, 3 bytes, so 255 bytes can come back as
+ * 765, and amqplib refuses to publish a property over 255 bytes.
+ */
+export function toShortstr(value: string | undefined): string | undefined {
+  return value === undefined || Buffer.byteLength(value) <= SHORTSTR_BYTES ? value : cutUtf8(value, SHORTSTR_BYTES);
 }
 
 /** `text` cut to at most `bytes` UTF-8 bytes, at a character boundary. */
@@ -95,14 +107,11 @@ function encodableTable(table: Record<string, unknown>, notes: string[], path = 
   return out;
 }
 
-const isTyped = (value: object): value is { '!': 'timestamp' | 'decimal'; value: unknown } =>
-  Object.keys(value).length === 2 && 'value' in value && ((value as { '!'?: unknown })['!'] === 'timestamp' || (value as { '!'?: unknown })['!'] === 'decimal');
-
 function encodableValue(value: unknown, notes: string[], path: string, depth: number): unknown {
   if (value === null || typeof value === 'string' || typeof value === 'boolean' || Buffer.isBuffer(value)) return value;
   if (value instanceof Uint8Array) return Buffer.from(value);
-  if (typeof value === 'number') return encodableNumber(value);
-  if (typeof value === 'bigint') return encodableNumber(Number(value));
+  if (typeof value === 'number') return encodableNumber(value, notes, path);
+  if (typeof value === 'bigint') return encodableNumber(Number(value), notes, path);
   if (typeof value !== 'object') {
     notes.push(`${path}: a ${typeof value} replaced by its text`);
     return String(value);
@@ -112,46 +121,71 @@ function encodableValue(value: unknown, notes: string[], path: string, depth: nu
     return `[nested deeper than ${MAX_DEPTH} levels]`;
   }
   if (Array.isArray(value)) return value.map((item, i) => (item === undefined ? null : encodableValue(item, notes, `${path}[${i}]`, depth + 1)));
-  if (isTyped(value)) {
-    if (value['!'] === 'decimal') return value;
-    const seconds = Number(value.value);
-    if (Number.isSafeInteger(seconds) && seconds >= 0) return value;
-    notes.push(`${path}: timestamp ${String(value.value)} kept as a number`);
-    return encodableNumber(seconds);
+  // Only amqplib's own typed values pass as such: its encoder reads any '!' key as a type, and throws on a
+  // '!' decimal that is not {places, digits}; other tables have their '!' keys renamed.
+  const typed = amqpTypedValue(value);
+  if (typed?.type === 'decimal') return value;
+  if (typed?.type === 'timestamp') {
+    if (Number.isSafeInteger(typed.seconds)) return value;
+    notes.push(`${path}: timestamp ${typed.seconds} kept as a number`);
+    return encodableNumber(typed.seconds, notes, path);
   }
   return encodableTable(value as Record<string, unknown>, notes, `${path}.`, depth);
 }
 
-/** amqplib encodes a whole number as a 64-bit integer: NaN, -Infinity and anything past ±2^63 must be doubles. */
-function encodableNumber(value: number): unknown {
+/**
+ * amqplib encodes a whole number as a 64-bit integer: anything past ±2^63 must be a double. NaN and ±Infinity
+ * become their text: RabbitMQ refuses a non-finite double or float with connection.close 541, which would take
+ * the publishing connection down, and every consumer on it.
+ */
+function encodableNumber(value: number, notes: string[], path: string): unknown {
+  if (!Number.isFinite(value)) {
+    notes.push(`${path}: ${value} replaced by its text (RabbitMQ refuses non-finite numbers)`);
+    return String(value);
+  }
   const integer = Number.isInteger(value) && value >= -INT64 && value < INT64;
   const guessedDouble = value >= INT64 || (Math.abs(value) < 2 ** 50 && !Number.isInteger(value));
   return integer || guessedDouble ? value : { '!': 'double', value };
 }
 
 /**
+ * The headers this system writes on a copy (why it failed, its attempt, where a retry goes, the original
+ * user): the last entries dropped from a table that is too large, whatever the sizes of the others.
+ */
+const OWN_HEADERS: ReadonlySet<string> = new Set([...Object.values(FAILURE_HEADERS), ATTEMPT_HEADER, RETRY_DELAY_HEADER, 'x-original-user-id']);
+
+/**
  * Shrinks `table` in place until it encodes within MAX_HEADERS_BYTES: first every string or byte value over
- * TRUNCATED_VALUE_BYTES is cut to that length, then whole entries are dropped, largest first. Our own headers
- * (x-error-*, x-attempt, ...) are small and added last by the callers, so they are what is kept.
+ * TRUNCATED_VALUE_BYTES is cut to that length, then whole entries are dropped, the message's own before ours
+ * (OWN_HEADERS), largest first: a dead letter keeps its reason even when the original carried thousands of
+ * entries about the size of x-error-name. The size is kept as a running total, so a table of tens of
+ * thousands of tiny entries is shrunk in linear time.
  */
 function fitTable(table: Record<string, unknown>, notes: string[]): void {
-  if (tableBytes(table) <= MAX_HEADERS_BYTES) return;
+  let total = tableBytes(table);
+  if (total <= MAX_HEADERS_BYTES) return;
+  // defineProperty: a "__proto__" header is an entry, not the table's prototype.
+  const set = (key: string, value: unknown) => {
+    total += valueBytes(value) - valueBytes(table[key]);
+    Object.defineProperty(table, key, { value, enumerable: true, writable: true, configurable: true });
+  };
   for (const [key, value] of Object.entries(table)) {
     if (typeof value === 'string' && Buffer.byteLength(value) > TRUNCATED_VALUE_BYTES) {
       notes.push(`${key} cut to ${TRUNCATED_VALUE_BYTES} bytes from ${Buffer.byteLength(value)}`);
-      table[key] = `${cutUtf8(value, TRUNCATED_VALUE_BYTES)}…`;
+      set(key, `${cutUtf8(value, TRUNCATED_VALUE_BYTES)}…`);
     } else if (Buffer.isBuffer(value) && value.length > TRUNCATED_VALUE_BYTES) {
       notes.push(`${key} cut to ${TRUNCATED_VALUE_BYTES} bytes from ${value.length}`);
-      table[key] = value.subarray(0, TRUNCATED_VALUE_BYTES);
+      set(key, value.subarray(0, TRUNCATED_VALUE_BYTES));
     }
   }
-  const bySize = Object.entries(table)
-    .map(([key, value]) => ({ key, bytes: valueBytes(value) }))
-    .sort((a, b) => b.bytes - a.bytes);
-  for (const { key, bytes } of bySize) {
-    if (tableBytes(table) <= MAX_HEADERS_BYTES) return;
+  const dropOrder = Object.entries(table)
+    .map(([key, value]) => ({ key, bytes: valueBytes(value), own: OWN_HEADERS.has(key) }))
+    .sort((a, b) => Number(a.own) - Number(b.own) || b.bytes - a.bytes);
+  for (const { key, bytes } of dropOrder) {
+    if (total <= MAX_HEADERS_BYTES) return;
     notes.push(`${key} dropped (${bytes} bytes encoded)`);
     delete table[key];
+    total -= 1 + Buffer.byteLength(key) + bytes;
   }
 }
 

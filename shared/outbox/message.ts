@@ -1,4 +1,5 @@
 /** The outbox row of an event: where it goes (its route) and the AMQP properties it is published with. */
+import { toShortstr } from '../amqp/republish';
 import { type DomainEvent, eventProperties, ROUTES } from '../events';
 import type { NewOutboxMessage } from '../store';
 
@@ -9,6 +10,8 @@ export function outboxMessage(event: DomainEvent, appId: string, correlationId?:
     exchange: route.exchange,
     routing_key: route.routingKey,
     body: event,
-    properties: eventProperties(event, appId, correlationId),
+    // Cut to a shortstr: a correlationId that arrived with bytes that are not UTF-8 can be longer once
+    // decoded, and an event amqplib refuses to publish would stay in the outbox for ever.
+    properties: eventProperties(event, appId, toShortstr(correlationId)),
   };
 }

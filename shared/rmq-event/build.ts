@@ -44,6 +44,31 @@ function timestampAt(where: string, seconds: unknown): string {
   }
 }
 
+/** One of amqplib's typed header values: a 'T' timestamp (seconds) or a 'D' decimal. */
+export type AmqpTypedValue = { type: 'timestamp'; seconds: number } | { type: 'decimal'; places: number; digits: number };
+
+const isTable = (value: unknown): value is object =>
+  value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Uint8Array);
+
+/**
+ * The typed value `value` is, if it is one exactly as amqplib's decoder makes them: `{'!': 'timestamp', value:
+ * <whole seconds, 0 or more>}` for a 'T' field, `{'!': 'decimal', value: {places: 0..255, digits: uint32}}`
+ * for a 'D' field. Anything else is a table, '!' key or not: any client may send `{'!': 'timestamp', value:
+ * 'soon'}` or `{'!': 'decimal'}`, which have a JSON form like every table. (A table sent in exactly the typed
+ * shape reads as the typed value: amqplib gives a consumer nothing to tell them apart.)
+ */
+export function amqpTypedValue(value: unknown): AmqpTypedValue | undefined {
+  if (!isTable(value)) return undefined;
+  const keys = Object.keys(value);
+  if (keys.length !== 2 || !keys.includes('!') || !keys.includes('value')) return undefined;
+  const { '!': type, value: inner } = value as { '!': unknown; value: unknown };
+  if (type === 'timestamp') return typeof inner === 'number' && Number.isInteger(inner) && inner >= 0 ? { type, seconds: inner } : undefined;
+  if (type !== 'decimal' || !isTable(inner) || Object.keys(inner).length !== 2) return undefined;
+  const { places, digits } = inner as { places?: unknown; digits?: unknown };
+  const whole = (n: unknown, max: number): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max;
+  return whole(places, 255) && whole(digits, 0xffff_ffff) ? { type, places, digits } : undefined;
+}
+
 /**
  * Encodes one header value as AWS sends it: strings as `{bytes}` (UTF-8, signed as Java prints them),
  * Buffers as plain arrays of signed bytes, amqplib's typed timestamps as formatted dates and decimals as
@@ -63,12 +88,9 @@ export function encodeHeaderValue(value: unknown, where = 'header', depth = 0): 
   if (depth >= MAX_HEADER_DEPTH) throw new UnrepresentableMessageError(where, `nested deeper than ${MAX_HEADER_DEPTH} levels`);
   if (Array.isArray(value)) return value.map((item, i) => encodeHeaderValue(item, `${where}[${i}]`, depth + 1));
   // amqplib's typed values; any other object, even one with a "!" key, is a table.
-  const { '!': type, value: typed } = value as { '!'?: unknown; value?: unknown };
-  if (type === 'timestamp') return timestampAt(where, typed);
-  if (type === 'decimal') {
-    const { places, digits } = (typed ?? {}) as { places?: unknown; digits?: unknown };
-    return encodeHeaderValue(Number(digits) / 10 ** Number(places), where, depth + 1);
-  }
+  const typed = amqpTypedValue(value);
+  if (typed?.type === 'timestamp') return timestampAt(where, typed.seconds);
+  if (typed?.type === 'decimal') return encodeHeaderValue(typed.digits / 10 ** typed.places, where, depth + 1);
   return encodeHeaderTable(value, where, depth + 1);
 }
 

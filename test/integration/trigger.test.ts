@@ -135,6 +135,45 @@ describe('trigger: hostile messages (real broker)', () => {
     expect(runner.triggers[0]!.counts).toMatchObject({ received: 4, acked: 4, requeued: 0 });
   });
 
+  it('reads headers shaped like amqplib\u2019s typed values as tables, and dead-letters a message carrying them once, connection intact', async () => {
+    // Found by test/fault/broker-fuzz. {'!': 'timestamp', value: 'soon'} is a table any client may send: it was
+    // refused as unrepresentable, and its dead-letter copy carried a NaN double, which RabbitMQ refuses by
+    // closing the whole connection (541), consumers included, on every redelivery; {'!': 'decimal', value: 'x'}
+    // made amqplib throw on the copy, and the message was requeued for ever.
+    const queue = uniqueQueue('trigger-typed');
+    const fn = recorder();
+    const { runner } = await start([trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 0.3 })], { fn: fn.handler }, { deadLetterExchange: 'dlx' });
+    const typedLooking = {
+      soon: { t: 'F', v: [['!', { t: 'S', v: 'timestamp' }], ['value', { t: 'S', v: 'soon' }]] },
+      dec: { t: 'F', v: [['!', { t: 'S', v: 'decimal' }], ['value', { t: 'S', v: 'x' }]] },
+      bare: { t: 'F', v: [['!', { t: 'S', v: 'timestamp' }]] },
+    } as const;
+    const raw = await openRawPublisher(AMQP_URL);
+    try {
+      await raw.publish('', queue, Buffer.from('ok-1'), {});
+      await raw.publish('', queue, Buffer.from('typed-ok'), { messageId: 'typed-ok', headers: typedLooking });
+      // Unrepresentable for its timestamp: dead-lettered by the trigger, with the same headers on the copy.
+      await raw.publish('', queue, Buffer.from('typed-dead'), { messageId: 'typed-dead', timestamp: 10n ** 13n, headers: typedLooking });
+      await raw.publish('', queue, Buffer.from('ok-2'), {});
+    } finally {
+      await raw.close();
+    }
+    await waitFor(async () => (await queueDepth(amqp.connection, dlqName(queue))) === 1, 'the unrepresentable one dead-lettered');
+    await waitFor(() => fn.bodies().length === 3, 'the three representable messages');
+    await waitFor(async () => (await queueDepth(amqp.connection, queue)) === 0, 'the work queue drained');
+    expect(fn.bodies().sort()).toEqual(['ok-1', 'ok-2', 'typed-ok']);
+    const [dead] = await drain(dlqName(queue));
+    expect(dead!.properties.messageId).toBe('typed-dead');
+    expect(dead!.properties.headers).toMatchObject({
+      'x-error-class': 'unrepresentable',
+      soon: { '(!)': 'timestamp', value: 'soon' },
+      dec: { '(!)': 'decimal', value: 'x' },
+    });
+    expect(String(dead!.properties.headers!['x-error-message'])).toContain('timestamp: timestamp 10000000000000');
+    // Once, on one connection: nothing requeued, nothing received twice.
+    expect(runner.triggers[0]!.counts).toMatchObject({ received: 4, deadLettered: 1, acked: 4, requeued: 0, rejected: 0 });
+  });
+
   it('without a dead-letter exchange, rejects such a message to the queue\u2019s own dead-lettering', async () => {
     const queue = uniqueQueue('trigger-reject');
     const fn = recorder();

@@ -5,7 +5,9 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_HEADERS_BYTES, republishProperties, tableBytes, TRUNCATED_HEADERS_HEADER } from '../../shared/amqp/republish';
+import { MAX_HEADERS_BYTES, republishProperties, tableBytes, toShortstr, TRUNCATED_HEADERS_HEADER } from '../../shared/amqp/republish';
+import { FAILURE_HEADERS, failureHeaders } from '../../shared/contract/headers';
+import { eventProperties, newEvent } from '../../shared/events';
 
 // amqplib's own encoder for the properties frame: what Publisher.publish would run into. Its package exports
 // hide lib/, so it is loaded by path.
@@ -57,6 +59,70 @@ describe('republishProperties', () => {
     expect(copy.timestamp).toBeUndefined();
     const notes = String(copy.headers![TRUNCATED_HEADERS_HEADER]);
     for (const said of ['messageId cut', 'timestamp 18446744073709552000 dropped', 'when: timestamp', 'renamed']) expect(notes).toContain(said);
+  });
+
+  // Found by test/fault/broker-fuzz: copies that amqplib encodes but the broker refuses, or amqplib refuses.
+  it('writes NaN and \u00b1Infinity as text: RabbitMQ refuses a non-finite double by closing the whole connection (541)', () => {
+    // {'!': 'timestamp', value: 'soon'} is a table any client may send; read as a timestamp it was NaN, sent as
+    // a NaN double, and the broker closed the worker's connection, consumers and all, on every redelivery.
+    const copy = republishProperties({}, { nan: Number.NaN, inf: Number.POSITIVE_INFINITY, minusInf: Number.NEGATIVE_INFINITY, soon: { '!': 'timestamp', value: 'soon' } });
+    expect(copy.headers).toMatchObject({ nan: 'NaN', inf: 'Infinity', minusInf: '-Infinity', soon: { '(!)': 'timestamp', value: 'soon' } });
+    expect(encodes(copy)).toBe(true);
+    const numbers: number[] = [];
+    const walk = (value: unknown): void => {
+      if (typeof value === 'number') numbers.push(value);
+      else if (value && typeof value === 'object') Object.values(value).forEach(walk);
+    };
+    walk(copy.headers);
+    expect(numbers.every(Number.isFinite)).toBe(true);
+    expect(String(copy.headers![TRUNCATED_HEADERS_HEADER])).toContain('nan: NaN replaced by its text');
+  });
+
+  it('passes on only real typed values: a "!" decimal that is not {places, digits} is a table, which amqplib can encode', () => {
+    // amqplib's encoder threw on these ("Decimal value must be..."): the trigger requeued the message for ever.
+    for (const value of [2.8e-228, 'x', { places: 2, digits: 'x' }, { places: -1, digits: 5 }, { places: 2 }]) {
+      const copy = republishProperties({}, { d: { '!': 'decimal', value } });
+      expect(encodes(copy)).toBe(true);
+      expect(copy.headers!.d).toEqual({ '(!)': 'decimal', value });
+    }
+    const real = { '!': 'decimal', value: { places: 2, digits: 123 } };
+    expect(republishProperties({}, { d: real }).headers!.d).toEqual(real);
+  });
+
+  it('drops the original\u2019s entries before its own failure headers, whatever their sizes', () => {
+    // 4,000 entries of 9..45 bytes: x-error-message (longer) was dropped first, x-error-name (25) could be.
+    const headers: Record<string, unknown> = {};
+    for (let i = 0; i < 4_000; i++) headers[`e${String(i).padStart(5, '0')}`] = 'v'.repeat(4 + ((i * 7919) % 57));
+    const failure = failureHeaders({ errorClass: 'permanent', name: 'SchemaViolationError', message: 'Schema violation: quantity: Too small: expected number to be >0', attempts: 1, queue: 'q' });
+    const copy = republishProperties({}, { ...headers, ...failure, 'retry-delay-ms': 100, 'x-attempt': 2 });
+    expect(encodes(copy)).toBe(true);
+    expect(copy.headers).toMatchObject({ ...failure, 'retry-delay-ms': 100, 'x-attempt': 2 });
+    for (const name of Object.values(FAILURE_HEADERS)) expect(String(copy.headers![TRUNCATED_HEADERS_HEADER])).not.toContain(`${name} dropped`);
+  });
+
+  it('shrinks a table of 18,000 tiny entries (99 KB, within a frame) in linear time, keeping its own headers', () => {
+    // Each drop re-measured the whole table: this took a minute and a half (26,000 entries, five minutes) with
+    // the event loop blocked, so the worker stopped heartbeating and the broker took its connection away.
+    const headers: Record<string, unknown> = {};
+    for (let i = 0; i < 18_000; i++) headers[i.toString(36).padStart(3, '0')] = i % 2 ? null : true;
+    const copy = republishProperties({}, { ...headers, 'x-error-class': 'unrepresentable', 'x-error-name': 'UnrepresentableMessageError' });
+    expect(encodes(copy)).toBe(true);
+    expect(tableBytes(copy.headers!)).toBeLessThanOrEqual(MAX_HEADERS_BYTES + 2_100);
+    expect(copy.headers).toMatchObject({ 'x-error-class': 'unrepresentable', 'x-error-name': 'UnrepresentableMessageError' });
+  });
+
+  it('cuts a correlationId that is no shortstr once decoded, so that an event emitted for the message can be published', () => {
+    // 241 bytes that are not UTF-8 arrive as 241 U+FFFD, 723 bytes: amqplib refused the InventoryReserved event
+    // carrying it, and the outbox relay retried it for ever.
+    const received = Buffer.alloc(241, 0xff).toString('utf8');
+    const event = newEvent('InventoryReserved', { order_id: '6f1c1a43-2b8e-4d7e-9a53-0c1f3e2d4b5a', user_id: 'u', item: 'widget', quantity: 1 });
+    expect(() => encodes(eventProperties(event, 'inventory-reservation', received))).toThrow(/correlationId/);
+    const cut = toShortstr(received)!;
+    expect(Buffer.byteLength(cut)).toBeLessThanOrEqual(255);
+    expect(received.startsWith(cut)).toBe(true);
+    expect(encodes(eventProperties(event, 'inventory-reservation', cut))).toBe(true);
+    expect(toShortstr('corr-1')).toBe('corr-1');
+    expect(toShortstr(undefined)).toBeUndefined();
   });
 
   it('replaces nesting too deep for amqplib\u2019s recursive encoder with a note', () => {

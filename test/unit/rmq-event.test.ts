@@ -239,6 +239,24 @@ describe('building messages', () => {
     expect(encodeHeaderValue({ '!': 'not-a-type', value: 'v', more: 1 })).toEqual({ '!': { bytes: [110, 111, 116, 45, 97, 45, 116, 121, 112, 101] }, value: { bytes: [118] }, more: 1 });
   });
 
+  it('reads a table shaped almost like a typed value as the table it is, not as a timestamp or decimal with no date or number', () => {
+    // Any client can send these tables ("!" and "value" are ordinary keys); they used to be dead-lettered as
+    // unrepresentable ("timestamp undefined is not a date", "NaN has no JSON form"). Found by test/fault/broker-fuzz.
+    const bytes = (text: string) => ({ bytes: Array.from(Buffer.from(text)) });
+    expect(encodeHeaderValue({ '!': 'timestamp', value: 'soon' })).toEqual({ '!': bytes('timestamp'), value: bytes('soon') });
+    expect(encodeHeaderValue({ '!': 'timestamp' })).toEqual({ '!': bytes('timestamp') });
+    expect(encodeHeaderValue({ '!': 'timestamp', value: { '!': 'timestamp', value: 5 } })).toEqual({ '!': bytes('timestamp'), value: 'Jan 1, 1970, 12:00:05 AM' });
+    expect(encodeHeaderValue({ '!': 'timestamp', value: -1.5 })).toEqual({ '!': bytes('timestamp'), value: -1.5 });
+    expect(encodeHeaderValue({ '!': 'timestamp', value: 5, more: 1 })).toEqual({ '!': bytes('timestamp'), value: 5, more: 1 });
+    expect(encodeHeaderValue({ '!': 'decimal', value: 2.8e-228 })).toEqual({ '!': bytes('decimal'), value: 2.8e-228 });
+    expect(encodeHeaderValue({ '!': 'decimal', value: { places: -400, digits: 5 } })).toEqual({ '!': bytes('decimal'), value: { places: -400, digits: 5 } });
+    expect(encodeHeaderValue({ '!': 'decimal', value: { places: 2, digits: 'x' } })).toEqual({ '!': bytes('decimal'), value: { places: 2, digits: bytes('x') } });
+    // What amqplib's decoder makes of 'T' and 'D' fields is still typed; a real timestamp past Date still has no form.
+    expect(encodeHeaderValue({ '!': 'timestamp', value: 60 })).toBe('Jan 1, 1970, 12:01:00 AM');
+    expect(encodeHeaderValue({ '!': 'decimal', value: { places: 255, digits: 4_294_967_295 } })).toBe(4_294_967_295 / 10 ** 255);
+    expect(() => encodeHeaderValue({ '!': 'timestamp', value: 10 ** 13 })).toThrow(UnrepresentableMessageError);
+  });
+
   it('knows what an event weighs, record by record, to the byte', () => {
     const arn = localEventSourceArn();
     const messages = [amqpMessage({ headers: { note: 'héllo ✓' }, messageId: 'ünïcode' }, Buffer.alloc(1000)), amqpMessage({}, Buffer.from('x')), amqpMessage({ timestamp: 1 })];
