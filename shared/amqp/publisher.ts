@@ -73,6 +73,11 @@ export class Publisher {
     ({ confirmTimeoutMs: this.confirmTimeoutMs, maxPending: this.maxPending } = { ...defaults, ...options });
   }
 
+  /** True while the broker is known to be down: a publish would fail at once (BrokerDownError). */
+  get brokerDown(): boolean {
+    return this.broker.status.state === 'down';
+  }
+
   /** Publishes under way right now (at most `maxPending`). */
   get pendingPublishes(): number {
     return this.pending;

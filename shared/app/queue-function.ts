@@ -17,9 +17,12 @@ import { lazy } from '../lib/lazy';
 import { type Logger, logger as processLogger } from '../logging';
 import { messaging, type Publisher } from '../messaging';
 import { type BatchReport, type InboxStore, queueFunction, type QueueRecord, type RecordContext } from '../middleware';
-import { outboxMessage, publishCommitted as publishFromMemory } from '../outbox';
+import { DEFAULT_PUBLISH_TIMEOUT_MS, outboxMessage, publishCommitted as publishFromMemory } from '../outbox';
 import type { RabbitMQEvent } from '../rmq-event';
 import { type NewOutboxMessage, openStore, type Store, type Tx } from '../store';
+
+/** What an invocation is assumed to have left when its context cannot say (a hand-made context in a test). */
+const DEFAULT_INVOCATION_MS = 30_000;
 
 /** The process-wide store, opened on first use (a Lambda container reuses it). */
 export const processStore: () => Promise<Store> = lazy(() => openStore());
@@ -82,7 +85,10 @@ export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctio
       const emitted: NewOutboxMessage[] = [];
       const emit = async (event: DomainEvent) => {
         const row = outboxMessage(event, consumer, record.correlationId);
-        await context.tx.outbox.add([row]);
+        // Published after the batch by publishCommitted: the relays leave it alone until the invocation
+        // could be over and the publish waited out; after a crash they send it then.
+        const remainingMs = typeof context.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : DEFAULT_INVOCATION_MS;
+        await context.tx.outbox.add([row], { leaseMs: remainingMs + DEFAULT_PUBLISH_TIMEOUT_MS });
         emitted.push(row);
       };
       context.afterCommit(() => {

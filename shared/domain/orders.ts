@@ -98,6 +98,8 @@ export interface PlaceOrderOptions {
   backlogLimit?: number;
   /** The order's and the event's time (default: now). */
   now?: Date;
+  /** How long the caller keeps the relays off the event's outbox row, because it publishes it itself. */
+  publishLeaseMs?: number;
 }
 
 export type PlaceOrderResult =
@@ -138,7 +140,7 @@ export async function placeOrder(store: OrderStore, request: PlaceOrderRequest, 
         request_hash: hash,
         created_at: now,
       });
-      await tx.outbox.add([message]);
+      await tx.outbox.add([message], options.publishLeaseMs === undefined ? {} : { leaseMs: options.publishLeaseMs });
       return stored;
     });
     return { order, created: true, event, message };

@@ -65,6 +65,9 @@ export const ordersRoutes: FastifyPluginAsync = async (app) => {
       correlationId: request.correlationId,
       ...(key ? { idempotencyKey: key } : {}),
       backlogLimit: config.outboxBacklogLimit,
+      // Published right below, within the wait: the relays leave the row alone until a little after that
+      // (not while the broker is known down: then the relay sends it as soon as the broker is back).
+      ...(publisher.brokerDown ? {} : { publishLeaseMs: 2 * config.intakePublishWaitMs }),
     });
     if (result.created) {
       // The order is committed; whatever happens here, the answer is 202 and the relay sends what is left.

@@ -130,9 +130,10 @@ const outgoingOf = (message: NewOutboxMessage): OutgoingMessage => ({
 /**
  * Publishes events just committed, from memory (their rows are not read back): all sent at once, each with
  * its confirm; those confirmed within `timeoutMs` are marked published with ONE statement, and a confirm
- * that comes later still marks its row. Whatever was not confirmed stays pending for the relay; while the
- * broker is known down that is at once ('deferred'). Never throws for a broker problem, only when the
- * database fails; the outcomes are in the messages' order.
+ * that comes later still marks its row. Whatever was not confirmed stays pending for the relay (and a lease
+ * the caller took on it ends, unless a confirm may still come); while the broker is known down that is at
+ * once ('deferred'). Never throws for a broker problem, only when the database fails; the outcomes are in
+ * the messages' order.
  */
 export async function publishCommitted(
   store: Pick<Store, 'outbox'>,
@@ -156,6 +157,10 @@ export async function publishCommitted(
     ),
   );
   await store.outbox.markPublishedByEventId(messages.filter((_, i) => errors[i] === undefined).map((message) => message.event_id));
+  // Refused or never sent: the caller's lease ends now, so a relay sends them as soon as it can. One still
+  // waiting for its confirm keeps its lease: the late confirm marks it.
+  const failed = (error: unknown) => error !== undefined && !(error instanceof OutboxPublishTimeoutError);
+  await store.outbox.release(messages.filter((_, i) => failed(errors[i])).map((message) => message.event_id));
   return errors.map((error, i) => {
     if (error === undefined) return 'published';
     if (error instanceof OutboxPublishTimeoutError) {

@@ -10,9 +10,7 @@ import { DEFAULT_PUBLISH_TIMEOUT_MS, isInFlight, type OutboxLogger, type Publish
 export interface PublishPendingOptions {
   /** Rows per round (default 100). */
   limit?: number;
-  /** Leave rows younger than this alone (default 0): intake publishes its own rows right after commit. */
-  minAgeMs?: number;
-  /** Confirm wait per row (default 10 s). */
+  /** Confirm wait per row (default 10 s). A round claims its rows for twice that. */
   timeoutMs?: number;
   logger?: OutboxLogger;
 }
@@ -22,15 +20,18 @@ export interface RelayRound {
   failed: number;
   /** Rows not sent because the broker is unavailable; they stay as they are for a later round. */
   deferred: number;
-  /** Rows this round did not try: too young, or still in flight from an earlier attempt. */
+  /** Rows this round claimed but did not send: still in flight from an earlier attempt of this publisher. */
   skipped: number;
 }
 
 export const DEFAULT_RELAY_LIMIT = 100;
 
 /**
- * One round: publishes up to `limit` pending rows, oldest first, all on one confirm channel (sent in order,
- * confirmed together); each row is marked published after its confirm, or its failure is recorded.
+ * One round: claims up to `limit` pending rows that no one holds a lease on (not their producer, which
+ * publishes them itself right after its commit, nor another relay: see Outbox.claim), oldest first, and
+ * publishes them on one confirm channel (sent in order, confirmed together); each row is marked published
+ * after its confirm, or its failure is recorded and its claim released for the next round. While the broker
+ * is known to be down a round touches nothing.
  *
  * One bad row (e.g. an exchange that does not exist) makes the broker close the channel, which fails every
  * row sent with it. So when the broker refused anything, the refused rows get a second try one at a time in
@@ -41,10 +42,10 @@ export async function publishPending(
   publisher: Publisher,
   options: PublishPendingOptions = {},
 ): Promise<RelayRound> {
-  const rows = await store.outbox.pending(options.limit ?? DEFAULT_RELAY_LIMIT);
-  const youngest = Date.now() - (options.minAgeMs ?? 0);
-  const due = rows.filter((row) => Date.parse(row.created_at) <= youngest && !isInFlight(publisher, row.event_id));
+  if (publisher.brokerDown) return { published: 0, failed: 0, deferred: await store.outbox.backlog(), skipped: 0 };
   const timeoutMs = options.timeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
+  const rows = await store.outbox.claim(options.limit ?? DEFAULT_RELAY_LIMIT, 2 * timeoutMs);
+  const due = rows.filter((row) => !isInFlight(publisher, row.event_id));
   const errors = await Promise.all(due.map((row) => sendRow(store, publisher, row, timeoutMs)));
   if (due.length > 1) {
     for (const [i, row] of due.entries()) {
@@ -52,6 +53,7 @@ export async function publishPending(
     }
   }
   const outcomes = await Promise.all(due.map((row, i) => settleRow(store, row, errors[i], options.logger)));
+  await store.outbox.release(due.filter((_, i) => outcomes[i] === 'failed' || outcomes[i] === 'deferred').map((row) => row.event_id));
   const count = (wanted: PublishOutcome) => outcomes.filter((outcome) => outcome === wanted).length;
   return { published: count('published'), failed: count('failed'), deferred: count('deferred'), skipped: rows.length - due.length };
 }
@@ -66,18 +68,15 @@ export interface OutboxRelayOptions extends PublishPendingOptions {
 /** Stops the loop; resolves once the round under way (if any) has finished. */
 export type StopRelay = () => Promise<void>;
 
-/** Default age below which the loop leaves a row to intake's own publish, to avoid sending it twice. */
-export const DEFAULT_RELAY_MIN_AGE_MS = 1_000;
-
 /**
  * Starts the relay loop. A round that throws (database down) is logged and retried after `intervalMs`.
  * While the broker is down rounds cost one read and no writes (every publish fails at once, see publish.ts);
  * the outage is logged once, when it starts.
  */
 export function startOutboxRelay(options: OutboxRelayOptions): StopRelay {
-  const { store, publisher, intervalMs = 1_000, limit = DEFAULT_RELAY_LIMIT, minAgeMs = DEFAULT_RELAY_MIN_AGE_MS, ...rest } = options;
+  const { store, publisher, intervalMs = 1_000, limit = DEFAULT_RELAY_LIMIT, ...rest } = options;
   const { logger } = rest;
-  const roundOptions: PublishPendingOptions = { ...rest, limit, minAgeMs };
+  const roundOptions: PublishPendingOptions = { ...rest, limit };
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let current: Promise<void> = Promise.resolve();

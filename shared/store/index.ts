@@ -45,12 +45,15 @@ export class Repositories {
   readonly notifications: Notifications;
   readonly outbox: Outbox;
 
-  constructor(readonly db: Kysely<Database>) {
+  constructor(
+    readonly db: Kysely<Database>,
+    readonly dialect: DialectName,
+  ) {
     this.orders = new Orders(db);
     this.stock = new Stock(db);
     this.inbox = new Inbox(db);
     this.notifications = new Notifications(db);
-    this.outbox = new Outbox(db);
+    this.outbox = new Outbox(db, dialect);
   }
 }
 
@@ -61,13 +64,13 @@ export type Tx = Repositories;
 export class Store extends Repositories {
   constructor(
     db: Kysely<Database>,
-    readonly dialect: DialectName,
+    dialect: DialectName,
     /** Where the data lives: the SQLite file's absolute path, or the PostgreSQL URL with its password hidden. */
     readonly location: string,
     /** Migrations that openStore() applied (empty when the schema was already up to date). */
     readonly appliedMigrations: readonly string[],
   ) {
-    super(db);
+    super(db, dialect);
   }
 
   /**
@@ -75,7 +78,7 @@ export class Store extends Repositories {
    * the write lock is taken at the start (`begin immediate`), so concurrent writers queue instead of failing.
    */
   async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute((trx) => fn(new Repositories(trx)));
+    return this.db.transaction().execute((trx) => fn(new Repositories(trx, this.dialect)));
   }
 
   /** Resolves when the database answers; throws StoreError naming the database otherwise (for /health). */

@@ -86,6 +86,13 @@ function migrations(dialect: DialectName): Record<string, Migration> {
           .execute();
       },
     },
+    // Leases on outbox rows: until `claimed_until` no one else sends the row (its producer publishes it
+    // itself, or a relay has claimed it), so a relay never sends a row its producer or another relay is sending.
+    '0002_outbox_claims': {
+      async up(db: Kysely<any>) {
+        await db.schema.alterTable('outbox').addColumn('claimed_until', 'text').execute();
+      },
+    },
   };
 }
 

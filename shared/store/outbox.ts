@@ -3,6 +3,7 @@
  * with confirms by a relay (pending → publish → markPublished), so none is lost while the broker is down.
  */
 import type { Kysely } from 'kysely';
+import type { DialectName } from './migrations';
 import { type Database, toIso } from './schema';
 
 export interface NewOutboxMessage {
@@ -29,16 +30,29 @@ export interface OutboxMessage {
   last_error: string | null;
 }
 
+const parsed = <Row extends { properties: string }>(row: Row) => ({ ...row, properties: JSON.parse(row.properties) as Record<string, unknown> });
+
 /** Longest error text kept per failed attempt. */
 const MAX_ERROR_LENGTH = 2_000;
 
-export class Outbox {
-  constructor(private readonly db: Kysely<Database>) {}
+/** The columns of a row as the relay reads it. */
+const ROW = ['id', 'event_id', 'exchange', 'routing_key', 'body', 'properties', 'created_at', 'attempts', 'last_error'] as const;
 
-  /** Queues messages for publishing; call inside the transaction that makes the change they announce. */
-  async add(messages: readonly NewOutboxMessage[]): Promise<void> {
+export class Outbox {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: DialectName,
+  ) {}
+
+  /**
+   * Queues messages for publishing; call inside the transaction that makes the change they announce.
+   * `leaseMs`: the caller publishes them itself right after the commit, so no relay sends them for that long
+   * (if it crashes first, a relay sends them once the lease ends).
+   */
+  async add(messages: readonly NewOutboxMessage[], options: { leaseMs?: number } = {}): Promise<void> {
     if (messages.length === 0) return;
     const createdAt = toIso();
+    const claimedUntil = options.leaseMs === undefined ? null : toIso(new Date(Date.now() + options.leaseMs));
     await this.db
       .insertInto('outbox')
       .values(
@@ -49,22 +63,47 @@ export class Outbox {
           body: JSON.stringify(m.body),
           properties: JSON.stringify(m.properties),
           created_at: createdAt,
+          claimed_until: claimedUntil,
         })),
       )
       .onConflict((oc) => oc.column('event_id').doNothing())
       .execute();
   }
 
-  /** Up to `limit` unpublished messages, oldest first. */
+  /** Up to `limit` unpublished messages, oldest first (leased or not). */
   async pending(limit = 100): Promise<OutboxMessage[]> {
-    const rows = await this.db
+    const rows = await this.db.selectFrom('outbox').select(ROW).where('published_at', 'is', null).orderBy('id').limit(Math.max(1, Math.trunc(limit))).execute();
+    return rows.map(parsed);
+  }
+
+  /**
+   * Claims up to `limit` unpublished messages no one holds a lease on, oldest first, for `leaseMs`: one
+   * statement, so two relays never claim the same row (PostgreSQL skips rows another transaction is
+   * claiming; SQLite writes one at a time). A claimed row that is not marked published comes back to the
+   * relays when its lease ends.
+   */
+  async claim(limit: number, leaseMs: number): Promise<OutboxMessage[]> {
+    const now = new Date();
+    const due = this.db
       .selectFrom('outbox')
-      .select(['id', 'event_id', 'exchange', 'routing_key', 'body', 'properties', 'created_at', 'attempts', 'last_error'])
+      .select('id')
       .where('published_at', 'is', null)
+      .where((eb) => eb.or([eb('claimed_until', 'is', null), eb('claimed_until', '<=', toIso(now))]))
       .orderBy('id')
-      .limit(Math.max(1, Math.trunc(limit)))
+      .limit(Math.max(1, Math.trunc(limit)));
+    const rows = await this.db
+      .updateTable('outbox')
+      .set({ claimed_until: toIso(new Date(now.getTime() + leaseMs)) })
+      .where('id', 'in', this.dialect === 'postgres' ? due.forUpdate().skipLocked() : due)
+      .returning(ROW)
       .execute();
-    return rows.map((row) => ({ ...row, properties: JSON.parse(row.properties) as Record<string, unknown> }));
+    return rows.sort((a, b) => a.id - b.id).map(parsed);
+  }
+
+  /** Ends the leases on these events' rows (their publish failed), so the next relay round sends them. */
+  async release(eventIds: readonly string[]): Promise<void> {
+    if (eventIds.length === 0) return;
+    await this.db.updateTable('outbox').set({ claimed_until: null }).where('event_id', 'in', eventIds).where('published_at', 'is', null).execute();
   }
 
   /** Marks messages as published (broker confirmed); returns how many were marked. */

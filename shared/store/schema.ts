@@ -67,6 +67,8 @@ export interface OutboxTable {
   published_at: string | null;
   attempts: Generated<number>;
   last_error: string | null;
+  /** Until then no relay sends the row: its producer publishes it itself, or a relay has claimed it. */
+  claimed_until: string | null;
 }
 
 export interface Database {

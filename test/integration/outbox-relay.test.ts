@@ -12,7 +12,7 @@ import { Broker, Publisher } from '../../shared/messaging';
 import { publishCommitted, publishPending, startOutboxRelay } from '../../shared/outbox';
 import { type NewOutboxMessage, type OutboxMessage, openStore, type Store } from '../../shared/store';
 import { AMQP_URL, openTestAmqp, type TestAmqp } from '../support/amqp';
-import { backends } from '../support/databases';
+import { backends, postgresBackend } from '../support/databases';
 
 interface Received {
   body: string;
@@ -190,16 +190,19 @@ describe.each(backends())('outbox relay on $name', (backend) => {
     expect(received.find((r) => r.routingKey === 'row.1')!.body).toBe(JSON.stringify(rows[0]!.body));
   });
 
-  it('leaves rows younger than minAgeMs to their own publisher', async () => {
+  it('leaves a row its producer leased to the producer, and sends it once the lease has ended', async () => {
     const store = await fresh();
-    await store.outbox.add([message(1)]);
-    expect(await publishPending(store, publisher, { minAgeMs: 60_000 })).toEqual({ published: 0, failed: 0, deferred: 0, skipped: 1 });
+    await store.outbox.add([message(1)], { leaseMs: 300 });
+    expect(await publishPending(store, publisher)).toEqual({ published: 0, failed: 0, deferred: 0, skipped: 0 });
     expect(await store.outbox.backlog()).toBe(1);
+    await sleep(350);
+    expect(await publishPending(store, publisher)).toMatchObject({ published: 1 });
+    await waitForReceived(1);
   });
 
   it('runs as a loop that drains rows added later and stops cleanly', async () => {
     const store = await fresh();
-    const stop = startOutboxRelay({ store, publisher, intervalMs: 50, minAgeMs: 0, limit: 2, logger });
+    const stop = startOutboxRelay({ store, publisher, intervalMs: 50, limit: 2, logger });
     try {
       await store.outbox.add([message(1), message(2), message(3)]);
       await waitForReceived(3);
@@ -213,5 +216,45 @@ describe.each(backends())('outbox relay on $name', (backend) => {
     await sleep(200);
     expect(received).toHaveLength(4);
     expect(await store.outbox.backlog()).toBe(1);
+  });
+});
+
+/** Several relays share a database in a deployment, which is PostgreSQL (SQLite is one machine's file). */
+describe('two outbox relays on one PostgreSQL', () => {
+  it('send every row of a backlog once: rows are claimed (FOR UPDATE SKIP LOCKED), not shared through memory', async () => {
+    const backend = postgresBackend();
+    await backend.setup();
+    const amqp = await openTestAmqp();
+    const exchange = `outbox-relays-${randomBytes(4).toString('hex')}`;
+    await amqp.channel.assertExchange(exchange, 'topic', { durable: false, autoDelete: true });
+    const { queue } = await amqp.channel.assertQueue('', { exclusive: true, autoDelete: true });
+    await amqp.channel.bindQueue(queue, exchange, '#');
+    const ids: string[] = [];
+    await amqp.channel.consume(queue, (message) => {
+      if (message) ids.push(String(message.properties.messageId));
+    }, { noAck: true });
+    const options = await backend.fresh();
+    const stores = [await openStore(options), await openStore(options)];
+    const brokers = [0, 1].map((i) => new Broker({ urls: [AMQP_URL], connectionName: `outbox-relays-test-${i}` }));
+    const publishers = brokers.map((broker) => new Publisher(broker));
+    const logger = createLogger({ level: 'silent' });
+    try {
+      await stores[0]!.outbox.add(Array.from({ length: 150 }, (_, n) => ({ event_id: randomUUID(), exchange, routing_key: `row.${n}`, body: { n }, properties: {} })));
+      // Two relay loops with small rounds, side by side until the backlog is empty: each claims rows the other cannot.
+      const stops = stores.map((store, i) => startOutboxRelay({ store, publisher: publishers[i]!, intervalMs: 20, limit: 7, logger }));
+      const deadline = Date.now() + 20_000;
+      while (ids.length < 150 && Date.now() < deadline) await sleep(20);
+      await sleep(300);
+      await Promise.all(stops.map((stop) => stop()));
+      expect(ids).toHaveLength(150);
+      expect(new Set(ids).size).toBe(150);
+      expect(await stores[0]!.outbox.backlog()).toBe(0);
+    } finally {
+      for (const publisher of publishers) await publisher.close();
+      for (const broker of brokers) await broker.close();
+      for (const store of stores) await store.close();
+      await amqp.close();
+      await backend.teardown();
+    }
   });
 });
