@@ -5,7 +5,7 @@
  * `http.Agent`, one socket per worker) or in-process (any async function standing in for a request).
  */
 import { Agent, request } from 'node:http';
-import { round, summarizeLatencies, type LatencySummary } from './support';
+import { type LatencySummary, round, summarizeLatencies } from './support';
 
 export interface LoadResult {
   concurrency: number;

@@ -17,7 +17,7 @@
  *
  *   npm run bench:http [-- --seconds 8 --concurrency 16,32 --stores sqlite,postgres --modes offline,in-process]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -28,8 +28,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { loadConfig } from '../shared/config';
-import { httpPoster, runLoad, type LoadResult, type Send } from './http-load';
-import { bar, benchVhost, fmt, machineFacts, postgresSchema, round, writeResultFile, type LatencySummary } from './support';
+import { httpPoster, type LoadResult, runLoad, type Send } from './http-load';
+import { bar, benchVhost, fmt, type LatencySummary, machineFacts, postgresSchema, round, writeResultFile } from './support';
 
 const serviceDir = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const trivialServiceDir = join(serviceDir, 'bench', 'offline-service');
@@ -136,7 +136,12 @@ async function sideBySide(
   for (const [index, concurrency] of options.concurrency.entries()) {
     const order: Kind[] = index % 2 === 0 ? ['trivial', 'real'] : ['real', 'trivial'];
     for (const kind of order) {
-      const result = await runLoad(senders[kind], { concurrency, seconds: options.seconds, warmupSeconds: options.warmupSeconds, maxRequests: options.maxRequests });
+      const result = await runLoad(senders[kind], {
+        concurrency,
+        seconds: options.seconds,
+        warmupSeconds: options.warmupSeconds,
+        maxRequests: options.maxRequests,
+      });
       const c = { ...label(kind, concurrency), ...result };
       cases.push(c);
       log(
@@ -158,7 +163,12 @@ function apiEvent(body: string, seq: number): APIGatewayProxyEventV2 {
     routeKey: 'POST /order',
     rawPath: '/order',
     rawQueryString: '',
-    headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), host: 'bench.local', 'user-agent': 'bench-http' },
+    headers: {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+      host: 'bench.local',
+      'user-agent': 'bench-http',
+    },
     requestContext: {
       accountId: '123456789012',
       apiId: 'bench',
@@ -208,11 +218,13 @@ async function runChild(options: Options, store: StoreKind, resultFile: string):
   await tiny.ready();
   const trivial = middy(awsLambdaFastify<APIGatewayProxyEventV2>(tiny)) as unknown as LambdaHttpHandler;
   let seq = 0;
-  const invoke = (handler: LambdaHttpHandler): Send => async () => {
-    const n = ++seq;
-    const result = await handler(apiEvent(ORDER_BODY(), n), lambdaContext(n));
-    return result?.statusCode ?? 0;
-  };
+  const invoke =
+    (handler: LambdaHttpHandler): Send =>
+    async () => {
+      const n = ++seq;
+      const result = await handler(apiEvent(ORDER_BODY(), n), lambdaContext(n));
+      return result?.statusCode ?? 0;
+    };
   try {
     const cases = await sideBySide(
       { real: invoke(intake.handler), trivial: invoke(trivial) },
@@ -299,7 +311,13 @@ interface Results {
   date: string;
   command: string;
   machine: ReturnType<typeof machineFacts> & { loadAverage: { atStart: number[]; atEnd: number[] } };
-  parameters: Omit<Options, 'outDir' | 'child' | 'resultFile'> & { vhost: string; body: string; loadGenerator: string; inProcess: string; offline: string };
+  parameters: Omit<Options, 'outDir' | 'child' | 'resultFile'> & {
+    vhost: string;
+    body: string;
+    loadGenerator: string;
+    inProcess: string;
+    offline: string;
+  };
   cases: Case[];
   ratios: Ratio[];
   elapsedSeconds: number;
@@ -312,7 +330,9 @@ function ratios(cases: Case[], stores: StoreKind[]): Ratio[] {
       for (const real of cases.filter((c) => c.mode === mode && c.kind === 'real' && c.store === store)) {
         // The trivial case measured next to it: in-process, the one from the same child (listed right before or after).
         const i = cases.indexOf(real);
-        const trivial = [cases[i - 1], cases[i + 1]].find((c) => c && c.mode === mode && c.kind === 'trivial' && c.concurrency === real.concurrency);
+        const trivial = [cases[i - 1], cases[i + 1]].find(
+          (c) => c && c.mode === mode && c.kind === 'trivial' && c.concurrency === real.concurrency,
+        );
         if (!trivial) continue;
         out.push({
           mode,
@@ -362,7 +382,10 @@ async function runParent(options: Options): Promise<void> {
       const trivial = await startOffline(trivialServiceDir, baseEnv, 'trivial service', '/health');
       running.add(trivial);
       const maxSockets = Math.max(...options.concurrency);
-      const posters = { real: httpPoster(`${real.url}/order`, ORDER_BODY, maxSockets), trivial: httpPoster(`${trivial.url}/order`, ORDER_BODY, maxSockets) };
+      const posters = {
+        real: httpPoster(`${real.url}/order`, ORDER_BODY, maxSockets),
+        trivial: httpPoster(`${trivial.url}/order`, ORDER_BODY, maxSockets),
+      };
       try {
         cases.push(
           ...(await sideBySide(
@@ -392,12 +415,22 @@ async function runParent(options: Options): Promise<void> {
         }
         const resultFile = join(tmp, `${store}.json`);
         const args = ['--import', 'tsx', thisFile, '--child', store, '--result-file', resultFile];
-        args.push('--seconds', String(options.seconds), '--warmup', String(options.warmupSeconds), '--max-requests', String(options.maxRequests));
+        args.push(
+          '--seconds',
+          String(options.seconds),
+          '--warmup',
+          String(options.warmupSeconds),
+          '--max-requests',
+          String(options.maxRequests),
+        );
         args.push('--concurrency', options.concurrency.join(','));
         const child = spawn(process.execPath, args, { env, stdio: 'inherit' });
         const handle = { stop: async () => void (child.exitCode === null && child.kill('SIGKILL')) };
         running.add(handle);
-        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000 + options.concurrency.length * 2 * (options.seconds + options.warmupSeconds + 5) * 1000);
+        const timer = setTimeout(
+          () => child.kill('SIGKILL'),
+          60_000 + options.concurrency.length * 2 * (options.seconds + options.warmupSeconds + 5) * 1000,
+        );
         const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
         clearTimeout(timer);
         running.delete(handle);
@@ -412,7 +445,8 @@ async function runParent(options: Options): Promise<void> {
   const { outDir, child: _c, resultFile: _r, ...parameters } = options;
   const results: Results = {
     benchmark: 'http',
-    description: 'POST /order beside a trivial 202 handler, through serverless offline (HTTP) and in-process (handler invoked with API Gateway v2 events), one run',
+    description:
+      'POST /order beside a trivial 202 handler, through serverless offline (HTTP) and in-process (handler invoked with API Gateway v2 events), one run',
     date: new Date().toISOString(),
     command: COMMAND,
     machine: { ...machineFacts(), loadAverage: { atStart: loadAtStart, atEnd: loadavg().map((v) => round(v, 2)) } },
@@ -420,9 +454,11 @@ async function runParent(options: Options): Promise<void> {
       ...parameters,
       vhost: VHOST,
       body: ORDER_BODY(),
-      loadGenerator: 'bench/http-load.ts: closed loop, one keep-alive socket per worker (node:http Agent), in the same process as nothing else',
+      loadGenerator:
+        'bench/http-load.ts: closed loop, one keep-alive socket per worker (node:http Agent), in the same process as nothing else',
       inProcess: 'the middy handler called directly with API Gateway v2 events, `concurrency` invocations in flight; no socket',
-      offline: 'serverless offline start (osls + serverless-offline), real service with its queue functions running, SQLite; trivial service bench/offline-service',
+      offline:
+        'serverless offline start (osls + serverless-offline), real service with its queue functions running, SQLite; trivial service bench/offline-service',
     },
     cases,
     ratios: ratios(cases, options.stores.concat(options.modes.includes('offline') && !options.stores.includes('sqlite') ? ['sqlite'] : [])),
@@ -431,7 +467,8 @@ async function runParent(options: Options): Promise<void> {
   await writeResultFile(join(outDir, 'http.json'), `${JSON.stringify(results, null, 2)}\n`);
   await writeResultFile(join(outDir, 'http.md'), markdown(results));
   console.log(`wrote ${relative(process.cwd(), join(outDir, 'http.json'))} and http.md in ${results.elapsedSeconds} s`);
-  for (const r of results.ratios) console.log(`${r.mode} ${r.store} c=${r.concurrency}: real/trivial throughput ${fmt(r.throughput, 3)}, p50 x${r.p50}, p99 x${r.p99}`);
+  for (const r of results.ratios)
+    console.log(`${r.mode} ${r.store} c=${r.concurrency}: real/trivial throughput ${fmt(r.throughput, 3)}, p50 x${r.p50}, p99 x${r.p99}`);
   const failed = cases.filter((c) => c.failures > 0);
   if (failed.length) console.log(`WARNING: ${failed.length} case(s) had failed requests: see http.json`);
 }
@@ -462,17 +499,23 @@ function markdown(r: Results): string {
     '| mode | store | handler | concurrency | requests | req/s | latency ms p50 / p95 / p99 | failed |',
     '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |',
     ...r.cases.map(
-      (c) => `| ${c.mode} | ${c.store === 'none' ? '' : c.store} | ${c.kind} | ${c.concurrency} | ${fmt(c.requests)} | ${fmt(c.requestsPerSecond, 1)} | ${lat(c.latencyMs)} | ${c.failures} |`,
+      (c) =>
+        `| ${c.mode} | ${c.store === 'none' ? '' : c.store} | ${c.kind} | ${c.concurrency} | ${fmt(c.requests)} | ${fmt(c.requestsPerSecond, 1)} | ${lat(c.latencyMs)} | ${c.failures} |`,
     ),
     '',
     '## Real / trivial',
     '',
     '| mode | store | concurrency | throughput real / trivial | p50 real / trivial | p99 real / trivial |',
     '| --- | --- | ---: | ---: | ---: | ---: |',
-    ...r.ratios.map((x) => `| ${x.mode} | ${x.store} | ${x.concurrency} | ${fmt(x.throughput, 3)} | x ${fmt(x.p50, 2)} | x ${fmt(x.p99, 2)} |`),
+    ...r.ratios.map(
+      (x) => `| ${x.mode} | ${x.store} | ${x.concurrency} | ${fmt(x.throughput, 3)} | x ${fmt(x.p50, 2)} | x ${fmt(x.p99, 2)} |`,
+    ),
     '',
     '```',
-    ...r.cases.map((c) => `${`${c.mode} ${c.store === 'none' ? '' : `${c.store} `}${c.kind} c${c.concurrency}`.padEnd(32)} ${bar(c.requestsPerSecond, max)} ${fmt(c.requestsPerSecond)} req/s`),
+    ...r.cases.map(
+      (c) =>
+        `${`${c.mode} ${c.store === 'none' ? '' : `${c.store} `}${c.kind} c${c.concurrency}`.padEnd(32)} ${bar(c.requestsPerSecond, max)} ${fmt(c.requestsPerSecond)} req/s`,
+    ),
     '```',
     '',
     'Reproduce (RabbitMQ at `AMQP_URL` with `rabbitmqctl` on the PATH, PostgreSQL at `TEST_DATABASE_URL`; options: `npm run bench:http -- --help`):',

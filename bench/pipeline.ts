@@ -25,7 +25,7 @@
  *
  *   npm run bench:pipeline [-- --stores sqlite,postgres --burst 2000 --steady-seconds 60 --rate auto]
  */
-import { appHooks } from '../shared/app/runner-hooks';
+
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
@@ -35,18 +35,21 @@ import { join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import amqp from 'amqplib';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { loadConfig, type Config } from '../shared/config';
+import amqp from 'amqplib';
+import { appHooks } from '../shared/app/runner-hooks';
+import { type Config, loadConfig } from '../shared/config';
 import { eventProperties, newEvent } from '../shared/events';
 import { createLogger } from '../shared/logging';
 import { declareTopology, dlqName, topologyOptions } from '../shared/messaging';
-import type { Store } from '../shared/store';
 import type { HandlerLoader } from '../shared/runner';
+import type { Store } from '../shared/store';
 import {
   bar,
   benchVhost,
   fmt,
+  integerOption as int,
+  type LatencySummary,
   machineFacts,
   postgresSchema,
   round,
@@ -54,8 +57,6 @@ import {
   vhostQueues,
   withTimeout,
   writeResultFile,
-  type LatencySummary,
-  integerOption as int,
 } from './support';
 
 const serviceDir = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -246,7 +247,8 @@ async function measureCeiling(config: Config, url: string, label: string, messag
     const start = performance.now();
     for (let i = 0; i < messages; i++) {
       const { body, properties } = bodies[i % bodies.length]!;
-      if (!pub.sendToQueue(queue, body, { ...properties, messageId: randomUUID() })) await withTimeout(once(pub, 'drain'), 30_000, 'publish buffer to drain');
+      if (!pub.sendToQueue(queue, body, { ...properties, messageId: randomUUID() }))
+        await withTimeout(once(pub, 'drain'), 30_000, 'publish buffer to drain');
       if ((i + 1) % 1_000 === 0) await withTimeout(pub.waitForConfirms(), 30_000, 'ceiling confirms');
     }
     await withTimeout(pub.waitForConfirms(), 30_000, 'ceiling confirms');
@@ -254,7 +256,12 @@ async function measureCeiling(config: Config, url: string, label: string, messag
     const end = await withTimeout(finished, 120_000, `ceiling consumer draining ${messages} messages`);
     await sub.close().catch(noop);
     const seconds = (end - start) / 1000;
-    return { messages, seconds: round(seconds, 3), messagesPerSecond: round(messages / seconds), publishSeconds: round((published - start) / 1000, 3) };
+    return {
+      messages,
+      seconds: round(seconds, 3),
+      messagesPerSecond: round(messages / seconds),
+      publishSeconds: round((published - start) / 1000, 3),
+    };
   } finally {
     const ch = await pubConnection.createChannel().catch(() => undefined);
     if (ch) {
@@ -284,20 +291,29 @@ async function waitDone(store: Store, userId: string, orders: number, timeoutMs:
   for (;;) {
     const done = await countDone(store, userId);
     if (done === orders) return performance.now();
-    if (performance.now() > deadline) throw new Error(`only ${done} of ${orders} orders (${userId}) were decided and notified after ${timeoutMs / 1000} s`);
+    if (performance.now() > deadline)
+      throw new Error(`only ${done} of ${orders} orders (${userId}) were decided and notified after ${timeoutMs / 1000} s`);
     await sleep(100);
   }
 }
 
 /** Latencies and checks of a finished phase, from the stored rows. */
-async function analyse(store: Store, userId: string, publishedAt: Map<string, number>): Promise<{
+async function analyse(
+  store: Store,
+  userId: string,
+  publishedAt: Map<string, number>,
+): Promise<{
   latencies: number[];
   firstPublish: number;
   lastDone: number;
   outcomes: Record<string, number>;
   checks: Phase['checks'];
 }> {
-  const rows = await store.db.selectFrom('orders').select(['order_id', 'status', 'reason', 'updated_at', 'notified_at']).where('user_id', '=', userId).execute();
+  const rows = await store.db
+    .selectFrom('orders')
+    .select(['order_id', 'status', 'reason', 'updated_at', 'notified_at'])
+    .where('user_id', '=', userId)
+    .execute();
   const latencies: number[] = [];
   const outcomes: Record<string, number> = {};
   let lastDone = 0;
@@ -325,7 +341,11 @@ async function analyse(store: Store, userId: string, publishedAt: Map<string, nu
     firstPublish,
     lastDone,
     outcomes,
-    checks: { decidedAndNotified: await countDone(store, userId), notifications: Number(notifications?.n ?? 0), outboxBacklog: await store.outbox.backlog() },
+    checks: {
+      decidedAndNotified: await countDone(store, userId),
+      notifications: Number(notifications?.n ?? 0),
+      outboxBacklog: await store.outbox.backlog(),
+    },
   };
 }
 
@@ -439,11 +459,8 @@ async function runChild(options: Options, kind: StoreKind, resultFile: string): 
   // Configuration is read once per process: the parent set AMQP_URL (the vhost), SQLITE_PATH or DATABASE_URL, LOG_LEVEL.
   const config = loadConfig(process.env);
   const url = config.amqpUrls[0]!;
-  const [{ processStore: defaultStore }, { InProcessInvoker, loadService, Runner, triggersFromFunctions }, { closeMessaging }] = await Promise.all([
-    import('../shared/app/queue-function'),
-    import('../shared/runner'),
-    import('../shared/messaging'),
-  ]);
+  const [{ processStore: defaultStore }, { InProcessInvoker, loadService, Runner, triggersFromFunctions }, { closeMessaging }] =
+    await Promise.all([import('../shared/app/queue-function'), import('../shared/runner'), import('../shared/messaging')]);
   const handlers: Record<string, { handler: unknown }> = {
     inventoryReservation: await import('../handlers/inventory-reservation'),
     notification: await import('../handlers/notification'),
@@ -495,7 +512,10 @@ async function runChild(options: Options, kind: StoreKind, resultFile: string): 
     );
     let steady: SteadyPhase | null = null;
     if (options.steadySeconds > 0) {
-      const rate = options.rate === 'auto' ? Math.max(1, Math.floor(burst.ordersPerSecond / 2 / 10) * 10 || Math.floor(burst.ordersPerSecond / 2)) : options.rate;
+      const rate =
+        options.rate === 'auto'
+          ? Math.max(1, Math.floor(burst.ordersPerSecond / 2 / 10) * 10 || Math.floor(burst.ordersPerSecond / 2))
+          : options.rate;
       steady = await bench.steady(rate, options.steadySeconds);
       log(
         `steady: ${steady.orders} orders at ${rate}/s asked, ${fmt(steady.ordersPerSecond, 1)} orders/s done; latency p50/p95/p99 ` +
@@ -509,7 +529,12 @@ async function runChild(options: Options, kind: StoreKind, resultFile: string): 
     const result: StoreResult = {
       store: kind,
       location: store.location,
-      triggers: triggers.map((t) => ({ functionKey: t.functionKey, queue: t.queue, batchSize: t.batchSize, maximumBatchingWindow: t.maximumBatchingWindow })),
+      triggers: triggers.map((t) => ({
+        functionKey: t.functionKey,
+        queue: t.queue,
+        batchSize: t.batchSize,
+        maximumBatchingWindow: t.maximumBatchingWindow,
+      })),
       topology: { vhost: decodeURIComponent(new URL(url).pathname.slice(1)), queuesChecked },
       messageBytes,
       ceilingBefore,
@@ -542,7 +567,11 @@ interface Results {
   date: string;
   command: string;
   machine: ReturnType<typeof machineFacts> & { rabbitmq: string; loadAverage: { atStart: number[]; atEnd: number[] } };
-  parameters: Omit<Options, 'outDir' | 'child' | 'resultFile'> & { vhost: string; brokerWorkPerOrder: typeof BROKER_WORK; targetFraction: number };
+  parameters: Omit<Options, 'outDir' | 'child' | 'resultFile'> & {
+    vhost: string;
+    brokerWorkPerOrder: typeof BROKER_WORK;
+    targetFraction: number;
+  };
   vhostQueuesSeen: string[];
   stores: StoreResult[];
   elapsedSeconds: number;
@@ -576,7 +605,9 @@ async function runParent(options: Options): Promise<void> {
     const probe = await amqp.connect(vhost.url);
     rabbitmq = String(probe.connection.serverProperties.version ?? '?');
     await probe.close();
-    console.log(`RabbitMQ ${rabbitmq}, vhost '${VHOST}' (${vhost.url.replace(/\/\/[^@]*@/, '//')}), node ${process.version}, ${machineFacts().cpus} cpus`);
+    console.log(
+      `RabbitMQ ${rabbitmq}, vhost '${VHOST}' (${vhost.url.replace(/\/\/[^@]*@/, '//')}), node ${process.version}, ${machineFacts().cpus} cpus`,
+    );
     for (const kind of options.stores) {
       const env: NodeJS.ProcessEnv = { ...process.env, AMQP_URL: vhost.url, LOG_LEVEL: options.logLevel };
       delete env.AMQP_URLS;
@@ -640,7 +671,8 @@ function markdown(r: Results): string {
   const lat = (s: LatencySummary) => `${fmt(s.p50)} / ${fmt(s.p95)} / ${fmt(s.p99)}`;
   const maxRate = Math.max(...r.stores.map((s) => s.ceilingMessagesPerSecond));
   const w = p.brokerWorkPerOrder;
-  const trig = r.stores[0]?.triggers.map((t) => `${t.functionKey} (batch ${t.batchSize}, window ${t.maximumBatchingWindow} s)`).join(', ') ?? '';
+  const trig =
+    r.stores[0]?.triggers.map((t) => `${t.functionKey} (batch ${t.batchSize}, window ${t.maximumBatchingWindow} s)`).join(', ') ?? '';
   const lines = [
     '# Pipeline benchmark',
     '',
@@ -693,7 +725,10 @@ function markdown(r: Results): string {
     '| store | phase | orders | asked /s | published /s | done /s | latency p50 / p95 / p99 | max | backlog when publishing ended | outcomes |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
     ...r.stores.flatMap((s) => {
-      const outcomes = (ph: Phase) => Object.entries(ph.outcomes).map(([k, v]) => `${k} ${v}`).join(', ');
+      const outcomes = (ph: Phase) =>
+        Object.entries(ph.outcomes)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ');
       const rows = [
         `| ${s.store} | burst | ${fmt(s.burst.orders)} | | ${fmt(s.burst.publishedPerSecond)} | ${fmt(s.burst.ordersPerSecond, 1)} | ${lat(s.burst.latencyMs)} | ${fmt(s.burst.latencyMs.max)} | | ${outcomes(s.burst)} |`,
       ];

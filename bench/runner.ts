@@ -22,7 +22,7 @@
  *
  *   npm run bench:runner [-- --batch-sizes 1,10,100 --messages 5000,20000,100000 --repeats 7 --plain-ack batch]
  */
-import { appHooks } from '../shared/app/runner-hooks';
+
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { loadavg } from 'node:os';
@@ -30,25 +30,26 @@ import { join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import amqp from 'amqplib';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
-import { loadConfig, type Config } from '../shared/config';
+import amqp from 'amqplib';
+import { appHooks } from '../shared/app/runner-hooks';
+import { type Config, loadConfig } from '../shared/config';
 import { eventProperties, newEvent } from '../shared/events';
 import { createLogger, type Logger } from '../shared/logging';
 import { declareTopology, dlqName, topologyOptions } from '../shared/messaging';
 import type { RabbitMQEvent } from '../shared/rmq-event';
-import { bundledHandlerLoader, InProcessInvoker, Runner, type HandlerLoader, type TriggerDefinition } from '../shared/runner';
+import { bundledHandlerLoader, type HandlerLoader, InProcessInvoker, Runner, type TriggerDefinition } from '../shared/runner';
 import { setBenchProbe } from './noop-handler';
 import {
   fmt,
+  integerOption as int,
+  type LatencySummary,
   machineFacts,
   median,
   round,
   summarizeLatencies,
   withTimeout,
   writeResultFile,
-  type LatencySummary,
-  integerOption as int,
 } from './support';
 
 const serviceDir = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -190,7 +191,9 @@ class Bench {
   /** The connection for declaring, filling, checking and deleting queues; opened again if it was closed. */
   private admin(): Promise<ChannelModel> {
     this.adminConnection ??= (async () => {
-      const connection = await amqp.connect(this.url, { clientProperties: { connection_name: `bench-runner-admin-${this.runId}` } } as object);
+      const connection = await amqp.connect(this.url, {
+        clientProperties: { connection_name: `bench-runner-admin-${this.runId}` },
+      } as object);
       connection.on('error', noop);
       connection.once('close', () => {
         this.adminConnection = undefined;
@@ -449,7 +452,8 @@ class Bench {
       const drains: Partial<Record<Kind, Drain>> = {};
       for (const kind of order) {
         const queue = queues.get(kind)!;
-        drains[kind] = kind === 'plain' ? await this.drainPlain(queue, messages, batchSize) : await this.drainRunner(queue, messages, batchSize);
+        drains[kind] =
+          kind === 'plain' ? await this.drainPlain(queue, messages, batchSize) : await this.drainRunner(queue, messages, batchSize);
       }
       return drains as Record<Kind, Drain>;
     } finally {
@@ -570,7 +574,6 @@ async function deleteQueues(connection: ChannelModel, queues: readonly string[])
   }
 }
 
-
 interface LatencyBlock {
   description: string;
   runner: LatencySummary;
@@ -600,7 +603,13 @@ interface Results {
     timing: string;
     plain: { prefetch: string; ack: string };
     runner: { invoker: string; concurrency: number; maximumBatchingWindowSeconds: number; prefetch: string; logLevel: string };
-    latency: { messagesPerConsumer: number; rounds: number; spacingMs: number; runnerBatchSize: number; runnerMaximumBatchingWindowSeconds: number };
+    latency: {
+      messagesPerConsumer: number;
+      rounds: number;
+      spacingMs: number;
+      runnerBatchSize: number;
+      runnerMaximumBatchingWindowSeconds: number;
+    };
     budgetSeconds: number;
   };
   throughput: ThroughputResult[];
@@ -682,7 +691,9 @@ async function main(): Promise<void> {
         }
         // Each pair alternates which consumer goes first, so neither always runs on a fresher broker.
         const order: Kind[] = rep % 2 === 1 ? ['plain', 'runner'] : ['runner', 'plain'];
-        const pair = await bench.retrying(`batch ${batchSize} rep ${rep}`, () => bench.pair(`b${batchSize}-r${rep}`, order, messages, batchSize));
+        const pair = await bench.retrying(`batch ${batchSize} rep ${rep}`, () =>
+          bench.pair(`b${batchSize}-r${rep}`, order, messages, batchSize),
+        );
         for (const kind of order) {
           const drain = pair[kind];
           result[kind].runs.push(drain);
@@ -724,7 +735,9 @@ async function main(): Promise<void> {
           for (const kind of order) {
             const count = Math.min(perRound, options.latencyMessages - samples[kind].length);
             if (count === 0) continue;
-            const measured = await bench.retrying(`latency round ${roundNo} ${kind}`, () => bench.latency(kind, `lat-r${roundNo}-${kind}`, count));
+            const measured = await bench.retrying(`latency round ${roundNo} ${kind}`, () =>
+              bench.latency(kind, `lat-r${roundNo}-${kind}`, count),
+            );
             samples[kind].push(...measured.endToEnd);
             inRunnerSamples.push(...measured.inRunner);
           }
@@ -773,7 +786,10 @@ async function main(): Promise<void> {
       timing: 'first delivery on the consumer channel to the ack of the last message',
       plain: {
         prefetch: 'batchSize * 2',
-        ack: options.plainAck === 'batch' ? 'one multiple-ack per batchSize messages (the runner sends the same frames)' : 'one ack per message',
+        ack:
+          options.plainAck === 'batch'
+            ? 'one multiple-ack per batchSize messages (the runner sends the same frames)'
+            : 'one ack per message',
       },
       runner: {
         invoker: 'InProcessInvoker + bundledHandlerLoader (esbuild bundle of bench/noop-handler.ts, imported in-process)',
@@ -808,7 +824,6 @@ async function main(): Promise<void> {
     );
 }
 
-
 function markdown(results: Results): string {
   const { machine, parameters: p, throughput, latency, target } = results;
   const lines = [
@@ -835,10 +850,10 @@ function markdown(results: Results): string {
       );
     }),
     '',
-    'Rates: medians over the repetitions. runner / plain: the median of the per-pair ratios (each pair\'s queues are ' +
-      'pre-filled first, then drained back to back, so the two drains of a pair share the machine\'s conditions). ' +
-      'CPU us/msg: this process\'s CPU time (user + system) during a drain, per message, median of the repetitions; ' +
-      'the runner\'s extra CPU is its own cost, which the rates show only in part, because the broker does most of the work.',
+    "Rates: medians over the repetitions. runner / plain: the median of the per-pair ratios (each pair's queues are " +
+      "pre-filled first, then drained back to back, so the two drains of a pair share the machine's conditions). " +
+      "CPU us/msg: this process's CPU time (user + system) during a drain, per message, median of the repetitions; " +
+      "the runner's extra CPU is its own cost, which the rates show only in part, because the broker does most of the work.",
     '',
     target.met === null
       ? `Target (runner >= ${target.minRatio} x plain at batch ${target.batchSize}): not measured in this run.`

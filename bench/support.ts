@@ -1,6 +1,6 @@
 /** Helpers every benchmark shares: statistics, machine facts, and writing result files atomically. */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { cpus, platform, release, totalmem, arch } from 'node:os';
+import { arch, cpus, platform, release, totalmem } from 'node:os';
 import { dirname } from 'node:path';
 
 /** The middle value (mean of the two middle values for an even count); NaN for none. */
@@ -151,7 +151,11 @@ export async function benchVhost(name: string, baseUrl: string): Promise<{ name:
 /** Sorted queue names in a vhost (rabbitmqctl list_queues), to check where a topology was declared. */
 export async function vhostQueues(vhost: string): Promise<string[]> {
   const out = await rabbitmqctl('list_queues', '-p', vhost, '--no-table-headers', 'name');
-  return out.split('\n').map((line) => line.trim()).filter(Boolean).sort();
+  return out
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .sort();
 }
 
 /**
@@ -192,6 +196,7 @@ export async function postgresSchema(baseUrl: string, prefix: string): Promise<{
 /** A command-line option that must be an integer in min..max; the error names the flag. */
 export function integerOption(name: string, raw: string, min: number, max: number): number {
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`--${name} must be an integer in ${min}..${max}, got '${raw}'`);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new Error(`--${name} must be an integer in ${min}..${max}, got '${raw}'`);
   return value;
 }

@@ -7,13 +7,13 @@
  *   echo '...' | npm run event -- order-events -       # from standard input
  *   options: --correlation-id ID, --header name=value (repeatable), --redelivered, --vhost /, --out file.json
  */
-import { UsageError } from '../shared/lib/usage-error';
+
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { UsageError } from '../shared/lib/usage-error';
 import { rabbitMQEventFromBodies } from '../shared/rmq-event';
 
 const usage = `Usage: npm run event -- <queue> <body.json | inline JSON | -> [--correlation-id ID] [--header name=value]... [--redelivered] [--vhost VHOST] [--out FILE]`;
-
 
 function readBodies(source: string): Array<string | object> {
   const text = source === '-' ? readFileSync(0, 'utf8') : existsSync(source) ? readFileSync(source, 'utf8') : source;
@@ -22,7 +22,9 @@ function readBodies(source: string): Array<string | object> {
     parsed = JSON.parse(text);
   } catch (error) {
     const where = source === '-' ? 'standard input' : existsSync(source) ? source : 'the inline body';
-    throw new UsageError(`${where} is not valid JSON (${(error as Error).message}). Bodies that are not JSON: pass them as a JSON string, e.g. '"not json"'.`);
+    throw new UsageError(
+      `${where} is not valid JSON (${(error as Error).message}). Bodies that are not JSON: pass them as a JSON string, e.g. '"not json"'.`,
+    );
   }
   const bodies = Array.isArray(parsed) ? parsed : [parsed];
   if (bodies.length === 0) throw new UsageError('No message bodies given (the array is empty)');

@@ -3,19 +3,19 @@
  * real middleware, against the configured broker and database, and prints what it returned. The same
  * fixtures work with `serverless invoke local -f <function> -p <fixture.json>`.
  */
-import { DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, deployedFunctionName, parseHandler } from '../shared/lib/handler-ref';
-import { UsageError } from '../shared/lib/usage-error';
+
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Handler } from 'aws-lambda';
 import { ConfigError, config } from '../shared/config';
+import { DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, deployedFunctionName, parseHandler } from '../shared/lib/handler-ref';
+import { UsageError } from '../shared/lib/usage-error';
 import { closeMessaging } from '../shared/messaging';
 import { createLambdaContext } from '../shared/runner/context';
 import { loadService, TriggerDefinitionError } from '../shared/runner/definitions';
 
 const usage = 'Usage: npm run invoke -- <function> <fixture.json>   (functions are the keys in functions/*.yml)';
-
 
 async function main(): Promise<void> {
   const [functionKey, fixturePath, ...rest] = process.argv.slice(2);

@@ -17,8 +17,7 @@
  * placeholders in AWS's shape, so the package builds anywhere, without AWS credentials (packaging contacts
  * nothing); such a package is for inspection, not for deploying, and the report says so.
  */
-import { parseHandler } from '../shared/lib/handler-ref';
-import { UsageError } from '../shared/lib/usage-error';
+
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +25,8 @@ import { basename, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { redactUrl } from '../shared/config';
+import { parseHandler } from '../shared/lib/handler-ref';
+import { UsageError } from '../shared/lib/usage-error';
 import { extractZip, type ZipEntry } from './lib/zip';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -38,14 +39,26 @@ export const FORBIDDEN = /(^|\/)(serverless-offline|osls|serverless-esbuild|bett
 
 /** The deployment params that have no usable default, the variable each falls back to, and a placeholder. */
 const DEPLOY_PARAMS = [
-  { name: 'brokerArn', env: 'BROKER_ARN', placeholder: (region: string) => `arn:aws:mq:${region}:000000000000:broker:placeholder:b-00000000-0000-0000-0000-000000000000` },
-  { name: 'brokerSecretArn', env: 'BROKER_SECRET_ARN', placeholder: (region: string) => `arn:aws:secretsmanager:${region}:000000000000:secret:placeholder-rabbitmq` },
-  { name: 'amqpUrl', env: 'AMQP_URL', placeholder: (region: string) => `amqps://placeholder:placeholder@b-00000000-0000-0000-0000-000000000000.mq.${region}.amazonaws.com:5671` },
+  {
+    name: 'brokerArn',
+    env: 'BROKER_ARN',
+    placeholder: (region: string) => `arn:aws:mq:${region}:000000000000:broker:placeholder:b-00000000-0000-0000-0000-000000000000`,
+  },
+  {
+    name: 'brokerSecretArn',
+    env: 'BROKER_SECRET_ARN',
+    placeholder: (region: string) => `arn:aws:secretsmanager:${region}:000000000000:secret:placeholder-rabbitmq`,
+  },
+  {
+    name: 'amqpUrl',
+    env: 'AMQP_URL',
+    placeholder: (region: string) =>
+      `amqps://placeholder:placeholder@b-00000000-0000-0000-0000-000000000000.mq.${region}.amazonaws.com:5671`,
+  },
   { name: 'databaseUrl', env: 'DATABASE_URL', placeholder: () => 'postgres://placeholder:placeholder@placeholder.invalid:5432/app' },
 ] as const;
 
 const usage = `Usage: npm run package -- [--stage prod] [--region R] [--param name=value]... [--package DIR] [--no-placeholders] [--runs N] [--skip-build] [--check] [--json FILE] [--node PATH]`;
-
 
 export interface FunctionReport {
   function: string;
@@ -127,7 +140,9 @@ function deployParams(stage: string, region: string, given: readonly string[], a
       : 'vpc: none (no subnetIds / securityGroupIds): the functions run outside any VPC',
   );
   if (placeholders.length && !allowPlaceholders) {
-    throw new UsageError(`Missing deployment params: ${placeholders.join(', ')}. Set ${placeholders.map((n) => DEPLOY_PARAMS.find((p) => p.name === n)!.env).join(', ')} or pass --param="name=value".`);
+    throw new UsageError(
+      `Missing deployment params: ${placeholders.join(', ')}. Set ${placeholders.map((n) => DEPLOY_PARAMS.find((p) => p.name === n)!.env).join(', ')} or pass --param="name=value".`,
+    );
   }
   return { params, placeholders, sources };
 }
@@ -159,7 +174,9 @@ interface TemplateFunction {
 export function templateFunctions(packageDir: string): TemplateFunction[] {
   const file = join(packageDir, 'cloudformation-template-update-stack.json');
   if (!existsSync(file)) throw new Error(`${file} not found: run serverless package first`);
-  const template = JSON.parse(readFileSync(file, 'utf8')) as { Resources: Record<string, { Type: string; Properties: Record<string, any> }> };
+  const template = JSON.parse(readFileSync(file, 'utf8')) as {
+    Resources: Record<string, { Type: string; Properties: Record<string, any> }>;
+  };
   return Object.values(template.Resources)
     .filter((resource) => resource.Type === 'AWS::Lambda::Function')
     .map(({ Properties: p }) => {
@@ -184,7 +201,14 @@ export function bundledFrom(sourceMap: { sources?: string[] }): string[] {
     const path = source.replace(/\\/g, '/');
     const inModules = /.*node_modules\/((@[^/]+\/)?[^/]+)/.exec(path);
     if (inModules) origins.add(inModules[1]!);
-    else origins.add(path.replace(/^(\.\.\/)+/, '').split('/').slice(0, 2).join('/'));
+    else
+      origins.add(
+        path
+          .replace(/^(\.\.\/)+/, '')
+          .split('/')
+          .slice(0, 2)
+          .join('/'),
+      );
   }
   return [...origins].sort();
 }
@@ -212,10 +236,17 @@ function coldImport(fn: TemplateFunction, dir: string, file: string, exportName:
     try {
       parsed = JSON.parse(line) as { ms: number; handler: string };
     } catch {
-      const why = result.error?.message ?? (result.stderr.trim().split('\n').find((l) => /Error/.test(l)) || result.stderr.trim().split('\n')[0]);
+      const why =
+        result.error?.message ??
+        (result.stderr
+          .trim()
+          .split('\n')
+          .find((l) => /Error/.test(l)) ||
+          result.stderr.trim().split('\n')[0]);
       return { median: null, runs: times, error: `import failed: ${why || `exit code ${result.status}`}` };
     }
-    if (parsed.handler !== 'function') return { median: null, runs: times, error: `export '${exportName}' is ${parsed.handler}, not a function` };
+    if (parsed.handler !== 'function')
+      return { median: null, runs: times, error: `export '${exportName}' is ${parsed.handler}, not a function` };
     times.push(Math.round(parsed.ms * 10) / 10);
   }
   const sorted = [...times].sort((a, b) => a - b);
@@ -231,11 +262,16 @@ export function inspectPackage(packageDir: string, runs: number, node = process.
       const entries: ZipEntry[] = extractZip(fn.zip, dir);
       const names = entries.map((entry) => entry.name);
       const { module: modulePath, exportName } = parseHandler(fn.handler);
-      const bundle = entries.find((entry) => /\.(mjs|cjs|js)$/.test(entry.name) && entry.name.replace(/\.(mjs|cjs|js)$/, '') === modulePath);
+      const bundle = entries.find(
+        (entry) => /\.(mjs|cjs|js)$/.test(entry.name) && entry.name.replace(/\.(mjs|cjs|js)$/, '') === modulePath,
+      );
       const map = bundle && entries.find((entry) => entry.name === `${bundle.name}.map`);
       const sourceMap = map ? (JSON.parse(readFileSync(join(dir, map.name), 'utf8')) as { sources?: string[] }) : {};
       const bundled = bundledFrom(sourceMap);
-      const forbidden = [...names.filter((name) => FORBIDDEN.test(name)), ...(sourceMap.sources ?? []).filter((s) => FORBIDDEN.test(s.replace(/\\/g, '/')))];
+      const forbidden = [
+        ...names.filter((name) => FORBIDDEN.test(name)),
+        ...(sourceMap.sources ?? []).filter((s) => FORBIDDEN.test(s.replace(/\\/g, '/'))),
+      ];
       const imported = bundle
         ? coldImport(fn, dir, join(dir, bundle.name), exportName, runs, node)
         : { median: null, runs: [], error: `no bundle for handler ${fn.handler} in the zip` };
@@ -282,8 +318,11 @@ function print(report: PackageReport): void {
   ]);
   const header = ['function', 'runtime', 'zip', 'bundle', 'source map', 'cold import', ''];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => '  ' + cells.map((c, i) => (i >= 2 && i <= 5 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
-  console.log(`\nPackage ${report.packageDir} (stage ${report.stage}); cold import = median of fresh node ${report.node} processes, bundle unzipped alone`);
+  const line = (cells: string[]) =>
+    '  ' + cells.map((c, i) => (i >= 2 && i <= 5 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+  console.log(
+    `\nPackage ${report.packageDir} (stage ${report.stage}); cold import = median of fresh node ${report.node} processes, bundle unzipped alone`,
+  );
   console.log(line(header));
   for (const row of rows) console.log(line(row));
   console.log(`  budgets: zip under ${kb(BUDGET.zipBytes)}, cold import under ${BUDGET.importMs} ms`);
@@ -298,7 +337,9 @@ function print(report: PackageReport): void {
     for (const over of f.overBudget) console.log(`    over budget: ${over}`);
   }
   if (report.placeholders.length) {
-    console.log(`\nNOT DEPLOYABLE AS IS: placeholders for ${report.placeholders.join(', ')}. Set them (see above) to package for a deployment.`);
+    console.log(
+      `\nNOT DEPLOYABLE AS IS: placeholders for ${report.placeholders.join(', ')}. Set them (see above) to package for a deployment.`,
+    );
   }
 }
 
@@ -313,9 +354,11 @@ async function main(): Promise<void> {
     for (const source of sources) console.log(`  ${source}`);
     await runServerless([
       'package',
-      '--stage', options.stage,
+      '--stage',
+      options.stage,
       ...(options.region ? ['--region', options.region] : []),
-      '--package', packageDir,
+      '--package',
+      packageDir,
       ...params.map((param) => `--param=${param}`),
     ]);
   }

@@ -12,14 +12,14 @@
  * Ctrl-C or SIGTERM: the signal goes to serverless offline, which finishes the batches in flight and exits;
  * then this exits. A second Ctrl-C kills it at once. A RabbitMQ started here keeps running.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, loadConfig, redactUrl, type Config } from '../shared/config';
+import { type Config, ConfigError, loadConfig, redactUrl } from '../shared/config';
 import { Broker, declareTopology, TopologyMismatchError, topologyOptions } from '../shared/messaging';
-import { loadService, triggersFromFunctions, type TriggerDefinition } from '../shared/runner/definitions';
+import { loadService, type TriggerDefinition, triggersFromFunctions } from '../shared/runner/definitions';
 import { managementTarget, probeManagement } from './lib/management';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -44,7 +44,12 @@ type Probe = { ok: true } | { ok: false; refused: boolean; reason: string };
 
 /** Connects once to each broker URL and declares the topology; says whether nothing answered or it refused us. */
 async function connectAndDeclare(cfg: Config): Promise<Probe> {
-  const broker = new Broker({ urls: cfg.amqpUrls, connectionName: `${cfg.serviceName}-start`, maxAttempts: cfg.amqpUrls.length, initialBackoffMs: 100 });
+  const broker = new Broker({
+    urls: cfg.amqpUrls,
+    connectionName: `${cfg.serviceName}-start`,
+    maxAttempts: cfg.amqpUrls.length,
+    initialBackoffMs: 100,
+  });
   try {
     const connection = await broker.connect();
     await declareTopology(connection, topologyOptions(cfg));
@@ -117,10 +122,15 @@ async function ensureBroker(cfg: Config, stopping: () => boolean): Promise<{ sta
     say(`RabbitMQ answers at ${where}; topology declared`);
     return {};
   }
-  if (first.refused) throw new StartError(`RabbitMQ at ${where} refused the connection: ${first.reason}\nCheck the user, password and virtual host in AMQP_URL.`);
+  if (first.refused)
+    throw new StartError(
+      `RabbitMQ at ${where} refused the connection: ${first.reason}\nCheck the user, password and virtual host in AMQP_URL.`,
+    );
   const url = new URL(cfg.amqpUrls[0]!);
   if (!isLocalHost(url.hostname)) {
-    throw new StartError(`${first.reason}\nThat broker is not on this machine, so npm start does not start one: check that it runs and that AMQP_URL is right.`);
+    throw new StartError(
+      `${first.reason}\nThat broker is not on this machine, so npm start does not start one: check that it runs and that AMQP_URL is right.`,
+    );
   }
   const started = startLocalBroker(url);
   say(`waiting up to ${BROKER_WAIT_SECONDS} s for RabbitMQ at ${where}`);
@@ -160,7 +170,8 @@ function portSetting(name: 'HTTP_PORT' | 'LAMBDA_PORT', fallback: number): numbe
   const raw = process.env[name]?.trim();
   if (!raw) return fallback;
   const port = Number(raw);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new StartError(`Invalid configuration: ${name} must be a port number, got '${raw}'`, 2);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new StartError(`Invalid configuration: ${name} must be a port number, got '${raw}'`, 2);
   return port;
 }
 
@@ -191,7 +202,12 @@ function queueTriggers(): TriggerDefinition[] {
  * serverless offline's own signal handling), false if that takes too long or serverless offline ends.
  */
 async function waitForConsumers(cfg: Config, queues: readonly string[], child: ChildProcess, stopping: () => boolean): Promise<boolean> {
-  const broker = new Broker({ urls: cfg.amqpUrls, connectionName: `${cfg.serviceName}-start`, maxAttempts: cfg.amqpUrls.length, initialBackoffMs: 100 });
+  const broker = new Broker({
+    urls: cfg.amqpUrls,
+    connectionName: `${cfg.serviceName}-start`,
+    maxAttempts: cfg.amqpUrls.length,
+    initialBackoffMs: 100,
+  });
   const began = Date.now();
   try {
     const channel = await broker.createChannel();
@@ -235,7 +251,9 @@ function banner(cfg: Config, apiUrl: string, management: string, triggers: strin
 
 async function main(): Promise<number> {
   if (process.argv.includes('--help') || process.argv.includes('-h')) {
-    console.log('Usage: npm start   (settings from the environment: AMQP_URL, DATABASE_URL or SQLITE_PATH, HTTP_PORT, LAMBDA_PORT, MANAGEMENT_URL, ...)');
+    console.log(
+      'Usage: npm start   (settings from the environment: AMQP_URL, DATABASE_URL or SQLITE_PATH, HTTP_PORT, LAMBDA_PORT, MANAGEMENT_URL, ...)',
+    );
     return 0;
   }
   let signals = 0;
@@ -263,7 +281,8 @@ async function main(): Promise<number> {
   try {
     cfg = loadConfig();
   } catch (error) {
-    if (error instanceof ConfigError) throw new StartError(`${error.message}\nFix that variable (or unset it to use the default) and run npm start again.`, 2);
+    if (error instanceof ConfigError)
+      throw new StartError(`${error.message}\nFix that variable (or unset it to use the default) and run npm start again.`, 2);
     throw error;
   }
   const httpPort = portSetting('HTTP_PORT', 3000);

@@ -9,13 +9,14 @@
  *   npm run status               # table
  *   npm run status -- --json     # the same as JSON
  */
-import { fileURLToPath } from 'node:url';
+
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ChannelModel } from 'amqplib';
-import { ConfigError, config, redactUrl, type Config } from '../shared/config';
+import { type Config, ConfigError, config, redactUrl } from '../shared/config';
 import { Broker, dlqName, PARKING_LOT_QUEUE, topology, topologyOptions, WORK_QUEUES } from '../shared/messaging';
-import { managementQueues, managementTarget, type ManagementQueue } from './lib/management';
+import { type ManagementQueue, managementQueues, managementTarget } from './lib/management';
 
 export type QueueKind = 'work' | 'dead letters' | 'retry' | 'parking lot';
 
@@ -82,7 +83,16 @@ async function fromAmqp(connection: ChannelModel, queues: ReadonlyArray<{ name: 
     channel.on('error', () => undefined);
     try {
       const { messageCount, consumerCount } = await channel.checkQueue(name);
-      result.push({ name, kind, exists: true, messages: messageCount, ready: messageCount, unacknowledged: null, consumers: consumerCount, rates: null });
+      result.push({
+        name,
+        kind,
+        exists: true,
+        messages: messageCount,
+        ready: messageCount,
+        unacknowledged: null,
+        consumers: consumerCount,
+        rates: null,
+      });
     } catch (error) {
       if (!/NOT_FOUND|404/.test((error as Error).message)) throw error;
       result.push({ name, kind, exists: false, messages: null, ready: null, unacknowledged: null, consumers: null, rates: null });
@@ -144,28 +154,51 @@ export function formatStatus(report: StatusReport): string {
   const rows = report.queues.map((q) => {
     if (!q.exists) return [q.name, q.kind, 'missing: not declared (npm run topology)'];
     return management
-      ? [q.name, q.kind, show(q.messages), show(q.ready), show(q.unacknowledged), show(q.consumers), rate(q.rates!.publish), rate(q.rates!.deliver), rate(q.rates!.ack)]
+      ? [
+          q.name,
+          q.kind,
+          show(q.messages),
+          show(q.ready),
+          show(q.unacknowledged),
+          show(q.consumers),
+          rate(q.rates!.publish),
+          rate(q.rates!.deliver),
+          rate(q.rates!.ack),
+        ]
       : [q.name, q.kind, show(q.messages), show(q.consumers)];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.filter((r) => r.length === header.length).map((r) => r[i]!.length)));
-  const line = (cells: string[]) => '  ' + cells.map((c, i) => (cells.length < header.length ? c : i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    '  ' +
+    cells
+      .map((c, i) => (cells.length < header.length ? c : i >= 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   const dead = report.queues.filter((q) => q.kind === 'dead letters' || q.kind === 'parking lot');
   const deadTotal = dead.reduce((sum, q) => sum + (q.messages ?? 0), 0);
   const lines = [
     `RabbitMQ queues (vhost ${report.vhost}) from ${report.detail}`,
     line(header),
-    ...rows.map((row) => (row.length === header.length ? line(row) : line([row[0]!.padEnd(widths[0]!), row[1]!.padEnd(widths[1]!), row[2]!]))),
+    ...rows.map((row) =>
+      row.length === header.length ? line(row) : line([row[0]!.padEnd(widths[0]!), row[1]!.padEnd(widths[1]!), row[2]!]),
+    ),
     '',
     deadTotal === 0
       ? 'Dead letters: none.'
-      : `Dead letters: ${dead.filter((q) => q.messages).map((q) => `${q.messages} in ${q.name}`).join(', ')} (see GET /dlq; redrive with POST /dlq/redrive).`,
+      : `Dead letters: ${dead
+          .filter((q) => q.messages)
+          .map((q) => `${q.messages} in ${q.name}`)
+          .join(', ')} (see GET /dlq; redrive with POST /dlq/redrive).`,
   ];
   if (management) lines.push('Rates are per second, averaged by the broker; its figures refresh every few seconds.');
   return lines.join('\n');
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } }, strict: true });
+  const { values } = parseArgs({
+    options: { json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+    strict: true,
+  });
   if (values.help) {
     console.log('Usage: npm run status [-- --json]   (MANAGEMENT_URL selects the management API; default port 15672 on the broker host)');
     return;

@@ -45,7 +45,13 @@ export function managementTarget(cfg: Config, env: NodeJS.ProcessEnv = process.e
   const secure = broker.protocol === 'amqps:';
   const port = broker.port || (secure ? '5671' : '5672');
   if (port !== (secure ? '5671' : '5672')) {
-    return { url: '', unknown: `MANAGEMENT_URL is not set and the broker is not on its default port (${port}), so where its management API is cannot be told`, username, password, vhost };
+    return {
+      url: '',
+      unknown: `MANAGEMENT_URL is not set and the broker is not on its default port (${port}), so where its management API is cannot be told`,
+      username,
+      password,
+      vhost,
+    };
   }
   const host = broker.hostname.includes(':') ? `[${broker.hostname}]` : broker.hostname;
   const url = secure ? `https://${host}` : `http://${host}:15672`;
@@ -75,7 +81,10 @@ export async function managementGet<T>(target: ManagementTarget, path: string, t
     });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-    const why = (error as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (cause?.code ?? cause?.message ?? (error as Error).message);
+    const why =
+      (error as Error).name === 'TimeoutError'
+        ? `no answer within ${timeoutMs} ms`
+        : (cause?.code ?? cause?.message ?? (error as Error).message);
     throw new ManagementError(`the management API at ${target.url} did not answer (${why})`);
   }
   if (response.status === 401) {

@@ -9,8 +9,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
+import amqp from 'amqplib';
 import { redactUrl } from '../lib/redact-url';
 
 export interface BrokerOptions {
@@ -57,7 +57,10 @@ export class BrokerDownError extends BrokerUnavailableError {
     readonly since: Date,
     readonly lastError: Error | undefined,
   ) {
-    super(`RabbitMQ down since ${since.toISOString()}${lastError ? `: ${lastError.message}` : ''}`, lastError ? { cause: lastError } : undefined);
+    super(
+      `RabbitMQ down since ${since.toISOString()}${lastError ? `: ${lastError.message}` : ''}`,
+      lastError ? { cause: lastError } : undefined,
+    );
   }
 }
 
@@ -142,7 +145,13 @@ export class Broker extends EventEmitter {
 
   /** What this Broker knows about the broker right now (a copy). */
   get status(): BrokerStatus {
-    return { state: this.state, since: this.since, lastError: this.lastError, failedAttempts: this.failedAttempts, reconnecting: this.connecting !== undefined };
+    return {
+      state: this.state,
+      since: this.since,
+      lastError: this.lastError,
+      failedAttempts: this.failedAttempts,
+      reconnecting: this.connecting !== undefined,
+    };
   }
 
   /** The live connection, connecting (with failover and backoff) if there is none; waits however long that takes. */

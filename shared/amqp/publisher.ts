@@ -119,7 +119,9 @@ export class Publisher {
         () =>
           settle(
             new PublishTimeoutError(
-              sent ? `No confirm from the broker within ${this.confirmTimeoutMs} ms` : `No channel to the broker within ${this.confirmTimeoutMs} ms; not sent`,
+              sent
+                ? `No confirm from the broker within ${this.confirmTimeoutMs} ms`
+                : `No channel to the broker within ${this.confirmTimeoutMs} ms; not sent`,
             ),
           ),
         this.confirmTimeoutMs,

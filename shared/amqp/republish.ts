@@ -12,8 +12,8 @@
  * never refused, and never silently different.
  */
 import type { Options } from 'amqplib';
-import { amqpTypedValue } from '../rmq-event/build';
 import { ATTEMPT_HEADER, FAILURE_HEADERS, RETRY_DELAY_HEADER } from '../contract/headers';
+import { amqpTypedValue } from '../rmq-event/build';
 
 /** The AMQP properties a copy carries over; both amqplib's and the decoded aws:rmq records' fit. */
 export interface CopiedProperties {
@@ -65,7 +65,8 @@ export function republishProperties(properties: CopiedProperties, headers: Recor
   };
   const earlier = typeof earlierNotes === 'string' ? [earlierNotes] : [];
   fitTable(table, notes);
-  if (notes.length || earlier.length) table[TRUNCATED_HEADERS_HEADER] = [...earlier, ...notes].join('; ').slice(0, 2 * TRUNCATED_VALUE_BYTES);
+  if (notes.length || earlier.length)
+    table[TRUNCATED_HEADERS_HEADER] = [...earlier, ...notes].join('; ').slice(0, 2 * TRUNCATED_VALUE_BYTES);
   return options;
 }
 
@@ -102,7 +103,12 @@ function encodableTable(table: Record<string, unknown>, notes: string[], path = 
       notes.push(`key ${path}${JSON.stringify(rawKey.slice(0, 40))} renamed to ${JSON.stringify(key.slice(0, 40))}`);
     }
     // defineProperty: a "__proto__" header is an entry, not the table's prototype.
-    Object.defineProperty(out, key, { value: encodableValue(value, notes, `${path}${key}`, depth + 1), enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(out, key, {
+      value: encodableValue(value, notes, `${path}${key}`, depth + 1),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return out;
 }
@@ -120,7 +126,8 @@ function encodableValue(value: unknown, notes: string[], path: string, depth: nu
     notes.push(`${path}: nested deeper than ${MAX_DEPTH} levels, replaced by a note`);
     return `[nested deeper than ${MAX_DEPTH} levels]`;
   }
-  if (Array.isArray(value)) return value.map((item, i) => (item === undefined ? null : encodableValue(item, notes, `${path}[${i}]`, depth + 1)));
+  if (Array.isArray(value))
+    return value.map((item, i) => (item === undefined ? null : encodableValue(item, notes, `${path}[${i}]`, depth + 1)));
   // Only amqplib's own typed values pass as such: its encoder reads any '!' key as a type, and throws on a
   // '!' decimal that is not {places, digits}; other tables have their '!' keys renamed.
   const typed = amqpTypedValue(value);
@@ -152,7 +159,12 @@ function encodableNumber(value: number, notes: string[], path: string): unknown 
  * The headers this system writes on a copy (why it failed, its attempt, where a retry goes, the original
  * user): the last entries dropped from a table that is too large, whatever the sizes of the others.
  */
-const OWN_HEADERS: ReadonlySet<string> = new Set([...Object.values(FAILURE_HEADERS), ATTEMPT_HEADER, RETRY_DELAY_HEADER, 'x-original-user-id']);
+const OWN_HEADERS: ReadonlySet<string> = new Set([
+  ...Object.values(FAILURE_HEADERS),
+  ATTEMPT_HEADER,
+  RETRY_DELAY_HEADER,
+  'x-original-user-id',
+]);
 
 /**
  * Shrinks `table` in place until it encodes within MAX_HEADERS_BYTES: first every string or byte value over

@@ -16,7 +16,7 @@ import { type DomainEvent, eventIdentity, eventTypesOf } from '../events';
 import { lazy } from '../lib/lazy';
 import { type Logger, logger as processLogger } from '../logging';
 import { messaging, type Publisher } from '../messaging';
-import { type BatchReport, type InboxStore, queueFunction, type QueueRecord, type RecordContext } from '../middleware';
+import { type BatchReport, type InboxStore, type QueueRecord, queueFunction, type RecordContext } from '../middleware';
 import { DEFAULT_PUBLISH_TIMEOUT_MS, outboxMessage, publishCommitted as publishFromMemory } from '../outbox';
 import type { RabbitMQEvent } from '../rmq-event';
 import { type NewOutboxMessage, openStore, type Store, type Tx } from '../store';
@@ -87,7 +87,8 @@ export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctio
         const row = outboxMessage(event, consumer, record.correlationId);
         // Published after the batch by publishCommitted: the relays leave it alone until the invocation
         // could be over and the publish waited out; after a crash they send it then.
-        const remainingMs = typeof context.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : DEFAULT_INVOCATION_MS;
+        const remainingMs =
+          typeof context.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : DEFAULT_INVOCATION_MS;
         await context.tx.outbox.add([row], { leaseMs: remainingMs + DEFAULT_PUBLISH_TIMEOUT_MS });
         emitted.push(row);
       };
@@ -104,7 +105,10 @@ export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctio
  * round of confirms, one statement marking them published). A failure leaves the row for the relay, so this
  * never fails the batch; it runs on the error path too, for the records that did commit.
  */
-function publishCommitted(deps: QueueDeps, committed: WeakMap<Context, NewOutboxMessage[]>): middy.MiddlewareObj<RabbitMQEvent, BatchReport> {
+function publishCommitted(
+  deps: QueueDeps,
+  committed: WeakMap<Context, NewOutboxMessage[]>,
+): middy.MiddlewareObj<RabbitMQEvent, BatchReport> {
   const publishAll = async (request: middy.Request<RabbitMQEvent, BatchReport>) => {
     const rows = committed.get(request.context) ?? [];
     committed.delete(request.context);

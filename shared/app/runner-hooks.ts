@@ -33,7 +33,9 @@ export function appHooks(options: AppHookOptions = {}): RunnerHooks {
   const given = options.relayStore;
   hooks.background = async ({ broker, env }) => {
     const config = loadConfig(env);
-    const store = given ? await given() : await openStore(config.databaseUrl ? { databaseUrl: config.databaseUrl } : { sqlitePath: config.sqlitePath });
+    const store = given
+      ? await given()
+      : await openStore(config.databaseUrl ? { databaseUrl: config.databaseUrl } : { sqlitePath: config.sqlitePath });
     const publisher = new Publisher(broker);
     const logger = createLogger({ level: config.logLevel, service: `${config.serviceName}-runner` }).child({ component: 'outbox-relay' });
     const stop = startOutboxRelay({ store, publisher, intervalMs: config.outboxRelayIntervalMs, logger });

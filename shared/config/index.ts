@@ -43,7 +43,12 @@ const envSchema = z.object({
   AMQP_URLS: z
     .string()
     .optional()
-    .transform((value) => value?.split(',').map((part) => part.trim()).filter(Boolean))
+    .transform((value) =>
+      value
+        ?.split(',')
+        .map((part) => part.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(amqpUrl).min(1, 'must list at least one URL').optional()),
   /** PostgreSQL connection string; when absent the SQLite file at SQLITE_PATH is used. */
   DATABASE_URL: z
@@ -74,7 +79,10 @@ const envSchema = z.object({
     .optional()
     .refine((value) => !value || /^https?:\/\/[^\s]+$/.test(value), 'must be an http:// or https:// URL'),
   /** Seed the demo stock catalog (missing items only) into the database; serverless.yml turns it off for deployments. */
-  SEED_CATALOG: z.enum(['true', 'false']).default('true').transform((value) => value === 'true'),
+  SEED_CATALOG: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((value) => value === 'true'),
   /** How long a webhook call may take before it counts as failed (and is retried), in milliseconds. */
   WEBHOOK_TIMEOUT_MS: positiveInt.default(5_000),
   /** DLQ reprocessor: redrives of one message after which it is parked in `parking-lot` instead of redriven again. */

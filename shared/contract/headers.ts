@@ -52,7 +52,8 @@ export const MAX_ERROR_MESSAGE_LENGTH = 1_000;
  */
 export function failureHeaders(failure: Failure, now = new Date()): Record<string, string | number> {
   const at = now.toISOString();
-  const earlier = typeof failure.firstFailedAt === 'string' && !Number.isNaN(Date.parse(failure.firstFailedAt)) ? failure.firstFailedAt : undefined;
+  const earlier =
+    typeof failure.firstFailedAt === 'string' && !Number.isNaN(Date.parse(failure.firstFailedAt)) ? failure.firstFailedAt : undefined;
   return {
     [FAILURE_HEADERS.errorClass]: failure.errorClass,
     [FAILURE_HEADERS.errorName]: failure.name,

@@ -9,16 +9,17 @@
  * 2 bad command line; 3 the DLQ is busy with another list or redrive. Ctrl-C during a redrive stops it
  * after the message in hand; nothing is lost.
  */
-import { UsageError } from '../lib/usage-error';
+
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, config as processConfig } from '../config';
+import { UsageError } from '../lib/usage-error';
 import { createLogger } from '../logging';
 import { createBroker, Publisher } from '../messaging';
 import { DlqBusyError, InvalidDlqOptionsError, NotADlqError } from './errors';
 import type { DlqMessageSummary } from './message';
 import { DLQ_ERROR_CLASSES } from './message';
 import { parseListRequest, parseRedriveRequest } from './options';
-import { DlqReprocessor, type DlqListing, type RedriveReport } from './reprocessor';
+import { type DlqListing, DlqReprocessor, type RedriveReport } from './reprocessor';
 
 export const USAGE = `Usage:
   npm run dlq -- list [--queue <dlq>]... [--sample <n>] [--json]
@@ -81,7 +82,10 @@ export function parseCommandLine(argv: readonly string[]): Command {
     const queues = values.queue ?? [];
     if (queues.length === 0) throw new UsageError('redrive needs --queue <dlq>, e.g. --queue order-events-dlq');
     if (queues.length > 1) throw new UsageError('redrive takes one --queue at a time');
-    const classes = values['error-class']?.split(',').map((part) => part.trim()).filter(Boolean);
+    const classes = values['error-class']
+      ?.split(',')
+      .map((part) => part.trim())
+      .filter(Boolean);
     return {
       command,
       json,
@@ -103,9 +107,10 @@ const given = (request: unknown): Record<string, unknown> =>
   Object.fromEntries(Object.entries(request as Record<string, unknown>).filter(([, value]) => value !== undefined));
 
 const line = (summary: DlqMessageSummary): string => {
-  const error = summary.errorClass === 'broker'
-    ? `broker: ${summary.death?.reason ?? '?'} in ${summary.death?.queue ?? '?'} x${summary.death?.count ?? 1}`
-    : `${summary.errorClass}: ${summary.errorName ?? '?'}: ${summary.errorMessage ?? ''}`;
+  const error =
+    summary.errorClass === 'broker'
+      ? `broker: ${summary.death?.reason ?? '?'} in ${summary.death?.queue ?? '?'} x${summary.death?.count ?? 1}`
+      : `${summary.errorClass}: ${summary.errorName ?? '?'}: ${summary.errorMessage ?? ''}`;
   const facts = [
     summary.type ?? 'no type',
     `attempts ${summary.attempts ?? '?'}`,
@@ -120,17 +125,27 @@ const line = (summary: DlqMessageSummary): string => {
 export function formatListing(listing: DlqListing): string {
   const out: string[] = [];
   for (const dlq of listing.dlqs) {
-    const state = dlq.status === 'ok' ? `${dlq.depth} message(s)` : dlq.status === 'busy' ? 'busy: another list or redrive has its messages checked out; depth unknown until it ends' : 'not declared';
+    const state =
+      dlq.status === 'ok'
+        ? `${dlq.depth} message(s)`
+        : dlq.status === 'busy'
+          ? 'busy: another list or redrive has its messages checked out; depth unknown until it ends'
+          : 'not declared';
     out.push(`${dlq.queue} (from ${dlq.source}): ${state}`);
     for (const summary of dlq.sample) out.push(line(summary));
-    if (dlq.depth !== null && dlq.depth > dlq.sample.length && dlq.sample.length > 0) out.push(`       ... and ${dlq.depth - dlq.sample.length} more`);
+    if (dlq.depth !== null && dlq.depth > dlq.sample.length && dlq.sample.length > 0)
+      out.push(`       ... and ${dlq.depth - dlq.sample.length} more`);
   }
-  out.push(`${listing.parkingLot.queue}: ${listing.parkingLot.depth ?? 'not declared'}${listing.parkingLot.depth === null ? '' : ' message(s)'}`);
+  out.push(
+    `${listing.parkingLot.queue}: ${listing.parkingLot.depth ?? 'not declared'}${listing.parkingLot.depth === null ? '' : ' message(s)'}`,
+  );
   return out.join('\n');
 }
 
 export function formatReport(report: RedriveReport): string {
-  const targets = Object.entries(report.targets).map(([queue, count]) => `${queue}: ${count}`).join(', ');
+  const targets = Object.entries(report.targets)
+    .map(([queue, count]) => `${queue}: ${count}`)
+    .join(', ');
   const verb = report.dryRun ? 'would move' : 'moved';
   const out = [
     `${report.dlq}${report.dryRun ? ' (dry run, nothing changed)' : ''}: ${verb} ${report.moved.length}${targets ? ` (${targets})` : ''}, ` +
@@ -157,7 +172,11 @@ export interface CliIo {
 const consoleIo: CliIo = { out: (text) => console.log(text), err: (text) => console.error(text) };
 
 /** Runs the command; resolves with the exit code. Never throws for a user error. */
-export async function runCli(argv: readonly string[], io: CliIo = consoleIo, options: { config?: Config; signal?: AbortSignal } = {}): Promise<number> {
+export async function runCli(
+  argv: readonly string[],
+  io: CliIo = consoleIo,
+  options: { config?: Config; signal?: AbortSignal } = {},
+): Promise<number> {
   let command: Command;
   let cfg: Config;
   try {

@@ -19,7 +19,11 @@ export class NotADlqError extends ValidationError {
 /** Another inspection or redrive of the same DLQ is running (in this process or another one). */
 export class DlqBusyError extends ConflictError {
   override readonly name = 'DlqBusyError';
-  override readonly problem: ProblemSpec = { status: 409, slug: 'dlq-busy', title: 'Another reader holds this DLQ; try again when it is done' };
+  override readonly problem: ProblemSpec = {
+    status: 409,
+    slug: 'dlq-busy',
+    title: 'Another reader holds this DLQ; try again when it is done',
+  };
   constructor(readonly queue: string) {
     super(`Another inspection or redrive of '${queue}' is running; try again when it has finished`);
   }

@@ -3,8 +3,8 @@
  * command (`npm run dlq`, shared/dlq/cli.ts). See reprocessor.ts for what it guarantees.
  */
 export * from './errors';
+export { lockQueueName } from './lock';
 export * from './message';
 export * from './options';
+export { DlqReader, type DlqReaderOptions, queueStats } from './reader';
 export * from './reprocessor';
-export { lockQueueName } from './lock';
-export { DlqReader, queueStats, type DlqReaderOptions } from './reader';

@@ -7,9 +7,9 @@
  * the retry queues' TTL: those are not dead-letterings into the DLQ and are ignored when classifying.
  */
 import type { Message, Options } from 'amqplib';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, type FailureClass } from '../contract/headers';
 import { REDACTED_FIELDS } from '../logging';
 import { RETRY_DELAY_HEADER, republishProperties } from '../messaging';
-import { ATTEMPT_HEADER, FAILURE_HEADERS, type FailureClass } from '../contract/headers';
 
 /** Headers the reprocessor adds. */
 export const REDRIVE_HEADERS = {
@@ -36,7 +36,14 @@ export const REDRIVE_HEADERS = {
  * broker dead-lettered it: delivery limit, expiry, reject), or `unknown`.
  */
 export type DlqErrorClass = FailureClass | 'broker' | 'unknown';
-export const DLQ_ERROR_CLASSES: readonly DlqErrorClass[] = ['permanent', 'transient', 'unrepresentable', 'payload-too-large', 'broker', 'unknown'];
+export const DLQ_ERROR_CLASSES: readonly DlqErrorClass[] = [
+  'permanent',
+  'transient',
+  'unrepresentable',
+  'payload-too-large',
+  'broker',
+  'unknown',
+];
 const FAILURE_CLASSES = new Set<string>(DLQ_ERROR_CLASSES.filter((c) => c !== 'broker' && c !== 'unknown'));
 
 /** One `x-death` entry, as far as we use it. */
@@ -93,7 +100,8 @@ const integer = (value: unknown): number | null => {
 /** amqplib decodes AMQP timestamps as `{'!': 'timestamp', value: seconds}`; plain numbers are seconds too. */
 const timestampSeconds = (value: unknown): number | null => {
   if (typeof value === 'number') return value;
-  if (value && typeof value === 'object' && typeof (value as { value?: unknown }).value === 'number') return (value as { value: number }).value;
+  if (value && typeof value === 'object' && typeof (value as { value?: unknown }).value === 'number')
+    return (value as { value: number }).value;
   return null;
 };
 
@@ -231,7 +239,6 @@ export function summarize(message: Message, options: SummaryOptions): DlqMessage
     bodyPreview: bodyPreview(content, options.previewChars),
   };
 }
-
 
 /**
  * The copy a redrive publishes to the work queue: same body and properties; x-redrive-count + 1; the attempt

@@ -3,7 +3,7 @@
  * names: snake_case, as the HTTP body has them). Bad input is an InvalidDlqOptionsError naming the field.
  */
 import { z } from 'zod';
-import { InvalidDlqOptionsError, type DlqOptionIssue } from './errors';
+import { type DlqOptionIssue, InvalidDlqOptionsError } from './errors';
 import { DLQ_ERROR_CLASSES, type DlqErrorClass } from './message';
 
 /** Highest `limit` and `rate` a request may ask for. */

@@ -27,18 +27,19 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumeMessage } from 'amqplib';
 import { type Config, config as processConfig } from '../config';
+import { FAILURE_HEADERS } from '../contract/headers';
+import { within } from '../lib/within';
 import { type Logger, logger as processLogger } from '../logging';
 import {
   type Broker,
   dlqName,
   EXCHANGES,
   PARKING_LOT_QUEUE,
-  PublishNackedError,
   type Publisher,
+  PublishNackedError,
   UnroutableError,
   WORK_QUEUES,
 } from '../messaging';
-import { FAILURE_HEADERS } from '../contract/headers';
 import { DlqBusyError, NotADlqError } from './errors';
 import { withDlqLock } from './lock';
 import {
@@ -53,10 +54,12 @@ import {
   summarize,
 } from './message';
 import type { ListOptions, RedriveOptions } from './options';
-import { within } from '../lib/within';
 import { DlqReader, queueStats } from './reader';
 
-type DlqSettings = Pick<Config, 'dlqMaxRedrives' | 'dlqRedriveLimit' | 'dlqRedriveRate' | 'dlqScanLimit' | 'dlqSampleSize' | 'dlqPreviewChars'>;
+type DlqSettings = Pick<
+  Config,
+  'dlqMaxRedrives' | 'dlqRedriveLimit' | 'dlqRedriveRate' | 'dlqScanLimit' | 'dlqSampleSize' | 'dlqPreviewChars'
+>;
 
 export interface DlqReprocessorOptions {
   broker: Broker;
@@ -146,8 +149,10 @@ export function decide(
 ): RedriveDecision {
   const headers = message.properties.headers;
   const errorClass = errorClassOf(headers);
-  if (filter.errorClasses && filter.errorClasses.length > 0 && !filter.errorClasses.includes(errorClass)) return { action: 'skip', errorClass };
-  if (filter.errorName !== undefined && String(headers?.[FAILURE_HEADERS.errorName] ?? '') !== filter.errorName) return { action: 'skip', errorClass };
+  if (filter.errorClasses && filter.errorClasses.length > 0 && !filter.errorClasses.includes(errorClass))
+    return { action: 'skip', errorClass };
+  if (filter.errorName !== undefined && String(headers?.[FAILURE_HEADERS.errorName] ?? '') !== filter.errorName)
+    return { action: 'skip', errorClass };
   const redriveCount = redriveCountOf(headers, maxRedrives);
   if (redriveCount >= maxRedrives) return { action: 'park', errorClass, redriveCount };
   return { action: 'move', target: redriveTarget(dlq), errorClass };
@@ -210,7 +215,11 @@ export class DlqReprocessor {
       const wanted = Math.min(sampleSize, depth);
       const sample: DlqMessageSummary[] = [];
       if (wanted > 0) {
-        const reader = await DlqReader.open(this.broker, queue, { baseline, scanLimit: this.settings.dlqScanLimit, idleTimeoutMs: this.idleTimeoutMs });
+        const reader = await DlqReader.open(this.broker, queue, {
+          baseline,
+          scanLimit: this.settings.dlqScanLimit,
+          idleTimeoutMs: this.idleTimeoutMs,
+        });
         try {
           while (sample.length < wanted) {
             const message = await reader.next();
@@ -375,7 +384,14 @@ export class DlqReprocessor {
       );
       const { moved, parked, skipped, failed } = report;
       log.info(
-        { moved: moved.length, parked: parked.length, skipped: skipped.length, failed: failed.length, stopped: report.stopped, targets: report.targets },
+        {
+          moved: moved.length,
+          parked: parked.length,
+          skipped: skipped.length,
+          failed: failed.length,
+          stopped: report.stopped,
+          targets: report.targets,
+        },
         dryRun ? 'dlq redrive dry run' : 'dlq redrive',
       );
       return report;

@@ -2,7 +2,7 @@
  * Inventory reservation, the domain step: reserve the order's stock with one conditional update (never
  * oversells, whatever the concurrency) and decide which event announces the outcome.
  */
-import { newEvent, type InventoryFailed, type InventoryReserved, type OrderPlaced } from '../events';
+import { type InventoryFailed, type InventoryReserved, newEvent, type OrderPlaced } from '../events';
 import type { Tx } from '../store';
 
 /** The service name on every message inventory emits (AMQP `appId`). */

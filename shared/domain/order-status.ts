@@ -3,8 +3,9 @@
  * so that GET /orders/{id} tells the truth. An outcome that arrives before its order is stored is a
  * transient failure: it is retried later, not lost.
  */
-import type { Order, Tx } from '../store';
+
 import { TransientError } from '../contract/errors';
+import type { Order, Tx } from '../store';
 import type { InventoryOutcome } from './notifications';
 
 /** The order is not (yet) in the database: retry later; after the last retry the event waits in the DLQ. */

@@ -10,7 +10,16 @@ import { NotFoundError, ProblemError, type ProblemSpec, RETRY_AFTER_SECONDS, Una
 import { storableText, ValidationError } from '../contract/validation';
 import { newEvent, OrderPlaced } from '../events';
 import { outboxMessage } from '../outbox/message';
-import { DEFAULT_PAGE_SIZE, DuplicateError, InvalidCursorError, MAX_PAGE_SIZE, type NewOutboxMessage, type Order, type OrderPage, type Store } from '../store';
+import {
+  DEFAULT_PAGE_SIZE,
+  DuplicateError,
+  InvalidCursorError,
+  MAX_PAGE_SIZE,
+  type NewOutboxMessage,
+  type Order,
+  type OrderPage,
+  type Store,
+} from '../store';
 
 /** The service name on every message intake emits (AMQP `appId`). */
 export const INTAKE_APP_ID = 'order-intake';
@@ -72,7 +81,6 @@ export class BacklogFullError extends UnavailableError {
   }
 }
 
-
 /** JSON with object keys sorted, so equal values give equal text whatever the key order. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
@@ -86,8 +94,7 @@ export function canonicalJson(value: unknown): string {
 }
 
 /** SHA-256 of the canonical JSON of a validated request: what an Idempotency-Key is bound to. */
-export const requestHash = (request: PlaceOrderRequest): string =>
-  createHash('sha256').update(canonicalJson(request)).digest('hex');
+export const requestHash = (request: PlaceOrderRequest): string => createHash('sha256').update(canonicalJson(request)).digest('hex');
 
 export interface PlaceOrderOptions {
   /** Carried on the order and on the event's AMQP properties. */
@@ -104,8 +111,7 @@ export interface PlaceOrderOptions {
 
 export type PlaceOrderResult =
   /** `message`: the event's outbox row, for publishing right after the commit. */
-  | { order: Order; created: true; event: OrderPlaced; message: NewOutboxMessage }
-  | { order: Order; created: false };
+  { order: Order; created: true; event: OrderPlaced; message: NewOutboxMessage } | { order: Order; created: false };
 
 type OrderStore = Pick<Store, 'transaction' | 'orders' | 'outbox'>;
 
@@ -114,7 +120,11 @@ type OrderStore = Pick<Store, 'transaction' | 'orders' | 'outbox'>;
  * idempotency key already used: the first order (`created: false`) for the same body,
  * IdempotencyConflictError for another. Throws BacklogFullError when too many events wait.
  */
-export async function placeOrder(store: OrderStore, request: PlaceOrderRequest, options: PlaceOrderOptions = {}): Promise<PlaceOrderResult> {
+export async function placeOrder(
+  store: OrderStore,
+  request: PlaceOrderRequest,
+  options: PlaceOrderOptions = {},
+): Promise<PlaceOrderResult> {
   const hash = requestHash(request);
   const key = options.idempotencyKey;
   if (key) {

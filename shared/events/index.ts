@@ -49,14 +49,15 @@ export function eventTypesOf(schema: z.ZodType): EventType[] {
 }
 
 /** The messageId and type every message of the contract carries: its body's event_id and event_type. */
-export const eventIdentity = (event: DomainEvent): { messageId: string; type: EventType } => ({ messageId: event.event_id, type: event.event_type });
+export const eventIdentity = (event: DomainEvent): { messageId: string; type: EventType } => ({
+  messageId: event.event_id,
+  type: event.event_type,
+});
 
 /** Where each event type is published: exchange and routing key (one for every event type, checked here). */
 export const ROUTES: Readonly<Record<EventType, { exchange: string; routingKey: string }>> = CONTRACT_ROUTES;
 
-
-type Fields<E extends DomainEvent> = Omit<E, 'event_id' | 'timestamp' | 'event_type'> &
-  Partial<Pick<E, 'event_id' | 'timestamp'>>;
+type Fields<E extends DomainEvent> = Omit<E, 'event_id' | 'timestamp' | 'event_type'> & Partial<Pick<E, 'event_id' | 'timestamp'>>;
 
 /** Builds a new event with a fresh `event_id` and the current time unless given. */
 export function newEvent<T extends EventType>(

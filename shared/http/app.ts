@@ -41,7 +41,12 @@ export function createHttpApp(options: { functionName: string; logger?: Logger |
   app.register(jsonBodyPlugin);
   app.register(correlationPlugin);
   app.addHook('onResponse', async (request, reply) => {
-    const line = { method: request.method, path: request.url.split('?')[0], statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime) };
+    const line = {
+      method: request.method,
+      path: request.url.split('?')[0],
+      statusCode: reply.statusCode,
+      durationMs: Math.round(reply.elapsedTime),
+    };
     if (reply.statusCode >= 500) request.log.error(line, 'request completed');
     else request.log.info(line, 'request completed');
   });

@@ -38,7 +38,10 @@ export interface DlqAppOptions {
 
 const defaults = { maxDurationMs: 45_000 };
 
-const dlqRoutes: FastifyPluginAsync<{ reprocessor: DlqReprocessor; config: Config; maxDurationMs: number }> = async (app, { reprocessor, config, maxDurationMs }) => {
+const dlqRoutes: FastifyPluginAsync<{ reprocessor: DlqReprocessor; config: Config; maxDurationMs: number }> = async (
+  app,
+  { reprocessor, config, maxDurationMs },
+) => {
   await app.register(adminAuth, { token: config.adminToken });
 
   app.get('/dlq', async (request) => reprocessor.list(parseListRequest(request.query)));
@@ -46,7 +49,10 @@ const dlqRoutes: FastifyPluginAsync<{ reprocessor: DlqReprocessor; config: Confi
   app.post('/dlq/redrive', async (request) => {
     const report = await reprocessor.redrive({ ...parseRedriveRequest(request.body), maxDurationMs });
     const { dlq, dryRun, moved, parked, skipped, failed, stopped } = report;
-    request.log.info({ dlq, dryRun, moved: moved.length, parked: parked.length, skipped: skipped.length, failed: failed.length, stopped }, 'dlq redrive requested');
+    request.log.info(
+      { dlq, dryRun, moved: moved.length, parked: parked.length, skipped: skipped.length, failed: failed.length, stopped },
+      'dlq redrive requested',
+    );
     return report;
   });
 };
@@ -57,7 +63,8 @@ export function buildDlqApp(options: DlqAppOptions = {}): FastifyInstance {
   const { maxDurationMs } = { ...defaults, ...options };
   const config = options.config ?? processConfig();
   const logger = options.logger ?? processLogger().child({ function: DLQ_FUNCTION_NAME });
-  const { broker, publisher } = options.broker && options.publisher ? { broker: options.broker, publisher: options.publisher } : messaging();
+  const { broker, publisher } =
+    options.broker && options.publisher ? { broker: options.broker, publisher: options.publisher } : messaging();
   const reprocessor = new DlqReprocessor({
     broker,
     publisher,

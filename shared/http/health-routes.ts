@@ -46,11 +46,18 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
       failureOf(async () => (await store()).ping(), HEALTH_TIMEOUT_MS),
     ]);
     // Why a dependency is down goes to the log, not to an unauthenticated caller.
-    if (brokerFailure) request.log.warn({ err: brokerFailure, broker: broker.status.state, since: broker.status.since.toISOString() }, 'health: broker down');
+    if (brokerFailure)
+      request.log.warn(
+        { err: brokerFailure, broker: broker.status.state, since: broker.status.since.toISOString() },
+        'health: broker down',
+      );
     if (databaseFailure) request.log.warn({ err: databaseFailure }, 'health: database down');
     const checks: HealthBody['checks'] = { broker: brokerFailure ? 'down' : 'up', database: databaseFailure ? 'down' : 'up' };
     const down = (Object.keys(checks) as Array<keyof typeof checks>).filter((name) => checks[name] === 'down');
     const body: HealthBody = { status: down.length === 0 ? 'ok' : 'unavailable', checks, down };
-    return reply.code(down.length === 0 ? 200 : 503).header('Cache-Control', 'no-store').send(body);
+    return reply
+      .code(down.length === 0 ? 200 : 503)
+      .header('Cache-Control', 'no-store')
+      .send(body);
   });
 };

@@ -4,9 +4,10 @@
  *
  *   middy(awsLambdaFastify(app)).use(httpLogging({ functionName: 'order-intake' }))
  */
-import { takeColdStart } from '../lib/cold-start';
+
 import type middy from '@middy/core';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import { takeColdStart } from '../lib/cold-start';
 import { type Logger, logger as processLogger } from '../logging';
 
 export interface HttpLoggingOptions {

@@ -72,16 +72,23 @@ export const ordersRoutes: FastifyPluginAsync = async (app) => {
     if (result.created) {
       // The order is committed; whatever happens here, the answer is 202 and the relay sends what is left.
       const eventId = result.event.event_id;
-      const [outcome] = await publishCommitted(store, publisher, [result.message], { timeoutMs: config.intakePublishWaitMs, logger: request.log }).catch(
-        (error: unknown) => {
-          request.log.warn({ err: error, eventId }, 'publish after commit failed; the outbox relay will send it');
-          return ['failed' as const];
-        },
-      );
+      const [outcome] = await publishCommitted(store, publisher, [result.message], {
+        timeoutMs: config.intakePublishWaitMs,
+        logger: request.log,
+      }).catch((error: unknown) => {
+        request.log.warn({ err: error, eventId }, 'publish after commit failed; the outbox relay will send it');
+        return ['failed' as const];
+      });
       if (outcome === 'deferred') {
         const { since, lastError } = broker.status;
         request.log.info(
-          { orderId: result.order.order_id, eventId, publish: outcome, brokerDownSince: since.toISOString(), brokerError: lastError?.message },
+          {
+            orderId: result.order.order_id,
+            eventId,
+            publish: outcome,
+            brokerDownSince: since.toISOString(),
+            brokerError: lastError?.message,
+          },
           'order accepted; publish deferred (broker down): the outbox relay will send it',
         );
       } else {

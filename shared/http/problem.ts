@@ -27,7 +27,12 @@ export interface ProblemResponse {
 /** Bearer token missing or wrong, or the admin endpoints disabled. */
 export class UnauthorizedError extends ProblemError {
   override readonly name = 'UnauthorizedError';
-  readonly problem: ProblemSpec = { status: 401, slug: 'unauthorized', title: 'Unauthorized', headers: { 'WWW-Authenticate': 'Bearer realm="admin"' } };
+  readonly problem: ProblemSpec = {
+    status: 401,
+    slug: 'unauthorized',
+    title: 'Unauthorized',
+    headers: { 'WWW-Authenticate': 'Bearer realm="admin"' },
+  };
 }
 
 /** No route for this method and path. */
@@ -69,8 +74,18 @@ type FastifyError = Error & { code?: string; statusCode?: number };
 
 /** fastify's own errors about what the client sent, by code, with the fields they concern. */
 const FASTIFY_ERRORS: Readonly<Record<string, ProblemSpec & { issues?: FieldIssue[] }>> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, slug: 'malformed-json', title: 'Body is not valid JSON', issues: [{ field: 'body', message: 'not valid JSON' }] },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, slug: 'malformed-json', title: 'Body is empty', issues: [{ field: 'body', message: 'must be a JSON object' }] },
+  FST_ERR_CTP_INVALID_JSON_BODY: {
+    status: 400,
+    slug: 'malformed-json',
+    title: 'Body is not valid JSON',
+    issues: [{ field: 'body', message: 'not valid JSON' }],
+  },
+  FST_ERR_CTP_EMPTY_JSON_BODY: {
+    status: 400,
+    slug: 'malformed-json',
+    title: 'Body is empty',
+    issues: [{ field: 'body', message: 'must be a JSON object' }],
+  },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, slug: 'bad-request', title: 'Content-Length does not match the body' },
   FST_ERR_CTP_BODY_TOO_LARGE: {
     status: 413,

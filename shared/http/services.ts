@@ -5,8 +5,9 @@
  * the app opened itself. A store that fails to open is tried
  * again on the next request rather than cached as broken.
  */
-import { lazy } from '../lib/lazy';
+
 import { type Config, config as processConfig } from '../config';
+import { lazy } from '../lib/lazy';
 import { type Broker, messaging, type Publisher } from '../messaging';
 import { openStore, type Store } from '../store';
 import { expose } from './expose';

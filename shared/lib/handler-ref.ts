@@ -16,4 +16,5 @@ export function parseHandler(handler: string): { module: string; exportName: str
 }
 
 /** The deployed name of function `key`: its `name` setting, else `<service>-<stage>-<key>`. */
-export const deployedFunctionName = (service: string, stage: string, key: string, name?: string): string => name ?? `${service}-${stage}-${key}`;
+export const deployedFunctionName = (service: string, stage: string, key: string, name?: string): string =>
+  name ?? `${service}-${stage}-${key}`;

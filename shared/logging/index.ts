@@ -3,7 +3,7 @@
  * redaction). Secrets and personal data are redacted by default, wherever they appear in a log object,
  * and passwords inside URLs are masked.
  */
-import { destination, pino, stdSerializers, stdTimeFunctions, type DestinationStream, type Logger } from 'pino';
+import { type DestinationStream, destination, type Logger, pino, stdSerializers, stdTimeFunctions } from 'pino';
 import { config } from '../config';
 
 export type { Logger } from 'pino';
@@ -32,8 +32,7 @@ export const REDACTED_FIELDS = [
 const paths = REDACTED_FIELDS.flatMap((field) => [field, `*.${field}`, `*.*.${field}`]);
 
 /** Masks `user:password@` in any URL inside a string. */
-export const maskUrlCredentials = (text: string): string =>
-  text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]+):[^@/\s]+@/gi, '$1:***@');
+export const maskUrlCredentials = (text: string): string => text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]+):[^@/\s]+@/gi, '$1:***@');
 
 export interface LoggerOptions {
   /** Minimum level written (default from LOG_LEVEL). */

@@ -1,8 +1,9 @@
 /** `npm run topology`: declares the exchanges and queues on the configured broker and lists them. */
-import { ConfigError, config, redactUrl } from '../config';
+
 import { Broker } from '../amqp';
-import { declareTopology } from './topology';
+import { ConfigError, config, redactUrl } from '../config';
 import { topologyOptions } from './index';
+import { declareTopology } from './topology';
 
 async function main(): Promise<void> {
   const cfg = config();

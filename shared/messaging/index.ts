@@ -4,7 +4,7 @@
  * here for the app's modules.
  */
 import { Broker, type BrokerOptions, Publisher } from '../amqp';
-import { config, type Config } from '../config';
+import { type Config, config } from '../config';
 import { declareTopology, type WorkQueue } from './topology';
 
 export * from '../amqp';

@@ -93,9 +93,7 @@ export function topology(options: TopologyOptions): Topology {
     queues.push({
       name: retryQueueName(delay),
       arguments: { ...quorum, ...safeDeadLettering, 'x-message-ttl': delay, 'x-dead-letter-exchange': '' },
-      bindings: [
-        { exchange: EXCHANGES.retry, pattern: '', arguments: { 'x-match': 'all', [RETRY_DELAY_HEADER]: delay } },
-      ],
+      bindings: [{ exchange: EXCHANGES.retry, pattern: '', arguments: { 'x-match': 'all', [RETRY_DELAY_HEADER]: delay } }],
     });
   }
   queues.push({
@@ -158,7 +156,8 @@ export async function declareTopology(connection: ChannelModel, options: Topolog
 
 /** The major version the broker announced when the connection opened (undefined if it did not say). */
 export function brokerMajorVersion(connection: ChannelModel): number | undefined {
-  const version = (connection as unknown as { connection?: { serverProperties?: { version?: unknown } } }).connection?.serverProperties?.version;
+  const version = (connection as unknown as { connection?: { serverProperties?: { version?: unknown } } }).connection?.serverProperties
+    ?.version;
   const major = Number.parseInt(String(version ?? ''), 10);
   return Number.isFinite(major) ? major : undefined;
 }

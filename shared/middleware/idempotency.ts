@@ -84,7 +84,9 @@ type Internal<Tx> = {
 
 type Request<Tx> = middy.Request<QueueRecord<unknown>, unknown, Error, RecordContext<Tx>, Internal<Tx>>;
 
-export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptions<Tx>): middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>> {
+export function idempotency<T = unknown, Tx = unknown>(
+  options: IdempotencyOptions<Tx>,
+): middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>> {
   const { consumer } = options;
   let store: Promise<InboxStore<Tx>> | undefined;
   const getStore = () => {

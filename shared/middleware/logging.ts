@@ -24,7 +24,9 @@ export const defaultLogger = (): Logger => (fallback ??= pino({ level: process.e
 
 type Request = middy.Request<unknown, unknown, Error, Context & { logger?: Logger }, { startedAt?: number }>;
 
-export function structuredLogging(options: StructuredLoggingOptions = {}): middy.MiddlewareObj<unknown, unknown, Error, Context & { logger?: Logger }> {
+export function structuredLogging(
+  options: StructuredLoggingOptions = {},
+): middy.MiddlewareObj<unknown, unknown, Error, Context & { logger?: Logger }> {
   const given = options.logger;
   const base = (): Logger => (typeof given === 'function' ? given() : (given ?? defaultLogger()));
   const before = (request: Request): void => {

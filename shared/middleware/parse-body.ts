@@ -7,7 +7,13 @@
  */
 import type middy from '@middy/core';
 import type { z } from 'zod';
-import { ContractViolationError, MalformedMessageError, MissingMessageIdError, SchemaViolationError, UnknownEventTypeError } from './errors';
+import {
+  ContractViolationError,
+  MalformedMessageError,
+  MissingMessageIdError,
+  SchemaViolationError,
+  UnknownEventTypeError,
+} from './errors';
 import type { QueueRecord, RecordContext } from './types';
 
 export interface ParseBodyOptions<T> {
@@ -36,7 +42,9 @@ export function parseBody<T>(options: ParseBodyOptions<T>): middy.MiddlewareObj<
       }
       const eventType = (json as { event_type?: unknown } | null)?.event_type;
       if (eventTypes && !eventTypes.includes(String(eventType))) {
-        throw new UnknownEventTypeError(`Unknown event type ${JSON.stringify(eventType ?? null)}; this function handles ${eventTypes.join(', ')}`);
+        throw new UnknownEventTypeError(
+          `Unknown event type ${JSON.stringify(eventType ?? null)}; this function handles ${eventTypes.join(', ')}`,
+        );
       }
       const parsed = schema.safeParse(json);
       if (!parsed.success) {
@@ -52,10 +60,14 @@ export function parseBody<T>(options: ParseBodyOptions<T>): middy.MiddlewareObj<
 function checkIdentity(record: QueueRecord<unknown>, expected: { messageId: string; type: string }): void {
   if (!record.messageId) throw new MissingMessageIdError('Message has no messageId; it cannot be processed exactly once');
   if (record.messageId !== expected.messageId) {
-    throw new ContractViolationError(`messageId ${JSON.stringify(record.messageId)} is not the body's id ${JSON.stringify(expected.messageId)}`);
+    throw new ContractViolationError(
+      `messageId ${JSON.stringify(record.messageId)} is not the body's id ${JSON.stringify(expected.messageId)}`,
+    );
   }
   const type = record.properties.type;
   if (type !== expected.type) {
-    throw new ContractViolationError(`type property ${JSON.stringify(type ?? null)} is not the body's type ${JSON.stringify(expected.type)}`);
+    throw new ContractViolationError(
+      `type property ${JSON.stringify(type ?? null)} is not the body's type ${JSON.stringify(expected.type)}`,
+    );
   }
 }

@@ -12,10 +12,10 @@
  *   middy(recordHandler).use(poisonMessages({ publisher, retryDelaysMs: [1000, 10000, 60000] }))
  */
 import type middy from '@middy/core';
-import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders, RETRY_DELAY_HEADER } from '../contract/headers';
-import { EXCHANGES } from '../contract/routes';
 import type { OutgoingMessage } from '../amqp/publisher';
 import { republishProperties } from '../amqp/republish';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders, RETRY_DELAY_HEADER } from '../contract/headers';
+import { EXCHANGES } from '../contract/routes';
 import { classifyError, DeadLetterPublishError } from './errors';
 import type { QueueRecord, RecordContext, RecordOutcome } from './types';
 
@@ -43,11 +43,18 @@ export interface PoisonMessageOptions {
   maxErrorLength?: number;
 }
 
-const defaults = { retryDelaysMs: [1_000, 10_000, 60_000], maxErrorLength: 1_000, retryExchange: EXCHANGES.retry, deadLetterExchange: EXCHANGES.deadLetter };
+const defaults = {
+  retryDelaysMs: [1_000, 10_000, 60_000],
+  maxErrorLength: 1_000,
+  retryExchange: EXCHANGES.retry,
+  deadLetterExchange: EXCHANGES.deadLetter,
+};
 
 type Request = middy.Request<QueueRecord<unknown>, unknown, Error, RecordContext>;
 
-export function poisonMessages<T = unknown>(options: PoisonMessageOptions): middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext> {
+export function poisonMessages<T = unknown>(
+  options: PoisonMessageOptions,
+): middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext> {
   const { maxErrorLength, retryExchange, deadLetterExchange } = { ...defaults, ...options };
   const delays = options.retryDelaysMs ?? defaults.retryDelaysMs;
   const retryDelays = typeof delays === 'function' ? delays : () => delays;

@@ -23,7 +23,7 @@ import middy from '@middy/core';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { RabbitMQEvent } from '../rmq-event';
-import { idempotency, type InboxStore } from './idempotency';
+import { type InboxStore, idempotency } from './idempotency';
 import { structuredLogging } from './logging';
 import { parseBody } from './parse-body';
 import { type ConfirmingPublisher, poisonMessages } from './poison-messages';
@@ -59,8 +59,21 @@ export interface QueueFunctionOptions<T, Tx> {
 export function queueFunction<T, Tx>(options: QueueFunctionOptions<T, Tx>) {
   const { retryDelaysMs, retryExchange, deadLetterExchange, eventTypes, identity } = options;
   const perRecord = middy<QueueRecord<T>, unknown, Error, RecordContext<Tx>>()
-    .use(poisonMessages<T>({ publisher: options.publisher, ...(retryDelaysMs ? { retryDelaysMs } : {}), ...(retryExchange ? { retryExchange } : {}), ...(deadLetterExchange ? { deadLetterExchange } : {}) }) as middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>>)
-    .use(parseBody<T>({ schema: options.schema, ...(eventTypes ? { eventTypes } : {}), ...(identity ? { identity } : {}) }) as middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>>)
+    .use(
+      poisonMessages<T>({
+        publisher: options.publisher,
+        ...(retryDelaysMs ? { retryDelaysMs } : {}),
+        ...(retryExchange ? { retryExchange } : {}),
+        ...(deadLetterExchange ? { deadLetterExchange } : {}),
+      }) as middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>>,
+    )
+    .use(
+      parseBody<T>({
+        schema: options.schema,
+        ...(eventTypes ? { eventTypes } : {}),
+        ...(identity ? { identity } : {}),
+      }) as middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>>,
+    )
     .use(idempotency<T, Tx>({ store: options.store, consumer: options.consumer }))
     .handler(options.handle);
 

@@ -9,9 +9,9 @@
 import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import type { Logger } from 'pino';
+import { attemptOf } from '../contract/headers';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../rmq-event';
 import { defaultLogger } from './logging';
-import { attemptOf } from '../contract/headers';
 import type { BatchReport, QueueRecord, RecordContext, RecordOutcome } from './types';
 
 /** What the base handler receives once `rabbitmqRecords` has run. */
@@ -51,7 +51,11 @@ export function rabbitmqRecords(): middy.MiddlewareObj<RabbitMQEvent, unknown> {
 }
 
 /** A per-record pipeline: a middy instance of the record middlewares around a record handler. */
-export type RecordPipeline = (record: QueueRecord<never>, context: RecordContext<never>, options: { signal: AbortSignal }) => Promise<unknown>;
+export type RecordPipeline = (
+  record: QueueRecord<never>,
+  context: RecordContext<never>,
+  options: { signal: AbortSignal },
+) => Promise<unknown>;
 
 /**
  * Base handler: runs `pipeline` for each record in delivery order and reports the outcomes. Typed on the
@@ -78,7 +82,9 @@ export function forEachRecord(pipeline: RecordPipeline) {
       // The record's own context: the invocation's fields, its logger, and a link to the invocation's context
       // (what batch-level middleware keys its state by); the middleware adds tx and afterCommit.
       const recordContext = { ...context, logger, invocation: context } as unknown as RecordContext<never>;
-      const result = (await pipeline(record as QueueRecord<never>, recordContext, { signal: new AbortController().signal })) as RecordOutcome;
+      const result = (await pipeline(record as QueueRecord<never>, recordContext, {
+        signal: new AbortController().signal,
+      })) as RecordOutcome;
       report[counters[result.outcome]]++;
       const { outcome, ...details } = result;
       logger[outcome === 'processed' || outcome === 'duplicate' ? 'info' : 'warn'](

@@ -5,7 +5,15 @@
  * messageId on a re-send; consumers dedupe).
  */
 import { PublishError, type Publisher } from '../messaging';
-import { DEFAULT_PUBLISH_TIMEOUT_MS, isInFlight, type OutboxLogger, type PublishOutcome, type RelayStore, sendRow, settleRow } from './publish';
+import {
+  DEFAULT_PUBLISH_TIMEOUT_MS,
+  isInFlight,
+  type OutboxLogger,
+  type PublishOutcome,
+  type RelayStore,
+  sendRow,
+  settleRow,
+} from './publish';
 
 export interface PublishPendingOptions {
   /** Rows per round (default 100). */
@@ -37,11 +45,7 @@ export const DEFAULT_RELAY_LIMIT = 100;
  * row sent with it. So when the broker refused anything, the refused rows get a second try one at a time in
  * the same round: the bad row fails alone and the others go through, instead of failing behind it forever.
  */
-export async function publishPending(
-  store: RelayStore,
-  publisher: Publisher,
-  options: PublishPendingOptions = {},
-): Promise<RelayRound> {
+export async function publishPending(store: RelayStore, publisher: Publisher, options: PublishPendingOptions = {}): Promise<RelayRound> {
   if (publisher.brokerDown) return { published: 0, failed: 0, deferred: await store.outbox.backlog(), skipped: 0 };
   const timeoutMs = options.timeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
   const rows = await store.outbox.claim(options.limit ?? DEFAULT_RELAY_LIMIT, 2 * timeoutMs);

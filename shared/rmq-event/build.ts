@@ -15,8 +15,7 @@ export interface AmqpMessageLike {
 }
 
 /** Bytes as Java prints them: signed, -128..127. */
-const signedBytes = (bytes: Uint8Array): number[] =>
-  Array.from(new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+const signedBytes = (bytes: Uint8Array): number[] => Array.from(new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length));
 
 /** Deepest nesting of header arrays and tables turned into a record; deeper is refused, not recursed into. */
 export const MAX_HEADER_DEPTH = 64;
@@ -62,7 +61,8 @@ export function amqpTypedValue(value: unknown): AmqpTypedValue | undefined {
   const keys = Object.keys(value);
   if (keys.length !== 2 || !keys.includes('!') || !keys.includes('value')) return undefined;
   const { '!': type, value: inner } = value as { '!': unknown; value: unknown };
-  if (type === 'timestamp') return typeof inner === 'number' && Number.isInteger(inner) && inner >= 0 ? { type, seconds: inner } : undefined;
+  if (type === 'timestamp')
+    return typeof inner === 'number' && Number.isInteger(inner) && inner >= 0 ? { type, seconds: inner } : undefined;
   if (type !== 'decimal' || !isTable(inner) || Object.keys(inner).length !== 2) return undefined;
   const { places, digits } = inner as { places?: unknown; digits?: unknown };
   const whole = (n: unknown, max: number): n is number => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= max;
@@ -98,7 +98,13 @@ function encodeHeaderTable(table: object, where: string, depth: number): Record<
   const encoded: Record<string, RabbitMQHeaderValue> = {};
   for (const [key, entry] of Object.entries(table)) {
     // defineProperty: a "__proto__" header is an entry, not the record's prototype.
-    if (entry !== undefined) Object.defineProperty(encoded, key, { value: encodeHeaderValue(entry, `${where}.${key}`, depth), enumerable: true, writable: true, configurable: true });
+    if (entry !== undefined)
+      Object.defineProperty(encoded, key, {
+        value: encodeHeaderValue(entry, `${where}.${key}`, depth),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
   }
   return encoded;
 }

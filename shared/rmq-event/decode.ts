@@ -5,15 +5,15 @@
 import type { z } from 'zod';
 import { parseAmqpTimestamp } from './timestamp';
 import {
-  RabbitMQEventSchema,
-  splitQueueKey,
   type AmqpHeaderValue,
   type RabbitMQBasicProperties,
   type RabbitMQEvent,
+  RabbitMQEventSchema,
   type RabbitMQHeaderValue,
   type RabbitMQLongString,
   type RabbitMQProperties,
   type RabbitMQRecord,
+  splitQueueKey,
 } from './types';
 
 /** Thrown for an event that is not a well-formed `aws:rmq` event; `problems` says what is wrong, and where. */
@@ -29,9 +29,7 @@ export function assertRabbitMQEvent(event: unknown): asserts event is RabbitMQEv
   const result = RabbitMQEventSchema.safeParse(event);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => describeIssue(issue, event));
-    throw new InvalidRabbitMQEventError(
-      problems.length > 10 ? [...problems.slice(0, 10), `and ${problems.length - 10} more`] : problems,
-    );
+    throw new InvalidRabbitMQEventError(problems.length > 10 ? [...problems.slice(0, 10), `and ${problems.length - 10} more`] : problems);
   }
 }
 

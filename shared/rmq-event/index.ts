@@ -2,18 +2,16 @@
  * The `aws:rmq` event (Amazon MQ for RabbitMQ -> Lambda): its type, its runtime check, and a codec between it
  * and amqplib messages that reproduces what AWS sends.
  */
-export * from './types';
-export { formatAmqpTimestamp, parseAmqpTimestamp } from './timestamp';
+
 export {
+  type AmqpMessageLike,
   buildRabbitMQEvent,
   encodeHeaderValue,
   localEventSourceArn,
   MAX_HEADER_DEPTH,
   toRabbitMQMessage,
   UnrepresentableMessageError,
-  type AmqpMessageLike,
 } from './build';
-export { base64Length, envelopeBytes, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes } from './size';
 export {
   assertRabbitMQEvent,
   decodeHeaderValue,
@@ -22,3 +20,6 @@ export {
   InvalidRabbitMQEventError,
 } from './decode';
 export { rabbitMQEventFromBodies } from './fixtures';
+export { base64Length, envelopeBytes, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes } from './size';
+export { formatAmqpTimestamp, parseAmqpTimestamp } from './timestamp';
+export * from './types';

@@ -129,12 +129,17 @@ export function loadService(
   };
   const opts: Record<string, string> = options.stage ? { stage: options.stage } : {};
   const stage = String(resolveVariables(raw.provider?.stage ?? 'dev', { options: opts }));
-  const params = resolveVariables({ ...raw.params?.default, ...raw.params?.[stage] }, { options: { ...opts, stage } }) as Record<string, unknown>;
+  const params = resolveVariables({ ...raw.params?.default, ...raw.params?.[stage] }, { options: { ...opts, stage } }) as Record<
+    string,
+    unknown
+  >;
   const sources: VariableSources = { params, options: { ...opts, stage } };
   const provider = resolveVariables(raw.provider ?? {}, sources) as { timeout?: number; memorySize?: number };
   const functions: Record<string, unknown> = {};
   const functionsDir = join(serviceDir, 'functions');
-  for (const name of readdirSync(functionsDir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+  for (const name of readdirSync(functionsDir)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()) {
     const document = resolveVariables(readYaml(join(functionsDir, name)), sources);
     if (!document || typeof document !== 'object' || Array.isArray(document)) {
       throw new TriggerDefinitionError(`functions/${name}: expected a map of function name to definition`);
@@ -167,7 +172,9 @@ function resolveVariables(value: unknown, sources: VariableSources): unknown {
   if (typeof value === 'string') {
     const whole = /^\$\{(env|param|opt):([\w.-]+)(?:\s*,\s*'([^']*)')?\}$/.exec(value.trim());
     if (whole) return lookup(whole[1]!, whole[2]!, whole[3], sources) ?? value;
-    return value.replace(variable, (text, source: string, name: string, fallback?: string) => String(lookup(source, name, fallback, sources) ?? text));
+    return value.replace(variable, (text, source: string, name: string, fallback?: string) =>
+      String(lookup(source, name, fallback, sources) ?? text),
+    );
   }
   if (Array.isArray(value)) return value.map((item) => resolveVariables(item, sources));
   if (value && typeof value === 'object') {
@@ -183,5 +190,5 @@ function lookup(source: string, name: string, fallback: string | undefined, sour
     opt: () => sources.options?.[name],
   };
   const found = table[source]?.();
-  return found === undefined || found === '' ? fallback ?? found : found;
+  return found === undefined || found === '' ? (fallback ?? found) : found;
 }

@@ -57,7 +57,11 @@ export class InProcessInvoker implements Invoker {
     });
     const timeoutMs = trigger.timeout * 1000;
     try {
-      await within(callHandler(handler, event, context), timeoutMs, () => new InvocationTimeoutError(`Task timed out after ${trigger.timeout.toFixed(2)} seconds`, 'Timeout'));
+      await within(
+        callHandler(handler, event, context),
+        timeoutMs,
+        () => new InvocationTimeoutError(`Task timed out after ${trigger.timeout.toFixed(2)} seconds`, 'Timeout'),
+      );
     } catch (error) {
       if (error instanceof InvocationError) throw error;
       const cause = error instanceof Error ? error : new Error(String(error));
@@ -119,7 +123,9 @@ async function bundleAndImport(serviceDir: string, outDir: string, trigger: Trig
   const module = (await import(`${pathToFileURL(outfile).href}?v=${Date.now()}`)) as Record<string, unknown>;
   const handler = module[exportName];
   if (typeof handler !== 'function') {
-    throw new InvocationError(`Handler '${trigger.handler}' of function '${trigger.functionKey}' does not export a function named '${exportName}'`);
+    throw new InvocationError(
+      `Handler '${trigger.handler}' of function '${trigger.functionKey}' does not export a function named '${exportName}'`,
+    );
   }
   return handler as Handler<RabbitMQEvent, unknown>;
 }

@@ -6,10 +6,11 @@
  * Settings: serverless.yml `custom.rabbitmqTrigger` (see settings.ts): `concurrency`, `functions`,
  * `deadLetterExchange`, `hooks`. The broker comes from the functions' environment (AMQP_URL / AMQP_URLS).
  */
+
+import { triggersFromFunctions } from './definitions';
 import { OfflineInvoker } from './invokers';
 import { Runner } from './runner';
 import { brokerUrls, createRunnerLogger, loadHooks, triggerSettings } from './settings';
-import { triggersFromFunctions } from './definitions';
 
 interface ServerlessLike {
   serviceDir?: string;

@@ -8,9 +8,9 @@
  */
 import type { ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
-import { redactUrl } from '../lib/redact-url';
 import { Broker } from '../amqp/connection';
 import { Publisher } from '../amqp/publisher';
+import { redactUrl } from '../lib/redact-url';
 import { localEventSourceArn } from '../rmq-event';
 import type { TriggerDefinition } from './definitions';
 import type { Invoker } from './invokers';
@@ -99,7 +99,10 @@ export class Runner {
   /** Connects and starts every trigger and background task; resolves once each is consuming (or retrying). */
   async start(): Promise<void> {
     this.log.info(
-      { brokers: this.options.urls.map(redactUrl), functions: this.triggers.map((t) => `${t.definition.functionKey}<-${t.definition.queue}`) },
+      {
+        brokers: this.options.urls.map(redactUrl),
+        functions: this.triggers.map((t) => `${t.definition.functionKey}<-${t.definition.queue}`),
+      },
       'starting RabbitMQ triggers',
     );
     await Promise.all([...this.triggers.map((trigger) => trigger.start()), this.startBackground()]);

@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { pino, type DestinationStream, type Logger, destination, stdTimeFunctions } from 'pino';
+import { type DestinationStream, destination, type Logger, pino, stdTimeFunctions } from 'pino';
 import { z } from 'zod';
 import { TriggerDefinitionError } from './definitions';
 import type { RunnerHooks } from './runner';
@@ -37,10 +37,14 @@ export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 
 /** The brokers to consume from: AMQP_URLS (comma-separated, a cluster's nodes), else AMQP_URL, else a local one. */
 export function brokerUrls(env: Readonly<Record<string, string | undefined>>): string[] {
-  const urls = (env.AMQP_URLS ?? '').split(',').map((url) => url.trim()).filter(Boolean);
+  const urls = (env.AMQP_URLS ?? '')
+    .split(',')
+    .map((url) => url.trim())
+    .filter(Boolean);
   const chosen = urls.length ? urls : [env.AMQP_URL?.trim() || DEFAULT_AMQP_URL];
   for (const url of chosen) {
-    if (!/^amqps?:\/\/[^\s]+$/.test(url)) throw new TriggerDefinitionError(`AMQP_URL${urls.length ? 'S' : ''}: '${url}' is not an amqp:// or amqps:// URL`);
+    if (!/^amqps?:\/\/[^\s]+$/.test(url))
+      throw new TriggerDefinitionError(`AMQP_URL${urls.length ? 'S' : ''}: '${url}' is not an amqp:// or amqps:// URL`);
   }
   return chosen;
 }
@@ -49,11 +53,14 @@ export function brokerUrls(env: Readonly<Record<string, string | undefined>>): s
 export async function loadHooks(serviceDir: string, modulePath: string | undefined): Promise<RunnerHooks> {
   if (!modulePath) return {};
   const file = resolve(serviceDir, modulePath);
-  const module = (/\.[cm]?ts$/.test(file)
-    ? await (await import('tsx/esm/api')).tsImport(pathToFileURL(file).href, import.meta.url)
-    : await import(pathToFileURL(file).href)) as { default?: RunnerHooks; hooks?: RunnerHooks };
+  const module = (
+    /\.[cm]?ts$/.test(file)
+      ? await (await import('tsx/esm/api')).tsImport(pathToFileURL(file).href, import.meta.url)
+      : await import(pathToFileURL(file).href)
+  ) as { default?: RunnerHooks; hooks?: RunnerHooks };
   const hooks = module.default ?? module.hooks;
-  if (!hooks || typeof hooks !== 'object') throw new TriggerDefinitionError(`custom.rabbitmqTrigger.hooks: ${modulePath} has no default export of hooks`);
+  if (!hooks || typeof hooks !== 'object')
+    throw new TriggerDefinitionError(`custom.rabbitmqTrigger.hooks: ${modulePath} has no default export of hooks`);
   return hooks;
 }
 

@@ -18,9 +18,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Broker } from '../amqp/connection';
-import { attemptOf, type FailureClass, failureHeaders } from '../contract/headers';
 import { type Publisher, UnroutableError } from '../amqp/publisher';
 import { republishProperties } from '../amqp/republish';
+import { attemptOf, type FailureClass, failureHeaders } from '../contract/headers';
 import {
   base64Length,
   envelopeBytes,
@@ -101,7 +101,15 @@ export class QueueTrigger {
   private readonly inFlightAll = new Set<Promise<void>>();
   private readonly maxPayloadBytes: number;
   private readonly envelopeBytes: number;
-  readonly counts: TriggerCounts = { received: 0, invocations: 0, failedInvocations: 0, acked: 0, requeued: 0, deadLettered: 0, rejected: 0 };
+  readonly counts: TriggerCounts = {
+    received: 0,
+    invocations: 0,
+    failedInvocations: 0,
+    acked: 0,
+    requeued: 0,
+    deadLettered: 0,
+    rejected: 0,
+  };
 
   constructor(
     readonly definition: TriggerDefinition,
@@ -141,7 +149,10 @@ export class QueueTrigger {
       if (session.consumerTag) await session.channel.cancel(session.consumerTag).catch(() => undefined);
       const unsent = [...session.ready.flat(), ...session.batcher.drain()];
       session.ready = [];
-      this.settle(session, unsent.map((delivery): [Delivery, Settlement] => [delivery, 'requeue']));
+      this.settle(
+        session,
+        unsent.map((delivery): [Delivery, Settlement] => [delivery, 'requeue']),
+      );
       if (unsent.length) this.log.info({ messages: unsent.length }, 'returned unstarted messages to the queue');
     }
     await Promise.allSettled([...this.inFlightAll]);
@@ -243,7 +254,10 @@ export class QueueTrigger {
           // run() handles every failure it knows of; this is the last line, so that nothing escapes as an
           // unhandled rejection. Whatever was not settled goes back to the queue.
           this.log.error({ err: error, batchSize: batch.length }, 'batch failed unexpectedly; returning it to the queue');
-          this.settle(session, batch.map((delivery): [Delivery, Settlement] => [delivery, 'requeue']));
+          this.settle(
+            session,
+            batch.map((delivery): [Delivery, Settlement] => [delivery, 'requeue']),
+          );
         })
         .finally(() => {
           session.inFlight.delete(run);
@@ -279,7 +293,15 @@ export class QueueTrigger {
       return bytes > room ? tooLarge(bytes) : { message, record, bytes: bytes + 1 };
     } catch (error) {
       const cause = error instanceof Error ? error : new Error(String(error));
-      return { message, bytes: 0, failure: { errorClass: 'unrepresentable', name: cause.name, message: `Cannot make an aws:rmq record of this message: ${cause.message}` } };
+      return {
+        message,
+        bytes: 0,
+        failure: {
+          errorClass: 'unrepresentable',
+          name: cause.name,
+          message: `Cannot make an aws:rmq record of this message: ${cause.message}`,
+        },
+      };
     }
   }
 
@@ -327,9 +349,13 @@ export class QueueTrigger {
     const { queue } = this.definition;
     const { deadLetterExchange: exchange, publisher } = this.options;
     const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
-    const reason = { errorClass: failure!.errorClass, error: `${failure!.name}: ${failure!.message}`, messageId: message.properties.messageId as unknown };
+    const reason = {
+      errorClass: failure!.errorClass,
+      error: `${failure!.name}: ${failure!.message}`,
+      messageId: message.properties.messageId as unknown,
+    };
     if (!exchange || !publisher) {
-      this.log.warn({ ...reason }, 'message cannot be invoked; rejected to the queue\'s own dead-lettering (no deadLetterExchange set)');
+      this.log.warn({ ...reason }, "message cannot be invoked; rejected to the queue's own dead-lettering (no deadLetterExchange set)");
       return 'reject';
     }
     try {
@@ -345,7 +371,7 @@ export class QueueTrigger {
       return 'ack';
     } catch (error) {
       if (error instanceof UnroutableError) {
-        this.log.warn({ ...reason, err: error }, 'dead-letter copy unroutable; rejected to the queue\'s own dead-lettering');
+        this.log.warn({ ...reason, err: error }, "dead-letter copy unroutable; rejected to the queue's own dead-lettering");
         return 'reject';
       }
       this.log.warn({ ...reason, err: error }, 'could not dead-letter the message; returning it to the queue');

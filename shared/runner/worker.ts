@@ -11,7 +11,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../lib/usage-error';
-import { loadService, triggersFromFunctions, TriggerDefinitionError } from './definitions';
+import { loadService, TriggerDefinitionError, triggersFromFunctions } from './definitions';
 import { bundledHandlerLoader, InProcessInvoker } from './invokers';
 import { Runner } from './runner';
 import { brokerUrls, createRunnerLogger, loadHooks, triggerSettings } from './settings';
@@ -44,10 +44,15 @@ async function main(): Promise<void> {
   const service = loadService(serviceDir, values.stage ? { stage: values.stage } : {});
   const settings = triggerSettings(service.custom);
   const concurrency = values.concurrency === undefined ? (settings.concurrency ?? 1) : Number(values.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency must be a positive integer, got '${values.concurrency}'`);
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new UsageError(`--concurrency must be a positive integer, got '${values.concurrency}'`);
 
   let triggers = triggersFromFunctions(service.functions, service.info);
-  const wanted = values.functions?.split(',').map((name) => name.trim()).filter(Boolean) ?? settings.functions;
+  const wanted =
+    values.functions
+      ?.split(',')
+      .map((name) => name.trim())
+      .filter(Boolean) ?? settings.functions;
   if (wanted) {
     const known = new Set(triggers.map((t) => t.functionKey));
     const unknown = wanted.filter((name) => !known.has(name));

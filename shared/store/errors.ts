@@ -1,14 +1,20 @@
 /**
  * Named errors of the storage layer, so callers can tell "the database is unreachable" from "this key exists".
  */
-import { RETRY_AFTER_SECONDS, type ProblemSpec, UnavailableError } from '../contract/errors';
+import { type ProblemSpec, RETRY_AFTER_SECONDS, UnavailableError } from '../contract/errors';
 
 const retryLater = { 'Retry-After': String(RETRY_AFTER_SECONDS) };
 
 /** The store could not be opened, migrated or reached; the message names the database (password redacted). */
 export class StoreError extends UnavailableError {
   override readonly name: string = 'StoreError';
-  override readonly problem: ProblemSpec = { status: 503, slug: 'database-unavailable', title: 'Database unavailable', detail: 'The database is unreachable; retry later', headers: retryLater };
+  override readonly problem: ProblemSpec = {
+    status: 503,
+    slug: 'database-unavailable',
+    title: 'Database unavailable',
+    detail: 'The database is unreachable; retry later',
+    headers: retryLater,
+  };
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }
@@ -17,7 +23,13 @@ export class StoreError extends UnavailableError {
 /** A migration failed; the database is left at the last migration that succeeded. */
 export class MigrationError extends StoreError {
   override readonly name = 'MigrationError';
-  override readonly problem: ProblemSpec = { status: 503, slug: 'database-unavailable', title: 'Database unavailable', detail: 'The database is not ready; retry later', headers: retryLater };
+  override readonly problem: ProblemSpec = {
+    status: 503,
+    slug: 'database-unavailable',
+    title: 'Database unavailable',
+    detail: 'The database is not ready; retry later',
+    headers: retryLater,
+  };
 }
 
 /** An insert hit a unique constraint (e.g. an order id or idempotency key that already exists). */

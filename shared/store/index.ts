@@ -28,13 +28,13 @@ import { openSqliteFile, StoreSqliteDialect } from './sqlite';
 import { Stock } from './stock';
 
 export * from './errors';
-export * from './schema';
 export type { DialectName } from './migrations';
+export type { NewNotification } from './notifications';
 export type { NewOrder, OrderPage } from './orders';
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './orders';
-export type { ReserveResult, StockLevels } from './stock';
-export type { NewNotification } from './notifications';
 export type { NewOutboxMessage, OutboxMessage } from './outbox';
+export * from './schema';
+export type { ReserveResult, StockLevels } from './stock';
 export { Inbox, Notifications, Orders, Outbox, Stock };
 
 /** The repositories, bound to one executor: the store itself or a transaction. */

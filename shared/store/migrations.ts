@@ -28,11 +28,7 @@ function migrations(dialect: DialectName): Record<string, Migration> {
           .addColumn('updated_at', 'text', (c) => c.notNull())
           .addColumn('notified_at', 'text')
           .execute();
-        await db.schema
-          .createIndex('orders_newest_first')
-          .on('orders')
-          .columns(['created_at desc', 'order_id desc'])
-          .execute();
+        await db.schema.createIndex('orders_newest_first').on('orders').columns(['created_at desc', 'order_id desc']).execute();
 
         await db.schema
           .createTable('stock')
@@ -78,12 +74,7 @@ function migrations(dialect: DialectName): Record<string, Migration> {
           .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
           .addColumn('last_error', 'text')
           .execute();
-        await db.schema
-          .createIndex('outbox_unpublished')
-          .on('outbox')
-          .column('id')
-          .where(sql.ref('published_at'), 'is', null)
-          .execute();
+        await db.schema.createIndex('outbox_unpublished').on('outbox').column('id').where(sql.ref('published_at'), 'is', null).execute();
       },
     },
     // Leases on outbox rows: until `claimed_until` no one else sends the row (its producer publishes it

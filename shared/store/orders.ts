@@ -77,13 +77,14 @@ export class Orders {
     if (options.cursor) {
       const [createdAt, orderId] = decodeCursor(options.cursor);
       query = query.where((eb) =>
-        eb.or([
-          eb('created_at', '<', createdAt),
-          eb.and([eb('created_at', '=', createdAt), eb('order_id', '<', orderId)]),
-        ]),
+        eb.or([eb('created_at', '<', createdAt), eb.and([eb('created_at', '=', createdAt), eb('order_id', '<', orderId)])]),
       );
     }
-    const rows = await query.orderBy('created_at', 'desc').orderBy('order_id', 'desc').limit(limit + 1).execute();
+    const rows = await query
+      .orderBy('created_at', 'desc')
+      .orderBy('order_id', 'desc')
+      .limit(limit + 1)
+      .execute();
     const orders = rows.slice(0, limit);
     const last = orders.at(-1);
     return { orders, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };

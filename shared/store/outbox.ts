@@ -30,7 +30,10 @@ export interface OutboxMessage {
   last_error: string | null;
 }
 
-const parsed = <Row extends { properties: string }>(row: Row) => ({ ...row, properties: JSON.parse(row.properties) as Record<string, unknown> });
+const parsed = <Row extends { properties: string }>(row: Row) => ({
+  ...row,
+  properties: JSON.parse(row.properties) as Record<string, unknown>,
+});
 
 /** Longest error text kept per failed attempt. */
 const MAX_ERROR_LENGTH = 2_000;
@@ -72,7 +75,13 @@ export class Outbox {
 
   /** Up to `limit` unpublished messages, oldest first (leased or not). */
   async pending(limit = 100): Promise<OutboxMessage[]> {
-    const rows = await this.db.selectFrom('outbox').select(ROW).where('published_at', 'is', null).orderBy('id').limit(Math.max(1, Math.trunc(limit))).execute();
+    const rows = await this.db
+      .selectFrom('outbox')
+      .select(ROW)
+      .where('published_at', 'is', null)
+      .orderBy('id')
+      .limit(Math.max(1, Math.trunc(limit)))
+      .execute();
     return rows.map(parsed);
   }
 
@@ -103,7 +112,12 @@ export class Outbox {
   /** Ends the leases on these events' rows (their publish failed), so the next relay round sends them. */
   async release(eventIds: readonly string[]): Promise<void> {
     if (eventIds.length === 0) return;
-    await this.db.updateTable('outbox').set({ claimed_until: null }).where('event_id', 'in', eventIds).where('published_at', 'is', null).execute();
+    await this.db
+      .updateTable('outbox')
+      .set({ claimed_until: null })
+      .where('event_id', 'in', eventIds)
+      .where('published_at', 'is', null)
+      .execute();
   }
 
   /** Marks messages as published (broker confirmed); returns how many were marked. */

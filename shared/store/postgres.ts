@@ -5,8 +5,9 @@
  * ends hand out identical values. Settings such as the search_path can ride in the URL:
  * `postgres://user@host/db?options=-c%20search_path%3Dmy_schema`.
  */
-import pg from 'pg';
+
 import { PostgresDialect } from 'kysely';
+import pg from 'pg';
 
 const INT8_OID = 20;
 

@@ -10,18 +10,19 @@
  * dead-lettered. Only connections through the proxy are cut, so other tests on the broker are untouched;
  * the queues live in a vhost of this test's own. SQLite, the default store, as `npm start` runs it.
  */
-import { appHooks } from '../../shared/app/runner-hooks';
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Store } from '../../shared/store';
+import { appHooks } from '../../shared/app/runner-hooks';
 import type { Runner } from '../../shared/runner';
+import type { Store } from '../../shared/store';
 import { AMQP_URL, queueDepth } from '../support/amqp';
 import { FAULT_STOCK, makeOrders, seededRandom } from '../support/orders';
-import { allSettled, exactlyOnceProblems, readFlow, type PlacedOrder } from '../support/outcomes';
+import { allSettled, exactlyOnceProblems, type PlacedOrder, readFlow } from '../support/outcomes';
 import { LogCapture, waitFor } from '../support/runner';
 import { TcpProxy } from '../support/tcp-proxy';
 import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
@@ -133,7 +134,8 @@ describe('the broker connection cut mid-flow (TCP proxy)', () => {
         });
         const body = (await response.json()) as { order_id?: string };
         answers.push({ status: response.status, duringCut: downAtStart || isDown });
-        if (response.status === 202 && body.order_id) placed.push({ order_id: body.order_id, user_id: o.user_id, item: o.item, quantity: o.quantity });
+        if (response.status === 202 && body.order_id)
+          placed.push({ order_id: body.order_id, user_id: o.user_id, item: o.item, quantity: o.quantity });
         await sleep(5); // a steady stream rather than one burst, so the cuts land mid-flow
       }
     };
@@ -147,7 +149,11 @@ describe('the broker connection cut mid-flow (TCP proxy)', () => {
         // the proxy: a socket through it may still be an attempt in its handshake, which a cut would just fail.
         const what = i === 1 ? 'to be connected' : `to reconnect after cut ${i - 1}`;
         const { messaging } = await import('../../shared/messaging');
-        await waitFor(() => runner.broker.connected && messaging().broker.connected && proxy.open >= 2, `the runner and the publisher ${what}`, 30_000);
+        await waitFor(
+          () => runner.broker.connected && messaging().broker.connected && proxy.open >= 2,
+          `the runner and the publisher ${what}`,
+          30_000,
+        );
         isDown = true;
         cuts.push({ severed: proxy.down(), afterOrders: answers.length });
         await sleep(OUTAGE_MS);
@@ -159,7 +165,10 @@ describe('the broker connection cut mid-flow (TCP proxy)', () => {
     await Promise.all([...Array.from({ length: CLIENTS }, client), cutter()]);
 
     const postedDuringCuts = answers.filter((a) => a.duringCut);
-    expect(answers.filter((a) => a.status !== 202), 'every POST /order answered 202').toEqual([]);
+    expect(
+      answers.filter((a) => a.status !== 202),
+      'every POST /order answered 202',
+    ).toEqual([]);
     expect(postedDuringCuts.length, 'some orders were posted while the broker was unreachable').toBeGreaterThan(0);
     expect(placed).toHaveLength(ORDERS);
 

@@ -55,10 +55,10 @@ import { queueDepth } from '../support/amqp';
 import {
   BrokerCloseError,
   encodeTable,
-  nested,
-  openRawPublisher,
   type FieldEntries,
   type FieldValue,
+  nested,
+  openRawPublisher,
   type RawProperties,
   type RawPublisher,
   type ShortStr,
@@ -87,7 +87,15 @@ const WIDGET_STOCK = 1_000_000_000;
 const FAILURE_CLASSES = ['permanent', 'transient', 'unrepresentable', 'payload-too-large'] as const;
 type FailureClass = (typeof FAILURE_CLASSES)[number];
 /** Worker log lines worth counting (all at warn level or above). */
-const WATCH = ['could not dead-letter', 'invocation failed', 'batch failed unexpectedly', 'unhandled rejection', 'channel closed', 'outbox publish failed', 'left in the outbox'];
+const WATCH = [
+  'could not dead-letter',
+  'invocation failed',
+  'batch failed unexpectedly',
+  'unhandled rejection',
+  'channel closed',
+  'outbox publish failed',
+  'left in the outbox',
+];
 
 // ---------------------------------------------------------------------------------------------------------
 // Deterministic expansion of small generated recipes into bytes (fast-check would be slow generating MBs).
@@ -163,7 +171,13 @@ const shortstrArb: fc.Arbitrary<ShortStr> = fc.oneof(
   { weight: 2, arbitrary: fc.string({ unit: 'grapheme', maxLength: 12 }).filter((s) => Buffer.byteLength(s) <= 255) },
   { weight: 2, arbitrary: bytesArb(40) },
   // Long and not UTF-8: amqplib turns each bad byte into U+FFFD, 3 bytes, so the text no longer fits a shortstr.
-  { weight: 1, arbitrary: fc.oneof(fc.integer({ min: 86, max: 255 }).map((n) => Buffer.alloc(n, 0xff)), fc.uint8Array({ minLength: 100, maxLength: 255 }).map((b) => Buffer.from(b))) },
+  {
+    weight: 1,
+    arbitrary: fc.oneof(
+      fc.integer({ min: 86, max: 255 }).map((n) => Buffer.alloc(n, 0xff)),
+      fc.uint8Array({ minLength: 100, maxLength: 255 }).map((b) => Buffer.from(b)),
+    ),
+  },
   {
     weight: 1,
     arbitrary: fc.constantFrom<ShortStr>(
@@ -212,14 +226,22 @@ const keyArb: fc.Arbitrary<ShortStr> = fc.oneof(
 const timestampArb = (range: 'in-range' | 'past-date-range'): fc.Arbitrary<bigint> =>
   range === 'in-range'
     ? fc.oneof(fc.constantFrom(0n, 1n, 1_700_000_000n, T_MAX), fc.bigInt({ min: 0n, max: T_MAX }))
-    : fc.oneof(fc.constantFrom(10n ** 13n, 2n ** 64n - 1n, T_MAX + 1n, 2n ** 53n + 1n), fc.bigInt({ min: T_MAX + 1n, max: 2n ** 64n - 1n }));
+    : fc.oneof(
+        fc.constantFrom(10n ** 13n, 2n ** 64n - 1n, T_MAX + 1n, 2n ** 53n + 1n),
+        fc.bigInt({ min: T_MAX + 1n, max: 2n ** 64n - 1n }),
+      );
 
 const uint32Arb = fc.bigInt({ min: 0n, max: 2n ** 32n - 1n }).map(Number);
-const int64Arb = fc.oneof(fc.constantFrom(-(2n ** 63n), 2n ** 63n - 1n, 0n, -1n, 2n ** 53n + 1n), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }));
+const int64Arb = fc.oneof(
+  fc.constantFrom(-(2n ** 63n), 2n ** 63n - 1n, 0n, -1n, 2n ** 53n + 1n),
+  fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }),
+);
 
 /** One leaf of every type the broker accepts; T within Date's range (out of range is an unrepresentable feature). */
 const leafArb: fc.Arbitrary<FieldValue> = fc.oneof(
-  fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'grapheme', maxLength: 10 }), bytesArb(40)).map((v): FieldValue => ({ t: 'S', v })),
+  fc
+    .oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'grapheme', maxLength: 10 }), bytesArb(40))
+    .map((v): FieldValue => ({ t: 'S', v })),
   bytesArb(40).map((v): FieldValue => ({ t: 'x', v })),
   fc.integer({ min: -128, max: 127 }).map((v): FieldValue => ({ t: 'b', v })),
   fc.integer({ min: 0, max: 255 }).map((v): FieldValue => ({ t: 'B', v })),
@@ -229,7 +251,9 @@ const leafArb: fc.Arbitrary<FieldValue> = fc.oneof(
   uint32Arb.map((v): FieldValue => ({ t: 'i', v })),
   int64Arb.map((v): FieldValue => ({ t: 'l', v })),
   timestampArb('in-range').map((v): FieldValue => ({ t: 'T', v })),
-  fc.record({ places: fc.integer({ min: 0, max: 255 }), digits: uint32Arb }).map(({ places, digits }): FieldValue => ({ t: 'D', places, digits })),
+  fc
+    .record({ places: fc.integer({ min: 0, max: 255 }), digits: uint32Arb })
+    .map(({ places, digits }): FieldValue => ({ t: 'D', places, digits })),
   fc.double({ noNaN: true, noDefaultInfinity: true }).map((v): FieldValue => ({ t: 'd', v })),
   fc.float({ noNaN: true, noDefaultInfinity: true }).map((v): FieldValue => ({ t: 'f', v })),
   fc.boolean().map((v): FieldValue => ({ t: 't', v })),
@@ -255,13 +279,25 @@ const typedLookingArb = (value: fc.Arbitrary<FieldValue>): fc.Arbitrary<FieldVal
       value: fc.option(
         fc.oneof(
           value,
-          fc
-            .record({ places: leafArb, digits: leafArb })
-            .map(({ places, digits }): FieldValue => ({ t: 'F', v: [['places', places], ['digits', digits]] })),
+          fc.record({ places: leafArb, digits: leafArb }).map(
+            ({ places, digits }): FieldValue => ({
+              t: 'F',
+              v: [
+                ['places', places],
+                ['digits', digits],
+              ],
+            }),
+          ),
         ),
         { nil: undefined, freq: 6 },
       ),
-      extra: fc.option(fc.tuple(fc.string({ maxLength: 6 }).filter((k) => k !== '!' && k !== 'value'), leafArb), { nil: undefined, freq: 2 }),
+      extra: fc.option(
+        fc.tuple(
+          fc.string({ maxLength: 6 }).filter((k) => k !== '!' && k !== 'value'),
+          leafArb,
+        ),
+        { nil: undefined, freq: 2 },
+      ),
     })
     .filter(({ bang, value: v, extra }) => !(bang === 'timestamp' && !extra && v !== undefined && NUMERIC_TAGS.has(v.t)))
     .map(({ bang, value: v, extra }): FieldValue => {
@@ -271,16 +307,15 @@ const typedLookingArb = (value: fc.Arbitrary<FieldValue>): fc.Arbitrary<FieldVal
       return { t: 'F', v: entries };
     });
 
-const valueArb: fc.Arbitrary<FieldValue> =
-  fc.letrec<{ value: FieldValue }>((tie) => ({
-    value: fc.oneof(
-      { maxDepth: 3, depthSize: 'small' },
-      { weight: 8, arbitrary: leafArb },
-      { weight: 1, arbitrary: fc.array(tie('value'), { maxLength: 4 }).map((v): FieldValue => ({ t: 'A', v })) },
-      { weight: 1, arbitrary: fc.array(fc.tuple(keyArb, tie('value')), { maxLength: 4 }).map((v): FieldValue => ({ t: 'F', v })) },
-      { weight: 1, arbitrary: typedLookingArb(leafArb) },
-    ),
-  })).value;
+const valueArb: fc.Arbitrary<FieldValue> = fc.letrec<{ value: FieldValue }>((tie) => ({
+  value: fc.oneof(
+    { maxDepth: 3, depthSize: 'small' },
+    { weight: 8, arbitrary: leafArb },
+    { weight: 1, arbitrary: fc.array(tie('value'), { maxLength: 4 }).map((v): FieldValue => ({ t: 'A', v })) },
+    { weight: 1, arbitrary: fc.array(fc.tuple(keyArb, tie('value')), { maxLength: 4 }).map((v): FieldValue => ({ t: 'F', v })) },
+    { weight: 1, arbitrary: typedLookingArb(leafArb) },
+  ),
+})).value;
 
 type BigStyle = 'longstr' | 'entries' | 'tiny-entries' | 'bytes' | 'ints';
 const BIG_STYLES: readonly BigStyle[] = ['longstr', 'entries', 'tiny-entries', 'bytes', 'ints'];
@@ -295,24 +330,26 @@ interface HeadersRecipe {
   preEncoded: boolean;
 }
 
-const headersArb: fc.Arbitrary<HeadersRecipe> =
-  fc.record(
-    {
-      present: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
-      entries: fc.array(fc.tuple(keyArb, valueArb), { maxLength: 8 }),
-      deep: rarely(fc.record({ depth: fc.oneof(fc.integer({ min: 2, max: 64 }), fc.constant(64)), kind: fc.constantFrom<'A' | 'F'>('A', 'F') }), 12),
-      big: rarely(
-        fc.record({
-          target: fc.oneof(fc.integer({ min: 100_000, max: FRAME_MAX }), fc.constant(FRAME_MAX)),
-          style: fc.constantFrom(...BIG_STYLES),
-          seed: fc.integer(),
-        }),
-        25,
-      ),
-      preEncoded: fc.oneof({ weight: 9, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
-    },
-    { noNullPrototype: true },
-  );
+const headersArb: fc.Arbitrary<HeadersRecipe> = fc.record(
+  {
+    present: fc.oneof({ weight: 5, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+    entries: fc.array(fc.tuple(keyArb, valueArb), { maxLength: 8 }),
+    deep: rarely(
+      fc.record({ depth: fc.oneof(fc.integer({ min: 2, max: 64 }), fc.constant(64)), kind: fc.constantFrom<'A' | 'F'>('A', 'F') }),
+      12,
+    ),
+    big: rarely(
+      fc.record({
+        target: fc.oneof(fc.integer({ min: 100_000, max: FRAME_MAX }), fc.constant(FRAME_MAX)),
+        style: fc.constantFrom(...BIG_STYLES),
+        seed: fc.integer(),
+      }),
+      25,
+    ),
+    preEncoded: fc.oneof({ weight: 9, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+  },
+  { noNullPrototype: true },
+);
 
 const expirationArb = fc.oneof(
   fc.bigInt({ min: 600_000n, max: 4_294_967_295n }).map(String),
@@ -324,26 +361,28 @@ const expirationArb = fc.oneof(
  * (a valid order's messageId, type, contentType, deliveryMode). Headers are representable: what has no
  * aws:rmq form comes only from the 'bad:unrepresentable' kind, so that each kind predicts its dead letter.
  */
-const propsArb =
-  fc.record(
-    {
-      contentType: shortstrArb,
-      contentEncoding: shortstrArb,
-      deliveryMode: fc.constantFrom(1, 2),
-      priority: fc.integer({ min: 0, max: 255 }),
-      correlationId: shortstrArb,
-      replyTo: shortstrArb,
-      expiration: expirationArb,
-      messageId: fc.oneof(fc.uuid().map((u): ShortStr => u), shortstrArb),
-      timestamp: timestampArb('in-range'),
-      type: fc.oneof(fc.constantFrom<ShortStr>('OrderPlaced', 'orderplaced', 'InventoryReserved'), shortstrArb),
-      userId: fc.constant('guest'),
-      appId: shortstrArb,
-      clusterId: shortstrArb,
-      headers: headersArb,
-    },
-    { requiredKeys: [], noNullPrototype: true },
-  );
+const propsArb = fc.record(
+  {
+    contentType: shortstrArb,
+    contentEncoding: shortstrArb,
+    deliveryMode: fc.constantFrom(1, 2),
+    priority: fc.integer({ min: 0, max: 255 }),
+    correlationId: shortstrArb,
+    replyTo: shortstrArb,
+    expiration: expirationArb,
+    messageId: fc.oneof(
+      fc.uuid().map((u): ShortStr => u),
+      shortstrArb,
+    ),
+    timestamp: timestampArb('in-range'),
+    type: fc.oneof(fc.constantFrom<ShortStr>('OrderPlaced', 'orderplaced', 'InventoryReserved'), shortstrArb),
+    userId: fc.constant('guest'),
+    appId: shortstrArb,
+    clusterId: shortstrArb,
+    headers: headersArb,
+  },
+  { requiredKeys: [], noNullPrototype: true },
+);
 
 interface OrderRecipe {
   user: string;
@@ -361,7 +400,10 @@ const orderArb: fc.Arbitrary<OrderRecipe> = fc.record(
       { weight: 1, arbitrary: fc.constant<'doohickey'>('doohickey') },
       { weight: 1, arbitrary: fc.constant<'unknown'>('unknown') },
     ),
-    quantity: fc.oneof({ weight: 6, arbitrary: fc.integer({ min: 1, max: 5 }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 1_000_000 }) }),
+    quantity: fc.oneof(
+      { weight: 6, arbitrary: fc.integer({ min: 1, max: 5 }) },
+      { weight: 1, arbitrary: fc.integer({ min: 1, max: 1_000_000 }) },
+    ),
     extraField: fc.boolean(),
     pretty: fc.boolean(),
   },
@@ -408,10 +450,31 @@ const WRONG_FIELDS = [
 ] as const;
 type WrongFields = (typeof WRONG_FIELDS)[number];
 
-const BROKEN_JSON = ['truncated', 'invalid-utf8', 'trailing-garbage', 'single-quotes', 'unquoted-keys', 'nan', 'comment', 'trailing-comma', 'utf16', 'concatenated'] as const;
+const BROKEN_JSON = [
+  'truncated',
+  'invalid-utf8',
+  'trailing-garbage',
+  'single-quotes',
+  'unquoted-keys',
+  'nan',
+  'comment',
+  'trailing-comma',
+  'utf16',
+  'concatenated',
+] as const;
 type BrokenJson = (typeof BROKEN_JSON)[number];
 
-const CONTRACT = ['other-message-id', 'no-message-id', 'message-id-invalid-utf8', 'message-id-uppercase', 'message-id-255', 'no-type', 'type-case', 'type-invalid-utf8', 'type-other-event'] as const;
+const CONTRACT = [
+  'other-message-id',
+  'no-message-id',
+  'message-id-invalid-utf8',
+  'message-id-uppercase',
+  'message-id-255',
+  'no-type',
+  'type-case',
+  'type-invalid-utf8',
+  'type-other-event',
+] as const;
 type Contract = (typeof CONTRACT)[number];
 
 type Unrepresentable =
@@ -422,9 +485,14 @@ type Unrepresentable =
 
 const unrepresentableArb: fc.Arbitrary<Unrepresentable> = fc.oneof(
   timestampArb('past-date-range').map((value): Unrepresentable => ({ kind: 'timestamp', value })),
-  fc.record({ value: timestampArb('past-date-range'), wrap: fc.integer({ min: 0, max: 3 }) }).map(({ value, wrap }): Unrepresentable => ({ kind: 'T-header', value, wrap })),
   fc
-    .record({ depth: fc.oneof(fc.constantFrom(65, 256, 257), fc.integer({ min: 65, max: 400 })), container: fc.constantFrom<'A' | 'F'>('A', 'F') })
+    .record({ value: timestampArb('past-date-range'), wrap: fc.integer({ min: 0, max: 3 }) })
+    .map(({ value, wrap }): Unrepresentable => ({ kind: 'T-header', value, wrap })),
+  fc
+    .record({
+      depth: fc.oneof(fc.constantFrom(65, 256, 257), fc.integer({ min: 65, max: 400 })),
+      container: fc.constantFrom<'A' | 'F'>('A', 'F'),
+    })
     .map(({ depth, container }): Unrepresentable => ({ kind: 'deep', depth, container })),
   fc.bigInt({ min: T_MAX + 1n, max: 2n ** 63n - 1n }).map((value): Unrepresentable => ({ kind: 'typed-timestamp', value })),
 );
@@ -468,14 +536,18 @@ type Recipe =
   | { kind: 'bad:too-large'; size: number; seed: number; fill: 'random' | 'json-prefix'; props: Props }
   | { kind: 'valid-large'; order: OrderRecipe; pad: number };
 
-
 const recipeArb: fc.Arbitrary<Recipe> = fc.oneof(
   { weight: 35, arbitrary: orderArb.map((order): Recipe => ({ kind: 'valid', order })) },
   { weight: 20, arbitrary: fc.record({ order: orderArb, props: propsArb }).map((r): Recipe => ({ kind: 'valid+extras', ...r })) },
   {
     weight: 8,
     arbitrary: fc
-      .record({ length: fc.oneof(fc.integer({ min: 0, max: 16 }), fc.integer({ min: 0, max: 4096 })), seed: fc.integer(), jsonish: fc.boolean(), props: propsArb })
+      .record({
+        length: fc.oneof(fc.integer({ min: 0, max: 16 }), fc.integer({ min: 0, max: 4096 })),
+        seed: fc.integer(),
+        jsonish: fc.boolean(),
+        props: propsArb,
+      })
       .map((r): Recipe => ({ kind: 'bad:random-bytes', ...r })),
   },
   {
@@ -498,37 +570,60 @@ const recipeArb: fc.Arbitrary<Recipe> = fc.oneof(
   },
   {
     weight: 8,
-    arbitrary: fc.record({ order: orderArb, feature: unrepresentableArb, props: propsArb }).map((r): Recipe => ({ kind: 'bad:unrepresentable', ...r })),
+    arbitrary: fc
+      .record({ order: orderArb, feature: unrepresentableArb, props: propsArb })
+      .map((r): Recipe => ({ kind: 'bad:unrepresentable', ...r })),
   },
-  { weight: 2, arbitrary: fc.record({ refusal: refusalArb, order: orderArb, props: propsArb }).map((r): Recipe => ({ kind: 'refused', ...r })) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ refusal: refusalArb, order: orderArb, props: propsArb }).map((r): Recipe => ({ kind: 'refused', ...r })),
+  },
 );
 
 /** Rare and heavy messages, one of each per stream at a generated position: the total volume stays bounded. */
 const specialsArb = fc.record({
   tooLarge: fc
-    .record({ size: fc.integer({ min: 4_800_000, max: 7_000_000 }), seed: fc.integer(), fill: fc.constantFrom<'random' | 'json-prefix'>('random', 'json-prefix'), props: propsArb })
+    .record({
+      size: fc.integer({ min: 4_800_000, max: 7_000_000 }),
+      seed: fc.integer(),
+      fill: fc.constantFrom<'random' | 'json-prefix'>('random', 'json-prefix'),
+      props: propsArb,
+    })
     .map((r): Recipe => ({ kind: 'bad:too-large', ...r })),
-  large: fc.record({ size: fc.integer({ min: 1_000_000, max: 4_000_000 }), seed: fc.integer(), props: propsArb }).map((r): Recipe => ({ kind: 'bad:large', ...r })),
-  validLarge: fc.record({ order: orderArb, pad: fc.integer({ min: 500_000, max: 3_000_000 }) }).map((r): Recipe => ({ kind: 'valid-large', ...r })),
+  large: fc
+    .record({ size: fc.integer({ min: 1_000_000, max: 4_000_000 }), seed: fc.integer(), props: propsArb })
+    .map((r): Recipe => ({ kind: 'bad:large', ...r })),
+  validLarge: fc
+    .record({ order: orderArb, pad: fc.integer({ min: 500_000, max: 3_000_000 }) })
+    .map((r): Recipe => ({ kind: 'valid-large', ...r })),
   deep10k: fc
     .record({ order: orderArb, container: fc.constantFrom<'A' | 'F'>('A', 'F'), props: propsArb })
-    .map(({ order, container, props }): Recipe => ({ kind: 'bad:unrepresentable', order, feature: { kind: 'deep', depth: 10_000, container }, props })),
-  bigValid: fc
-    .record({ order: orderArb, props: propsArb, style: fc.constantFrom(...BIG_STYLES), seed: fc.integer() })
-    .map(({ order, props, style, seed }): Recipe => ({
+    .map(
+      ({ order, container, props }): Recipe => ({
+        kind: 'bad:unrepresentable',
+        order,
+        feature: { kind: 'deep', depth: 10_000, container },
+        props,
+      }),
+    ),
+  bigValid: fc.record({ order: orderArb, props: propsArb, style: fc.constantFrom(...BIG_STYLES), seed: fc.integer() }).map(
+    ({ order, props, style, seed }): Recipe => ({
       kind: 'valid+extras',
       order,
       props: { ...props, headers: { ...(props.headers ?? emptyHeaders()), present: true, big: { target: FRAME_MAX, style, seed } } },
-    })),
+    }),
+  ),
   bigBad: fc
     .record({ order: orderArb, props: propsArb, style: fc.constantFrom<BigStyle>('entries', 'tiny-entries'), seed: fc.integer() })
-    .map(({ order, props, style, seed }): Recipe => ({
-      kind: 'bad:wrong-fields',
-      order,
-      how: 'quantity-0',
-      matchIdentity: true,
-      props: { ...props, headers: { ...(props.headers ?? emptyHeaders()), present: true, big: { target: FRAME_MAX - 17, style, seed } } },
-    })),
+    .map(
+      ({ order, props, style, seed }): Recipe => ({
+        kind: 'bad:wrong-fields',
+        order,
+        how: 'quantity-0',
+        matchIdentity: true,
+        props: { ...props, headers: { ...(props.headers ?? emptyHeaders()), present: true, big: { target: FRAME_MAX - 17, style, seed } } },
+      }),
+    ),
 });
 
 const streamArb = fc.record({
@@ -562,7 +657,13 @@ interface Outgoing {
 
 function orderEventOf(tag: string, recipe: OrderRecipe): OrderPlaced {
   const item = recipe.item === 'unknown' ? `unobtainium-${tag}` : recipe.item;
-  const fields = { event_id: uuidOf(`${tag}:event`), order_id: uuidOf(`${tag}:order`), item, quantity: recipe.quantity, timestamp: new Date(Date.UTC(2024, 0, 1)).toISOString() };
+  const fields = {
+    event_id: uuidOf(`${tag}:event`),
+    order_id: uuidOf(`${tag}:order`),
+    item,
+    quantity: recipe.quantity,
+    timestamp: new Date(Date.UTC(2024, 0, 1)).toISOString(),
+  };
   const event = newEvent('OrderPlaced', { ...fields, user_id: recipe.user });
   return OrderPlaced.safeParse(event).success ? event : newEvent('OrderPlaced', { ...fields, user_id: `fuzz-user-${tag}` });
 }
@@ -577,42 +678,78 @@ function wrongFieldsBody(event: OrderPlaced, how: WrongFields): string {
   const set = (key: string, value: unknown) => JSON.stringify({ ...o, [key]: value });
   const omit = (key: string) => JSON.stringify(Object.fromEntries(Object.entries(o).filter(([k]) => k !== key)));
   switch (how) {
-    case 'quantity-0': return set('quantity', 0);
-    case 'quantity-negative': return set('quantity', -3);
-    case 'quantity-fraction': return set('quantity', 1.5);
-    case 'quantity-text': return set('quantity', '3');
-    case 'quantity-null': return set('quantity', null);
-    case 'quantity-too-large': return set('quantity', 1_000_001);
-    case 'quantity-infinite': return JSON.stringify(o).replace(/"quantity":\d+/, '"quantity":1e400');
-    case 'quantity-duplicate-key': return JSON.stringify(o).replace(/}$/, ',"quantity":0}');
-    case 'no-quantity': return omit('quantity');
-    case 'event-id-not-uuid': return set('event_id', `not-a-uuid-${event.event_id}`);
-    case 'event-id-number': return set('event_id', 42);
-    case 'no-event-id': return omit('event_id');
-    case 'order-id-not-uuid': return set('order_id', 'order-1');
-    case 'no-order-id': return omit('order_id');
-    case 'timestamp-text': return set('timestamp', 'yesterday');
-    case 'timestamp-date-only': return set('timestamp', '2024-01-01');
-    case 'timestamp-number': return set('timestamp', 1_700_000_000);
-    case 'user-empty': return set('user_id', '');
-    case 'user-blank': return set('user_id', '   ');
-    case 'user-nul': return set('user_id', 'a\u0000b');
-    case 'user-lone-surrogate': return set('user_id', '\ud800x');
-    case 'user-too-long': return set('user_id', 'u'.repeat(201));
-    case 'item-empty': return set('item', '');
-    case 'item-nul': return set('item', 'wid\u0000get');
-    case 'item-too-long': return set('item', 'i'.repeat(201));
-    case 'event-type-other': return set('event_type', 'OrderShipped');
-    case 'event-type-case': return set('event_type', 'orderplaced');
-    case 'event-type-null': return set('event_type', null);
-    case 'no-event-type': return omit('event_type');
-    case 'event-type-inventory': return set('event_type', 'InventoryReserved');
-    case 'array': return JSON.stringify([o]);
-    case 'null': return 'null';
-    case 'string': return '"OrderPlaced"';
-    case 'number': return '42';
-    case 'empty-object': return '{}';
-    case 'wrapped': return JSON.stringify({ order: o });
+    case 'quantity-0':
+      return set('quantity', 0);
+    case 'quantity-negative':
+      return set('quantity', -3);
+    case 'quantity-fraction':
+      return set('quantity', 1.5);
+    case 'quantity-text':
+      return set('quantity', '3');
+    case 'quantity-null':
+      return set('quantity', null);
+    case 'quantity-too-large':
+      return set('quantity', 1_000_001);
+    case 'quantity-infinite':
+      return JSON.stringify(o).replace(/"quantity":\d+/, '"quantity":1e400');
+    case 'quantity-duplicate-key':
+      return JSON.stringify(o).replace(/}$/, ',"quantity":0}');
+    case 'no-quantity':
+      return omit('quantity');
+    case 'event-id-not-uuid':
+      return set('event_id', `not-a-uuid-${event.event_id}`);
+    case 'event-id-number':
+      return set('event_id', 42);
+    case 'no-event-id':
+      return omit('event_id');
+    case 'order-id-not-uuid':
+      return set('order_id', 'order-1');
+    case 'no-order-id':
+      return omit('order_id');
+    case 'timestamp-text':
+      return set('timestamp', 'yesterday');
+    case 'timestamp-date-only':
+      return set('timestamp', '2024-01-01');
+    case 'timestamp-number':
+      return set('timestamp', 1_700_000_000);
+    case 'user-empty':
+      return set('user_id', '');
+    case 'user-blank':
+      return set('user_id', '   ');
+    case 'user-nul':
+      return set('user_id', 'a\u0000b');
+    case 'user-lone-surrogate':
+      return set('user_id', '\ud800x');
+    case 'user-too-long':
+      return set('user_id', 'u'.repeat(201));
+    case 'item-empty':
+      return set('item', '');
+    case 'item-nul':
+      return set('item', 'wid\u0000get');
+    case 'item-too-long':
+      return set('item', 'i'.repeat(201));
+    case 'event-type-other':
+      return set('event_type', 'OrderShipped');
+    case 'event-type-case':
+      return set('event_type', 'orderplaced');
+    case 'event-type-null':
+      return set('event_type', null);
+    case 'no-event-type':
+      return omit('event_type');
+    case 'event-type-inventory':
+      return set('event_type', 'InventoryReserved');
+    case 'array':
+      return JSON.stringify([o]);
+    case 'null':
+      return 'null';
+    case 'string':
+      return '"OrderPlaced"';
+    case 'number':
+      return '42';
+    case 'empty-object':
+      return '{}';
+    case 'wrapped':
+      return JSON.stringify({ order: o });
   }
 }
 
@@ -621,24 +758,41 @@ const INVALID_UTF8 = [[0xff], [0xfe], [0xc3, 0x28], [0xed, 0xa0, 0x80], [0xc0, 0
 function brokenJsonBody(json: string, how: BrokenJson, seed: number): Buffer {
   const next = prng(seed);
   switch (how) {
-    case 'truncated': return Buffer.from(json.slice(0, next() % json.length)); // a proper prefix of an object
+    case 'truncated':
+      return Buffer.from(json.slice(0, next() % json.length)); // a proper prefix of an object
     case 'invalid-utf8': {
       const at = next() % (json.length + 1);
-      return Buffer.concat([Buffer.from(json.slice(0, at)), Buffer.from(INVALID_UTF8[next() % INVALID_UTF8.length]!), Buffer.from(json.slice(at))]);
+      return Buffer.concat([
+        Buffer.from(json.slice(0, at)),
+        Buffer.from(INVALID_UTF8[next() % INVALID_UTF8.length]!),
+        Buffer.from(json.slice(at)),
+      ]);
     }
-    case 'trailing-garbage': return Buffer.from(json + ['x', '}', ',', ']', '{}', 'null'][next() % 6]!);
-    case 'single-quotes': return Buffer.from(json.replaceAll('"', "'"));
-    case 'unquoted-keys': return Buffer.from(json.replace(/"(\w+)":/g, '$1:'));
-    case 'nan': return Buffer.from(json.replace(/"quantity":\s*\d+/, '"quantity":NaN'));
-    case 'comment': return Buffer.from(`/* order */${json}`);
-    case 'trailing-comma': return Buffer.from(json.replace(/}\s*$/, ',}'));
-    case 'utf16': return Buffer.from(json, 'utf16le');
-    case 'concatenated': return Buffer.from(json + json);
+    case 'trailing-garbage':
+      return Buffer.from(json + ['x', '}', ',', ']', '{}', 'null'][next() % 6]!);
+    case 'single-quotes':
+      return Buffer.from(json.replaceAll('"', "'"));
+    case 'unquoted-keys':
+      return Buffer.from(json.replace(/"(\w+)":/g, '$1:'));
+    case 'nan':
+      return Buffer.from(json.replace(/"quantity":\s*\d+/, '"quantity":NaN'));
+    case 'comment':
+      return Buffer.from(`/* order */${json}`);
+    case 'trailing-comma':
+      return Buffer.from(json.replace(/}\s*$/, ',}'));
+    case 'utf16':
+      return Buffer.from(json, 'utf16le');
+    case 'concatenated':
+      return Buffer.from(json + json);
   }
 }
 
 /** The header table a recipe describes, with its extra entries (deep nesting, unrepresentable values). */
-function headerEntries(recipe: HeadersRecipe, extra: Array<readonly [ShortStr, FieldValue]>, features: string[]): Array<readonly [ShortStr, FieldValue]> {
+function headerEntries(
+  recipe: HeadersRecipe,
+  extra: Array<readonly [ShortStr, FieldValue]>,
+  features: string[],
+): Array<readonly [ShortStr, FieldValue]> {
   const entries: Array<readonly [ShortStr, FieldValue]> = [];
   for (const [key, value] of [...recipe.entries, ...extra]) {
     // Sender-selected distribution: a top-level CC/BCC header reroutes the message (or is refused); not ours.
@@ -649,14 +803,20 @@ function headerEntries(recipe: HeadersRecipe, extra: Array<readonly [ShortStr, F
     entries.push([`deep-${recipe.deep.depth}`, nested(recipe.deep.depth, recipe.deep.kind, { t: 'S', v: 'bottom' })]);
     features.push(`deep-${recipe.deep.depth === 64 ? '64' : 'under-64'}`);
   }
-  if (entries.some(([, v]) => v.t === 'F' && Array.isArray(v.v) && (v.v as FieldEntries).some(([k]) => k === '!'))) features.push('typed-looking');
+  if (entries.some(([, v]) => v.t === 'F' && Array.isArray(v.v) && (v.v as FieldEntries).some(([k]) => k === '!')))
+    features.push('typed-looking');
   if (entries.some(([k]) => k === '__proto__')) features.push('proto-key');
   if (entries.some(([k]) => k === '')) features.push('empty-key');
   return entries;
 }
 
 /** Adds filler to `props.headers` so that the content header is `target` bytes (never more than frame-max). */
-function fillHeaders(props: RawProperties, entries: Array<readonly [ShortStr, FieldValue]>, big: NonNullable<HeadersRecipe['big']>, features: string[]): void {
+function fillHeaders(
+  props: RawProperties,
+  entries: Array<readonly [ShortStr, FieldValue]>,
+  big: NonNullable<HeadersRecipe['big']>,
+  features: string[],
+): void {
   const next = prng(big.seed);
   props.headers = entries;
   let room = big.target - contentHeaderBytes(props);
@@ -756,7 +916,13 @@ function build(recipe: Recipe, run: number, index: number): Outgoing {
       const body = recipe.jsonish ? Buffer.concat([Buffer.from('{"event_type":"OrderPlaced",'), bytes]) : bytes;
       if (body.length === 0) features.push('empty-body');
       const props = applyProps(recipe.props, {}, [], features);
-      return out({ via: 'raw', body, props, expectClass: 'permanent', expectNames: ['MalformedMessageError', 'UnknownEventTypeError', 'SchemaViolationError'] });
+      return out({
+        via: 'raw',
+        body,
+        props,
+        expectClass: 'permanent',
+        expectNames: ['MalformedMessageError', 'UnknownEventTypeError', 'SchemaViolationError'],
+      });
     }
     case 'bad:broken-json': {
       const order = orderEventOf(tag, recipe.order);
@@ -769,26 +935,56 @@ function build(recipe: Recipe, run: number, index: number): Outgoing {
       const order = orderEventOf(tag, recipe.order);
       features.push(recipe.how);
       const props = applyProps(recipe.props, recipe.matchIdentity ? identity(order) : {}, [], features);
-      return out({ via: 'raw', body: Buffer.from(wrongFieldsBody(order, recipe.how)), props, expectClass: 'permanent', expectNames: ['SchemaViolationError', 'UnknownEventTypeError'] });
+      return out({
+        via: 'raw',
+        body: Buffer.from(wrongFieldsBody(order, recipe.how)),
+        props,
+        expectClass: 'permanent',
+        expectNames: ['SchemaViolationError', 'UnknownEventTypeError'],
+      });
     }
     case 'bad:contract': {
       const order = orderEventOf(tag, recipe.order);
       const base: RawProperties = { ...identity(order), contentType: 'application/json', deliveryMode: 2 };
       switch (recipe.how) {
-        case 'other-message-id': base.messageId = uuidOf(`${tag}:other`); break;
-        case 'no-message-id': delete base.messageId; break;
-        case 'message-id-invalid-utf8': base.messageId = Buffer.concat([Buffer.from(order.event_id), Buffer.from([0xff])]); break;
-        case 'message-id-uppercase': base.messageId = order.event_id.toUpperCase(); break;
-        case 'message-id-255': base.messageId = order.event_id.padEnd(255, '0'); break;
-        case 'no-type': delete base.type; break;
-        case 'type-case': base.type = 'orderPlaced'; break;
-        case 'type-invalid-utf8': base.type = Buffer.concat([Buffer.from('OrderPlaced'), Buffer.from([0xc3])]); break;
-        case 'type-other-event': base.type = 'InventoryReserved'; break;
+        case 'other-message-id':
+          base.messageId = uuidOf(`${tag}:other`);
+          break;
+        case 'no-message-id':
+          delete base.messageId;
+          break;
+        case 'message-id-invalid-utf8':
+          base.messageId = Buffer.concat([Buffer.from(order.event_id), Buffer.from([0xff])]);
+          break;
+        case 'message-id-uppercase':
+          base.messageId = order.event_id.toUpperCase();
+          break;
+        case 'message-id-255':
+          base.messageId = order.event_id.padEnd(255, '0');
+          break;
+        case 'no-type':
+          delete base.type;
+          break;
+        case 'type-case':
+          base.type = 'orderPlaced';
+          break;
+        case 'type-invalid-utf8':
+          base.type = Buffer.concat([Buffer.from('OrderPlaced'), Buffer.from([0xc3])]);
+          break;
+        case 'type-other-event':
+          base.type = 'InventoryReserved';
+          break;
       }
       features.push(recipe.how);
       // An absent messageId or type stays absent: applyProps only fills in properties the kind did not set.
       const props = applyProps({ ...recipe.props, messageId: undefined, type: undefined }, base, [], features);
-      return out({ via: 'raw', body: Buffer.from(orderJson(order, recipe.order)), props, expectClass: 'permanent', expectNames: ['ContractViolationError', 'MissingMessageIdError'] });
+      return out({
+        via: 'raw',
+        body: Buffer.from(orderJson(order, recipe.order)),
+        props,
+        expectClass: 'permanent',
+        expectNames: ['ContractViolationError', 'MissingMessageIdError'],
+      });
     }
     case 'bad:unrepresentable': {
       const order = orderEventOf(tag, recipe.order);
@@ -798,17 +994,39 @@ function build(recipe: Recipe, run: number, index: number): Outgoing {
       if (f.kind === 'timestamp') base.timestamp = f.value;
       if (f.kind === 'T-header') extra.push(['when', nested(f.wrap, 'A', { t: 'T', v: f.value })]);
       if (f.kind === 'deep') extra.push(['deep', nested(f.depth, f.container, { t: 'I', v: 1 })]);
-      if (f.kind === 'typed-timestamp') extra.push(['when', { t: 'F', v: [['!', { t: 'S', v: 'timestamp' }], ['value', { t: 'l', v: f.value }]] }]);
+      if (f.kind === 'typed-timestamp')
+        extra.push([
+          'when',
+          {
+            t: 'F',
+            v: [
+              ['!', { t: 'S', v: 'timestamp' }],
+              ['value', { t: 'l', v: f.value }],
+            ],
+          },
+        ]);
       features.push(f.kind === 'deep' ? `unrepresentable-deep-${f.depth >= 10_000 ? '10000' : 'over-64'}` : `unrepresentable-${f.kind}`);
       if (f.kind === 'timestamp' && f.value === 10n ** 13n) features.push('timestamp-1e13');
       const props = applyProps(recipe.props, base, extra, features);
-      return out({ via: 'raw', body: Buffer.from(orderJson(order, recipe.order)), props, expectClass: 'unrepresentable', expectNames: ['UnrepresentableMessageError'] });
+      return out({
+        via: 'raw',
+        body: Buffer.from(orderJson(order, recipe.order)),
+        props,
+        expectClass: 'unrepresentable',
+        expectNames: ['UnrepresentableMessageError'],
+      });
     }
     case 'refused': {
       const order = orderEventOf(tag, recipe.order);
       const r = recipe.refusal;
       const base: RawProperties =
-        r.what === 'delivery-mode' ? { deliveryMode: r.deliveryMode } : r.what === 'expiration' ? { expiration: r.expiration } : r.what === 'user-id' ? { userId: r.userId } : {};
+        r.what === 'delivery-mode'
+          ? { deliveryMode: r.deliveryMode }
+          : r.what === 'expiration'
+            ? { expiration: r.expiration }
+            : r.what === 'user-id'
+              ? { userId: r.userId }
+              : {};
       const extra: Array<readonly [ShortStr, FieldValue]> = r.what === 'header' ? [['refused', { t: 'raw', v: r.value }]] : [];
       features.push(`refusal-${r.what}`);
       const props = applyProps(recipe.props, base, extra, features);
@@ -940,7 +1158,11 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
 
   /** Ready and unacknowledged messages of a queue, from the broker itself (a passive declare shows only ready ones). */
   async function queueTotals(queue: string): Promise<{ ready: number; unacked: number }> {
-    const { stdout } = await run('rabbitmqctl', ['-q', 'list_queues', '-p', vhost.name, '--no-table-headers', 'name', 'messages_ready', 'messages_unacknowledged'], { timeout: 60_000 });
+    const { stdout } = await run(
+      'rabbitmqctl',
+      ['-q', 'list_queues', '-p', vhost.name, '--no-table-headers', 'name', 'messages_ready', 'messages_unacknowledged'],
+      { timeout: 60_000 },
+    );
     const line = stdout.split('\n').find((l) => l.split('\t')[0] === queue);
     const [, ready, unacked] = (line ?? '').split('\t');
     return { ready: Number(ready ?? 0), unacked: Number(unacked ?? 0) };
@@ -974,7 +1196,12 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
           else refused.push({ index: m.index, kind: m.kind, reason: 'nack' });
         } catch (error) {
           if (!(error instanceof BrokerCloseError)) throw error;
-          refused.push({ index: m.index, kind: m.kind, reason: `${error.scope} ${error.code} ${error.replyText.slice(0, 120)}`, message: describeOutgoing(m) });
+          refused.push({
+            index: m.index,
+            kind: m.kind,
+            reason: `${error.scope} ${error.code} ${error.replyText.slice(0, 120)}`,
+            message: describeOutgoing(m),
+          });
           await raw.close();
           raw = await openRawPublisher(vhost.url);
         }
@@ -989,13 +1216,27 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
 
   async function oneStream(recipes: Stream, runNo: number): Promise<void> {
     const list = [...recipes.messages];
-    const specials = [recipes.specials.tooLarge, recipes.specials.large, recipes.specials.validLarge, recipes.specials.deep10k, recipes.specials.bigValid, recipes.specials.bigBad];
+    const specials = [
+      recipes.specials.tooLarge,
+      recipes.specials.large,
+      recipes.specials.validLarge,
+      recipes.specials.deep10k,
+      recipes.specials.bigValid,
+      recipes.specials.bigBad,
+    ];
     for (const [i, special] of specials.entries()) list.splice(recipes.positions[i]! % (list.length + 1), 0, special);
     const stream = list.map((recipe, index) => build(recipe, runNo, index));
 
     // Null-prototype counters: a key such as "__proto__" (a dead letter's x-error-name could be anything) counts like any other.
     const counter = (): Record<string, number> => Object.create(null) as Record<string, number>;
-    const report: RunReport = { run: runNo, published: counter(), refused: [], deadLetters: { byClass: counter(), byName: counter() }, processed: { reserved: 0, failed: 0 }, features: counter() };
+    const report: RunReport = {
+      run: runNo,
+      published: counter(),
+      refused: [],
+      deadLetters: { byClass: counter(), byName: counter() },
+      processed: { reserved: 0, failed: 0 },
+      features: counter(),
+    };
     reports.push(report);
     for (const m of stream) {
       report.published[m.kind] = (report.published[m.kind] ?? 0) + 1;
@@ -1011,7 +1252,8 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
     deadSoFar += bad.length;
     const validIds = new Set(validSoFar.map((o) => o.event_id));
 
-    const claims = async () => (await store.db.selectFrom('inbox').select('message_id').where('consumer', '=', CONSUMER).execute()).map((r) => r.message_id);
+    const claims = async () =>
+      (await store.db.selectFrom('inbox').select('message_id').where('consumer', '=', CONSUMER).execute()).map((r) => r.message_id);
     const diagnose = async () =>
       JSON.stringify({
         claims: (await claims()).length,
@@ -1023,10 +1265,14 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
       });
     const settled = async (what: string, predicate: () => Promise<boolean>, timeoutMs: number) => {
       try {
-        await waitFor(async () => {
-          alive();
-          return predicate();
-        }, what, timeoutMs);
+        await waitFor(
+          async () => {
+            alive();
+            return predicate();
+          },
+          what,
+          timeoutMs,
+        );
       } catch (error) {
         throw new Error(`${(error as Error).message}; state ${await diagnose()}\nworker output (tail):\n${worker.output().slice(-6_000)}`);
       }
@@ -1037,21 +1283,28 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
       `run ${runNo}: ${valid.length} valid orders processed and ${bad.length} bad messages dead-lettered`,
       async () => {
         const claimed = new Set(await claims());
-        return validSoFar.every((o) => claimed.has(o.event_id)) && (await queueDepth(amqp.connection, DLQ)) >= bad.length && (await queueDepth(amqp.connection, QUEUE)) === 0;
+        return (
+          validSoFar.every((o) => claimed.has(o.event_id)) &&
+          (await queueDepth(amqp.connection, DLQ)) >= bad.length &&
+          (await queueDepth(amqp.connection, QUEUE)) === 0
+        );
       },
       90_000,
     );
     // Every outcome committed is published (the relay would otherwise send it later) and has arrived.
     const runOrders = new Set(valid.map((m) => m.order!.order_id));
     const outboxRows = async () =>
-      (await store.db.selectFrom('outbox').select(['event_id', 'routing_key', 'body', 'published_at', 'last_error', 'attempts']).execute()).map((row) => ({
+      (
+        await store.db.selectFrom('outbox').select(['event_id', 'routing_key', 'body', 'published_at', 'last_error', 'attempts']).execute()
+      ).map((row) => ({
         ...row,
         order: (JSON.parse(row.body) as { order_id: string }).order_id,
       }));
     try {
       await settled(
         `run ${runNo}: the outcome of each of its ${valid.length} orders published`,
-        async () => (await outboxRows()).every((row) => row.published_at !== null) && (await queueDepth(amqp.connection, OUTCOMES)) >= valid.length,
+        async () =>
+          (await outboxRows()).every((row) => row.published_at !== null) && (await queueDepth(amqp.connection, OUTCOMES)) >= valid.length,
         30_000,
       );
     } catch (error) {
@@ -1059,10 +1312,17 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
       const orders = new Map(validSoFar.map((o) => [o.order_id, o]));
       const stuckMessages = stuck.map((row) => {
         const m = valid.find((v) => v.order!.order_id === row.order);
-        return { eventId: row.event_id, lastError: row.last_error, attempts: row.attempts, message: m ? describeOutgoing(m) : brief(orders.get(row.order)) };
+        return {
+          eventId: row.event_id,
+          lastError: row.last_error,
+          attempts: row.attempts,
+          message: m ? describeOutgoing(m) : brief(orders.get(row.order)),
+        };
       });
       failures.push({ run: runNo, stuckOutbox: stuckMessages });
-      throw new Error(`${(error as Error).message}\nunpublished outbox rows: ${JSON.stringify(stuckMessages.slice(0, 5), null, 1).slice(0, 4_000)}`);
+      throw new Error(
+        `${(error as Error).message}\nunpublished outbox rows: ${JSON.stringify(stuckMessages.slice(0, 5), null, 1).slice(0, 4_000)}`,
+      );
     }
     // Nothing left unacknowledged in the work queue (a passive declare counts ready messages only).
     let totals = await queueTotals(QUEUE);
@@ -1076,7 +1336,8 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
       problems.push(m ? `${text}: ${JSON.stringify(describeOutgoing(m)).slice(0, 1_500)}` : text);
       if (m) failures.push({ run: runNo, problem: text, message: describeOutgoing(m) });
     };
-    if (totals.ready + totals.unacked > 0) problem(`${QUEUE} still holds ${totals.ready} ready and ${totals.unacked} unacknowledged messages`);
+    if (totals.ready + totals.unacked > 0)
+      problem(`${QUEUE} still holds ${totals.ready} ready and ${totals.unacked} unacknowledged messages`);
 
     // The DLQ holds exactly the bad messages, once each, body byte for byte, with the reason.
     const dead = await drain(DLQ);
@@ -1091,20 +1352,32 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
       report.deadLetters.byName[errorName ?? '(none)'] = (report.deadLetters.byName[errorName ?? '(none)'] ?? 0) + 1;
       const key = sha(message.content);
       const candidates = expectedByBody.get(key) ?? [];
-      const at = Math.max(0, candidates.findIndex((m) => m.expectClass === errorClass && decoded(m.props.messageId) === message.properties.messageId));
+      const at = Math.max(
+        0,
+        candidates.findIndex((m) => m.expectClass === errorClass && decoded(m.props.messageId) === message.properties.messageId),
+      );
       const m = candidates.splice(at, 1)[0];
       const found = `class ${String(errorClass)}, name ${String(errorName)}, x-death ${String(JSON.stringify(brief(headers['x-death']))).slice(0, 300)}, message ${JSON.stringify(headerText(headers['x-error-message'])?.slice(0, 300))}`;
       if (!m) {
         const v = validBodies.get(key);
-        problem(v ? `a valid order was dead-lettered (${found})` : `a dead letter matches no bad message published in this run (${message.content.length} bytes, ${found})`, v);
+        problem(
+          v
+            ? `a valid order was dead-lettered (${found})`
+            : `a dead letter matches no bad message published in this run (${message.content.length} bytes, ${found})`,
+          v,
+        );
         continue;
       }
-      if (!errorClass || !(FAILURE_CLASSES as readonly string[]).includes(errorClass)) problem(`dead letter without a known x-error-class (${found})`, m);
+      if (!errorClass || !(FAILURE_CLASSES as readonly string[]).includes(errorClass))
+        problem(`dead letter without a known x-error-class (${found})`, m);
       else if (!errorName) problem(`dead letter without x-error-name (${found})`, m);
       else if (!headerText(headers['x-error-message'])) problem(`dead letter without x-error-message (${found})`, m);
-      else if (m.expectClass && errorClass !== m.expectClass) problem(`dead-lettered as ${errorClass}, expected ${m.expectClass} (${found})`, m);
-      else if (m.expectNames && !m.expectNames.includes(errorName)) problem(`dead-lettered as ${errorName}, expected one of ${m.expectNames.join('/')} (${found})`, m);
-      if (headerText(headers['x-original-queue']) !== QUEUE) problem(`x-original-queue ${String(headerText(headers['x-original-queue']))} (${found})`, m);
+      else if (m.expectClass && errorClass !== m.expectClass)
+        problem(`dead-lettered as ${errorClass}, expected ${m.expectClass} (${found})`, m);
+      else if (m.expectNames && !m.expectNames.includes(errorName))
+        problem(`dead-lettered as ${errorName}, expected one of ${m.expectNames.join('/')} (${found})`, m);
+      if (headerText(headers['x-original-queue']) !== QUEUE)
+        problem(`x-original-queue ${String(headerText(headers['x-original-queue']))} (${found})`, m);
     }
     for (const left of expectedByBody.values()) for (const m of left) problem('bad message not in the DLQ', m);
 
@@ -1123,7 +1396,8 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
       if (got.length !== 1) problem(`${got.length} outcome events for a valid order`, m);
       else if (got[0]!.event_type !== expected) problem(`outcome ${got[0]!.event_type} (${got[0]!.reason}), expected ${expected}`, m);
     }
-    for (const order of byOrder.keys()) if (!runOrders.has(order)) problem(`an outcome event for order ${order}, not a valid order of this run`);
+    for (const order of byOrder.keys())
+      if (!runOrders.has(order)) problem(`an outcome event for order ${order}, not a valid order of this run`);
 
     // The store: one claim per valid order and none for anything else; one outbox row each; stock moved once.
     const claimed = await claims();
@@ -1132,12 +1406,15 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
     const rows = await outboxRows();
     const rowsByOrder = new Map<string, number>();
     for (const row of rows) rowsByOrder.set(row.order, (rowsByOrder.get(row.order) ?? 0) + 1);
-    for (const o of validSoFar) if (rowsByOrder.get(o.order_id) !== 1) problem(`${rowsByOrder.get(o.order_id) ?? 0} outbox rows for order ${o.order_id}`);
+    for (const o of validSoFar)
+      if (rowsByOrder.get(o.order_id) !== 1) problem(`${rowsByOrder.get(o.order_id) ?? 0} outbox rows for order ${o.order_id}`);
     if (rows.length !== validSoFar.length) problem(`${rows.length} outbox rows for ${validSoFar.length} valid orders so far`);
     const widgetQuantity = validSoFar.filter((o) => o.item === 'widget').reduce((sum, o) => sum + o.quantity, 0);
     const widget = await store.stock.get('widget');
     if (widget?.reserved !== widgetQuantity || widget.available !== WIDGET_STOCK - widgetQuantity) {
-      problem(`widget stock ${widget?.available} available / ${widget?.reserved} reserved, expected ${WIDGET_STOCK - widgetQuantity} / ${widgetQuantity}`);
+      problem(
+        `widget stock ${widget?.available} available / ${widget?.reserved} reserved, expected ${WIDGET_STOCK - widgetQuantity} / ${widgetQuantity}`,
+      );
     }
 
     // Nothing anywhere else: retries done, nothing parked.
@@ -1147,7 +1424,9 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
     }
     alive();
     if (problems.length) {
-      throw new Error(`run ${runNo}: ${problems.length} problem(s):\n${problems.slice(0, 12).join('\n')}\nworker output (tail):\n${worker.output().slice(-4_000)}`);
+      throw new Error(
+        `run ${runNo}: ${problems.length} problem(s):\n${problems.slice(0, 12).join('\n')}\nworker output (tail):\n${worker.output().slice(-4_000)}`,
+      );
     }
   }
 
@@ -1169,7 +1448,9 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
             const error = details.errorInstance;
             // The stack only for an error of this test's own making (a TypeError...), not for the invariants'.
             const cause = error instanceof Error ? (error.constructor === Error ? error.message : String(error.stack)) : String(error);
-            throw new Error(`broker fuzz failed with seed ${details.seed} (BROKER_FUZZ_SEED=${details.seed}), run ${details.numRuns} of ${RUNS}: ${cause}`);
+            throw new Error(
+              `broker fuzz failed with seed ${details.seed} (BROKER_FUZZ_SEED=${details.seed}), run ${details.numRuns} of ${RUNS}: ${cause}`,
+            );
           },
         },
       );
@@ -1178,16 +1459,21 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
     }
     const durationMs = Math.round(performance.now() - started);
     const sum = (pick: (r: RunReport) => Record<string, number>) =>
-      reports.reduce<Record<string, number>>((acc, r) => {
-        for (const [k, v] of Object.entries(pick(r))) acc[k] = (acc[k] ?? 0) + v;
-        return acc;
-      }, Object.create(null) as Record<string, number>);
+      reports.reduce<Record<string, number>>(
+        (acc, r) => {
+          for (const [k, v] of Object.entries(pick(r))) acc[k] = (acc[k] ?? 0) + v;
+          return acc;
+        },
+        Object.create(null) as Record<string, number>,
+      );
     const summary = {
       seed: SEED,
       runs: reports.length,
       messagesPerRun: MESSAGES_PER_RUN,
       published: sum((r) => r.published),
-      refusedByBroker: sum((r) => Object.fromEntries(r.refused.map((x) => [x.reason, r.refused.filter((y) => y.reason === x.reason).length]))),
+      refusedByBroker: sum((r) =>
+        Object.fromEntries(r.refused.map((x) => [x.reason, r.refused.filter((y) => y.reason === x.reason).length])),
+      ),
       deadLettersByClass: sum((r) => r.deadLetters.byClass),
       deadLettersByName: sum((r) => r.deadLetters.byName),
       processed: sum((r) => r.processed),

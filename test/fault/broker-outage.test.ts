@@ -21,7 +21,7 @@
  * BROKER_OUTAGE_PUBLISH_WAIT_MS overrides the 60 s (e.g. 2000, the default, to measure an older build as the
  * bug was first reported). A memory guard stops sending if the process tree passes 6 GB.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -156,7 +156,11 @@ describe('a broker outage under load, on the real system (npm start, TCP proxy)'
     child = spawn('npm', ['start'], { cwd: ROOT, detached: true, env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    await waitFor(() => /rabbit-functions is running/.test(output) || child.exitCode !== null, 'npm start to print its URLs', 180_000).catch((error: Error) => {
+    await waitFor(
+      () => /rabbit-functions is running/.test(output) || child.exitCode !== null,
+      'npm start to print its URLs',
+      180_000,
+    ).catch((error: Error) => {
       throw new Error(`${error.message}. Output so far:\n${output.slice(-4_000)}`);
     });
     expect(child.exitCode, output.slice(-4_000)).toBeNull();
@@ -263,10 +267,15 @@ describe('a broker outage under load, on the real system (npm start, TCP proxy)'
     // (a cold start under load is what makes serverless-offline start more instances).
     const warm: Answer[] = [];
     for (let n = 1; n <= 5; n++) warm.push(await post('before', -n));
-    expect(warm.map((a) => a.status), warm.map((a) => a.error).join('\n')).toEqual(Array(5).fill(202));
+    expect(
+      warm.map((a) => a.status),
+      warm.map((a) => a.error).join('\n'),
+    ).toEqual(Array(5).fill(202));
     await waitFor(
       async () => {
-        const orders = await Promise.all(warm.map(async (a) => (await fetch(`${api}/orders/${a.orderId}`)).json() as Promise<{ notified_at?: string | null }>));
+        const orders = await Promise.all(
+          warm.map(async (a) => (await fetch(`${api}/orders/${a.orderId}`)).json() as Promise<{ notified_at?: string | null }>),
+        );
         return orders.every((order) => Boolean(order.notified_at));
       },
       'the warm-up orders to be reserved and notified',
@@ -278,7 +287,11 @@ describe('a broker outage under load, on the real system (npm start, TCP proxy)'
     const before = await load('before', BEFORE_S, memory.before);
     // The cut comes once the pipeline has caught up, so the outage's figures are its own.
     const beforeIds = before.answers.flatMap((a) => (a.orderId ? [a.orderId] : []));
-    const caughtUp = await waitFor(() => beforeIds.every((id) => seen.has(id)) && backlog() === 0, 'the pipeline to catch up', 120_000).then(
+    const caughtUp = await waitFor(
+      () => beforeIds.every((id) => seen.has(id)) && backlog() === 0,
+      'the pipeline to catch up',
+      120_000,
+    ).then(
       () => true,
       () => false,
     );
@@ -302,9 +315,11 @@ describe('a broker outage under load, on the real system (npm start, TCP proxy)'
     // Everything the relay has to send goes out; then a little longer, so a second copy would be seen too.
     const everyDuringOrderSeen = () => duringIds.every((id) => (seen.get(id) ?? 0) >= 1);
     // Waited for, not timed: the report is written either way and the assertions below say what was missing.
-    await waitFor(() => everyDuringOrderSeen() && backlog() === 0, 'every order of the outage to reach the broker and the outbox to empty', 120_000).catch(
-      () => undefined,
-    );
+    await waitFor(
+      () => everyDuringOrderSeen() && backlog() === 0,
+      'every order of the outage to reach the broker and the outbox to empty',
+      120_000,
+    ).catch(() => undefined);
     const healthyAgain = await waitFor(async () => (await health()).status === 200, '/health to say 200 again', 60_000).then(
       () => true,
       () => false,
@@ -319,7 +334,12 @@ describe('a broker outage under load, on the real system (npm start, TCP proxy)'
     const perBroker = attemptsWithin(outageMs, defaults) + 1;
     const latency = (phase: Phase) => {
       const ms = answers.filter((a) => a.phase === phase && a.status !== 0).map((a) => a.ms);
-      return { requests: answers.filter((a) => a.phase === phase).length, p50Ms: percentile(ms, 50), p99Ms: percentile(ms, 99), maxMs: percentile(ms, 100) };
+      return {
+        requests: answers.filter((a) => a.phase === phase).length,
+        p50Ms: percentile(ms, 50),
+        p99Ms: percentile(ms, 99),
+        maxMs: percentile(ms, 100),
+      };
     };
     const rss = (samples: TreeSample[]) => ({
       rssMb: samples.at(-1)?.rssMb ?? null,
@@ -332,7 +352,9 @@ describe('a broker outage under load, on the real system (npm start, TCP proxy)'
       at: new Date().toISOString(),
       commit: (await run('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).catch(() => ({ stdout: 'unknown' }))).stdout.trim(),
       settings: { ratePerSecond: RATE, beforeS: BEFORE_S, outageS: OUTAGE_S, afterS: AFTER_S, intakePublishWaitMs: PUBLISH_WAIT_MS },
-      statuses: Object.fromEntries(['before', 'during', 'after'].map((phase) => [phase, countBy(answers.filter((a) => a.phase === phase).map((a) => a.status))])),
+      statuses: Object.fromEntries(
+        ['before', 'during', 'after'].map((phase) => [phase, countBy(answers.filter((a) => a.phase === phase).map((a) => a.status))]),
+      ),
       latency: { before: latency('before'), during: latency('during'), after: latency('after') },
       serverlessOffline: { idle: rss(memory.idle), before: rss(memory.before), during: rss(memory.during), after: rss(memory.after) },
       memoryGuardTripped: during.guardTripped || before.guardTripped || after.guardTripped,
@@ -364,7 +386,10 @@ describe('a broker outage under load, on the real system (npm start, TCP proxy)'
 
     expect(child.exitCode, 'npm start ended during the test: see test/.output/broker-outage.log').toBeNull();
     const notAccepted = during.answers.filter((a) => a.status !== 202);
-    expect(notAccepted.slice(0, 5), `${notAccepted.length} of ${during.answers.length} requests of the outage were not answered 202`).toEqual([]);
+    expect(
+      notAccepted.slice(0, 5),
+      `${notAccepted.length} of ${during.answers.length} requests of the outage were not answered 202`,
+    ).toEqual([]);
     expect(during.guardTripped, 'the memory guard stopped the load').toBe(false);
     expect(during.answers).toHaveLength(RATE * OUTAGE_S);
     expect(notSeen.slice(0, 5), `${notSeen.length} orders of the outage never reached the broker`).toEqual([]);

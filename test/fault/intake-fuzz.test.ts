@@ -9,8 +9,9 @@
  * document whose status matches; a 202 means the order was really stored as sent. At the end the app still
  * answers GET /health. The run count is fixed, so the suite is bounded.
  */
-import http from 'node:http';
+
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -53,24 +54,45 @@ function send(
 }
 
 // Header values a client can put on the wire: visible ASCII, spaces and Latin-1, no CR/LF.
-const headerChar = fc.oneof(
-  { weight: 8, arbitrary: fc.integer({ min: 0x21, max: 0x7e }) },
-  { weight: 1, arbitrary: fc.constant(0x20) },
-  { weight: 1, arbitrary: fc.integer({ min: 0xa0, max: 0xff }) },
-).map((code) => String.fromCharCode(code));
+const headerChar = fc
+  .oneof(
+    { weight: 8, arbitrary: fc.integer({ min: 0x21, max: 0x7e }) },
+    { weight: 1, arbitrary: fc.constant(0x20) },
+    { weight: 1, arbitrary: fc.integer({ min: 0xa0, max: 0xff }) },
+  )
+  .map((code) => String.fromCharCode(code));
 const headerValue = (max: number) => fc.array(headerChar, { minLength: 0, maxLength: max }).map((chars) => chars.join(''));
 
 const weirdString = fc.oneof(
   fc.string(),
   fc.fullUnicodeString({ maxLength: 40 }),
-  fc.constantFrom('', ' ', '   widget  ', '\u0000', '\ud800', 'widget\n', 'x'.repeat(201), 'x'.repeat(5_000), '🦄'.repeat(60), '<script>', "' or 1=1 --"),
+  fc.constantFrom(
+    '',
+    ' ',
+    '   widget  ',
+    '\u0000',
+    '\ud800',
+    'widget\n',
+    'x'.repeat(201),
+    'x'.repeat(5_000),
+    '🦄'.repeat(60),
+    '<script>',
+    "' or 1=1 --",
+  ),
 );
 const weirdNumber = fc.oneof(
   fc.integer(),
   fc.double(),
   fc.constantFrom(0, -1, 1, 1.5, 1_000_000, 1_000_001, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 2, 1e308, -0),
 );
-const anyValue = fc.oneof(weirdString, weirdNumber, fc.boolean(), fc.constant(null), fc.array(fc.jsonValue(), { maxLength: 3 }), fc.object({ maxDepth: 2 }));
+const anyValue = fc.oneof(
+  weirdString,
+  weirdNumber,
+  fc.boolean(),
+  fc.constant(null),
+  fc.array(fc.jsonValue(), { maxLength: 3 }),
+  fc.object({ maxDepth: 2 }),
+);
 
 const validOrder = fc.record({
   user_id: fc.oneof(fc.string({ minLength: 1, maxLength: 40 }), fc.fullUnicodeString({ minLength: 1, maxLength: 20 })),
@@ -83,12 +105,17 @@ const mangledOrder = fc
     validOrder,
     fc.record({ user_id: anyValue, item: anyValue, quantity: anyValue }, { requiredKeys: [] }),
     fc.subarray(['user_id', 'item', 'quantity']),
-    fc.dictionary(fc.oneof(fc.string({ maxLength: 10 }), fc.constantFrom('__proto__', 'constructor', 'prototype', 'status', 'order_id')), anyValue, { maxKeys: 3 }),
+    fc.dictionary(
+      fc.oneof(fc.string({ maxLength: 10 }), fc.constantFrom('__proto__', 'constructor', 'prototype', 'status', 'order_id')),
+      anyValue,
+      { maxKeys: 3 },
+    ),
   )
   .map(([order, replaced, dropped, extra]) => {
     const body: Record<string, unknown> = { ...order, ...replaced };
     for (const key of dropped) delete body[key];
-    for (const [key, value] of Object.entries(extra)) Object.defineProperty(body, key, { value, enumerable: true, configurable: true, writable: true });
+    for (const [key, value] of Object.entries(extra))
+      Object.defineProperty(body, key, { value, enumerable: true, configurable: true, writable: true });
     return body;
   });
 
@@ -109,17 +136,19 @@ const body = fc.oneof(
   },
   {
     weight: 1,
-    arbitrary: fc.constantFrom(
-      '',
-      '{}',
-      'null',
-      '{"user_id":"u","item":"widget","quantity":1,"__proto__":{"polluted":true}}',
-      '{"user_id":"u","item":"widget","quantity":1,"constructor":{"prototype":{"polluted":true}}}',
-      '{"user_id":"u","item":"widget","quantity":1,"quantity":2}',
-      '{"user_id":"u","item":"widget","quantity":1',
-      '\ufeff{"user_id":"u","item":"widget","quantity":1}',
-      '{"user_id":"u","item":"widget","quantity":1e400}',
-    ).map((s) => Buffer.from(s)),
+    arbitrary: fc
+      .constantFrom(
+        '',
+        '{}',
+        'null',
+        '{"user_id":"u","item":"widget","quantity":1,"__proto__":{"polluted":true}}',
+        '{"user_id":"u","item":"widget","quantity":1,"constructor":{"prototype":{"polluted":true}}}',
+        '{"user_id":"u","item":"widget","quantity":1,"quantity":2}',
+        '{"user_id":"u","item":"widget","quantity":1',
+        '\ufeff{"user_id":"u","item":"widget","quantity":1}',
+        '{"user_id":"u","item":"widget","quantity":1e400}',
+      )
+      .map((s) => Buffer.from(s)),
   },
 );
 
@@ -129,7 +158,15 @@ const sometimes = <T>(values: fc.Arbitrary<T>, absentWeight: number) =>
 
 // Mostly JSON, so most requests get past the media-type check to the validation that matters.
 const contentType = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom('application/json', 'application/json; charset=utf-8', 'APPLICATION/JSON', 'application/json;charset="utf-8"; foo=bar') },
+  {
+    weight: 6,
+    arbitrary: fc.constantFrom(
+      'application/json',
+      'application/json; charset=utf-8',
+      'APPLICATION/JSON',
+      'application/json;charset="utf-8"; foo=bar',
+    ),
+  },
   { weight: 1, arbitrary: fc.constant(null) },
   {
     weight: 2,
@@ -161,7 +198,10 @@ const request = fc.record({
   correlationId: sometimes(headerValue(300), 2),
   accept: sometimes(fc.constantFrom('application/json', 'text/html', '*/*', 'application/xml'), 2),
   chunked: fc.boolean(),
-  path: fc.oneof({ weight: 12, arbitrary: fc.constant('/order') }, { weight: 1, arbitrary: fc.constantFrom('/order?debug=1', '/order/', '/order?user_id=x&quantity=9') }),
+  path: fc.oneof(
+    { weight: 12, arbitrary: fc.constant('/order') },
+    { weight: 1, arbitrary: fc.constantFrom('/order?debug=1', '/order/', '/order?user_id=x&quantity=9') },
+  ),
 });
 
 describe('POST /order fuzzed over real HTTP', () => {
@@ -222,13 +262,21 @@ describe('POST /order fuzzed over real HTTP', () => {
         const accepted = JSON.parse(answer.body) as { order_id: string; status: string };
         expect(accepted.status).toBe('accepted');
         const sent = JSON.parse(r.body.toString('utf8').replace(/^\ufeff/, '')) as { user_id: string; item: string; quantity: number };
-        const stored = await send(port, { method: 'GET', path: `/orders/${accepted.order_id}`, headers: {}, body: Buffer.alloc(0), chunked: false });
+        const stored = await send(port, {
+          method: 'GET',
+          path: `/orders/${accepted.order_id}`,
+          headers: {},
+          body: Buffer.alloc(0),
+          chunked: false,
+        });
         expect(stored.status).toBe(200);
         expect(JSON.parse(stored.body)).toMatchObject({ user_id: sent.user_id.trim(), item: sent.item.trim(), quantity: sent.quantity });
       }),
       { numRuns: RUNS, endOnFailure: true },
     );
-    console.log(`[fault] POST /order fuzz: ${RUNS} requests, answers by status ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`);
+    console.log(
+      `[fault] POST /order fuzz: ${RUNS} requests, answers by status ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`,
+    );
 
     // Nothing polluted a prototype on the way.
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();

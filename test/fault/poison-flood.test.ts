@@ -9,13 +9,14 @@
  * The real inventory-reservation function, fed by the runner with its settings from functions/*.yml, on the
  * default store (SQLite), in a vhost of this test's own.
  */
-import { appHooks } from '../../shared/app/runner-hooks';
+
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { GetMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appHooks } from '../../shared/app/runner-hooks';
 import { eventProperties, newEvent, type OrderPlaced } from '../../shared/events';
 import type { Runner } from '../../shared/runner';
 import type { Store } from '../../shared/store';
@@ -46,7 +47,12 @@ const goodOrder = (tag: string): Outgoing => {
 /** The ten kinds of bad message, each with the error the poison-message middleware must name. */
 const BAD_KINDS: ReadonlyArray<{ error: string; make: (id: string) => { body: Buffer; messageId?: string } }> = [
   { error: 'MalformedMessageError', make: (id) => ({ body: Buffer.from(`{"event_id": "${id}", not json`) }) },
-  { error: 'MalformedMessageError', make: (id) => ({ body: Buffer.concat([Buffer.from(`{"user_id":"${id}","item":"`), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]) }) },
+  {
+    error: 'MalformedMessageError',
+    make: (id) => ({
+      body: Buffer.concat([Buffer.from(`{"user_id":"${id}","item":"`), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]),
+    }),
+  },
   { error: 'MalformedMessageError', make: () => ({ body: Buffer.alloc(0) }) },
   { error: 'SchemaViolationError', make: (id) => ({ body: json({ ...valid(id), quantity: 0 }) }) },
   { error: 'SchemaViolationError', make: (id) => ({ body: json({ ...valid(id), order_id: undefined }) }) },
@@ -89,7 +95,12 @@ describe('a flood with one message in ten malformed or schema-invalid', () => {
     for (const m of messages) {
       const properties = m.good
         ? eventProperties(m.good, 'order-intake', `corr-${m.key}`)
-        : { contentType: 'application/json', persistent: true, correlationId: `corr-${m.key}`, ...(m.messageId ? { messageId: m.messageId } : {}) };
+        : {
+            contentType: 'application/json',
+            persistent: true,
+            correlationId: `corr-${m.key}`,
+            ...(m.messageId ? { messageId: m.messageId } : {}),
+          };
       amqp.channel.publish('orders', 'order.placed', m.body, properties);
     }
     await amqp.channel.waitForConfirms();
@@ -207,22 +218,29 @@ describe('a flood with one message in ten malformed or schema-invalid', () => {
       const found = deadByKey.get(m.key);
       const headers = found?.properties.headers ?? {};
       if (!found) wrong.push(`${m.key}: not in the DLQ`);
-      else if (headers['x-error-name'] !== m.expectedError) wrong.push(`${m.key}: x-error-name ${String(headers['x-error-name'])}, expected ${m.expectedError}`);
+      else if (headers['x-error-name'] !== m.expectedError)
+        wrong.push(`${m.key}: x-error-name ${String(headers['x-error-name'])}, expected ${m.expectedError}`);
       else if (headers['x-error-class'] !== 'permanent') wrong.push(`${m.key}: x-error-class ${String(headers['x-error-class'])}`);
       else if (!String(headers['x-error-message'] ?? '')) wrong.push(`${m.key}: no x-error-message`);
-      else if (headers['x-original-queue'] !== QUEUE || headers['x-attempts'] !== 1) wrong.push(`${m.key}: original queue / attempts ${String(headers['x-original-queue'])} / ${String(headers['x-attempts'])}`);
+      else if (headers['x-original-queue'] !== QUEUE || headers['x-attempts'] !== 1)
+        wrong.push(`${m.key}: original queue / attempts ${String(headers['x-original-queue'])} / ${String(headers['x-attempts'])}`);
       else if (Number.isNaN(Date.parse(String(headers['x-first-failed-at'])))) wrong.push(`${m.key}: x-first-failed-at unreadable`);
       else if (!found.content.equals(m.body)) wrong.push(`${m.key}: body changed`);
-      else if (found.properties.correlationId !== `corr-${m.key}` || found.properties.contentType !== 'application/json') wrong.push(`${m.key}: properties changed`);
+      else if (found.properties.correlationId !== `corr-${m.key}` || found.properties.contentType !== 'application/json')
+        wrong.push(`${m.key}: properties changed`);
     }
     expect(wrong).toEqual([]);
-    const reasons = Object.fromEntries(BAD_KINDS.map((k) => [k.error, dead.filter((m) => m.properties.headers?.['x-error-name'] === k.error).length]));
+    const reasons = Object.fromEntries(
+      BAD_KINDS.map((k) => [k.error, dead.filter((m) => m.properties.headers?.['x-error-name'] === k.error).length]),
+    );
     expect(reasons).toEqual({ MalformedMessageError: 60, SchemaViolationError: 80, UnknownEventTypeError: 40, MissingMessageIdError: 20 });
 
     // Every good message of both floods had its effect exactly once; no bad one had any.
     const goods = [...cleanMessages, ...floodMessages].filter((m) => m.good).map((m) => m.good!);
     const claimed = new Set(
-      (await store.db.selectFrom('inbox').select('message_id').where('consumer', '=', 'inventory-reservation').execute()).map((r) => r.message_id),
+      (await store.db.selectFrom('inbox').select('message_id').where('consumer', '=', 'inventory-reservation').execute()).map(
+        (r) => r.message_id,
+      ),
     );
     expect(goods.filter((g) => !claimed.has(g.event_id)).map((g) => g.event_id)).toEqual([]);
     expect(bad.filter((m) => m.messageId && claimed.has(m.messageId)).map((m) => m.key)).toEqual([]);

@@ -14,9 +14,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { declareTopology, dlqName, WORK_QUEUES } from '../../shared/messaging';
-import { openStore, type OpenStoreOptions, type Store } from '../../shared/store';
+import { type OpenStoreOptions, openStore, type Store } from '../../shared/store';
 import { queueDepth } from '../support/amqp';
-import { postgresBackend, sqliteBackend, type Backend } from '../support/databases';
+import { type Backend, postgresBackend, sqliteBackend } from '../support/databases';
 import { FAULT_STOCK, makeOrders, publishOrderPlaced, seededRandom, storeOrders } from '../support/orders';
 import { allSettled, exactlyOnceProblems, readFlow } from '../support/outcomes';
 import { waitFor } from '../support/runner';
@@ -117,7 +117,15 @@ describe.each(CASES)('every event delivered three times ($backend.name, concurre
     await waitFor(
       async () => {
         if (worker.child.exitCode !== null) throw new Error(`the worker exited:\n${worker.output()}`);
-        if (!(await allSettled(store, orders.map((o) => o.order_id))) || tapped < ORDERS || pendingCopies.size > 0) return false;
+        if (
+          !(await allSettled(
+            store,
+            orders.map((o) => o.order_id),
+          )) ||
+          tapped < ORDERS ||
+          pendingCopies.size > 0
+        )
+          return false;
         return worker.counts[PROCESSED]! + worker.counts[DUPLICATE]! >= deliveries;
       },
       'every copy of every event to be handled',

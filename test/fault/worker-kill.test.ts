@@ -76,7 +76,14 @@ describe('the worker killed with SIGKILL while thousands of orders flow (Postgre
     await storeOrders(store, orders);
 
     const claims = async () =>
-      Number((await store.db.selectFrom('inbox').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n);
+      Number(
+        (
+          await store.db
+            .selectFrom('inbox')
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
     const crashedOnItsOwn = (worker: WorkerProcess) => {
       if (worker.child.exitCode !== null || (worker.child.signalCode !== null && worker.child.signalCode !== 'SIGKILL')) {
         throw new Error(`the worker exited by itself (${worker.child.exitCode ?? worker.child.signalCode}):\n${worker.output()}`);
@@ -92,7 +99,10 @@ describe('the worker killed with SIGKILL while thousands of orders flow (Postgre
       const born = Date.now();
       const worker = spawnWorker(workerEnv, { count: [DUPLICATE, CONSUMING] });
       workers.push(worker);
-      await publishOrderPlaced(amqp.channel, waves[life]!.map((o) => o.event));
+      await publishOrderPlaced(
+        amqp.channel,
+        waves[life]!.map((o) => o.event),
+      );
       // Up (all three triggers consuming), then visibly at work: it claims messages of its own.
       await waitFor(
         () => {
@@ -122,7 +132,10 @@ describe('the worker killed with SIGKILL while thousands of orders flow (Postgre
     // The last worker is left to finish everything, including what the killed ones left half done.
     const survivor = spawnWorker(workerEnv, { count: [DUPLICATE, CONSUMING] });
     workers.push(survivor);
-    await publishOrderPlaced(amqp.channel, waves[KILLS]!.map((o) => o.event));
+    await publishOrderPlaced(
+      amqp.channel,
+      waves[KILLS]!.map((o) => o.event),
+    );
     const orderIds = orders.map((o) => o.order_id);
     await waitFor(
       async () => {

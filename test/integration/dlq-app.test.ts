@@ -42,7 +42,11 @@ async function seed(ids: readonly string[], errorClass: 'permanent' | 'transient
       messageId: id,
       persistent: true,
       contentType: 'application/json',
-      headers: { [FAILURE_HEADERS.errorClass]: errorClass, [FAILURE_HEADERS.errorName]: 'SchemaViolationError', [FAILURE_HEADERS.originalQueue]: queue },
+      headers: {
+        [FAILURE_HEADERS.errorClass]: errorClass,
+        [FAILURE_HEADERS.errorName]: 'SchemaViolationError',
+        [FAILURE_HEADERS.originalQueue]: queue,
+      },
     });
   }
   await channel.waitForConfirms();
@@ -52,7 +56,9 @@ async function seed(ids: readonly string[], errorClass: 'permanent' | 'transient
 beforeAll(async () => {
   amqp = await openTestAmqp();
   broker = new Broker({ urls: [AMQP_URL], connectionName: 'dlq-http-test' });
-  await broker.onConnect((connection) => declareTopology(connection, topologyOptions(cfg, [{ name: queue, bindings: [] }])).then(() => undefined));
+  await broker.onConnect((connection) =>
+    declareTopology(connection, topologyOptions(cfg, [{ name: queue, bindings: [] }])).then(() => undefined),
+  );
   await broker.connect();
   publisher = new Publisher(broker);
   app = buildDlqApp({ broker, publisher, config: cfg, logger: silent, extraQueues: [dlq], idleTimeoutMs: 500 });
@@ -94,7 +100,12 @@ describe('GET /dlq', () => {
     const response = await app.inject({ method: 'GET', url: `/dlq?sample=2`, headers: auth });
     expect(response.statusCode).toBe(200);
     const body = response.json();
-    expect(body.dlqs.map((d: { queue: string }) => d.queue)).toEqual(['order-events-dlq', 'inventory-events-dlq', 'order-status-events-dlq', dlq]);
+    expect(body.dlqs.map((d: { queue: string }) => d.queue)).toEqual([
+      'order-events-dlq',
+      'inventory-events-dlq',
+      'order-status-events-dlq',
+      dlq,
+    ]);
     const mine = body.dlqs.find((d: { queue: string }) => d.queue === dlq);
     expect(mine).toMatchObject({ status: 'ok', depth: 3, source: queue });
     expect(mine.sample.map((s: { messageId: string }) => s.messageId)).toEqual(ids.slice(0, 2));
@@ -133,7 +144,12 @@ describe('POST /dlq/redrive', () => {
       expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
       expect(response.json().errors.map((e: { field: string }) => e.field)).toEqual(fields);
     }
-    const notJson = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"queue":' });
+    const notJson = await app.inject({
+      method: 'POST',
+      url: '/dlq/redrive',
+      headers: { ...auth, 'content-type': 'application/json' },
+      payload: '{"queue":',
+    });
     expect(notJson.statusCode).toBe(400);
   });
 
@@ -145,7 +161,12 @@ describe('POST /dlq/redrive', () => {
     expect(dry.json().moved).toHaveLength(2);
     expect(await queueDepth(amqp.connection, queue)).toBe(0);
 
-    const real = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, error_class: ['permanent'], rate: 50 } });
+    const real = await app.inject({
+      method: 'POST',
+      url: '/dlq/redrive',
+      headers: auth,
+      payload: { queue: dlq, error_class: ['permanent'], rate: 50 },
+    });
     expect(real.statusCode).toBe(200);
     expect(real.json()).toMatchObject({ dryRun: false, stopped: 'done', depthAfter: 0, targets: { [queue]: 3 } });
     const moved = await amqp.channel.get(queue, { noAck: true });

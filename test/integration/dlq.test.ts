@@ -44,7 +44,17 @@ async function setup(options: { connectionName?: string; maxRedrives?: number } 
   return { queue, dlq: dlqName(queue), broker, publisher, reprocessor };
 }
 
-const body = (id: string) => Buffer.from(JSON.stringify({ event_id: id, event_type: 'OrderPlaced', order_id: randomUUID(), user_id: 'alice@example.com', item: 'widget', quantity: 1 }));
+const body = (id: string) =>
+  Buffer.from(
+    JSON.stringify({
+      event_id: id,
+      event_type: 'OrderPlaced',
+      order_id: randomUUID(),
+      user_id: 'alice@example.com',
+      item: 'widget',
+      quantity: 1,
+    }),
+  );
 
 interface Seed {
   errorClass?: 'permanent' | 'transient';
@@ -83,7 +93,8 @@ async function deadLetter(dlq: string, queue: string, id: string, seed: Seed = {
 }
 
 async function seedMany(dlq: string, queue: string, ids: readonly string[], seed: (id: string, index: number) => Seed = () => ({})) {
-  for (const [index, id] of ids.entries()) seeder.sendToQueue(dlq, body(id), { messageId: id, persistent: true, headers: headersOf(queue, seed(id, index)) });
+  for (const [index, id] of ids.entries())
+    seeder.sendToQueue(dlq, body(id), { messageId: id, persistent: true, headers: headersOf(queue, seed(id, index)) });
   await seeder.waitForConfirms();
 }
 
@@ -250,17 +261,37 @@ describe('DLQ redrive', () => {
   it('moves messages back to their original queue, confirmed, with the redrive count and fresh attempts', async () => {
     const { queue, dlq, reprocessor } = await setup();
     const all = [1, 2, 3].map((i) => `move-${i}-${randomUUID()}`);
-    for (const id of all) await deadLetter(dlq, queue, id, { errorClass: 'transient', errorName: 'TransientError', headers: { 'retry-delay-ms': 1000 } });
+    for (const id of all)
+      await deadLetter(dlq, queue, id, { errorClass: 'transient', errorName: 'TransientError', headers: { 'retry-delay-ms': 1000 } });
 
     const report = await reprocessor.redrive({ queue: dlq });
-    expect(report).toMatchObject({ dlq, dryRun: false, moved: all, parked: [], skipped: [], failed: [], examined: 3, depthBefore: 3, depthAfter: 0, stopped: 'done' });
+    expect(report).toMatchObject({
+      dlq,
+      dryRun: false,
+      moved: all,
+      parked: [],
+      skipped: [],
+      failed: [],
+      examined: 3,
+      depthBefore: 3,
+      depthAfter: 0,
+      stopped: 'done',
+    });
     expect(report.targets).toEqual({ [queue]: 3 });
 
     const moved = await drain(queue);
     expect(ids(moved)).toEqual(all);
     const first = moved[0]!;
     expect(first.content.equals(body(all[0]!)) || JSON.parse(first.content.toString()).event_id === all[0]).toBe(true);
-    expect(first.properties).toMatchObject({ messageId: all[0], type: 'OrderPlaced', correlationId: `corr-${all[0]}`, appId: 'order-intake', contentType: 'application/json', deliveryMode: 2, timestamp: 1_741_608_000 });
+    expect(first.properties).toMatchObject({
+      messageId: all[0],
+      type: 'OrderPlaced',
+      correlationId: `corr-${all[0]}`,
+      appId: 'order-intake',
+      contentType: 'application/json',
+      deliveryMode: 2,
+      timestamp: 1_741_608_000,
+    });
     const headers = first.properties.headers!;
     expect(headers[REDRIVE_HEADERS.count]).toBe(1);
     expect(headers[REDRIVE_HEADERS.redrivenFrom]).toBe(dlq);
@@ -278,7 +309,10 @@ describe('DLQ redrive', () => {
     const { queue, dlq, reprocessor } = await setup();
     const all = Array.from({ length: 10 }, (_, i) => `filter-${i}-${randomUUID()}`);
     // Even positions permanent, odd transient.
-    await seedMany(dlq, queue, all, (_, i) => ({ errorClass: i % 2 === 0 ? 'permanent' : 'transient', errorName: i % 2 === 0 ? 'SchemaViolationError' : 'TransientError' }));
+    await seedMany(dlq, queue, all, (_, i) => ({
+      errorClass: i % 2 === 0 ? 'permanent' : 'transient',
+      errorName: i % 2 === 0 ? 'SchemaViolationError' : 'TransientError',
+    }));
 
     // An inspection first, so the redrive reads messages the broker has handed back once already.
     expect((await reprocessor.inspect(dlq, 2)).sample.map((s) => s.messageId)).toEqual(all.slice(0, 2));
@@ -329,7 +363,9 @@ describe('DLQ redrive', () => {
     const left = await drain(dlq);
     expect(ids(left)).toEqual(all);
     // The DLQ copy is the original: no redrive header was added.
-    expect(left.every((message) => message.properties.headers?.[REDRIVE_HEADERS.count] === (message === left[2] ? 3 : undefined))).toBe(true);
+    expect(left.every((message) => message.properties.headers?.[REDRIVE_HEADERS.count] === (message === left[2] ? 3 : undefined))).toBe(
+      true,
+    );
   });
 
   it('parks a message redriven too often in the parking lot instead of looping', async () => {
@@ -381,7 +417,8 @@ describe('DLQ redrive', () => {
     const report = await reprocessor.redrive({ queue: dlq });
     expect(report.moved).toEqual([]);
     expect(report.failed.map((failure) => failure.id)).toEqual(all);
-    for (const failure of report.failed) expect(failure).toMatchObject({ error: expect.stringMatching(/UnroutableError/), published: false });
+    for (const failure of report.failed)
+      expect(failure).toMatchObject({ error: expect.stringMatching(/UnroutableError/), published: false });
     expect(report.stopped).toBe('done');
     expect(ids(await drain(dlq))).toEqual(all);
   });
@@ -400,7 +437,11 @@ describe('DLQ redrive', () => {
 
   it('lets one reader at a time hold a DLQ, across connections', async () => {
     const { queue, dlq, reprocessor } = await setup();
-    await seedMany(dlq, queue, Array.from({ length: 5 }, (_, i) => `busy-${i}-${randomUUID()}`));
+    await seedMany(
+      dlq,
+      queue,
+      Array.from({ length: 5 }, (_, i) => `busy-${i}-${randomUUID()}`),
+    );
     const slow = reprocessor.redrive({ queue: dlq, rate: 5 });
     await waitFor(async () => (await queueDepth(amqp.connection, queue)) > 0, 'the redrive to start');
     await expect(reprocessor.redrive({ queue: dlq })).rejects.toBeInstanceOf(DlqBusyError);
@@ -445,7 +486,16 @@ describe('DLQ redrive', () => {
     // places (its work queue or the parking lot, and the DLQ); the functions' inbox drops the second copy by
     // messageId. Designed to be rare: no copy is sent once the DLQ channel is gone.
     const duplicates = everywhere.filter((id, index) => everywhere.indexOf(id) !== index);
-    if (process.env.DLQ_TEST_VERBOSE) console.log({ moved: report.moved.length, parked: report.parked.length, failed: report.failed, inSource: inSource.length, inDlq: inDlq.length, inParking: inParking.length, duplicates });
+    if (process.env.DLQ_TEST_VERBOSE)
+      console.log({
+        moved: report.moved.length,
+        parked: report.parked.length,
+        failed: report.failed,
+        inSource: inSource.length,
+        inDlq: inDlq.length,
+        inParking: inParking.length,
+        duplicates,
+      });
     expect(duplicates.length).toBeLessThanOrEqual(1);
     for (const id of duplicates) {
       expect(inSource.includes(id) || inParking.includes(id)).toBe(true);

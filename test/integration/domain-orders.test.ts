@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseInput } from '../../shared/contract/validation';
 import {
   BacklogFullError,
   getOrder,
@@ -14,7 +15,6 @@ import {
   PlaceOrderRequest,
   placeOrder,
 } from '../../shared/domain/orders';
-import { parseInput } from '../../shared/contract/validation';
 import { eventProperties, OrderPlaced, ROUTES } from '../../shared/events';
 import { openStore, type Store } from '../../shared/store';
 import { backends } from '../support/databases';
@@ -43,11 +43,21 @@ describe.each(backends())('placeOrder on $name', (backend) => {
     const { order, event } = result;
 
     expect(order).toMatchObject({ ...input, status: 'accepted', correlation_id: 'corr-1', created_at: now.toISOString() });
-    expect(OrderPlaced.parse(event)).toEqual({ ...input, event_type: 'OrderPlaced', event_id: event.event_id, order_id: order.order_id, timestamp: now.toISOString() });
+    expect(OrderPlaced.parse(event)).toEqual({
+      ...input,
+      event_type: 'OrderPlaced',
+      event_id: event.event_id,
+      order_id: order.order_id,
+      timestamp: now.toISOString(),
+    });
     expect(await store.orders.get(order.order_id)).toEqual(order);
 
     const [row] = await store.outbox.pending();
-    expect(row).toMatchObject({ event_id: event.event_id, exchange: ROUTES.OrderPlaced.exchange, routing_key: ROUTES.OrderPlaced.routingKey });
+    expect(row).toMatchObject({
+      event_id: event.event_id,
+      exchange: ROUTES.OrderPlaced.exchange,
+      routing_key: ROUTES.OrderPlaced.routingKey,
+    });
     expect(JSON.parse(row!.body)).toEqual(event);
     expect(row!.properties).toEqual(eventProperties(event, INTAKE_APP_ID, 'corr-1'));
   });
@@ -59,7 +69,9 @@ describe.each(backends())('placeOrder on $name', (backend) => {
       orders: store.orders,
       outbox: store.outbox,
       transaction: <T>(fn: Parameters<Store['transaction']>[0]) =>
-        store.transaction((tx) => fn(Object.assign(Object.create(tx), { outbox: { add: () => Promise.reject(new Error('disk full')) } }))) as Promise<T>,
+        store.transaction((tx) =>
+          fn(Object.assign(Object.create(tx), { outbox: { add: () => Promise.reject(new Error('disk full')) } })),
+        ) as Promise<T>,
     };
     await expect(placeOrder(failingOutbox, input)).rejects.toThrow('disk full');
     expect((await store.orders.list()).orders).toHaveLength(0);
@@ -70,7 +82,9 @@ describe.each(backends())('placeOrder on $name', (backend) => {
     const store = await fresh();
     const first = await placeOrder(store, input, { idempotencyKey: 'k-1' });
     // As the edge hands it over: parsed (and trimmed) by the request schema, key order irrelevant.
-    const again = await placeOrder(store, parseInput(PlaceOrderRequest, { quantity: 3, item: ' widget ', user_id: 'user-1' }), { idempotencyKey: 'k-1' });
+    const again = await placeOrder(store, parseInput(PlaceOrderRequest, { quantity: 3, item: ' widget ', user_id: 'user-1' }), {
+      idempotencyKey: 'k-1',
+    });
     expect(first.created).toBe(true);
     expect(again).toEqual({ order: first.order, created: false });
     await expect(placeOrder(store, { ...input, quantity: 4 }, { idempotencyKey: 'k-1' })).rejects.toBeInstanceOf(IdempotencyConflictError);

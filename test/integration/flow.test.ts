@@ -2,7 +2,7 @@
  * The whole system in one process, as the worker runs it: orders posted over real HTTP to the intake app,
  * the three queue functions fed by the runner from the real broker, one SQLite file, the outbox relay.
  */
-import { appHooks } from '../../shared/app/runner-hooks';
+
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -11,21 +11,35 @@ import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appHooks } from '../../shared/app/runner-hooks';
 import { loadConfig } from '../../shared/config';
 import { DlqReprocessor } from '../../shared/dlq';
 import { createLogger } from '../../shared/logging';
 import { Broker, Publisher } from '../../shared/messaging';
-import { InProcessInvoker, loadService, Runner, triggersFromFunctions, type HandlerLoader } from '../../shared/runner';
-import { openStore, type Order, type Store } from '../../shared/store';
+import { type HandlerLoader, InProcessInvoker, loadService, Runner, triggersFromFunctions } from '../../shared/runner';
+import { type Order, openStore, type Store } from '../../shared/store';
 import { openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
 import { waitFor } from '../support/runner';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const CONTRACT_QUEUES = ['order-events', 'inventory-events', 'order-status-events', 'order-events-dlq', 'inventory-events-dlq', 'order-status-events-dlq'];
+const CONTRACT_QUEUES = [
+  'order-events',
+  'inventory-events',
+  'order-status-events',
+  'order-events-dlq',
+  'inventory-events-dlq',
+  'order-status-events-dlq',
+];
 
 // Configuration is read once per process: set before anything reads it.
 const sqlitePath = join(mkdtempSync(join(tmpdir(), 'flow-')), 'app.sqlite');
-Object.assign(process.env, { SQLITE_PATH: sqlitePath, RETRY_DELAYS_MS: '200,400', LOG_LEVEL: 'error', INTAKE_PUBLISH_WAIT_MS: '300', OUTBOX_RELAY_INTERVAL_MS: '200' });
+Object.assign(process.env, {
+  SQLITE_PATH: sqlitePath,
+  RETRY_DELAYS_MS: '200,400',
+  LOG_LEVEL: 'error',
+  INTAKE_PUBLISH_WAIT_MS: '300',
+  OUTBOX_RELAY_INTERVAL_MS: '200',
+});
 
 describe('order flow through HTTP, the broker and every function', () => {
   let amqp: TestAmqp;
@@ -35,7 +49,11 @@ describe('order flow through HTTP, the broker and every function', () => {
   let base: string;
 
   const post = async (body: unknown) => {
-    const response = await fetch(`${base}/order`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const response = await fetch(`${base}/order`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   };
   const order = async (id: string) => (await (await fetch(`${base}/orders/${id}`)).json()) as Order & { notified_at: string | null };
@@ -122,7 +140,15 @@ describe('order flow through HTTP, the broker and every function', () => {
   it('processes a message from a plain AMQP client that follows the contract', async () => {
     const orderId = randomUUID();
     await store.orders.insert({ order_id: orderId, user_id: 'u-plain', item: 'gizmo', quantity: 2 });
-    const event = { event_id: randomUUID(), event_type: 'OrderPlaced', order_id: orderId, timestamp: new Date().toISOString(), user_id: 'u-plain', item: 'gizmo', quantity: 2 };
+    const event = {
+      event_id: randomUUID(),
+      event_type: 'OrderPlaced',
+      order_id: orderId,
+      timestamp: new Date().toISOString(),
+      user_id: 'u-plain',
+      item: 'gizmo',
+      quantity: 2,
+    };
     const channel = await amqp.connection.createConfirmChannel();
     channel.publish('orders', 'order.placed', Buffer.from(JSON.stringify(event)), {
       messageId: event.event_id,
@@ -140,7 +166,15 @@ describe('order flow through HTTP, the broker and every function', () => {
   it('dead-letters a message that keeps failing while the database is locked, and redrives it once that is fixed', async () => {
     const orderId = randomUUID();
     await store.orders.insert({ order_id: orderId, user_id: 'u-locked', item: 'widget', quantity: 1 });
-    const event = { event_id: randomUUID(), event_type: 'OrderPlaced', order_id: orderId, timestamp: new Date().toISOString(), user_id: 'u-locked', item: 'widget', quantity: 1 };
+    const event = {
+      event_id: randomUUID(),
+      event_type: 'OrderPlaced',
+      order_id: orderId,
+      timestamp: new Date().toISOString(),
+      user_id: 'u-locked',
+      item: 'widget',
+      quantity: 1,
+    };
     // The cause: another program holds the database's write lock (better-sqlite3 waits its 5 s busy timeout per attempt).
     const locker = new Database(sqlitePath);
     locker.exec('BEGIN EXCLUSIVE');
@@ -148,7 +182,11 @@ describe('order flow through HTTP, the broker and every function', () => {
     const reprocessor = new DlqReprocessor({ broker, publisher: new Publisher(broker) });
     try {
       const channel = await amqp.connection.createConfirmChannel();
-      channel.publish('orders', 'order.placed', Buffer.from(JSON.stringify(event)), { messageId: event.event_id, contentType: 'application/json', persistent: true });
+      channel.publish('orders', 'order.placed', Buffer.from(JSON.stringify(event)), {
+        messageId: event.event_id,
+        contentType: 'application/json',
+        persistent: true,
+      });
       await channel.waitForConfirms();
       await channel.close();
       await waitFor(async () => (await queueDepth(amqp.connection, 'order-events-dlq')) === 1, 'the message to be dead-lettered', 60_000);

@@ -86,7 +86,12 @@ describe('queue function handlers invoked with their fixtures', () => {
     expect(report).toEqual({ records: 1, processed: 1, duplicates: 0, retried: 0, deadLettered: 0 });
     expect(await store.stock.get('widget')).toMatchObject({ available: 98, reserved: 2 });
     const emitted = await getMessage(amqp.channel, 'inventory-events');
-    expect(emitted.properties).toMatchObject({ type: 'InventoryReserved', correlationId: 'corr-fixture-1', appId: 'inventory-reservation', contentType: 'application/json' });
+    expect(emitted.properties).toMatchObject({
+      type: 'InventoryReserved',
+      correlationId: 'corr-fixture-1',
+      appId: 'inventory-reservation',
+      contentType: 'application/json',
+    });
     expect(JSON.parse(emitted.content.toString())).toMatchObject({ order_id: '11111111-1111-4111-8111-111111111111', quantity: 2 });
     expect(await store.outbox.backlog()).toBe(0);
   });

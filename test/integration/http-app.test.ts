@@ -96,7 +96,8 @@ describe.each(backends())('order intake on $name', (backend) => {
       logger: options.logs ? createLogger({ level: 'info', destination: options.logs }) : createLogger({ level: 'silent' }),
     });
     open.push(app);
-    const post = (body: unknown, headers: Record<string, string> = {}) => app.inject({ method: 'POST', url: '/order', payload: body as object, headers });
+    const post = (body: unknown, headers: Record<string, string> = {}) =>
+      app.inject({ method: 'POST', url: '/order', payload: body as object, headers });
     return { store, app, post };
   }
 
@@ -208,7 +209,10 @@ describe.each(backends())('order intake on $name', (backend) => {
       { response: await json('{"user_id":"u","item":"widget\\u0000","quantity":1}'), field: 'item' },
       { response: await json('{"user_id":"\\ud800","item":"widget","quantity":1}'), field: 'user_id' },
       { response: await json('{"user_id":"u","item":"wid\\udc00get","quantity":1}'), field: 'item' },
-      { response: await app.inject({ method: 'POST', url: '/admin/stock/a%00b/restock', headers: auth, payload: { quantity: 1 } }), field: 'item' },
+      {
+        response: await app.inject({ method: 'POST', url: '/admin/stock/a%00b/restock', headers: auth, payload: { quantity: 1 } }),
+        field: 'item',
+      },
       { response: await app.inject({ method: 'GET', url: '/admin/stock/a%00b', headers: auth }), field: 'item' },
       { response: await app.inject({ method: 'GET', url: '/orders?cursor=a%00b' }), field: 'cursor' },
       { response: await app.inject({ method: 'GET', url: `/orders?cursor=${nulCursor}` }), field: 'cursor' },
@@ -322,7 +326,11 @@ describe.each(backends())('order intake on $name', (backend) => {
     expect(pending.every((row) => row.attempts === 0 && row.last_error === null)).toBe(true);
     const deferred = logs.lines.filter((line) => line.publish === 'deferred');
     expect(deferred).toHaveLength(40);
-    expect(deferred[0]).toMatchObject({ level: 'info', message: expect.stringMatching(/publish deferred \(broker down\)/), brokerDownSince: expect.any(String) });
+    expect(deferred[0]).toMatchObject({
+      level: 'info',
+      message: expect.stringMatching(/publish deferred \(broker down\)/),
+      brokerDownSince: expect.any(String),
+    });
 
     const health = await app.inject({ method: 'GET', url: '/health' });
     expect(health.statusCode).toBe(503);

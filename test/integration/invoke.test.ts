@@ -52,15 +52,19 @@ describe('invoking handlers with fixtures', () => {
     expect(new Set(fixtures.map((f) => f.fn))).toEqual(new Set(Object.values(FUNCTIONS)));
   });
 
-  it.each(fixtures)('npm run invoke -- $fn $fixture prints the handler result', async ({ fn, fixture }) => {
-    const { code, stdout, stderr } = await invoke(fn, fixture);
-    expect(stderr).not.toMatch(/invoke: /);
-    expect(code).toBe(0);
-    const result = JSON.parse(stdout) as Record<string, unknown>;
-    // Queue functions report their batch; HTTP functions answer an API Gateway response, never a 5xx.
-    if ('statusCode' in result) expect(Number(result.statusCode)).toBeLessThan(500);
-    else expect(result).toMatchObject({ records: expect.any(Number) });
-  }, 60_000);
+  it.each(fixtures)(
+    'npm run invoke -- $fn $fixture prints the handler result',
+    async ({ fn, fixture }) => {
+      const { code, stdout, stderr } = await invoke(fn, fixture);
+      expect(stderr).not.toMatch(/invoke: /);
+      expect(code).toBe(0);
+      const result = JSON.parse(stdout) as Record<string, unknown>;
+      // Queue functions report their batch; HTTP functions answer an API Gateway response, never a 5xx.
+      if ('statusCode' in result) expect(Number(result.statusCode)).toBeLessThan(500);
+      else expect(result).toMatchObject({ records: expect.any(Number) });
+    },
+    60_000,
+  );
 
   it('names an unknown function and a malformed fixture instead of printing a stack trace', async () => {
     const unknown = await invoke('nope', 'fixtures/order-intake/health.json');

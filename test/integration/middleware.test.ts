@@ -9,9 +9,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../shared/logging';
 import { declareTopology, dlqName } from '../../shared/messaging';
 import { FAILURE_HEADERS } from '../../shared/middleware';
-import { openStore, type OpenStoreOptions, type Store } from '../../shared/store';
+import { type OpenStoreOptions, openStore, type Store } from '../../shared/store';
 import { getMessage, openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
-import { backends, type Backend } from '../support/databases';
+import { type Backend, backends } from '../support/databases';
 import { reservationFunction } from '../support/reservation-function';
 import { deleteQueues, LogCapture, testRunner, trigger, uniqueQueue, waitFor } from '../support/runner';
 
@@ -41,14 +41,21 @@ describe.each(backends())('queue-function middleware on $name', (backend: Backen
   const publish = (queue: string, body: unknown, options: Record<string, unknown> = {}) => {
     const text = typeof body === 'string' ? body : JSON.stringify(body);
     // As the contract has it: messageId = event_id, type = event_type.
-    const { event_id: messageId, event_type: type } = (typeof body === 'object' && body ? body : {}) as { event_id?: string; event_type?: string };
+    const { event_id: messageId, event_type: type } = (typeof body === 'object' && body ? body : {}) as {
+      event_id?: string;
+      event_type?: string;
+    };
     amqp.channel.sendToQueue(queue, Buffer.from(text), { persistent: true, contentType: 'application/json', messageId, type, ...options });
   };
   /** Starts a runner (a "worker") feeding the reservation function on `queue`, with its own store connection. */
   const startWorker = async (queue: string, logs = new LogCapture(), ownStore?: Store) => {
     const workerStore = ownStore ?? store;
     const handler = reservationFunction({ store: workerStore, logger: createLogger({ level: 'debug', destination: logs }) });
-    const { runner } = testRunner([trigger(queue, { functionKey: 'reserve', batchSize: 10, maximumBatchingWindow: 0.1 })], { reserve: handler }, { env: RETRY_ENV, logs });
+    const { runner } = testRunner(
+      [trigger(queue, { functionKey: 'reserve', batchSize: 10, maximumBatchingWindow: 0.1 })],
+      { reserve: handler },
+      { env: RETRY_ENV, logs },
+    );
     cleanups.push(() => runner.stop());
     await runner.start();
     return { runner, logs };
@@ -104,7 +111,8 @@ describe.each(backends())('queue-function middleware on $name', (backend: Backen
     expect(outcomes.filter(([outcome]) => outcome === 'processed')).toHaveLength(1);
     const violations = outcomes.filter(([outcome]) => outcome === 'dead-lettered');
     expect(violations).toHaveLength(6);
-    for (const [, error] of violations) expect(String(error)).toMatch(/^ContractViolationError: (messageId .* is not the body's id|type property .* is not the body's type)/);
+    for (const [, error] of violations)
+      expect(String(error)).toMatch(/^ContractViolationError: (messageId .* is not the body's id|type property .* is not the body's type)/);
     const dead = await drain(dlqName(queue));
     expect(dead.map((m) => m.properties.headers![FAILURE_HEADERS.errorName])).toEqual(Array(6).fill('ContractViolationError'));
   });

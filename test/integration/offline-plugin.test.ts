@@ -4,8 +4,8 @@
  * the real broker, in a vhost of the test's own. The service's queues are its own business: the test declares
  * them, as a stranger's infrastructure would, and the plugin must declare nothing of this app.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,7 +35,10 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
 
   const records = (): Recorded[] =>
     existsSync(recordFile)
-      ? readFileSync(recordFile, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as Recorded)
+      ? readFileSync(recordFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => JSON.parse(line) as Recorded)
       : [];
 
   beforeAll(async () => {
@@ -59,7 +62,11 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
     offline.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     offline.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     exited = new Promise((resolve) => offline.once('exit', (code) => resolve(code)));
-    await waitFor(() => (output.match(/"message":"consuming"/g) ?? []).length === 2, `both triggers to consume. Output so far:\n${output}`, 60_000);
+    await waitFor(
+      () => (output.match(/"message":"consuming"/g) ?? []).length === 2,
+      `both triggers to consume. Output so far:\n${output}`,
+      60_000,
+    );
   }, 90_000);
 
   afterAll(async () => {

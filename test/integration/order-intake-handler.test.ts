@@ -21,7 +21,10 @@ const ADMIN_TOKEN = 'intake-handler-test-admin-token';
 const fixture = (name: string): APIGatewayProxyEventV2 => JSON.parse(readFileSync(join(FIXTURES, `${name}.json`), 'utf8'));
 
 /** A fixture event for another method and path, as API Gateway would send it. */
-function variant(name: string, changes: { method?: string; path?: string; headers?: Record<string, string>; body?: string }): APIGatewayProxyEventV2 {
+function variant(
+  name: string,
+  changes: { method?: string; path?: string; headers?: Record<string, string>; body?: string },
+): APIGatewayProxyEventV2 {
   const event = fixture(name);
   const method = changes.method ?? event.requestContext.http.method;
   const path = changes.path ?? event.rawPath;
@@ -96,7 +99,15 @@ describe('order-intake handler with API Gateway v2 fixtures', () => {
 
     const got = await invoke(variant('get-order', { path: `/orders/${orderId}` }));
     expect(got.statusCode).toBe(200);
-    expect(got.json).toMatchObject({ order_id: orderId, user_id: 'user-42', item: 'widget', quantity: 2, status: 'accepted', reason: null, notified_at: null });
+    expect(got.json).toMatchObject({
+      order_id: orderId,
+      user_id: 'user-42',
+      item: 'widget',
+      quantity: 2,
+      status: 'accepted',
+      reason: null,
+      notified_at: null,
+    });
   });
 
   it('publishes OrderPlaced to order-events with every property of the contract', async () => {
@@ -175,7 +186,11 @@ describe('order-intake handler with API Gateway v2 fixtures', () => {
       without(fixture('post-order'), 'content-type'),
       without({ ...fixture('post-order'), body: undefined }, 'content-type', 'content-length'),
       without(variant('post-order', { path: '/admin/stock/widget/restock', headers: auth, body: '{"quantity":1}' }), 'content-type'),
-      without({ ...variant('post-order', { path: '/admin/stock/widget/restock', headers: auth }), body: undefined }, 'content-type', 'content-length'),
+      without(
+        { ...variant('post-order', { path: '/admin/stock/widget/restock', headers: auth }), body: undefined },
+        'content-type',
+        'content-length',
+      ),
     ];
     for (const event of events) {
       const refused = await invoke(event);

@@ -230,16 +230,22 @@ describe('two outbox relays on one PostgreSQL', () => {
     const { queue } = await amqp.channel.assertQueue('', { exclusive: true, autoDelete: true });
     await amqp.channel.bindQueue(queue, exchange, '#');
     const ids: string[] = [];
-    await amqp.channel.consume(queue, (message) => {
-      if (message) ids.push(String(message.properties.messageId));
-    }, { noAck: true });
+    await amqp.channel.consume(
+      queue,
+      (message) => {
+        if (message) ids.push(String(message.properties.messageId));
+      },
+      { noAck: true },
+    );
     const options = await backend.fresh();
     const stores = [await openStore(options), await openStore(options)];
     const brokers = [0, 1].map((i) => new Broker({ urls: [AMQP_URL], connectionName: `outbox-relays-test-${i}` }));
     const publishers = brokers.map((broker) => new Publisher(broker));
     const logger = createLogger({ level: 'silent' });
     try {
-      await stores[0]!.outbox.add(Array.from({ length: 150 }, (_, n) => ({ event_id: randomUUID(), exchange, routing_key: `row.${n}`, body: { n }, properties: {} })));
+      await stores[0]!.outbox.add(
+        Array.from({ length: 150 }, (_, n) => ({ event_id: randomUUID(), exchange, routing_key: `row.${n}`, body: { n }, properties: {} })),
+      );
       // Two relay loops with small rounds, side by side until the backlog is empty: each claims rows the other cannot.
       const stops = stores.map((store, i) => startOutboxRelay({ store, publisher: publishers[i]!, intervalMs: 20, limit: 7, logger }));
       const deadline = Date.now() + 20_000;

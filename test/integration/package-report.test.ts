@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { PackageReport } from '../../scripts/package-report';
 import { listZip, readEntry, zipEntries } from '../../scripts/lib/zip';
+import type { PackageReport } from '../../scripts/package-report';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');
@@ -55,10 +55,25 @@ describe('npm run package', () => {
   beforeAll(async () => {
     // No AWS credentials of any kind: packaging must not need (or contact) AWS.
     const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('AWS_')));
-    Object.assign(env, { AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'), AWS_CONFIG_FILE: join(dir, 'none'), AWS_EC2_METADATA_DISABLED: 'true', CI: 'true' });
+    Object.assign(env, {
+      AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'),
+      AWS_CONFIG_FILE: join(dir, 'none'),
+      AWS_EC2_METADATA_DISABLED: 'true',
+      CI: 'true',
+    });
     const child = spawn(
       process.execPath,
-      [tsx, 'scripts/package-report.ts', '--package', packageDir, '--runs', '3', '--json', join(dir, 'report.json'), ...Object.entries(params).map(([k, v]) => `--param=${k}=${v}`)],
+      [
+        tsx,
+        'scripts/package-report.ts',
+        '--package',
+        packageDir,
+        '--runs',
+        '3',
+        '--json',
+        join(dir, 'report.json'),
+        ...Object.entries(params).map(([k, v]) => `--param=${k}=${v}`),
+      ],
       { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -68,7 +83,11 @@ describe('npm run package', () => {
     clearTimeout(timer);
     expect(exitCode, output).toBe(0);
     report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as PackageReport;
-    resources = (JSON.parse(readFileSync(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8')) as { Resources: Record<string, Resource> }).Resources;
+    resources = (
+      JSON.parse(readFileSync(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8')) as {
+        Resources: Record<string, Resource>;
+      }
+    ).Resources;
   }, 300_000);
 
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -85,11 +104,21 @@ describe('npm run package', () => {
   });
 
   it('builds one zip per function, each with only its own bundle and source map', () => {
-    const zips = readdirSync(packageDir).filter((f) => f.endsWith('.zip')).sort();
-    expect(zips).toEqual(Object.keys(definitions).map((key) => `${key}.zip`).sort());
+    const zips = readdirSync(packageDir)
+      .filter((f) => f.endsWith('.zip'))
+      .sort();
+    expect(zips).toEqual(
+      Object.keys(definitions)
+        .map((key) => `${key}.zip`)
+        .sort(),
+    );
     for (const [key, fn] of Object.entries(definitions)) {
       const file = fn.handler.slice(0, fn.handler.lastIndexOf('.'));
-      expect(listZip(join(packageDir, `${key}.zip`)).map((e) => e.name).sort()).toEqual([`${file}.mjs`, `${file}.mjs.map`]);
+      expect(
+        listZip(join(packageDir, `${key}.zip`))
+          .map((e) => e.name)
+          .sort(),
+      ).toEqual([`${file}.mjs`, `${file}.mjs.map`]);
     }
   });
 
@@ -102,7 +131,11 @@ describe('npm run package', () => {
       expect(props.Runtime).toBe('nodejs22.x');
       expect(props.Handler).toBe(fn.handler);
       expect(props.Code.S3Key).toMatch(new RegExp(`/${key}\\.zip$`));
-      expect(props.Environment.Variables).toMatchObject({ AMQP_URL: params.amqpUrl, DATABASE_URL: params.databaseUrl, AMQP_VHOST: params.virtualHost });
+      expect(props.Environment.Variables).toMatchObject({
+        AMQP_URL: params.amqpUrl,
+        DATABASE_URL: params.databaseUrl,
+        AMQP_VHOST: params.virtualHost,
+      });
       // In the broker's and the database's VPC, from the subnetIds and securityGroupIds params.
       expect(props.VpcConfig).toEqual({ SubnetIds: params.subnetIds.split(','), SecurityGroupIds: [params.securityGroupIds] });
     }
@@ -160,7 +193,10 @@ describe('npm run package', () => {
       const sources = (JSON.parse(readEntry(data, map).toString('utf8')) as { sources: string[] }).sources;
       expect(sources.length, zip).toBeGreaterThan(0);
       for (const source of sources) expect(source, zip).not.toMatch(LOCAL_ONLY);
-      expect(sources.some((s) => s.includes('shared/runner/')), `${zip} bundles the local runner`).toBe(false);
+      expect(
+        sources.some((s) => s.includes('shared/runner/')),
+        `${zip} bundles the local runner`,
+      ).toBe(false);
     }
   });
 
@@ -177,7 +213,9 @@ describe('npm run package', () => {
     const data = readFileSync(join(packageDir, 'inventoryReservation.zip'));
     const entries = zipEntries(data);
     const code = readEntry(data, entries.find((e) => e.name.endsWith('.mjs'))!).toString('utf8');
-    const map = JSON.parse(readEntry(data, entries.find((e) => e.name.endsWith('.mjs.map'))!).toString('utf8')) as { sourcesContent?: unknown };
+    const map = JSON.parse(readEntry(data, entries.find((e) => e.name.endsWith('.mjs.map'))!).toString('utf8')) as {
+      sourcesContent?: unknown;
+    };
     // Minified: a few very long lines (the newlines left are inside template literals).
     expect(code.length / code.split('\n').length).toBeGreaterThan(1_000);
     expect(code.trimEnd()).toMatch(/\/\/# sourceMappingURL=inventory-reservation\.mjs\.map$/);

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AMQP_URL, openTestAmqp, type TestAmqp } from '../support/amqp';
-import { BrokerCloseError, encodeTable, nested, openRawPublisher, type FieldTable, type RawProperties } from '../support/raw-amqp';
+import { BrokerCloseError, encodeTable, type FieldTable, nested, openRawPublisher, type RawProperties } from '../support/raw-amqp';
 
 let amqp: TestAmqp;
 let queue: string;

@@ -15,10 +15,7 @@ const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const USER = decodeURIComponent(new URL(AMQP_URL).username) || 'guest';
 
 const samples = ['rabbitmq-event-aws-sample.json', 'rabbitmq-event-captured.json'].map(
-  (name) =>
-    JSON.parse(
-      readFileSync(new URL(`../../shared/rmq-event/aws-samples/${name}`, import.meta.url), 'utf8'),
-    ) as RabbitMQEvent,
+  (name) => JSON.parse(readFileSync(new URL(`../../shared/rmq-event/aws-samples/${name}`, import.meta.url), 'utf8')) as RabbitMQEvent,
 );
 const AWS_SAMPLE = samples[0]!;
 const sampleMessage = AWS_SAMPLE.rmqMessagesByQueue['test::/']![0]!;
@@ -71,8 +68,7 @@ describe('aws:rmq events from a real RabbitMQ', () => {
   });
 
   /** Exclusive: gone with the connection. Not auto-delete, which would drop it when a test cancels its consumer. */
-  const tempQueue = async () =>
-    (await channel.assertQueue(`rmq-event-test-${randomUUID()}`, { exclusive: true })).queue;
+  const tempQueue = async () => (await channel.assertQueue(`rmq-event-test-${randomUUID()}`, { exclusive: true })).queue;
 
   /** Consumes `count` messages with manual acks, then cancels the consumer; the messages stay unacked. */
   const consume = (queue: string, count: number) =>
@@ -157,7 +153,10 @@ describe('aws:rmq events from a real RabbitMQ', () => {
     expect(bare!.basicProperties).toEqual({ ...allNull, headers: {}, bodySize: 20 });
 
     const records = decodeRabbitMQEvent(JSON.parse(JSON.stringify(event)));
-    expect(records.map((r) => [r.queue, r.vhost, r.redelivered])).toEqual([[queue, '/', false], [queue, '/', false]]);
+    expect(records.map((r) => [r.queue, r.vhost, r.redelivered])).toEqual([
+      [queue, '/', false],
+      [queue, '/', false],
+    ]);
     expect(records[0]!.properties).toEqual({ ...published, clusterId: undefined });
     expect(records[0]!.properties).toEqual(consumed[0]!.properties);
     expect(records[1]!.properties).toEqual(consumed[1]!.properties);
@@ -170,7 +169,11 @@ describe('aws:rmq events from a real RabbitMQ', () => {
     const queue = await tempQueue();
     // amqplib's publish always sends a headers table and never a clusterId, so send the frame fields directly,
     // as another client would: no headers, cluster-id set (deprecated in 0-9-1, but RabbitMQ keeps it).
-    const none = Object.fromEntries(Object.keys(KINDS).filter((k) => k !== 'bodySize').map((k) => [k, undefined]));
+    const none = Object.fromEntries(
+      Object.keys(KINDS)
+        .filter((k) => k !== 'bodySize')
+        .map((k) => [k, undefined]),
+    );
     const fields = { ...none, exchange: '', routingKey: queue, mandatory: false, immediate: false };
     const frame = { ...fields, clusterId: 'cluster-a' };
     const lowLevel = raw as unknown as { sendMessage(fields: object, properties: object, content: Buffer): boolean };

@@ -3,15 +3,15 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eventProperties, newEvent } from '../../shared/events';
-import { openStore } from '../../shared/store';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Context } from 'aws-lambda';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { eventProperties, newEvent } from '../../shared/events';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event';
 import type { Runner } from '../../shared/runner';
+import { openStore } from '../../shared/store';
 import { getMessage, openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
-import { deleteQueues, testRunner, trigger, uniqueQueue, waitFor, type TestHandler } from '../support/runner';
+import { deleteQueues, type TestHandler, testRunner, trigger, uniqueQueue, waitFor } from '../support/runner';
 
 const awsSample = JSON.parse(
   readFileSync(new URL('../../shared/rmq-event/aws-samples/rabbitmq-event-aws-sample.json', import.meta.url), 'utf8'),
@@ -185,9 +185,13 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
         await sleep(150);
         active--;
       });
-      const { runner } = await start([trigger(queue, { functionKey: 'conc', batchSize: 1, maximumBatchingWindow: 0 })], { conc: fn.handler }, {
-        concurrency,
-      });
+      const { runner } = await start(
+        [trigger(queue, { functionKey: 'conc', batchSize: 1, maximumBatchingWindow: 0 })],
+        { conc: fn.handler },
+        {
+          concurrency,
+        },
+      );
       publish(queue, range(9));
       await waitFor(() => fn.bodies().length === 9, `9 messages at concurrency ${concurrency}`);
       expect(peak).toBe(concurrency);
@@ -202,10 +206,10 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
     const broken = recorder(() => {
       throw new Error('always broken');
     });
-    await start(
-      [trigger(good, { functionKey: 'good' }), trigger(bad, { functionKey: 'bad', maximumBatchingWindow: 0 })],
-      { good: ok.handler, bad: broken.handler },
-    );
+    await start([trigger(good, { functionKey: 'good' }), trigger(bad, { functionKey: 'bad', maximumBatchingWindow: 0 })], {
+      good: ok.handler,
+      bad: broken.handler,
+    });
     publish(bad, ['poison']);
     await waitFor(() => broken.calls.length >= 3, 'the failing function to be retried');
     publish(good, range(5));
@@ -223,7 +227,10 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
 
     execFileSync('rabbitmqctl', ['close_all_connections', 'test: forced close'], { stdio: 'ignore' });
     amqp = await openTestAmqp(); // the test's own connection was closed too
-    await waitFor(() => logs.lines.some((l) => l.message === 'channel closed; unacknowledged messages return to the queue; reconnecting'), 'the runner to notice');
+    await waitFor(
+      () => logs.lines.some((l) => l.message === 'channel closed; unacknowledged messages return to the queue; reconnecting'),
+      'the runner to notice',
+    );
     publish(queue, range(5, 'after'));
     await waitFor(() => new Set(fn.bodies()).size === 10, 'messages after the cut', 20_000);
     await runner.stop();
@@ -259,7 +266,15 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
       await purgeQueues(amqp.connection, ['order-events']);
       const event = newEvent('OrderPlaced', { order_id: randomUUID(), user_id: 'u', item: 'widget', quantity: 1 });
       // As if intake had committed it while the broker was down.
-      await store.outbox.add([{ event_id: event.event_id, exchange: 'orders', routing_key: 'order.placed', body: event, properties: eventProperties(event, 'test') }]);
+      await store.outbox.add([
+        {
+          event_id: event.event_id,
+          exchange: 'orders',
+          routing_key: 'order.placed',
+          body: event,
+          properties: eventProperties(event, 'test'),
+        },
+      ]);
       const queue = uniqueQueue();
       await start([trigger(queue, { functionKey: 'idle' })], { idle: recorder().handler }, { relayStore: async () => store });
       const message = await getMessage(amqp.channel, 'order-events', 10_000);
@@ -272,9 +287,13 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
   });
 
   it('stops cleanly while it still cannot reach the broker, and stays stopped', async () => {
-    const { runner, logs } = testRunner([trigger(uniqueQueue(), { functionKey: 'unreachable' })], { unreachable: recorder().handler }, {
-      env: { AMQP_URL: 'amqp://guest:guest@127.0.0.1:1' },
-    });
+    const { runner, logs } = testRunner(
+      [trigger(uniqueQueue(), { functionKey: 'unreachable' })],
+      { unreachable: recorder().handler },
+      {
+        env: { AMQP_URL: 'amqp://guest:guest@127.0.0.1:1' },
+      },
+    );
     const started = runner.start();
     await waitFor(() => logs.lines.some((l) => l.message === 'could not connect to RabbitMQ'), 'a failed connection attempt');
     await runner.stop();

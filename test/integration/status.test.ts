@@ -11,10 +11,10 @@ import { connect, createServer, type Server as NetServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { managementTarget } from '../../scripts/lib/management';
+import type { StatusReport } from '../../scripts/status';
 import { loadConfig } from '../../shared/config';
 import { declareTopology, retryQueueName, topology, topologyOptions } from '../../shared/messaging';
-import type { StatusReport } from '../../scripts/status';
-import { managementTarget } from '../../scripts/lib/management';
 import { AMQP_URL, openTestAmqp, type TestAmqp } from '../support/amqp';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -151,15 +151,17 @@ describe('npm run status', () => {
 
     /** What /api/queues/%2F?columns=... answers, in the management plugin's shape. */
     const listing = () => [
-      ...topology(topologyOptions(cfg)).queues.filter((q) => ![missing, holding, 'parking-lot'].includes(q.name)).map((q) => ({
-        name: q.name,
-        type: 'quorum',
-        state: 'running',
-        messages: 0,
-        messages_ready: 0,
-        messages_unacknowledged: 0,
-        consumers: 0,
-      })),
+      ...topology(topologyOptions(cfg))
+        .queues.filter((q) => ![missing, holding, 'parking-lot'].includes(q.name))
+        .map((q) => ({
+          name: q.name,
+          type: 'quorum',
+          state: 'running',
+          messages: 0,
+          messages_ready: 0,
+          messages_unacknowledged: 0,
+          consumers: 0,
+        })),
       {
         name: holding,
         type: 'quorum',
@@ -207,7 +209,7 @@ describe('npm run status', () => {
       await new Promise((resolve) => server.close(resolve));
     });
 
-    it('asks /api/queues for the broker URL\'s virtual host with the broker URL\'s credentials', async () => {
+    it("asks /api/queues for the broker URL's virtual host with the broker URL's credentials", async () => {
       password = 'guest';
       requests.length = 0;
       const run = await runStatus({ ...env, MANAGEMENT_URL: url }, ['--json']);
@@ -237,7 +239,11 @@ describe('npm run status', () => {
         consumers: 2,
         rates: { publish: 4.2, deliver: 2.5, ack: 1.5 },
       });
-      expect(report.queues.find((q) => q.name === 'order-events-dlq')).toMatchObject({ exists: true, messages: 0, rates: { publish: 0, deliver: 0, ack: 0 } });
+      expect(report.queues.find((q) => q.name === 'order-events-dlq')).toMatchObject({
+        exists: true,
+        messages: 0,
+        rates: { publish: 0, deliver: 0, ack: 0 },
+      });
       expect(report.queues.find((q) => q.name === missing)).toMatchObject({ exists: false });
       expect(report.queues.find((q) => q.name === 'parking-lot')).toMatchObject({ exists: true, messages: null, consumers: null });
       expect(report.queues.map((q) => q.name)).not.toContain('someone-elses-queue');
@@ -257,7 +263,7 @@ describe('npm run status', () => {
     });
   });
 
-  it('does not guess the management API of a broker on another port (15672 there may be another broker\'s)', async () => {
+  it("does not guess the management API of a broker on another port (15672 there may be another broker's)", async () => {
     // The real broker behind a TCP proxy on a port of its own: no MANAGEMENT_URL, so only AMQP may be asked.
     const proxy: NetServer = createServer((client) => {
       const upstream = connect(Number(new URL(AMQP_URL).port || 5672), new URL(AMQP_URL).hostname);
@@ -287,13 +293,21 @@ describe('npm run status', () => {
     // Amazon MQ serves the management API over https on the broker's host.
     const amazon = managementTarget(loadConfig({ AMQP_URL: 'amqps://fn:pw@b-1234.mq.eu-west-1.amazonaws.com:5671/orders' }), {});
     expect(amazon).toEqual({ url: 'https://b-1234.mq.eu-west-1.amazonaws.com', username: 'fn', password: 'pw', vhost: 'orders' });
-    const configured = managementTarget(loadConfig({ AMQP_URL: 'amqp://guest:guest@10.0.0.5:5672/%2F' }), { MANAGEMENT_URL: 'http://admin:adm@10.0.0.5:15673/' });
+    const configured = managementTarget(loadConfig({ AMQP_URL: 'amqp://guest:guest@10.0.0.5:5672/%2F' }), {
+      MANAGEMENT_URL: 'http://admin:adm@10.0.0.5:15673/',
+    });
     expect(configured).toEqual({ url: 'http://10.0.0.5:15673', username: 'admin', password: 'adm', vhost: '/' });
-    expect(managementTarget(loadConfig({ AMQP_URL: 'amqp://guest:guest@127.0.0.1:5673' }), {}).unknown).toContain('not on its default port (5673)');
+    expect(managementTarget(loadConfig({ AMQP_URL: 'amqp://guest:guest@127.0.0.1:5673' }), {}).unknown).toContain(
+      'not on its default port (5673)',
+    );
   });
 
   it('fails with a clear message when neither the broker nor the management API can be reached', async () => {
-    const run = await runStatus({ ...env, AMQP_URL: `amqp://guest:secret@127.0.0.1:${unreachable}`, MANAGEMENT_URL: `http://127.0.0.1:${unreachable}` });
+    const run = await runStatus({
+      ...env,
+      AMQP_URL: `amqp://guest:secret@127.0.0.1:${unreachable}`,
+      MANAGEMENT_URL: `http://127.0.0.1:${unreachable}`,
+    });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain(`status: RabbitMQ unreachable at amqp://guest:***@127.0.0.1:${unreachable}`);
     expect(run.stderr).toContain(`the management API at http://127.0.0.1:${unreachable} did not answer`);

@@ -286,9 +286,7 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
       try {
         const messageId = randomUUID();
         const claims = await Promise.all(
-          Array.from({ length: 20 }, (_, i) =>
-            (i % 2 ? store : other).transaction((tx) => tx.inbox.claim('inventory', messageId)),
-          ),
+          Array.from({ length: 20 }, (_, i) => (i % 2 ? store : other).transaction((tx) => tx.inbox.claim('inventory', messageId))),
         );
         expect(claims.filter(Boolean)).toHaveLength(1);
       } finally {
@@ -350,7 +348,13 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
     it('stores exactly one notification per order event', async () => {
       const orderId = randomUUID();
       const eventId = randomUUID();
-      const notification = { event_id: eventId, order_id: orderId, user_id: 'ada', kind: 'reserved' as const, message: 'Reserved 1 widget' };
+      const notification = {
+        event_id: eventId,
+        order_id: orderId,
+        user_id: 'ada',
+        kind: 'reserved' as const,
+        message: 'Reserved 1 widget',
+      };
       expect(await store.notifications.insert(notification)).toBe(true);
       expect(await store.notifications.insert({ ...notification, message: 'again' })).toBe(false);
       expect(await store.notifications.setWebhookStatus(eventId, 'sent')).toBe(true);

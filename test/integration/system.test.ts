@@ -4,7 +4,7 @@
  * GET /orders/{id}, then Ctrl-C (SIGINT to the process group) and a clean exit. Plus what `npm start` says
  * when it cannot start.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -111,8 +111,14 @@ async function startSystem(dir: string, amqpUrl: string): Promise<System> {
   });
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  await waitFor(() => /rabbit-functions is running/.test(output) || child.exitCode !== null, `npm start to print its URLs. Output so far:\n${output}`, 150_000);
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  await waitFor(
+    () => /rabbit-functions is running/.test(output) || child.exitCode !== null,
+    `npm start to print its URLs. Output so far:\n${output}`,
+    150_000,
+  );
   expect(child.exitCode, output).toBeNull();
   const api = /^\s+API\s+(http:\/\/\S+)$/m.exec(output)?.[1] ?? '';
   return { process: child, output: () => output, exit, api, httpPort };
@@ -151,10 +157,16 @@ describe('npm start: the whole system on this machine', () => {
     expect(output).toContain(`[start] RabbitMQ answers at ${redactUrl(vhost.url)}; topology declared`);
     expect(api).toBe(`http://localhost:${system.httpPort}`);
     // Printed once the queue functions consume (every trigger queue has a consumer).
-    expect(output).toMatch(/Queue triggers order-events -> inventoryReservation, inventory-events -> notification, order-status-events -> orderStatus\n/);
-    expect(output).toMatch(/Management UI\s+not answering at http:\/\/127\.0\.0\.1:\d+: enable it with `rabbitmq-plugins enable rabbitmq_management`/);
+    expect(output).toMatch(
+      /Queue triggers order-events -> inventoryReservation, inventory-events -> notification, order-status-events -> orderStatus\n/,
+    );
+    expect(output).toMatch(
+      /Management UI\s+not answering at http:\/\/127\.0\.0\.1:\d+: enable it with `rabbitmq-plugins enable rabbitmq_management`/,
+    );
     expect(output).toMatch(/Database\s+SQLite at .*app\.sqlite/);
-    expect(output).toContain(`curl -s -X POST ${api}/order -H 'content-type: application/json' -d '{"user_id":"u-1","item":"widget","quantity":1}'`);
+    expect(output).toContain(
+      `curl -s -X POST ${api}/order -H 'content-type: application/json' -d '{"user_id":"u-1","item":"widget","quantity":1}'`,
+    );
     expect(output).toContain(`curl -s ${api}/orders/<order_id>`);
   });
 

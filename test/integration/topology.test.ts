@@ -3,15 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../shared/config';
 import {
   Broker,
+  declareTopology,
+  dlqName,
   EXCHANGES,
   Publisher,
   RETRY_DELAY_HEADER,
-  TopologyMismatchError,
-  UnroutableError,
-  declareTopology,
-  dlqName,
   retryQueueName,
+  TopologyMismatchError,
   topology,
+  UnroutableError,
 } from '../../shared/messaging';
 import { AMQP_URL, getMessage, openTestAmqp, purgeQueues, type TestAmqp } from '../support/amqp';
 
@@ -120,12 +120,8 @@ describe('topology on the real broker', () => {
   });
 
   it('names the queue when the broker already has it with other arguments', async () => {
-    await expect(declareTopology(amqp.connection, { ...options, deliveryLimit: 11 })).rejects.toThrow(
-      TopologyMismatchError,
-    );
-    await expect(declareTopology(amqp.connection, { ...options, deliveryLimit: 11 })).rejects.toThrow(
-      /queue 'order-events'/,
-    );
+    await expect(declareTopology(amqp.connection, { ...options, deliveryLimit: 11 })).rejects.toThrow(TopologyMismatchError);
+    await expect(declareTopology(amqp.connection, { ...options, deliveryLimit: 11 })).rejects.toThrow(/queue 'order-events'/);
   });
 });
 
@@ -139,10 +135,7 @@ describe('configuration', () => {
 
   it('prefers the AMQP_URLS list and defaults to the local broker', () => {
     expect(loadConfig({}).amqpUrls).toEqual(['amqp://guest:guest@127.0.0.1:5672']);
-    expect(loadConfig({ AMQP_URLS: 'amqp://a:5672, amqp://b:5672' }).amqpUrls).toEqual([
-      'amqp://a:5672',
-      'amqp://b:5672',
-    ]);
+    expect(loadConfig({ AMQP_URLS: 'amqp://a:5672, amqp://b:5672' }).amqpUrls).toEqual(['amqp://a:5672', 'amqp://b:5672']);
   });
 
   it('reports an unreachable broker with every address tried, password hidden', async () => {
@@ -150,10 +143,10 @@ describe('configuration', () => {
       urls: ['amqp://guest:secret@127.0.0.1:1', 'amqp://guest:secret@127.0.0.1:2'],
       maxAttempts: 2,
     });
-    const error = (await broker.connect().then(
-      () => new Error("connected unexpectedly"),
+    const error = await broker.connect().then(
+      () => new Error('connected unexpectedly'),
       (e: unknown) => e as Error,
-    ));
+    );
     expect(error).toBeInstanceOf(Error);
     expect(error.name).toBe('BrokerUnavailableError');
     expect(error.message).toMatch(/127\.0\.0\.1:1.*127\.0\.0\.1:2/);

@@ -6,11 +6,19 @@
 import type { GetMessage } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dlqName } from '../../shared/messaging';
-import { decodeRabbitMQEvent, envelopeBytes, localEventSourceArn, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes, type RabbitMQEvent, toRabbitMQMessage } from '../../shared/rmq-event';
+import {
+  decodeRabbitMQEvent,
+  envelopeBytes,
+  localEventSourceArn,
+  MAX_INVOCATION_PAYLOAD_BYTES,
+  messageBytes,
+  type RabbitMQEvent,
+  toRabbitMQMessage,
+} from '../../shared/rmq-event';
 import type { Runner } from '../../shared/runner';
 import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
 import { nested, openRawPublisher } from '../support/raw-amqp';
-import { deleteQueues, testRunner, trigger, uniqueQueue, waitFor, type TestHandler } from '../support/runner';
+import { deleteQueues, type TestHandler, testRunner, trigger, uniqueQueue, waitFor } from '../support/runner';
 
 interface Call {
   bodies: string[];
@@ -68,10 +76,15 @@ describe('trigger: hostile messages (real broker)', () => {
   it('dead-letters a message with no aws:rmq form on its own, with the reason; its neighbours are invoked once', async () => {
     const queue = uniqueQueue('trigger-hostile');
     const fn = recorder();
-    const { runner } = await start([trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 0.3 })], { fn: fn.handler }, { deadLetterExchange: 'dlx' });
+    const { runner } = await start(
+      [trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 0.3 })],
+      { fn: fn.handler },
+      { deadLetterExchange: 'dlx' },
+    );
     let deep: unknown = 'bottom';
     for (let i = 0; i < 70; i++) deep = [deep];
-    const send = (body: string, options: Record<string, unknown> = {}) => amqp.channel.sendToQueue(queue, Buffer.from(body), { persistent: true, ...options });
+    const send = (body: string, options: Record<string, unknown> = {}) =>
+      amqp.channel.sendToQueue(queue, Buffer.from(body), { persistent: true, ...options });
     send('ok-1');
     send('bad-timestamp', { messageId: 'bad-1', timestamp: 10 ** 13 }); // pika's timestamp=10**13: no Date holds it
     send('ok-2');
@@ -111,14 +124,24 @@ describe('trigger: hostile messages (real broker)', () => {
   it('survives headers amqplib could not decode before its patch: nesting 10,000 deep, a "__proto__" key', async () => {
     const queue = uniqueQueue('trigger-deep');
     const fn = recorder();
-    const { runner } = await start([trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 0.3 })], { fn: fn.handler }, { deadLetterExchange: 'dlx' });
+    const { runner } = await start(
+      [trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 0.3 })],
+      { fn: fn.handler },
+      { deadLetterExchange: 'dlx' },
+    );
     const raw = await openRawPublisher(AMQP_URL);
     try {
       await raw.publish('', queue, Buffer.from('ok-1'), {});
       // Unpatched, amqplib's recursive decoder overflowed the stack on this header and closed the consumer's
       // connection, every time the broker redelivered it.
       await raw.publish('', queue, Buffer.from('deep'), { messageId: 'deep', headers: { deep: nested(10_000, 'A', { t: 'I', v: 1 }) } });
-      await raw.publish('', queue, Buffer.from('proto'), { messageId: 'proto', headers: [['__proto__', { t: 'F', v: { polluted: { t: 't', v: true } } }], ['kept', { t: 'S', v: 'yes' }]] });
+      await raw.publish('', queue, Buffer.from('proto'), {
+        messageId: 'proto',
+        headers: [
+          ['__proto__', { t: 'F', v: { polluted: { t: 't', v: true } } }],
+          ['kept', { t: 'S', v: 'yes' }],
+        ],
+      });
       await raw.publish('', queue, Buffer.from('ok-2'), {});
     } finally {
       await raw.close();
@@ -142,10 +165,26 @@ describe('trigger: hostile messages (real broker)', () => {
     // made amqplib throw on the copy, and the message was requeued for ever.
     const queue = uniqueQueue('trigger-typed');
     const fn = recorder();
-    const { runner } = await start([trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 0.3 })], { fn: fn.handler }, { deadLetterExchange: 'dlx' });
+    const { runner } = await start(
+      [trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 0.3 })],
+      { fn: fn.handler },
+      { deadLetterExchange: 'dlx' },
+    );
     const typedLooking = {
-      soon: { t: 'F', v: [['!', { t: 'S', v: 'timestamp' }], ['value', { t: 'S', v: 'soon' }]] },
-      dec: { t: 'F', v: [['!', { t: 'S', v: 'decimal' }], ['value', { t: 'S', v: 'x' }]] },
+      soon: {
+        t: 'F',
+        v: [
+          ['!', { t: 'S', v: 'timestamp' }],
+          ['value', { t: 'S', v: 'soon' }],
+        ],
+      },
+      dec: {
+        t: 'F',
+        v: [
+          ['!', { t: 'S', v: 'decimal' }],
+          ['value', { t: 'S', v: 'x' }],
+        ],
+      },
       bare: { t: 'F', v: [['!', { t: 'S', v: 'timestamp' }]] },
     } as const;
     const raw = await openRawPublisher(AMQP_URL);
@@ -192,13 +231,20 @@ describe('trigger: hostile messages (real broker)', () => {
   it('a failing invocation requeues its records but not the message already dead-lettered', async () => {
     const queue = uniqueQueue('trigger-mixed');
     const fn = recorder((call) => call === 1);
-    const { runner } = await start([trigger(queue, { functionKey: 'fn', batchSize: 5, maximumBatchingWindow: 0.3 })], { fn: fn.handler }, { deadLetterExchange: 'dlx' });
+    const { runner } = await start(
+      [trigger(queue, { functionKey: 'fn', batchSize: 5, maximumBatchingWindow: 0.3 })],
+      { fn: fn.handler },
+      { deadLetterExchange: 'dlx' },
+    );
     amqp.channel.sendToQueue(queue, Buffer.from('a'), {});
     amqp.channel.sendToQueue(queue, Buffer.from('bad'), { messageId: 'bad', timestamp: 10 ** 13 });
     amqp.channel.sendToQueue(queue, Buffer.from('b'), {});
     await waitFor(() => fn.calls.length >= 2 && fn.bodies().filter((b) => b === 'a').length === 2, 'the batch failed once, then succeeded');
     await waitFor(async () => (await queueDepth(amqp.connection, queue)) === 0, 'the work queue drained');
-    expect(fn.calls.map((call) => call.bodies.sort())).toEqual([['a', 'b'], ['a', 'b']]);
+    expect(fn.calls.map((call) => call.bodies.sort())).toEqual([
+      ['a', 'b'],
+      ['a', 'b'],
+    ]);
     expect(await queueDepth(amqp.connection, dlqName(queue))).toBe(1);
     expect(runner.triggers[0]!.counts).toMatchObject({ deadLettered: 1, requeued: 2, acked: 3 });
   });
@@ -214,7 +260,9 @@ describe('trigger: hostile messages (real broker)', () => {
     const arn = localEventSourceArn();
     const room = MAX_INVOCATION_PAYLOAD_BYTES - envelopeBytes(arn, `${queue}::/`);
     const recordBytes = (size: number) =>
-      messageBytes(toRabbitMQMessage({ content: Buffer.alloc(size), fields: { redelivered: false }, properties: { headers: {}, messageId: 'edge' } }));
+      messageBytes(
+        toRabbitMQMessage({ content: Buffer.alloc(size), fields: { redelivered: false }, properties: { headers: {}, messageId: 'edge' } }),
+      );
     let fits = Math.floor((room * 3) / 4);
     while (recordBytes(fits) > room) fits--;
     while (recordBytes(fits + 1) <= room) fits++;

@@ -1,7 +1,7 @@
 /** Helpers for tests that talk to the real broker. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import amqp from 'amqplib';
 import type { Channel, ChannelModel, GetMessage } from 'amqplib';
+import amqp from 'amqplib';
 
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 

@@ -12,7 +12,9 @@ import { reservationFunction } from './reservation-function';
 import { trigger } from './runner';
 
 const queue = process.env.QUEUE!;
-const store = await openStore(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : { sqlitePath: process.env.SQLITE_PATH! });
+const store = await openStore(
+  process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : { sqlitePath: process.env.SQLITE_PATH! },
+);
 const logger = createLogger({ level: 'warn' });
 const handler = reservationFunction({
   store,

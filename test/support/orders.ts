@@ -1,7 +1,7 @@
 /** Orders for the fault suites: a seeded mix of items, stored as intake stores them, published as the contract says. */
 import { randomUUID } from 'node:crypto';
 import type { ConfirmChannel } from 'amqplib';
-import { eventProperties, newEvent, ROUTES, type OrderPlaced } from '../../shared/events';
+import { eventProperties, newEvent, type OrderPlaced, ROUTES } from '../../shared/events';
 import type { Store } from '../../shared/store';
 import type { PlacedOrder } from './outcomes';
 

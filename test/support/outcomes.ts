@@ -63,7 +63,10 @@ export async function allSettled(store: Store, orderIds: readonly string[]): Pro
     .select((eb) => eb.fn.countAll<number>().as('count'))
     .where((eb) => eb.or([eb('status', '=', 'accepted'), eb('notified_at', 'is', null)]))
     .executeTakeFirstOrThrow();
-  const known = await store.db.selectFrom('orders').select((eb) => eb.fn.countAll<number>().as('count')).executeTakeFirstOrThrow();
+  const known = await store.db
+    .selectFrom('orders')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .executeTakeFirstOrThrow();
   return Number(open.count) === 0 && Number(known.count) >= orderIds.length && (await store.outbox.backlog()) === 0;
 }
 
@@ -94,43 +97,67 @@ export function exactlyOnceProblems(
   for (const outcome of state.outcomes) byOrder.set(outcome.order_id, [...(byOrder.get(outcome.order_id) ?? []), outcome]);
   const placedIds = new Set(placed.map((o) => o.order_id));
 
-  report('orders without an outcome', placed.filter((o) => !byOrder.has(o.order_id)).map((o) => o.order_id));
+  report(
+    'orders without an outcome',
+    placed.filter((o) => !byOrder.has(o.order_id)).map((o) => o.order_id),
+  );
   report(
     'orders with more than one outcome',
     placed.filter((o) => (byOrder.get(o.order_id)?.length ?? 0) > 1).map((o) => `${o.order_id} x${byOrder.get(o.order_id)!.length}`),
   );
-  report('outcomes for orders nobody placed', [...byOrder.keys()].filter((id) => !placedIds.has(id)));
+  report(
+    'outcomes for orders nobody placed',
+    [...byOrder.keys()].filter((id) => !placedIds.has(id)),
+  );
   report(
     'outcomes that do not match their order',
     placed
       .filter((o) => byOrder.get(o.order_id)?.some((e) => e.item !== o.item || e.quantity !== o.quantity || e.user_id !== o.user_id))
       .map((o) => o.order_id),
   );
-  report('outcomes never published', state.outcomes.filter((e) => !e.published).map((e) => e.event_id));
+  report(
+    'outcomes never published',
+    state.outcomes.filter((e) => !e.published).map((e) => e.event_id),
+  );
 
   // Inbox: each function claimed each of its messages once, and nothing else.
   const claimed = (consumer: string) => new Set(state.claims.get(consumer) ?? []);
   const reservationClaims = claimed(CONSUMERS.reservation);
   const withEventIds = placed.filter((o) => o.event_id);
-  report('OrderPlaced events never claimed by inventory-reservation', withEventIds.filter((o) => !reservationClaims.has(o.event_id!)).map((o) => o.event_id!));
-  if (reservationClaims.size !== placed.length) problems.push(`inventory-reservation claimed ${reservationClaims.size} messages for ${placed.length} orders`);
+  report(
+    'OrderPlaced events never claimed by inventory-reservation',
+    withEventIds.filter((o) => !reservationClaims.has(o.event_id!)).map((o) => o.event_id!),
+  );
+  if (reservationClaims.size !== placed.length)
+    problems.push(`inventory-reservation claimed ${reservationClaims.size} messages for ${placed.length} orders`);
   const outcomeIds = new Set(state.outcomes.map((e) => e.event_id));
   for (const consumer of [CONSUMERS.notification, CONSUMERS.status]) {
     const claims = claimed(consumer);
-    report(`outcomes never claimed by ${consumer}`, [...outcomeIds].filter((id) => !claims.has(id)));
-    report(`${consumer} claims for events that are not outcomes`, [...claims].filter((id) => !outcomeIds.has(id)));
+    report(
+      `outcomes never claimed by ${consumer}`,
+      [...outcomeIds].filter((id) => !claims.has(id)),
+    );
+    report(
+      `${consumer} claims for events that are not outcomes`,
+      [...claims].filter((id) => !outcomeIds.has(id)),
+    );
   }
 
   // Notifications: exactly one per outcome, of the right kind.
   const notesByOrder = new Map<string, Array<{ event_id: string; kind: string }>>();
   for (const note of state.notifications) notesByOrder.set(note.order_id, [...(notesByOrder.get(note.order_id) ?? []), note]);
-  report('orders with no notification', placed.filter((o) => !notesByOrder.has(o.order_id)).map((o) => o.order_id));
   report(
-    'orders notified more than once',
-    placed.filter((o) => (notesByOrder.get(o.order_id)?.length ?? 0) > 1).map((o) => `${o.order_id} x${notesByOrder.get(o.order_id)!.length}`),
+    'orders with no notification',
+    placed.filter((o) => !notesByOrder.has(o.order_id)).map((o) => o.order_id),
   );
   report(
-    'notifications that do not answer the order\'s outcome',
+    'orders notified more than once',
+    placed
+      .filter((o) => (notesByOrder.get(o.order_id)?.length ?? 0) > 1)
+      .map((o) => `${o.order_id} x${notesByOrder.get(o.order_id)!.length}`),
+  );
+  report(
+    "notifications that do not answer the order's outcome",
     placed
       .filter((o) => {
         const [outcome] = byOrder.get(o.order_id) ?? [];
@@ -156,18 +183,24 @@ export function exactlyOnceProblems(
       })
       .map((o) => `${o.order_id} (${state.orders.get(o.order_id)?.status ?? 'missing'})`),
   );
-  report('orders never stamped notified', placed.filter((o) => !state.orders.get(o.order_id)?.notified_at).map((o) => o.order_id));
+  report(
+    'orders never stamped notified',
+    placed.filter((o) => !state.orders.get(o.order_id)?.notified_at).map((o) => o.order_id),
+  );
 
   // Stock moved exactly once per reserved order, and was neither created nor lost.
   const reservedQty = new Map<string, number>();
-  for (const e of state.outcomes) if (e.event_type === 'InventoryReserved') reservedQty.set(e.item, (reservedQty.get(e.item) ?? 0) + e.quantity);
+  for (const e of state.outcomes)
+    if (e.event_type === 'InventoryReserved') reservedQty.set(e.item, (reservedQty.get(e.item) ?? 0) + e.quantity);
   for (const [item, initial] of Object.entries(initialStock)) {
     const row = state.stock.get(item);
     const expected = reservedQty.get(item) ?? 0;
     if (!row) problems.push(`stock row for ${item} is missing`);
     else {
-      if (row.reserved !== expected) problems.push(`stock.reserved of ${item} is ${row.reserved}, but reserved orders add up to ${expected}`);
-      if (row.available + row.reserved !== initial) problems.push(`${item}: available ${row.available} + reserved ${row.reserved} != initial ${initial}`);
+      if (row.reserved !== expected)
+        problems.push(`stock.reserved of ${item} is ${row.reserved}, but reserved orders add up to ${expected}`);
+      if (row.available + row.reserved !== initial)
+        problems.push(`${item}: available ${row.available} + reserved ${row.reserved} != initial ${initial}`);
     }
   }
 

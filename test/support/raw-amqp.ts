@@ -68,7 +68,13 @@ export interface ReturnedMessage {
 
 export interface RawPublisher {
   /** Publishes one message and resolves with the broker's confirm for it. */
-  publish(exchange: ShortStr, routingKey: ShortStr, body: Buffer, properties?: RawProperties, options?: { mandatory?: boolean }): Promise<'ack' | 'nack'>;
+  publish(
+    exchange: ShortStr,
+    routingKey: ShortStr,
+    body: Buffer,
+    properties?: RawProperties,
+    options?: { mandatory?: boolean },
+  ): Promise<'ack' | 'nack'>;
   /** basic.return frames received so far, oldest first. */
   readonly returns: readonly ReturnedMessage[];
   /** The frame-max the broker proposed and this publisher echoed. */
@@ -407,13 +413,25 @@ class Publisher implements RawPublisher {
     await selected;
   }
 
-  publish(exchange: ShortStr, routingKey: ShortStr, body: Buffer, properties: RawProperties = {}, options: { mandatory?: boolean } = {}): Promise<'ack' | 'nack'> {
+  publish(
+    exchange: ShortStr,
+    routingKey: ShortStr,
+    body: Buffer,
+    properties: RawProperties = {},
+    options: { mandatory?: boolean } = {},
+  ): Promise<'ack' | 'nack'> {
     const failure = this.channelFailure ?? this.connectionFailure;
     if (failure) return Promise.reject(failure);
     let frames: Buffer[];
     try {
       frames = [
-        methodFrame(1, M.publish, (w) => w.u16(0).shortstr(exchange).shortstr(routingKey).u8(options.mandatory ? 1 : 0)),
+        methodFrame(1, M.publish, (w) =>
+          w
+            .u16(0)
+            .shortstr(exchange)
+            .shortstr(routingKey)
+            .u8(options.mandatory ? 1 : 0),
+        ),
         frame(HEADER, 1, encodeContentHeader(body.length, properties)),
       ];
     } catch (error) {
@@ -473,7 +491,12 @@ class Publisher implements RawPublisher {
       this.incoming = this.incoming.subarray(size + 8);
       // Content frames only follow a basic.return here, whose content is not kept; heartbeats are not asked for.
       if (type === METHOD) {
-        this.onMethod({ channel, classId: payload.readUInt16BE(0), methodId: payload.readUInt16BE(2), args: new Reader(payload.subarray(4)) });
+        this.onMethod({
+          channel,
+          classId: payload.readUInt16BE(0),
+          methodId: payload.readUInt16BE(2),
+          args: new Reader(payload.subarray(4)),
+        });
       }
     }
   }
@@ -500,7 +523,12 @@ class Publisher implements RawPublisher {
         }
       }
     } else if (is(m, M.return)) {
-      this.returns.push({ replyCode: m.args.u16(), replyText: m.args.shortstr(), exchange: m.args.shortstr(), routingKey: m.args.shortstr() });
+      this.returns.push({
+        replyCode: m.args.u16(),
+        replyText: m.args.shortstr(),
+        exchange: m.args.shortstr(),
+        routingKey: m.args.shortstr(),
+      });
     } else if (this.waiter && this.waiter.channel === m.channel && is(m, this.waiter.id)) {
       this.takeWaiter()!.resolve(m.args);
     }

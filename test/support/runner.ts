@@ -2,11 +2,11 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { Handler } from 'aws-lambda';
+import { type AppHookOptions, appHooks } from '../../shared/app/runner-hooks';
 import { loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logging';
 import { dlqName } from '../../shared/messaging';
 import type { RabbitMQEvent } from '../../shared/rmq-event';
-import { appHooks, type AppHookOptions } from '../../shared/app/runner-hooks';
 import { InProcessInvoker, Runner, type TriggerDefinition } from '../../shared/runner';
 import { AMQP_URL, type TestAmqp } from './amqp';
 
@@ -45,7 +45,13 @@ export class LogCapture extends Writable {
 export function testRunner(
   triggers: TriggerDefinition[],
   handlers: Record<string, TestHandler>,
-  options: { concurrency?: number; env?: NodeJS.ProcessEnv; logs?: LogCapture; relayStore?: AppHookOptions['relayStore']; deadLetterExchange?: string } = {},
+  options: {
+    concurrency?: number;
+    env?: NodeJS.ProcessEnv;
+    logs?: LogCapture;
+    relayStore?: AppHookOptions['relayStore'];
+    deadLetterExchange?: string;
+  } = {},
 ): { runner: Runner; logs: LogCapture } {
   const logs = options.logs ?? new LogCapture();
   const env = { AMQP_URL, RETRY_DELAYS_MS: '1000,10000,60000', ...options.env };

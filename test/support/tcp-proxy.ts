@@ -13,9 +13,7 @@ export class TcpProxy {
   /** Connections opened through the proxy, and connections it cut or refused. */
   readonly stats = { accepted: 0, severed: 0, refused: 0 };
 
-  constructor(
-    private readonly target: { host: string; port: number },
-  ) {}
+  constructor(private readonly target: { host: string; port: number }) {}
 
   /** Listens on 127.0.0.1 on a free port; resolves to the port. */
   async start(): Promise<number> {

@@ -9,8 +9,8 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import amqp from 'amqplib';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
+import amqp from 'amqplib';
 import { AMQP_URL } from './amqp';
 
 const run = promisify(execFile);

@@ -88,7 +88,10 @@ describe('docker-compose.yml', () => {
     expect(variable(env.POSTGRES_USER)).toEqual({ name: 'POSTGRES_USER', fallback: 'app' });
     expect(variable(env.POSTGRES_PASSWORD)).toEqual({ name: 'POSTGRES_PASSWORD', fallback: 'app' });
     expect(variable(env.POSTGRES_DB)).toEqual({ name: 'POSTGRES_DB', fallback: 'app' });
-    expect((postgres!.ports ?? []).map(portMapping).find((p) => p.container === '5432')?.host).toEqual({ name: 'POSTGRES_PORT', fallback: '5432' });
+    expect((postgres!.ports ?? []).map(portMapping).find((p) => p.container === '5432')?.host).toEqual({
+      name: 'POSTGRES_PORT',
+      fallback: '5432',
+    });
     const test = postgres!.healthcheck?.test;
     expect(Array.isArray(test) ? test.join(' ') : test).toContain('pg_isready');
   });

@@ -1,5 +1,6 @@
 import type { Message } from 'amqplib';
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../shared/config';
 import {
   bodyPreview,
   brokerDeath,
@@ -10,18 +11,21 @@ import {
   parseListRequest,
   parseRedriveRequest,
   REDRIVE_HEADERS,
+  type RedriveReport,
   redriveCopy,
   redriveCountOf,
   redriveTarget,
   summarize,
-  type RedriveReport,
 } from '../../shared/dlq';
 import { EXIT, formatReport, parseCommandLine, runCli, UsageError } from '../../shared/dlq/command';
-import { loadConfig } from '../../shared/config';
 
 const seconds = (iso: string) => ({ '!': 'timestamp', value: Math.floor(Date.parse(iso) / 1000) });
 
-const message = (headers: Record<string, unknown> = {}, properties: Record<string, unknown> = {}, body = '{"event_id":"e1","user_id":"u-42","email":"a@b.c","item":"widget"}'): Message =>
+const message = (
+  headers: Record<string, unknown> = {},
+  properties: Record<string, unknown> = {},
+  body = '{"event_id":"e1","user_id":"u-42","email":"a@b.c","item":"widget"}',
+): Message =>
   ({
     content: Buffer.from(body),
     fields: { deliveryTag: 1, redelivered: false, exchange: 'dlx', routingKey: 'order-events', messageCount: 0, consumerTag: 'c' },
@@ -56,7 +60,9 @@ describe('error class of a dead letter', () => {
     expect(errorClassOf({ ...ours('transient'), 'x-death': [limitDeath('2025-03-10T12:07:00Z'), retryDeath] })).toBe('broker');
     expect(errorClassOf({ ...ours('transient'), 'x-death': [limitDeath('2025-03-10T12:00:05Z')] })).toBe('broker');
     // Our failure after the broker's: ours.
-    expect(errorClassOf({ ...ours('permanent', '2025-03-10T12:09:00.000Z'), 'x-death': [limitDeath('2025-03-10T12:07:00Z')] })).toBe('permanent');
+    expect(errorClassOf({ ...ours('permanent', '2025-03-10T12:09:00.000Z'), 'x-death': [limitDeath('2025-03-10T12:07:00Z')] })).toBe(
+      'permanent',
+    );
   });
 
   it('is unknown without either', () => {
@@ -93,7 +99,14 @@ describe('redrive count', () => {
 
 describe('expired messages', () => {
   it('a message whose own expiration ran out in its work queue is a broker dead letter with reason expired', () => {
-    const expired = { reason: 'expired', queue: 'order-events', count: 1, time: { '!': 'timestamp', value: 1741608000 }, exchange: 'orders', 'routing-keys': ['order.placed'] };
+    const expired = {
+      reason: 'expired',
+      queue: 'order-events',
+      count: 1,
+      time: { '!': 'timestamp', value: 1741608000 },
+      exchange: 'orders',
+      'routing-keys': ['order.placed'],
+    };
     expect(errorClassOf({ 'x-death': [expired] })).toBe('broker');
     expect(brokerDeath({ 'x-death': [expired] })).toMatchObject({ reason: 'expired', queue: 'order-events' });
   });
@@ -109,7 +122,10 @@ describe('decide', () => {
       target: 'order-events',
       errorClass: 'permanent',
     });
-    expect(decide(message({ ...ours('transient'), [REDRIVE_HEADERS.count]: 3 }), dlq, {}, 3)).toMatchObject({ action: 'park', redriveCount: 3 });
+    expect(decide(message({ ...ours('transient'), [REDRIVE_HEADERS.count]: 3 }), dlq, {}, 3)).toMatchObject({
+      action: 'park',
+      redriveCount: 3,
+    });
     expect(decide(message({ ...ours('transient'), [REDRIVE_HEADERS.count]: 2 }), dlq, {}, 3)).toMatchObject({ action: 'move' });
   });
 });
@@ -118,11 +134,27 @@ describe('the copies published', () => {
   const now = new Date('2025-03-11T08:00:00.000Z');
   it('redriven: count + 1, fresh attempts, failure headers renamed, x-death summarised, properties kept', () => {
     const original = message(
-      { ...ours('transient'), 'x-attempt': 4, 'retry-delay-ms': 60000, 'x-delivery-count': 2, 'x-death': [limitDeath('2025-03-10T12:07:00Z')], [REDRIVE_HEADERS.count]: 1, custom: 'kept' },
+      {
+        ...ours('transient'),
+        'x-attempt': 4,
+        'retry-delay-ms': 60000,
+        'x-delivery-count': 2,
+        'x-death': [limitDeath('2025-03-10T12:07:00Z')],
+        [REDRIVE_HEADERS.count]: 1,
+        custom: 'kept',
+      },
       { correlationId: 'c-1', appId: 'order-intake', timestamp: 1741608000, userId: 'guest', expiration: '1000' },
     );
     const copy = redriveCopy(original, 'order-events-dlq', now, 3);
-    expect(copy).toMatchObject({ messageId: 'm-1', type: 'OrderPlaced', correlationId: 'c-1', appId: 'order-intake', timestamp: 1741608000, contentType: 'application/json', persistent: true });
+    expect(copy).toMatchObject({
+      messageId: 'm-1',
+      type: 'OrderPlaced',
+      correlationId: 'c-1',
+      appId: 'order-intake',
+      timestamp: 1741608000,
+      contentType: 'application/json',
+      persistent: true,
+    });
     expect(copy).not.toHaveProperty('userId');
     expect(copy).not.toHaveProperty('expiration');
     expect(copy.headers).toEqual({
@@ -209,7 +241,16 @@ describe('request validation', () => {
   };
 
   it('accepts a full request and fills the defaults later', () => {
-    expect(parseRedriveRequest({ queue: 'order-events-dlq', limit: 5, rate: 0.5, error_class: ['transient', 'broker', 'transient'], error_name: 'X', dry_run: true })).toEqual({
+    expect(
+      parseRedriveRequest({
+        queue: 'order-events-dlq',
+        limit: 5,
+        rate: 0.5,
+        error_class: ['transient', 'broker', 'transient'],
+        error_name: 'X',
+        dry_run: true,
+      }),
+    ).toEqual({
       queue: 'order-events-dlq',
       limit: 5,
       rate: 0.5,
@@ -243,10 +284,30 @@ describe('command line', () => {
       json: true,
       request: { queue: ['a-dlq', 'b-dlq'], sample: '2' },
     });
-    expect(parseCommandLine(['redrive', '--queue', 'order-events-dlq', '--limit', '10', '--rate', '2', '--error-class', 'permanent,broker', '--dry-run'])).toEqual({
+    expect(
+      parseCommandLine([
+        'redrive',
+        '--queue',
+        'order-events-dlq',
+        '--limit',
+        '10',
+        '--rate',
+        '2',
+        '--error-class',
+        'permanent,broker',
+        '--dry-run',
+      ]),
+    ).toEqual({
       command: 'redrive',
       json: false,
-      request: { queue: 'order-events-dlq', limit: 10, rate: 2, error_class: ['permanent', 'broker'], error_name: undefined, dry_run: true },
+      request: {
+        queue: 'order-events-dlq',
+        limit: 10,
+        rate: 2,
+        error_class: ['permanent', 'broker'],
+        error_name: undefined,
+        dry_run: true,
+      },
     });
     expect(parseCommandLine([])).toEqual({ command: 'help' });
     expect(parseCommandLine(['redrive', '--help'])).toEqual({ command: 'help' });

@@ -41,6 +41,8 @@ describe('httpLogging', () => {
     }).use(httpLogging({ functionName: 'order-intake', logger }));
     const context = createLambdaContext({ functionName: 'order-intake', timeoutSeconds: 30, memorySize: 512 });
     await expect(handler(event, context)).rejects.toThrow('boom');
-    expect(lines).toEqual([expect.objectContaining({ level: 'error', message: 'invocation failed', err: expect.objectContaining({ message: 'boom' }) })]);
+    expect(lines).toEqual([
+      expect.objectContaining({ level: 'error', message: 'invocation failed', err: expect.objectContaining({ message: 'boom' }) }),
+    ]);
   });
 });

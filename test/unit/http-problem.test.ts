@@ -2,8 +2,9 @@
  * problem+json: the error → status table, and the app's answers to bad requests that never reach the
  * database or the broker (a store that cannot open and a broker nobody listens on prove it).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../shared/config';
 import { ValidationError } from '../../shared/contract/errors';
 import { BacklogFullError, IdempotencyConflictError, OrderNotFoundError } from '../../shared/domain/orders';
@@ -90,14 +91,29 @@ describe('the app refuses bad requests before touching store or broker', () => {
     ['a negative quantity', () => post(JSON.stringify({ user_id: 'u', item: 'w', quantity: -1 })), 400, 'quantity'],
     ['a malformed order id', () => app.inject({ method: 'GET', url: '/orders/not-a-uuid' }), 400, 'order_id'],
     ['a bad page size', () => app.inject({ method: 'GET', url: '/orders?limit=0' }), 400, 'limit'],
-    ['a bad Idempotency-Key', () => app.inject({ method: 'POST', url: '/order', payload: {}, headers: { 'idempotency-key': 'a b' } }), 400, 'Idempotency-Key'],
+    [
+      'a bad Idempotency-Key',
+      () => app.inject({ method: 'POST', url: '/order', payload: {}, headers: { 'idempotency-key': 'a b' } }),
+      400,
+      'Idempotency-Key',
+    ],
     ['a body without Content-Type', () => app.inject({ method: 'POST', url: '/order', payload: ORDER }), 415, 'content-type'],
     ['a POST with neither body nor Content-Type', () => app.inject({ method: 'POST', url: '/order' }), 415, 'content-type'],
     ['a UTF-16 body', () => post(Buffer.from(ORDER, 'utf16le'), 'application/json; charset=utf-16le'), 415, 'content-type'],
     ['JSON labelled UTF-16', () => post(ORDER, 'application/json; charset=UTF-16'), 415, 'content-type'],
     ['JSON labelled Latin-1', () => post(ORDER, 'application/json; charset="latin1"'), 415, 'content-type'],
-    ['bytes that are not UTF-8', () => post(Buffer.concat([Buffer.from('{"user_id":"'), Buffer.from([0xe9]), Buffer.from('","item":"w","quantity":1}')])), 400, 'body'],
-    ['a GET with a body', () => app.inject({ method: 'GET', url: '/orders', payload: '{}', headers: { 'content-type': 'application/json' } }), 400, 'body'],
+    [
+      'bytes that are not UTF-8',
+      () => post(Buffer.concat([Buffer.from('{"user_id":"'), Buffer.from([0xe9]), Buffer.from('","item":"w","quantity":1}')])),
+      400,
+      'body',
+    ],
+    [
+      'a GET with a body',
+      () => app.inject({ method: 'GET', url: '/orders', payload: '{}', headers: { 'content-type': 'application/json' } }),
+      400,
+      'body',
+    ],
     ['a GET with a body and no Content-Type', () => app.inject({ method: 'GET', url: '/health', payload: 'x' }), 400, 'body'],
   ])('answers %s with a problem naming the field', async (_what, send, status, field) => {
     const response = await send();
@@ -108,12 +124,15 @@ describe('the app refuses bad requests before touching store or broker', () => {
     expect(body.errors.map((e: { field: string }) => e.field)).toContain(field);
   });
 
-  it.each(['null', '"hi"', '42', '[1]', '\ufeffnull'])('answers JSON that is not an object (%s) with 400: the body must be a JSON object', async (body) => {
-    const response = await post(body);
-    expect(response.statusCode).toBe(400);
-    expect(response.headers['content-type']).toMatch(PROBLEM_CONTENT_TYPE);
-    expect(response.json().errors).toEqual([{ field: 'body', message: 'must be a JSON object' }]);
-  });
+  it.each(['null', '"hi"', '42', '[1]', '\ufeffnull'])(
+    'answers JSON that is not an object (%s) with 400: the body must be a JSON object',
+    async (body) => {
+      const response = await post(body);
+      expect(response.statusCode).toBe(400);
+      expect(response.headers['content-type']).toMatch(PROBLEM_CONTENT_TYPE);
+      expect(response.json().errors).toEqual([{ field: 'body', message: 'must be a JSON object' }]);
+    },
+  );
 
   it('reads JSON in UTF-8, with or without the charset parameter and a byte-order mark', async () => {
     for (const [payload, contentType] of [
@@ -165,7 +184,11 @@ describe('errors carry their own answer', () => {
     const { NotFoundError, UnavailableError } = await import('../../shared/contract/errors');
     class ParcelMissingError extends NotFoundError {}
     class RenamedStoreError extends (await import('../../shared/store/errors')).StoreError {}
-    expect(problemFor(new ParcelMissingError('no parcel 7')).body).toMatchObject({ status: 404, type: problemType('not-found'), detail: 'no parcel 7' });
+    expect(problemFor(new ParcelMissingError('no parcel 7')).body).toMatchObject({
+      status: 404,
+      type: problemType('not-found'),
+      detail: 'no parcel 7',
+    });
     expect(problemFor(new RenamedStoreError('down')).body).toMatchObject({ status: 503, type: problemType('database-unavailable') });
     expect(problemFor(new UnavailableError('busy')).headers).toEqual({ 'Retry-After': '5' });
   });

@@ -7,13 +7,13 @@ import {
   classifyError,
   idempotency,
   MalformedMessageError,
-  parseBody,
   PermanentError,
+  parseBody,
+  type QueueRecord,
   SchemaViolationError,
   structuredLogging,
   TransientError,
   UnknownEventTypeError,
-  type QueueRecord,
 } from '../../shared/middleware';
 import { LogCapture } from '../support/runner';
 
@@ -78,8 +78,17 @@ describe('parseBody', () => {
 describe('onError is safe when before never ran', () => {
   it('idempotency has nothing to roll back and lets the error through', async () => {
     const failing = middy<QueueRecord>()
-      .use({ before: () => { throw new MalformedMessageError('before idempotency'); } })
-      .use(idempotency({ store: () => Promise.reject(new Error('store must not be opened')), consumer: 'c' }) as middy.MiddlewareObj<QueueRecord>)
+      .use({
+        before: () => {
+          throw new MalformedMessageError('before idempotency');
+        },
+      })
+      .use(
+        idempotency({
+          store: () => Promise.reject(new Error('store must not be opened')),
+          consumer: 'c',
+        }) as middy.MiddlewareObj<QueueRecord>,
+      )
       .handler(async () => 'never');
     await expect(failing(record('{}'), {} as never)).rejects.toBeInstanceOf(MalformedMessageError);
   });
@@ -88,7 +97,11 @@ describe('onError is safe when before never ran', () => {
     const logs = new LogCapture();
     const logger = createLogger({ level: 'info', destination: logs });
     const failing = middy()
-      .use({ before: () => { throw new Error('earlier middleware failed'); } })
+      .use({
+        before: () => {
+          throw new Error('earlier middleware failed');
+        },
+      })
       .use(structuredLogging({ functionName: 'f', logger }))
       .handler(async () => 'never');
     await expect(failing({}, {} as never)).rejects.toThrow('earlier middleware failed');

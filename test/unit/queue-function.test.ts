@@ -21,7 +21,12 @@ describe('queueFunction without a broker (the inventory reservation handler)', (
   const publisher = { publish: async (message: OutgoingMessage) => void published.push(message) } as unknown as Publisher;
   const logs = new LogCapture();
   const handler = () =>
-    createHandler({ store: async () => store, publisher: () => publisher, logger: () => createLogger({ level: 'info', destination: logs }), retryDelaysMs: () => [100] });
+    createHandler({
+      store: async () => store,
+      publisher: () => publisher,
+      logger: () => createLogger({ level: 'info', destination: logs }),
+      retryDelaysMs: () => [100],
+    });
 
   beforeAll(async () => {
     store = await openStore({ sqlitePath: ':memory:' });
@@ -38,9 +43,16 @@ describe('queueFunction without a broker (the inventory reservation handler)', (
     expect(report).toEqual({ records: 3, processed: 1, duplicates: 1, retried: 0, deadLettered: 1 });
     expect((await store.stock.get('widget'))?.available).toBe(3);
     const [deadLetter, reserved] = [published.find((m) => m.exchange === 'dlx'), published.find((m) => m.exchange === 'inventory')];
-    expect(deadLetter).toMatchObject({ routingKey: 'order-events', options: { headers: { 'x-error-class': 'permanent', 'x-error-name': 'MalformedMessageError' } } });
+    expect(deadLetter).toMatchObject({
+      routingKey: 'order-events',
+      options: { headers: { 'x-error-class': 'permanent', 'x-error-name': 'MalformedMessageError' } },
+    });
     expect(JSON.parse(reserved!.body.toString())).toMatchObject({ event_type: 'InventoryReserved', order_id: order.order_id });
-    expect(reserved!.options).toMatchObject({ messageId: JSON.parse(reserved!.body.toString()).event_id, type: 'InventoryReserved', appId: 'inventory-reservation' });
+    expect(reserved!.options).toMatchObject({
+      messageId: JSON.parse(reserved!.body.toString()).event_id,
+      type: 'InventoryReserved',
+      appId: 'inventory-reservation',
+    });
     expect(await store.outbox.backlog()).toBe(0);
   });
 
@@ -56,6 +68,10 @@ describe('queueFunction without a broker (the inventory reservation handler)', (
     const report = await failing(rabbitMQEventFromBodies({ queue: 'order-events', bodies: [order] }), context);
     expect(report).toMatchObject({ retried: 1 });
     expect(published).toHaveLength(1);
-    expect(published[0]).toMatchObject({ exchange: 'retry', routingKey: 'order-events', options: { headers: { 'x-attempt': 2, 'retry-delay-ms': 100, 'x-error-class': 'transient' } } });
+    expect(published[0]).toMatchObject({
+      exchange: 'retry',
+      routingKey: 'order-events',
+      options: { headers: { 'x-attempt': 2, 'retry-delay-ms': 100, 'x-error-class': 'transient' } },
+    });
   });
 });

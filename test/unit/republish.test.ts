@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_HEADERS_BYTES, republishProperties, tableBytes, toShortstr, TRUNCATED_HEADERS_HEADER } from '../../shared/amqp/republish';
+import { MAX_HEADERS_BYTES, republishProperties, TRUNCATED_HEADERS_HEADER, tableBytes, toShortstr } from '../../shared/amqp/republish';
 import { FAILURE_HEADERS, failureHeaders } from '../../shared/contract/headers';
 import { eventProperties, newEvent } from '../../shared/events';
 
@@ -58,14 +58,18 @@ describe('republishProperties', () => {
     expect(Buffer.byteLength(copy.messageId!)).toBeLessThanOrEqual(255);
     expect(copy.timestamp).toBeUndefined();
     const notes = String(copy.headers![TRUNCATED_HEADERS_HEADER]);
-    for (const said of ['messageId cut', 'timestamp 18446744073709552000 dropped', 'when: timestamp', 'renamed']) expect(notes).toContain(said);
+    for (const said of ['messageId cut', 'timestamp 18446744073709552000 dropped', 'when: timestamp', 'renamed'])
+      expect(notes).toContain(said);
   });
 
   // Found by test/fault/broker-fuzz: copies that amqplib encodes but the broker refuses, or amqplib refuses.
   it('writes NaN and \u00b1Infinity as text: RabbitMQ refuses a non-finite double by closing the whole connection (541)', () => {
     // {'!': 'timestamp', value: 'soon'} is a table any client may send; read as a timestamp it was NaN, sent as
     // a NaN double, and the broker closed the worker's connection, consumers and all, on every redelivery.
-    const copy = republishProperties({}, { nan: Number.NaN, inf: Number.POSITIVE_INFINITY, minusInf: Number.NEGATIVE_INFINITY, soon: { '!': 'timestamp', value: 'soon' } });
+    const copy = republishProperties(
+      {},
+      { nan: Number.NaN, inf: Number.POSITIVE_INFINITY, minusInf: Number.NEGATIVE_INFINITY, soon: { '!': 'timestamp', value: 'soon' } },
+    );
     expect(copy.headers).toMatchObject({ nan: 'NaN', inf: 'Infinity', minusInf: '-Infinity', soon: { '(!)': 'timestamp', value: 'soon' } });
     expect(encodes(copy)).toBe(true);
     const numbers: number[] = [];
@@ -93,11 +97,18 @@ describe('republishProperties', () => {
     // 4,000 entries of 9..45 bytes: x-error-message (longer) was dropped first, x-error-name (25) could be.
     const headers: Record<string, unknown> = {};
     for (let i = 0; i < 4_000; i++) headers[`e${String(i).padStart(5, '0')}`] = 'v'.repeat(4 + ((i * 7919) % 57));
-    const failure = failureHeaders({ errorClass: 'permanent', name: 'SchemaViolationError', message: 'Schema violation: quantity: Too small: expected number to be >0', attempts: 1, queue: 'q' });
+    const failure = failureHeaders({
+      errorClass: 'permanent',
+      name: 'SchemaViolationError',
+      message: 'Schema violation: quantity: Too small: expected number to be >0',
+      attempts: 1,
+      queue: 'q',
+    });
     const copy = republishProperties({}, { ...headers, ...failure, 'retry-delay-ms': 100, 'x-attempt': 2 });
     expect(encodes(copy)).toBe(true);
     expect(copy.headers).toMatchObject({ ...failure, 'retry-delay-ms': 100, 'x-attempt': 2 });
-    for (const name of Object.values(FAILURE_HEADERS)) expect(String(copy.headers![TRUNCATED_HEADERS_HEADER])).not.toContain(`${name} dropped`);
+    for (const name of Object.values(FAILURE_HEADERS))
+      expect(String(copy.headers![TRUNCATED_HEADERS_HEADER])).not.toContain(`${name} dropped`);
   });
 
   it('shrinks a table of 18,000 tiny entries (99 KB, within a frame) in linear time, keeping its own headers', () => {
@@ -115,7 +126,12 @@ describe('republishProperties', () => {
     // 241 bytes that are not UTF-8 arrive as 241 U+FFFD, 723 bytes: amqplib refused the InventoryReserved event
     // carrying it, and the outbox relay retried it for ever.
     const received = Buffer.alloc(241, 0xff).toString('utf8');
-    const event = newEvent('InventoryReserved', { order_id: '6f1c1a43-2b8e-4d7e-9a53-0c1f3e2d4b5a', user_id: 'u', item: 'widget', quantity: 1 });
+    const event = newEvent('InventoryReserved', {
+      order_id: '6f1c1a43-2b8e-4d7e-9a53-0c1f3e2d4b5a',
+      user_id: 'u',
+      item: 'widget',
+      quantity: 1,
+    });
     expect(() => encodes(eventProperties(event, 'inventory-reservation', received))).toThrow(/correlationId/);
     const cut = toShortstr(received)!;
     expect(Buffer.byteLength(cut)).toBeLessThanOrEqual(255);
@@ -135,7 +151,9 @@ describe('republishProperties', () => {
 });
 
 describe('amqplib decoder (patches/amqplib+2.3.1.patch)', () => {
-  const { decodeFields } = require(join(dirname(require.resolve('amqplib')), 'lib', 'codec.js')) as { decodeFields(slice: Buffer): Record<string, unknown> };
+  const { decodeFields } = require(join(dirname(require.resolve('amqplib')), 'lib', 'codec.js')) as {
+    decodeFields(slice: Buffer): Record<string, unknown>;
+  };
   const key = (name: string) => Buffer.concat([Buffer.from([name.length]), Buffer.from(name)]);
 
   it('decodes nesting of any depth without recursing past 256 levels: deeper levels stay raw bytes', () => {

@@ -1,25 +1,25 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import {
-  InvalidRabbitMQEventError,
   buildRabbitMQEvent,
   decodeHeaderValue,
   decodeRabbitMQEvent,
   encodeHeaderValue,
-  formatAmqpTimestamp,
   envelopeBytes,
+  formatAmqpTimestamp,
+  InvalidRabbitMQEventError,
   localEventSourceArn,
   MAX_HEADER_DEPTH,
   messageBytes,
   parseAmqpTimestamp,
-  rabbitMQEventFromBodies,
-  toRabbitMQMessage,
-  UnrepresentableMessageError,
   type RabbitMQBasicProperties,
   type RabbitMQEvent,
   type RabbitMQHandler,
   type RabbitMQMessage,
   type RabbitMQRecord,
+  rabbitMQEventFromBodies,
+  toRabbitMQMessage,
+  UnrepresentableMessageError,
 } from '../../shared/rmq-event';
 
 const SAMPLES = new URL('../../shared/rmq-event/aws-samples/', import.meta.url);
@@ -110,8 +110,7 @@ describe('AWS sample events', () => {
 });
 
 describe('timestamp format', () => {
-  const at = (y: number, m: number, d: number, h: number, min: number, s: number) =>
-    Date.UTC(y, m, d, h, min, s) / 1000;
+  const at = (y: number, m: number, d: number, h: number, min: number, s: number) => Date.UTC(y, m, d, h, min, s) / 1000;
 
   it.each([
     [0, 'Jan 1, 1970, 12:00:00 AM'],
@@ -144,8 +143,15 @@ describe('timestamp format', () => {
 
   it('parses the no-break spaces newer JDKs print, and rejects what it would not print', () => {
     expect(parseAmqpTimestamp('Jan 1, 1970, 12:33:41\u202fAM')).toBe(2021);
-    for (const bad of ['Feb 30, 2023, 1:00:00 AM', 'Jan 01, 1970, 1:00:00 AM', 'Jan 1, 1970, 13:00:00 PM',
-      'Jan 1, 1970, 00:00:00 AM', 'jan 1, 1970, 1:00:00 AM', '1970-01-01T00:33:41Z', '']) {
+    for (const bad of [
+      'Feb 30, 2023, 1:00:00 AM',
+      'Jan 01, 1970, 1:00:00 AM',
+      'Jan 1, 1970, 13:00:00 PM',
+      'Jan 1, 1970, 00:00:00 AM',
+      'jan 1, 1970, 1:00:00 AM',
+      '1970-01-01T00:33:41Z',
+      '',
+    ]) {
       expect(parseAmqpTimestamp(bad), bad).toBeUndefined();
     }
     expect(() => formatAmqpTimestamp(1.5)).toThrow(RangeError);
@@ -178,9 +184,7 @@ describe('building messages', () => {
       skipped: undefined,
       when: { '!': 'timestamp', value: 2021 },
       nested: { inner: 'x', deeper: { list: ['a', 1, false] } },
-      'x-death': [
-        { count: 1, reason: 'rejected', queue: 'q', time: { '!': 'timestamp', value: 0 }, 'routing-keys': ['rk'] },
-      ],
+      'x-death': [{ count: 1, reason: 'rejected', queue: 'q', time: { '!': 'timestamp', value: 0 }, 'routing-keys': ['rk'] }],
     };
     const encoded = toRabbitMQMessage(amqpMessage({ headers })).basicProperties.headers!;
     expect(encoded).toEqual({
@@ -236,7 +240,11 @@ describe('building messages', () => {
   });
 
   it('reads a table with a "!" key as a table: only amqplib\'s timestamp and decimal are typed values', () => {
-    expect(encodeHeaderValue({ '!': 'not-a-type', value: 'v', more: 1 })).toEqual({ '!': { bytes: [110, 111, 116, 45, 97, 45, 116, 121, 112, 101] }, value: { bytes: [118] }, more: 1 });
+    expect(encodeHeaderValue({ '!': 'not-a-type', value: 'v', more: 1 })).toEqual({
+      '!': { bytes: [110, 111, 116, 45, 97, 45, 116, 121, 112, 101] },
+      value: { bytes: [118] },
+      more: 1,
+    });
   });
 
   it('reads a table shaped almost like a typed value as the table it is, not as a timestamp or decimal with no date or number', () => {
@@ -245,12 +253,21 @@ describe('building messages', () => {
     const bytes = (text: string) => ({ bytes: Array.from(Buffer.from(text)) });
     expect(encodeHeaderValue({ '!': 'timestamp', value: 'soon' })).toEqual({ '!': bytes('timestamp'), value: bytes('soon') });
     expect(encodeHeaderValue({ '!': 'timestamp' })).toEqual({ '!': bytes('timestamp') });
-    expect(encodeHeaderValue({ '!': 'timestamp', value: { '!': 'timestamp', value: 5 } })).toEqual({ '!': bytes('timestamp'), value: 'Jan 1, 1970, 12:00:05 AM' });
+    expect(encodeHeaderValue({ '!': 'timestamp', value: { '!': 'timestamp', value: 5 } })).toEqual({
+      '!': bytes('timestamp'),
+      value: 'Jan 1, 1970, 12:00:05 AM',
+    });
     expect(encodeHeaderValue({ '!': 'timestamp', value: -1.5 })).toEqual({ '!': bytes('timestamp'), value: -1.5 });
     expect(encodeHeaderValue({ '!': 'timestamp', value: 5, more: 1 })).toEqual({ '!': bytes('timestamp'), value: 5, more: 1 });
     expect(encodeHeaderValue({ '!': 'decimal', value: 2.8e-228 })).toEqual({ '!': bytes('decimal'), value: 2.8e-228 });
-    expect(encodeHeaderValue({ '!': 'decimal', value: { places: -400, digits: 5 } })).toEqual({ '!': bytes('decimal'), value: { places: -400, digits: 5 } });
-    expect(encodeHeaderValue({ '!': 'decimal', value: { places: 2, digits: 'x' } })).toEqual({ '!': bytes('decimal'), value: { places: 2, digits: bytes('x') } });
+    expect(encodeHeaderValue({ '!': 'decimal', value: { places: -400, digits: 5 } })).toEqual({
+      '!': bytes('decimal'),
+      value: { places: -400, digits: 5 },
+    });
+    expect(encodeHeaderValue({ '!': 'decimal', value: { places: 2, digits: 'x' } })).toEqual({
+      '!': bytes('decimal'),
+      value: { places: 2, digits: bytes('x') },
+    });
     // What amqplib's decoder makes of 'T' and 'D' fields is still typed; a real timestamp past Date still has no form.
     expect(encodeHeaderValue({ '!': 'timestamp', value: 60 })).toBe('Jan 1, 1970, 12:01:00 AM');
     expect(encodeHeaderValue({ '!': 'decimal', value: { places: 255, digits: 4_294_967_295 } })).toBe(4_294_967_295 / 10 ** 255);
@@ -259,7 +276,11 @@ describe('building messages', () => {
 
   it('knows what an event weighs, record by record, to the byte', () => {
     const arn = localEventSourceArn();
-    const messages = [amqpMessage({ headers: { note: 'héllo ✓' }, messageId: 'ünïcode' }, Buffer.alloc(1000)), amqpMessage({}, Buffer.from('x')), amqpMessage({ timestamp: 1 })];
+    const messages = [
+      amqpMessage({ headers: { note: 'héllo ✓' }, messageId: 'ünïcode' }, Buffer.alloc(1000)),
+      amqpMessage({}, Buffer.from('x')),
+      amqpMessage({ timestamp: 1 }),
+    ];
     const event = buildRabbitMQEvent({ eventSourceArn: arn, messages: messages.map((message) => ({ queue: 'q', message })) });
     const records = event.rmqMessagesByQueue['q::/']!;
     const computed = envelopeBytes(arn, 'q::/') + records.reduce((sum, r) => sum + messageBytes(r), 0) + records.length - 1;
@@ -267,7 +288,10 @@ describe('building messages', () => {
   });
 
   it('decodes an event carrying a body of several MB (no regex that overflows the stack)', () => {
-    const event = buildRabbitMQEvent({ eventSourceArn: localEventSourceArn(), messages: [{ queue: 'q', message: amqpMessage({}, Buffer.alloc(6_000_000, 7)) }] });
+    const event = buildRabbitMQEvent({
+      eventSourceArn: localEventSourceArn(),
+      messages: [{ queue: 'q', message: amqpMessage({}, Buffer.alloc(6_000_000, 7)) }],
+    });
     expect(decodeRabbitMQEvent(event)[0]!.body.length).toBe(6_000_000);
     const broken = structuredClone(event);
     broken.rmqMessagesByQueue['q::/']![0]!.data = `${'A'.repeat(4_000_000)}=A==`;
@@ -289,7 +313,10 @@ describe('building messages', () => {
     expect(Object.keys(event)).toEqual(['eventSource', 'eventSourceArn', 'rmqMessagesByQueue']);
     expect(Object.keys(event.rmqMessagesByQueue)).toEqual(['b::orders', 'a::orders', 'a::/']);
     expect(decodeRabbitMQEvent(event).map((r) => `${r.queue}::${r.vhost}=${r.body}`)).toEqual([
-      'b::orders=1', 'b::orders=3', 'a::orders=2', 'a::/=4',
+      'b::orders=1',
+      'b::orders=3',
+      'a::orders=2',
+      'a::/=4',
     ]);
   });
 
@@ -371,11 +398,7 @@ describe('malformed events', () => {
   const at0 = 'event.rmqMessagesByQueue["test::/"][0]';
   it.each<[string, (event: Record<string, any>) => unknown, string]>([
     ['not an object', () => 'hello', 'Invalid aws:rmq event: event: must be an object (got "hello")'],
-    [
-      'another event source',
-      (e) => ({ ...e, eventSource: 'aws:sqs' }),
-      'event.eventSource: must be "aws:rmq" (got "aws:sqs")',
-    ],
+    ['another event source', (e) => ({ ...e, eventSource: 'aws:sqs' }), 'event.eventSource: must be "aws:rmq" (got "aws:sqs")'],
     ['no eventSourceArn', ({ eventSourceArn: _, ...e }) => e, 'event.eventSourceArn is missing'],
     ['no messages', ({ rmqMessagesByQueue: _, ...e }) => e, 'event.rmqMessagesByQueue is missing'],
     [
@@ -383,11 +406,7 @@ describe('malformed events', () => {
       (e) => ({ ...e, rmqMessagesByQueue: { test: [] } }),
       'event.rmqMessagesByQueue: key "test" must be "<queue>::<vhost>"',
     ],
-    [
-      'a key without a queue',
-      (e) => ({ ...e, rmqMessagesByQueue: { '::/': [] } }),
-      'key "::/" must be "<queue>::<vhost>"',
-    ],
+    ['a key without a queue', (e) => ({ ...e, rmqMessagesByQueue: { '::/': [] } }), 'key "::/" must be "<queue>::<vhost>"'],
     ['non-base64 data', (e) => ((first(e).data = 'not base64!'), e), `${at0}.data: must be base64`],
     ['no basicProperties', (e) => (delete first(e).basicProperties, e), `${at0}.basicProperties is missing`],
     ['a missing property', (e) => (delete props(e).messageId, e), `${at0}.basicProperties.messageId is missing`],
@@ -415,9 +434,6 @@ describe('malformed events', () => {
         return e as InvalidRabbitMQEventError;
       }
     })();
-    expect(error?.problems).toEqual([
-      'event.eventSource: must be "aws:rmq" (got "aws:sqs")',
-      'event.eventSourceArn is missing',
-    ]);
+    expect(error?.problems).toEqual(['event.eventSource: must be "aws:rmq" (got "aws:sqs")', 'event.eventSourceArn is missing']);
   });
 });

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { Batcher } from '../../shared/runner/batcher';
-import { AWS_MQ_DEFAULTS, loadService, triggersFromFunctions, TriggerDefinitionError } from '../../shared/runner/definitions';
+import { AWS_MQ_DEFAULTS, loadService, TriggerDefinitionError, triggersFromFunctions } from '../../shared/runner/definitions';
 
 const serviceDir = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -22,7 +22,10 @@ describe('trigger definitions from serverless.yml', () => {
   });
 
   it('applies AWS defaults when the event leaves them out', () => {
-    const [t] = triggersFromFunctions({ f: { handler: 'h/f.handler', events: [{ rabbitmq: { queue: 'q' } }] } }, { service: 's', stage: 'dev' });
+    const [t] = triggersFromFunctions(
+      { f: { handler: 'h/f.handler', events: [{ rabbitmq: { queue: 'q' } }] } },
+      { service: 's', stage: 'dev' },
+    );
     expect(t).toMatchObject({
       batchSize: AWS_MQ_DEFAULTS.batchSize,
       maximumBatchingWindow: 0.5,
@@ -59,7 +62,13 @@ describe('Batcher', () => {
 
   it('starts a new batch when the next item would push it over maxBytes (an oversized item still gets one)', () => {
     const batches: number[][] = [];
-    const batcher = new Batcher<number>({ batchSize: 100, windowMs: 1_000, maxBytes: 10, sizeOf: (n) => n, onBatch: (b) => batches.push(b) });
+    const batcher = new Batcher<number>({
+      batchSize: 100,
+      windowMs: 1_000,
+      maxBytes: 10,
+      sizeOf: (n) => n,
+      onBatch: (b) => batches.push(b),
+    });
     for (const n of [4, 5, 1, 2, 30, 3]) batcher.add(n);
     expect(batches).toEqual([[4, 5, 1], [2], [30]]);
     expect(batcher.drain()).toEqual([3]);

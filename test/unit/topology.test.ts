@@ -9,7 +9,9 @@ describe('topology per broker version', () => {
         .map((q) => q.arguments['x-delivery-limit']);
     expect(terminalArgs(4)).toEqual([-1, -1, -1, -1]);
     expect(terminalArgs(3)).toEqual([undefined, undefined, undefined, undefined]);
-    const work = topology({ deliveryLimit: 10, retryDelaysMs: [1000], brokerMajorVersion: 4 }).queues.find((q) => q.name === 'order-events');
+    const work = topology({ deliveryLimit: 10, retryDelaysMs: [1000], brokerMajorVersion: 4 }).queues.find(
+      (q) => q.name === 'order-events',
+    );
     expect(work?.arguments['x-delivery-limit']).toBe(10);
   });
 });

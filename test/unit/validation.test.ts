@@ -1,6 +1,7 @@
 /** The POST /order body schema, the idempotency hash and the header checks, without broker or database. */
-import { describe, expect, it } from 'vitest';
+
 import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
 import { parseInput, storableText, ValidationError } from '../../shared/contract/validation';
 import { canonicalJson, ListOrdersQuery, PlaceOrderRequest, requestHash } from '../../shared/domain/orders';
 import { DomainEvent, newEvent } from '../../shared/events';
@@ -18,7 +19,11 @@ const fieldsOf = (input: unknown): string[] => {
 
 describe('PlaceOrderRequest', () => {
   it('accepts a valid order and trims its strings', () => {
-    expect(parseInput(PlaceOrderRequest, { user_id: ' u-1 ', item: 'widget', quantity: 3 })).toEqual({ user_id: 'u-1', item: 'widget', quantity: 3 });
+    expect(parseInput(PlaceOrderRequest, { user_id: ' u-1 ', item: 'widget', quantity: 3 })).toEqual({
+      user_id: 'u-1',
+      item: 'widget',
+      quantity: 3,
+    });
   });
 
   it.each([
