@@ -43,7 +43,10 @@ function main(): void {
       help: { type: 'boolean', default: false },
     },
   });
-  if (values.help) return console.log(usage);
+  if (values.help) {
+    console.log(usage);
+    return;
+  }
   const [queue, source] = positionals;
   if (!queue || !source) throw new UsageError('Give a queue name and a body');
   const headers = Object.fromEntries(

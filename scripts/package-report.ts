@@ -161,6 +161,15 @@ function runServerless(args: string[]): Promise<void> {
   });
 }
 
+/** The properties of an AWS::Lambda::Function resource this report reads. */
+interface LambdaFunctionProperties {
+  Code?: { S3Key?: string };
+  Handler?: string;
+  Runtime?: string;
+  Architectures?: string[];
+  Environment?: { Variables?: Record<string, string> };
+}
+
 interface TemplateFunction {
   key: string;
   handler: string;
@@ -175,7 +184,7 @@ export function templateFunctions(packageDir: string): TemplateFunction[] {
   const file = join(packageDir, 'cloudformation-template-update-stack.json');
   if (!existsSync(file)) throw new Error(`${file} not found: run serverless package first`);
   const template = JSON.parse(readFileSync(file, 'utf8')) as {
-    Resources: Record<string, { Type: string; Properties: Record<string, any> }>;
+    Resources: Record<string, { Type: string; Properties: LambdaFunctionProperties }>;
   };
   return Object.values(template.Resources)
     .filter((resource) => resource.Type === 'AWS::Lambda::Function')
@@ -187,7 +196,7 @@ export function templateFunctions(packageDir: string): TemplateFunction[] {
         runtime: String(p.Runtime),
         architecture: String(p.Architectures?.[0] ?? 'x86_64'),
         zip: join(packageDir, zip),
-        environment: (p.Environment?.Variables ?? {}) as Record<string, string>,
+        environment: p.Environment?.Variables ?? {},
       };
     });
 }
@@ -309,7 +318,7 @@ const kb = (bytes: number) => `${(bytes / 1000).toFixed(1)} kB`;
 function print(report: PackageReport): void {
   const rows = report.functions.map((f) => [
     f.function,
-    f.runtime + '/' + f.architecture,
+    `${f.runtime}/${f.architecture}`,
     kb(f.zipBytes),
     kb(f.bundleBytes),
     kb(f.sourceMapBytes),
@@ -319,7 +328,7 @@ function print(report: PackageReport): void {
   const header = ['function', 'runtime', 'zip', 'bundle', 'source map', 'cold import', ''];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) =>
-    '  ' + cells.map((c, i) => (i >= 2 && i <= 5 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
+    `  ${cells.map((c, i) => (i >= 2 && i <= 5 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ')}`;
   console.log(
     `\nPackage ${report.packageDir} (stage ${report.stage}); cold import = median of fresh node ${report.node} processes, bundle unzipped alone`,
   );

@@ -99,7 +99,7 @@ function encodableTable(table: Record<string, unknown>, notes: string[], path = 
     if (value === undefined) continue;
     let key = rawKey;
     if (Buffer.byteLength(key) > SHORTSTR_BYTES || key === '!') {
-      key = key === '!' ? '(!)' : cutUtf8(key, SHORTSTR_BYTES - 8) + '…';
+      key = key === '!' ? '(!)' : `${cutUtf8(key, SHORTSTR_BYTES - 8)}…`;
       notes.push(`key ${path}${JSON.stringify(rawKey.slice(0, 40))} renamed to ${JSON.stringify(key.slice(0, 40))}`);
     }
     // defineProperty: a "__proto__" header is an entry, not the table's prototype.

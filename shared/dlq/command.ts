@@ -58,15 +58,18 @@ export type Command =
   | { command: 'list'; json: boolean; request: unknown }
   | { command: 'redrive'; json: boolean; request: unknown };
 
-/** Reads the command line into a command and its (not yet validated) request; UsageError when it makes no sense. */
-export function parseCommandLine(argv: readonly string[]): Command {
-  let parsed;
+/** The command line's flags and words; UsageError (without node's hint about `--`) when they do not parse. */
+function parseOptions(argv: readonly string[]) {
   try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
   } catch (error) {
     throw new UsageError((error as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
   }
-  const { values, positionals } = parsed;
+}
+
+/** Reads the command line into a command and its (not yet validated) request; UsageError when it makes no sense. */
+export function parseCommandLine(argv: readonly string[]): Command {
+  const { values, positionals } = parseOptions(argv);
   const [command, ...rest] = positionals;
   if (values.help || command === 'help' || command === undefined) return { command: 'help' };
   if (rest.length > 0) throw new UsageError(`Unexpected argument '${rest[0]}'`);

@@ -198,7 +198,7 @@ export function bodyPreview(body: Buffer, chars: number): string {
     // Broken JSON: mask `"field": "value"` pairs of personal fields as far as they can be recognised.
     shown = start.replace(PERSONAL_PAIR, '"$1":"[redacted]"');
   }
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: it matches control characters on purpose, to show each as '.' in the preview
   shown = shown.replace(/[\u0000-\u001f\u007f]/g, '.');
   return shown.length > chars ? `${shown.slice(0, chars)}…` : shown;
 }

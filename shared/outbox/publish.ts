@@ -50,7 +50,10 @@ const inFlight = new WeakMap<Publisher, Set<string>>();
 
 const inFlightOf = (publisher: Publisher): Set<string> => {
   let set = inFlight.get(publisher);
-  if (!set) inFlight.set(publisher, (set = new Set()));
+  if (!set) {
+    set = new Set();
+    inFlight.set(publisher, set);
+  }
   return set;
 };
 

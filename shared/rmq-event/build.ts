@@ -149,7 +149,13 @@ export function buildRabbitMQEvent(options: {
 }): RabbitMQEvent {
   const byQueue: Record<string, RabbitMQMessage[]> = {};
   for (const { queue, vhost = options.vhost ?? '/', message } of options.messages) {
-    (byQueue[`${queue}::${vhost}`] ??= []).push(toRabbitMQMessage(message));
+    const key = `${queue}::${vhost}`;
+    let group = byQueue[key];
+    if (!group) {
+      group = [];
+      byQueue[key] = group;
+    }
+    group.push(toRabbitMQMessage(message));
   }
   return { eventSource: 'aws:rmq', eventSourceArn: options.eventSourceArn, rmqMessagesByQueue: byQueue };
 }

@@ -34,8 +34,8 @@ export class Batcher<T> {
     if (this.items.length > 0 && this.bytes + size > (this.options.maxBytes ?? Number.POSITIVE_INFINITY)) this.flush();
     this.items.push(item);
     this.bytes += size;
-    if (this.items.length >= this.options.batchSize) return this.flush();
-    if (this.items.length === 1) this.arm();
+    if (this.items.length >= this.options.batchSize) this.flush();
+    else if (this.items.length === 1) this.arm();
   }
 
   /** Hands on the current batch now, if it has anything. */

@@ -9,10 +9,17 @@ import { describeError, MigrationError } from './errors';
 
 export type DialectName = 'sqlite' | 'postgres';
 
+/**
+ * The database as a migration sees it. A migration describes the schema as it was when it shipped, so it must
+ * not be typed against today's `Database` (which later migrations change); Kysely's own Migration.up takes this.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: migrations must not depend on the current schema type, see above
+type SchemaAtMigration = Kysely<any>;
+
 function migrations(dialect: DialectName): Record<string, Migration> {
   return {
     '0001_initial': {
-      async up(db: Kysely<any>) {
+      async up(db: SchemaAtMigration) {
         await db.schema
           .createTable('orders')
           .addColumn('order_id', 'text', (c) => c.primaryKey())
@@ -80,7 +87,7 @@ function migrations(dialect: DialectName): Record<string, Migration> {
     // Leases on outbox rows: until `claimed_until` no one else sends the row (its producer publishes it
     // itself, or a relay has claimed it), so a relay never sends a row its producer or another relay is sending.
     '0002_outbox_claims': {
-      async up(db: Kysely<any>) {
+      async up(db: SchemaAtMigration) {
         await db.schema.alterTable('outbox').addColumn('claimed_until', 'text').execute();
       },
     },
@@ -92,7 +99,7 @@ function migrations(dialect: DialectName): Record<string, Migration> {
  * Kysely's advisory lock; SQLite runs inside one `begin immediate` transaction (see sqlite.ts).
  * Returns the names of the migrations this call applied. `schema` (PostgreSQL) holds the bookkeeping tables.
  */
-export async function migrate(db: Kysely<any>, dialect: DialectName, schema?: string): Promise<string[]> {
+export async function migrate<DB>(db: Kysely<DB>, dialect: DialectName, schema?: string): Promise<string[]> {
   const provider: MigrationProvider = { getMigrations: async () => migrations(dialect) };
   const migrator = new Migrator({ db, provider, ...(schema ? { migrationTableSchema: schema } : {}) });
   const { error, results = [] } = await migrator.migrateToLatest();

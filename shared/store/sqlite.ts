@@ -89,13 +89,18 @@ class AsyncLock {
  * one process; a lock per copy would let two copies wait on each other through SQLite's busy timeout.
  */
 const LOCKS_KEY = Symbol.for('rabbit-functions.store.sqlite-file-locks');
-const fileLocks: Map<string, AsyncLock> = ((globalThis as Record<symbol, unknown>)[LOCKS_KEY] ??= new Map()) as Map<string, AsyncLock>;
+const processGlobals = globalThis as Record<symbol, unknown>;
+processGlobals[LOCKS_KEY] ??= new Map<string, AsyncLock>();
+const fileLocks = processGlobals[LOCKS_KEY] as Map<string, AsyncLock>;
 
 function lockFor(path: string): AsyncLock {
   if (path === ':memory:') return new AsyncLock();
   const key = resolve(path);
   let lock = fileLocks.get(key);
-  if (!lock) fileLocks.set(key, (lock = new AsyncLock()));
+  if (!lock) {
+    lock = new AsyncLock();
+    fileLocks.set(key, lock);
+  }
   return lock;
 }
 
