@@ -596,16 +596,14 @@ const specialsArb = fc.record({
   validLarge: fc
     .record({ order: orderArb, pad: fc.integer({ min: 500_000, max: 3_000_000 }) })
     .map((r): Recipe => ({ kind: 'valid-large', ...r })),
-  deep10k: fc
-    .record({ order: orderArb, container: fc.constantFrom<'A' | 'F'>('A', 'F'), props: propsArb })
-    .map(
-      ({ order, container, props }): Recipe => ({
-        kind: 'bad:unrepresentable',
-        order,
-        feature: { kind: 'deep', depth: 10_000, container },
-        props,
-      }),
-    ),
+  deep10k: fc.record({ order: orderArb, container: fc.constantFrom<'A' | 'F'>('A', 'F'), props: propsArb }).map(
+    ({ order, container, props }): Recipe => ({
+      kind: 'bad:unrepresentable',
+      order,
+      feature: { kind: 'deep', depth: 10_000, container },
+      props,
+    }),
+  ),
   bigValid: fc.record({ order: orderArb, props: propsArb, style: fc.constantFrom(...BIG_STYLES), seed: fc.integer() }).map(
     ({ order, props, style, seed }): Recipe => ({
       kind: 'valid+extras',
@@ -876,7 +874,7 @@ function applyProps(p: Props, base: RawProperties, extra: Array<readonly [ShortS
     if (value !== undefined && shortLength(value) === 256) features.push('255-byte-shortstr');
   }
   const h = p.headers;
-  if ((h && h.present) || extra.length) {
+  if (h?.present || extra.length) {
     const recipe = h ?? emptyHeaders();
     const entries = headerEntries(recipe, extra, features);
     if (recipe.big) fillHeaders(props, entries, recipe.big, features);

@@ -170,7 +170,8 @@ describe('POST /dlq/redrive', () => {
     expect(real.statusCode).toBe(200);
     expect(real.json()).toMatchObject({ dryRun: false, stopped: 'done', depthAfter: 0, targets: { [queue]: 3 } });
     const moved = await amqp.channel.get(queue, { noAck: true });
-    expect(moved && moved.properties.headers?.[REDRIVE_HEADERS.count]).toBe(1);
+    if (moved === false) throw new Error(`no redriven message in ${queue}`);
+    expect(moved.properties.headers?.[REDRIVE_HEADERS.count]).toBe(1);
     await amqp.channel.purgeQueue(queue);
   });
 

@@ -117,7 +117,10 @@ async function brokerDeadLetter(queue: string, id: string, channel: Channel): Pr
 
 async function getOne(channel: Channel, queue: string): Promise<Message> {
   let message: Message | false = false;
-  await waitFor(async () => (message = await channel.get(queue, { noAck: false })) !== false, `a message in ${queue}`);
+  await waitFor(async () => {
+    message = await channel.get(queue, { noAck: false });
+    return message !== false;
+  }, `a message in ${queue}`);
   return message as unknown as Message;
 }
 

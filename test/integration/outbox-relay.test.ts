@@ -6,6 +6,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { MessageProperties } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../shared/logging';
 import { Broker, Publisher } from '../../shared/messaging';
@@ -17,7 +18,7 @@ import { backends, postgresBackend } from '../support/databases';
 interface Received {
   body: string;
   routingKey: string;
-  properties: Record<string, any>;
+  properties: MessageProperties;
 }
 
 describe.each(backends())('outbox relay on $name', (backend) => {

@@ -29,14 +29,42 @@ const params = {
 /** Nothing local-only may be in a deployed zip or bundled into one. */
 const LOCAL_ONLY = /serverless-offline|offline-plugin|better-sqlite3|(^|\/)osls\/|serverless-esbuild/;
 
+/** A resource of the CloudFormation template, with the properties these tests read (functions, event source mappings, role). */
 interface Resource {
   Type: string;
-  Properties: Record<string, any>;
+  Properties: {
+    FunctionName?: unknown;
+    Runtime?: string;
+    Handler?: string;
+    Code?: { S3Key?: string };
+    Environment?: { Variables?: Record<string, unknown> };
+    VpcConfig?: unknown;
+    Queues?: string[];
+    BatchSize?: number;
+    MaximumBatchingWindowInSeconds?: number;
+    Enabled?: boolean;
+    EventSourceArn?: unknown;
+    SourceAccessConfigurations?: unknown;
+    Policies?: unknown;
+  };
+}
+
+/** A `rabbitmq` event of functions/*.yml. */
+interface RabbitMQEventDefinition {
+  queue: string;
+  batchSize?: number;
+  maximumBatchingWindow?: number;
+  enabled?: boolean;
+}
+
+interface FunctionDefinition {
+  handler: string;
+  events?: Array<{ rabbitmq?: RabbitMQEventDefinition }>;
 }
 
 /** functions/*.yml, as written (the definitions the template must reflect). */
-function functionDefinitions(): Record<string, { handler: string; events?: Array<Record<string, any>> }> {
-  const all: Record<string, { handler: string; events?: Array<Record<string, any>> }> = {};
+function functionDefinitions(): Record<string, FunctionDefinition> {
+  const all: Record<string, FunctionDefinition> = {};
   for (const file of readdirSync(join(root, 'functions')).filter((f) => f.endsWith('.yml'))) {
     Object.assign(all, parse(readFileSync(join(root, 'functions', file), 'utf8')));
   }
@@ -130,8 +158,8 @@ describe('npm run package', () => {
       const props = resources[id!]!.Properties;
       expect(props.Runtime).toBe('nodejs22.x');
       expect(props.Handler).toBe(fn.handler);
-      expect(props.Code.S3Key).toMatch(new RegExp(`/${key}\\.zip$`));
-      expect(props.Environment.Variables).toMatchObject({
+      expect(props.Code?.S3Key).toMatch(new RegExp(`/${key}\\.zip$`));
+      expect(props.Environment?.Variables).toMatchObject({
         AMQP_URL: params.amqpUrl,
         DATABASE_URL: params.databaseUrl,
         AMQP_VHOST: params.virtualHost,
@@ -144,7 +172,7 @@ describe('npm run package', () => {
   it('turns each rabbitmq event into an Amazon MQ event source mapping for the right queue, batch size and window', () => {
     const mappings = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::EventSourceMapping');
     const expected = Object.entries(definitions).flatMap(([key, fn]) =>
-      (fn.events ?? []).filter((e) => e.rabbitmq).map((e) => ({ key, event: e.rabbitmq as Record<string, any> })),
+      (fn.events ?? []).flatMap((e) => (e.rabbitmq ? [{ key, event: e.rabbitmq }] : [])),
     );
     expect(expected.map((e) => [e.key, e.event.queue])).toEqual(
       expect.arrayContaining([

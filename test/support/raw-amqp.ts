@@ -329,13 +329,20 @@ function methodFrame(channel: number, [classId, methodId]: MethodId, args: (w: W
 class Reader {
   private at = 0;
   constructor(private readonly buf: Buffer) {}
-  u8 = (): number => this.buf.readUInt8((this.at += 1) - 1);
-  u16 = (): number => this.buf.readUInt16BE((this.at += 2) - 2);
-  u32 = (): number => this.buf.readUInt32BE((this.at += 4) - 4);
-  u64 = (): bigint => this.buf.readBigUInt64BE((this.at += 8) - 8);
+  /** Moves past the next `bytes` bytes and returns where they start. */
+  private take(bytes: number): number {
+    const start = this.at;
+    this.at += bytes;
+    return start;
+  }
+  u8 = (): number => this.buf.readUInt8(this.take(1));
+  u16 = (): number => this.buf.readUInt16BE(this.take(2));
+  u32 = (): number => this.buf.readUInt32BE(this.take(4));
+  u64 = (): bigint => this.buf.readBigUInt64BE(this.take(8));
   shortstr = (): string => {
     const n = this.u8();
-    return this.buf.toString('utf8', this.at, (this.at += n));
+    const start = this.take(n);
+    return this.buf.toString('utf8', start, start + n);
   };
 }
 

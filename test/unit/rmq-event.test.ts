@@ -345,7 +345,7 @@ describe('rabbitMQEventFromBodies', () => {
     const event = rabbitMQEventFromBodies({ queue: 'order-events', bodies: [body, 'plain', Buffer.from([0, 1])] });
     expect(event.eventSourceArn).toBe(localEventSourceArn());
     const records = decodeRabbitMQEvent(event);
-    expect(records.map((r) => r.queue + '::' + r.vhost)).toEqual(Array(3).fill('order-events::/'));
+    expect(records.map((r) => `${r.queue}::${r.vhost}`)).toEqual(Array(3).fill('order-events::/'));
     expect(JSON.parse(records[0]!.body.toString())).toEqual(body);
     expect(records[0]!.properties).toEqual({
       contentType: 'application/json',
@@ -381,8 +381,20 @@ describe('rabbitMQEventFromBodies', () => {
 });
 
 describe('malformed events', () => {
-  const valid = () => sample(AWS_SAMPLE) as unknown as Record<string, any>;
-  const first = (event: Record<string, any>) => event.rmqMessagesByQueue['test::/'][0];
+  // The corruptions below write values of the wrong type, so messages and their properties are plain records here.
+  type Fields = Record<string, unknown>;
+  const valid = () => sample(AWS_SAMPLE);
+  const first = (event: RabbitMQEvent) => event.rmqMessagesByQueue['test::/']![0]! as unknown as Fields;
+  const props = (e: RabbitMQEvent) => first(e).basicProperties as Fields;
+  /** Corruptions: the event, with `key` of the record that `at` picks out set to `value`, or deleted. */
+  const set = (at: (event: RabbitMQEvent) => Fields, key: string, value: unknown) => (event: RabbitMQEvent) => {
+    at(event)[key] = value;
+    return event;
+  };
+  const drop = (at: (event: RabbitMQEvent) => Fields, key: string) => (event: RabbitMQEvent) => {
+    delete at(event)[key];
+    return event;
+  };
   const problem = (event: unknown): string => {
     try {
       decodeRabbitMQEvent(event);
@@ -394,9 +406,8 @@ describe('malformed events', () => {
     throw new Error('decoded a malformed event');
   };
 
-  const props = (e: Record<string, any>) => first(e).basicProperties;
   const at0 = 'event.rmqMessagesByQueue["test::/"][0]';
-  it.each<[string, (event: Record<string, any>) => unknown, string]>([
+  it.each<[string, (event: RabbitMQEvent) => unknown, string]>([
     ['not an object', () => 'hello', 'Invalid aws:rmq event: event: must be an object (got "hello")'],
     ['another event source', (e) => ({ ...e, eventSource: 'aws:sqs' }), 'event.eventSource: must be "aws:rmq" (got "aws:sqs")'],
     ['no eventSourceArn', ({ eventSourceArn: _, ...e }) => e, 'event.eventSourceArn is missing'],
@@ -407,21 +418,17 @@ describe('malformed events', () => {
       'event.rmqMessagesByQueue: key "test" must be "<queue>::<vhost>"',
     ],
     ['a key without a queue', (e) => ({ ...e, rmqMessagesByQueue: { '::/': [] } }), 'key "::/" must be "<queue>::<vhost>"'],
-    ['non-base64 data', (e) => ((first(e).data = 'not base64!'), e), `${at0}.data: must be base64`],
-    ['no basicProperties', (e) => (delete first(e).basicProperties, e), `${at0}.basicProperties is missing`],
-    ['a missing property', (e) => (delete props(e).messageId, e), `${at0}.basicProperties.messageId is missing`],
-    [
-      'a wrong property type',
-      (e) => ((props(e).priority = 'high'), e),
-      `${at0}.basicProperties.priority: must be a number or null (got "high")`,
-    ],
+    ['non-base64 data', set(first, 'data', 'not base64!'), `${at0}.data: must be base64`],
+    ['no basicProperties', drop(first, 'basicProperties'), `${at0}.basicProperties is missing`],
+    ['a missing property', drop(props, 'messageId'), `${at0}.basicProperties.messageId is missing`],
+    ['a wrong property type', set(props, 'priority', 'high'), `${at0}.basicProperties.priority: must be a number or null (got "high")`],
     [
       'an ISO timestamp',
-      (e) => ((props(e).timestamp = '1970-01-01T00:33:41Z'), e),
+      set(props, 'timestamp', '1970-01-01T00:33:41Z'),
       `${at0}.basicProperties.timestamp: must be a date like "Jan 1, 1970, 12:33:41 AM"`,
     ],
-    ['headers not a table', (e) => ((props(e).headers = 'h'), e), 'headers: must be an object or null (got "h")'],
-    ['redelivered missing', (e) => (delete first(e).redelivered, e), `${at0}.redelivered is missing`],
+    ['headers not a table', set(props, 'headers', 'h'), 'headers: must be an object or null (got "h")'],
+    ['redelivered missing', drop(first, 'redelivered'), `${at0}.redelivered is missing`],
   ])('%s', (_, corrupt, expected) => {
     expect(problem(corrupt(valid()))).toContain(expected);
   });
