@@ -9,7 +9,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
 import amqp from 'amqplib';
 import { redactUrl } from '../lib/redact-url';
 
@@ -177,10 +177,6 @@ export class Broker extends EventEmitter {
 
   async createChannel(): Promise<Channel> {
     return (await this.connect()).createChannel();
-  }
-
-  async createConfirmChannel(): Promise<ConfirmChannel> {
-    return (await this.connect()).createConfirmChannel();
   }
 
   /** Closes the connection and stops reconnecting. */

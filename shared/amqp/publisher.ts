@@ -145,13 +145,6 @@ export class Publisher {
     });
   }
 
-  /** Publishes several messages in one round of confirms; rejects if any of them fails. */
-  async publishAll(messages: readonly OutgoingMessage[]): Promise<void> {
-    const results = await Promise.allSettled(messages.map((message) => this.publish(message)));
-    const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failed) throw failed.reason;
-  }
-
   async close(): Promise<void> {
     const channel = this.channel;
     this.channel = undefined;

@@ -6,5 +6,4 @@ export * from './errors';
 export { lockQueueName } from './lock';
 export * from './message';
 export * from './options';
-export { DlqReader, type DlqReaderOptions, queueStats } from './reader';
 export * from './reprocessor';

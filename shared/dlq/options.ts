@@ -31,14 +31,12 @@ export const RedriveRequest = z.strictObject({
   error_name: z.string().trim().min(1).max(200).optional(),
   dry_run: z.boolean().optional(),
 });
-export type RedriveRequest = z.infer<typeof RedriveRequest>;
 
 /** GET /dlq query, and `dlq list` flags. Query strings arrive as text, hence the coercion. */
 export const ListRequest = z.strictObject({
   queue: z.preprocess((value) => (typeof value === 'string' ? [value] : value), z.array(DlqName).min(1).max(50)).optional(),
   sample: z.coerce.number().int().min(0).max(MAX_SAMPLE_SIZE).optional(),
 });
-export type ListRequest = z.infer<typeof ListRequest>;
 
 /** What a redrive does; the reprocessor fills in what is left out from configuration. */
 export interface RedriveOptions {

@@ -32,7 +32,7 @@ export class OutboxPublishTimeoutError extends Error {
 }
 
 /** `deferred`: not sent, the broker is unavailable; the row waits for the relay as it is. */
-export type PublishOutcome = 'published' | 'failed' | 'deferred' | 'in_flight' | 'not_pending';
+export type PublishOutcome = 'published' | 'failed' | 'deferred';
 
 /** True for a failure that means the message never left: the broker is down or unreachable. */
 export const isBrokerUnavailable = (error: unknown): error is BrokerUnavailableError => error instanceof BrokerUnavailableError;
@@ -104,22 +104,6 @@ export async function settleRow(store: RelayStore, row: OutboxMessage, error: un
   logger?.warn({ err: error, eventId: row.event_id, attempts: row.attempts + 1 }, 'outbox publish failed; will retry');
   await store.outbox.recordFailure(row.id, error).catch(() => undefined);
   return 'failed';
-}
-
-/**
- * Publishes one row and waits (bounded) for the confirm: marks it published, or records the failure, or
- * leaves it for the relay at once ('deferred') while the broker is down.
- * Never throws for a broker problem (only when the database fails); the outcome says what happened.
- */
-export async function publishRow(
-  store: RelayStore,
-  publisher: Publisher,
-  row: OutboxMessage,
-  options: PublishRowOptions = {},
-): Promise<PublishOutcome> {
-  if (isInFlight(publisher, row.event_id)) return 'in_flight';
-  const error = await sendRow(store, publisher, row, options.timeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS);
-  return settleRow(store, row, error, options.logger);
 }
 
 /** The AMQP message for an event just committed: the body as the outbox stored it (its JSON), its properties. */

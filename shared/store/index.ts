@@ -29,13 +29,11 @@ import { Stock } from './stock';
 
 export * from './errors';
 export type { DialectName } from './migrations';
-export type { NewNotification } from './notifications';
 export type { NewOrder, OrderPage } from './orders';
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './orders';
 export type { NewOutboxMessage, OutboxMessage } from './outbox';
 export * from './schema';
-export type { ReserveResult, StockLevels } from './stock';
-export { Inbox, Notifications, Orders, Outbox, Stock };
+export type { ReserveResult } from './stock';
 
 /** The repositories, bound to one executor: the store itself or a transaction. */
 export class Repositories {

@@ -82,7 +82,6 @@ export interface Database {
 export type Order = Selectable<OrdersTable>;
 export type StockRow = Selectable<StockTable>;
 export type Notification = Selectable<NotificationsTable>;
-export type OutboxRow = Selectable<OutboxTable>;
 
 /** A timestamp as the store keeps it: ISO-8601 UTC text. Accepts a Date or any string Date can parse. */
 export function toIso(at: Date | string = new Date()): string {
