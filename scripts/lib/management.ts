@@ -59,7 +59,7 @@ export function managementTarget(cfg: Config, env: NodeJS.ProcessEnv = process.e
 }
 
 /** The management API answered, but not with what was asked. */
-export class ManagementError extends Error {
+class ManagementError extends Error {
   override readonly name = 'ManagementError';
   constructor(
     message: string,
@@ -70,7 +70,7 @@ export class ManagementError extends Error {
 }
 
 /** GET `path` from the management API as JSON; ManagementError on any failure, saying which. */
-export async function managementGet<T>(target: ManagementTarget, path: string, timeoutMs = 3_000): Promise<T> {
+async function managementGet<T>(target: ManagementTarget, path: string, timeoutMs = 3_000): Promise<T> {
   if (target.unknown) throw new ManagementError(target.unknown);
   const auth = Buffer.from(`${target.username}:${target.password}`).toString('base64');
   let response: Response;

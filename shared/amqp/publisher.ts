@@ -23,7 +23,7 @@ export class PublishNackedError extends PublishError {
   override readonly name = 'PublishNackedError';
 }
 /** No confirm arrived within the timeout; the message may or may not have been taken. */
-export class PublishTimeoutError extends PublishError {
+class PublishTimeoutError extends PublishError {
   override readonly name = 'PublishTimeoutError';
 }
 /** `maxPending` publishes are already waiting for the broker; this one was not sent. */

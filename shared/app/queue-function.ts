@@ -28,7 +28,7 @@ const DEFAULT_INVOCATION_MS = 30_000;
 export const processStore: () => Promise<Store> = lazy(() => openStore());
 
 /** What a record handler of this app gets: the generic record context, and `emit`. */
-export interface AppRecordContext extends RecordContext<Tx> {
+interface AppRecordContext extends RecordContext<Tx> {
   /** Adds an outgoing event to the outbox in the record's transaction; published after the batch. */
   emit(event: DomainEvent): Promise<void>;
 }

@@ -43,7 +43,7 @@ export interface Failure {
 }
 
 /** Longest error message kept in a header. */
-export const MAX_ERROR_MESSAGE_LENGTH = 1_000;
+const MAX_ERROR_MESSAGE_LENGTH = 1_000;
 
 /**
  * The failure headers for `failure` at `now`. `x-original-queue` is always the queue the message was consumed

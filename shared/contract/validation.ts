@@ -28,7 +28,7 @@ export const storableText = () =>
 const ROOT_TYPE_MESSAGES: Readonly<Partial<Record<string, string>>> = { object: 'must be a JSON object' };
 
 /** Zod issues as field issues; `root` names the field of an issue about the whole value. */
-export function fieldIssues(error: z.ZodError, root = 'body'): FieldIssue[] {
+function fieldIssues(error: z.ZodError, root = 'body'): FieldIssue[] {
   return error.issues.flatMap((issue) => {
     if (issue.code === 'unrecognized_keys') {
       return issue.keys.map((key) => ({ field: [...issue.path, key].join('.'), message: 'unknown field' }));

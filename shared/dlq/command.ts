@@ -21,7 +21,7 @@ import { DLQ_ERROR_CLASSES } from './message';
 import { parseListRequest, parseRedriveRequest } from './options';
 import { type DlqListing, DlqReprocessor, type RedriveReport } from './reprocessor';
 
-export const USAGE = `Usage:
+const USAGE = `Usage:
   npm run dlq -- list [--queue <dlq>]... [--sample <n>] [--json]
       Each DLQ's depth and its first messages (not removed, order kept), and the parking lot's depth.
   npm run dlq -- redrive --queue <dlq> [--limit <n>] [--rate <per-second>] [--error-class <class>[,<class>]]
@@ -125,7 +125,7 @@ const line = (summary: DlqMessageSummary): string => {
   return `  ${String(summary.position).padStart(3)}. ${summary.messageId ?? '(no message id)'}  ${error}\n       ${facts.join(', ')}${preview}`;
 };
 
-export function formatListing(listing: DlqListing): string {
+function formatListing(listing: DlqListing): string {
   const out: string[] = [];
   for (const dlq of listing.dlqs) {
     const state =

@@ -154,7 +154,7 @@ export const redriveCountOf = (headers: Headers, maxRedrives = Number.POSITIVE_I
 };
 
 /** The DLQ's own source queue: `order-events-dlq` → `order-events`. */
-export const sourceQueueOf = (dlq: string): string => dlq.replace(/-dlq$/, '');
+const sourceQueueOf = (dlq: string): string => dlq.replace(/-dlq$/, '');
 
 /**
  * Where a redrive sends the message: the work queue the DLQ belongs to. `<queue>-dlq` is bound to `dlx` under

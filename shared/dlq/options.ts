@@ -7,9 +7,9 @@ import { type DlqOptionIssue, InvalidDlqOptionsError } from './errors';
 import { DLQ_ERROR_CLASSES, type DlqErrorClass } from './message';
 
 /** Highest `limit` and `rate` a request may ask for. */
-export const MAX_REDRIVE_LIMIT = 100_000;
-export const MAX_REDRIVE_RATE = 1_000;
-export const MAX_SAMPLE_SIZE = 100;
+const MAX_REDRIVE_LIMIT = 100_000;
+const MAX_REDRIVE_RATE = 1_000;
+const MAX_SAMPLE_SIZE = 100;
 
 const DlqName = z
   .string()
@@ -23,7 +23,7 @@ const ErrorClass = z.enum(DLQ_ERROR_CLASSES as [DlqErrorClass, ...DlqErrorClass[
 });
 
 /** POST /dlq/redrive body, and `dlq redrive` flags. */
-export const RedriveRequest = z.strictObject({
+const RedriveRequest = z.strictObject({
   queue: DlqName,
   limit: z.number().int().min(1).max(MAX_REDRIVE_LIMIT).optional(),
   rate: z.number().positive().max(MAX_REDRIVE_RATE).optional(),
@@ -33,7 +33,7 @@ export const RedriveRequest = z.strictObject({
 });
 
 /** GET /dlq query, and `dlq list` flags. Query strings arrive as text, hence the coercion. */
-export const ListRequest = z.strictObject({
+const ListRequest = z.strictObject({
   queue: z.preprocess((value) => (typeof value === 'string' ? [value] : value), z.array(DlqName).min(1).max(50)).optional(),
   sample: z.coerce.number().int().min(0).max(MAX_SAMPLE_SIZE).optional(),
 });

@@ -97,7 +97,7 @@ export interface DlqListing {
 }
 
 /** Why a redrive stopped. */
-export type RedriveStop =
+type RedriveStop =
   | 'empty' // nothing in the DLQ
   | 'done' // every message that was in the DLQ when it started was examined
   | 'limit' // moved + parked reached the limit
@@ -106,7 +106,7 @@ export type RedriveStop =
   | 'aborted' // the caller's signal fired (Ctrl-C on the command)
   | 'interrupted'; // the connection or a publish failed; `error` says what
 
-export interface RedriveFailure {
+interface RedriveFailure {
   id: string;
   error: string;
   /** True when the copy was confirmed but the ack failed: the message is in both places. */
@@ -159,7 +159,7 @@ export function decide(
 }
 
 /** Throws NotADlqError unless `queue` is named like a DLQ. */
-export function assertDlqName(queue: string): void {
+function assertDlqName(queue: string): void {
   if (!/^[A-Za-z0-9._:-]+-dlq$/.test(queue)) throw new NotADlqError(queue, 'its name must be `<queue>-dlq`');
 }
 

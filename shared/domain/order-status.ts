@@ -9,7 +9,7 @@ import type { Order, Tx } from '../store';
 import type { InventoryOutcome } from './notifications';
 
 /** The order is not (yet) in the database: retry later; after the last retry the event waits in the DLQ. */
-export class OrderNotYetStoredError extends TransientError {
+class OrderNotYetStoredError extends TransientError {
   override readonly name = 'OrderNotYetStoredError';
 }
 

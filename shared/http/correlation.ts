@@ -14,7 +14,7 @@ declare module 'fastify' {
   }
 }
 
-export const CORRELATION_HEADER = 'x-correlation-id';
+const CORRELATION_HEADER = 'x-correlation-id';
 
 const SANE = new RegExp(`^[A-Za-z0-9._:@/+=-]{1,${MAX_KEY_LENGTH}}$`);
 

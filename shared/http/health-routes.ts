@@ -6,9 +6,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { HEALTH_TIMEOUT_MS } from './limits';
 
-export type CheckStatus = 'up' | 'down';
+type CheckStatus = 'up' | 'down';
 
-export interface HealthBody {
+interface HealthBody {
   status: 'ok' | 'unavailable';
   checks: Record<'broker' | 'database', CheckStatus>;
   /** The dependencies that are down. */

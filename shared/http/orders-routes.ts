@@ -11,7 +11,7 @@ import type { Order } from '../store';
 import { MAX_KEY_LENGTH } from './limits';
 
 /** What GET /orders/{id} and GET /orders show of an order. */
-export interface OrderView {
+interface OrderView {
   order_id: string;
   user_id: string;
   item: string;
@@ -23,7 +23,7 @@ export interface OrderView {
   notified_at: string | null;
 }
 
-export const toOrderView = (order: Order): OrderView => ({
+const toOrderView = (order: Order): OrderView => ({
   order_id: order.order_id,
   user_id: order.user_id,
   item: order.item,
@@ -36,7 +36,7 @@ export const toOrderView = (order: Order): OrderView => ({
 });
 
 /** The 202 body: the same for the first request and for any retry with the same Idempotency-Key. */
-export const acceptedBody = (order: Order) => ({
+const acceptedBody = (order: Order) => ({
   order_id: order.order_id,
   status: 'accepted' as const,
   message: 'Order accepted for processing',

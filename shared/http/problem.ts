@@ -9,7 +9,7 @@ import { BODY_LIMIT_BYTES } from './limits';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
-export interface Problem {
+interface Problem {
   type: string;
   title: string;
   status: number;

@@ -32,7 +32,7 @@ export const REDACTED_FIELDS = [
 const paths = REDACTED_FIELDS.flatMap((field) => [field, `*.${field}`, `*.*.${field}`]);
 
 /** Masks `user:password@` in any URL inside a string. */
-export const maskUrlCredentials = (text: string): string => text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]+):[^@/\s]+@/gi, '$1:***@');
+const maskUrlCredentials = (text: string): string => text.replace(/([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]+):[^@/\s]+@/gi, '$1:***@');
 
 export interface LoggerOptions {
   /** Minimum level written (default from LOG_LEVEL). */

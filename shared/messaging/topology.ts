@@ -155,7 +155,7 @@ export async function declareTopology(connection: ChannelModel, options: Topolog
 }
 
 /** The major version the broker announced when the connection opened (undefined if it did not say). */
-export function brokerMajorVersion(connection: ChannelModel): number | undefined {
+function brokerMajorVersion(connection: ChannelModel): number | undefined {
   const version = (connection as unknown as { connection?: { serverProperties?: { version?: unknown } } }).connection?.serverProperties
     ?.version;
   const major = Number.parseInt(String(version ?? ''), 10);

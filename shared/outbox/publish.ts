@@ -24,7 +24,7 @@ export type OutboxLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 export type RelayStore = Pick<Store, 'outbox'>;
 
 /** The broker did not confirm within the wait; the row stays pending (and is marked if the confirm comes later). */
-export class OutboxPublishTimeoutError extends Error {
+class OutboxPublishTimeoutError extends Error {
   override readonly name = 'OutboxPublishTimeoutError';
   constructor(eventId: string, timeoutMs: number) {
     super(`No confirm for event ${eventId} within ${timeoutMs} ms`);
@@ -35,7 +35,7 @@ export class OutboxPublishTimeoutError extends Error {
 export type PublishOutcome = 'published' | 'failed' | 'deferred';
 
 /** True for a failure that means the message never left: the broker is down or unreachable. */
-export const isBrokerUnavailable = (error: unknown): error is BrokerUnavailableError => error instanceof BrokerUnavailableError;
+const isBrokerUnavailable = (error: unknown): error is BrokerUnavailableError => error instanceof BrokerUnavailableError;
 
 export interface PublishRowOptions {
   /** How long to wait for the confirm (default 10 s). A publish still under way afterwards keeps going. */
@@ -61,7 +61,7 @@ const inFlightOf = (publisher: Publisher): Set<string> => {
 export const isInFlight = (publisher: Publisher, eventId: string): boolean => inFlightOf(publisher).has(eventId);
 
 /** The AMQP message for a row: the stored body byte for byte, its properties, messageId = event_id. */
-export function toOutgoing(row: OutboxMessage): OutgoingMessage {
+function toOutgoing(row: OutboxMessage): OutgoingMessage {
   return {
     exchange: row.exchange,
     routingKey: row.routing_key,

@@ -32,7 +32,7 @@ export interface RelayRound {
   skipped: number;
 }
 
-export const DEFAULT_RELAY_LIMIT = 100;
+const DEFAULT_RELAY_LIMIT = 100;
 
 /**
  * One round: claims up to `limit` pending rows that no one holds a lease on (not their producer, which

@@ -36,7 +36,7 @@ export * from './schema';
 export type { ReserveResult } from './stock';
 
 /** The repositories, bound to one executor: the store itself or a transaction. */
-export class Repositories {
+class Repositories {
   readonly orders: Orders;
   readonly stock: Stock;
   readonly inbox: Inbox;

@@ -19,7 +19,7 @@ const types: pg.CustomTypesConfig = {
 };
 
 /** How long opening a connection may take before the store reports the database unreachable. */
-export const CONNECT_TIMEOUT_MS = 5_000;
+const CONNECT_TIMEOUT_MS = 5_000;
 
 export function createPostgresDialect(databaseUrl: string): { dialect: PostgresDialect; pool: pg.Pool } {
   const pool = new pg.Pool({ connectionString: databaseUrl, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, types });

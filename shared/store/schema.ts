@@ -9,7 +9,7 @@ import type { Generated, Selectable } from 'kysely';
 export type OrderStatus = 'accepted' | 'reserved' | 'rejected';
 export type NotificationKind = 'reserved' | 'rejected';
 
-export interface OrdersTable {
+interface OrdersTable {
   order_id: string;
   user_id: string;
   item: string;
@@ -26,7 +26,7 @@ export interface OrdersTable {
   notified_at: string | null;
 }
 
-export interface StockTable {
+interface StockTable {
   item: string;
   /** Never below 0 (CHECK constraint). */
   available: number;
@@ -34,7 +34,7 @@ export interface StockTable {
   updated_at: string;
 }
 
-export interface NotificationsTable {
+interface NotificationsTable {
   notification_id: string;
   /** The order event this notification answers; unique, so one notification per event. */
   event_id: string;
@@ -47,14 +47,14 @@ export interface NotificationsTable {
 }
 
 /** Idempotency: one row per (consuming function, message id) that has had its effect. */
-export interface InboxTable {
+interface InboxTable {
   consumer: string;
   message_id: string;
   processed_at: string;
 }
 
 /** Events written with the state change that caused them, published later with confirms. */
-export interface OutboxTable {
+interface OutboxTable {
   id: Generated<number>;
   event_id: string;
   exchange: string;

@@ -31,7 +31,7 @@ import {
 } from 'kysely';
 
 /** How long a connection waits for another process's write lock before failing with SQLITE_BUSY. */
-export const BUSY_TIMEOUT_MS = 5_000;
+const BUSY_TIMEOUT_MS = 5_000;
 
 let driver: typeof BetterSqlite3 | undefined;
 

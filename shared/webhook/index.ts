@@ -5,11 +5,11 @@
  */
 import { PermanentError, TransientError } from '../contract/errors';
 
-export class WebhookRejectedError extends PermanentError {
+class WebhookRejectedError extends PermanentError {
   override readonly name = 'WebhookRejectedError';
 }
 
-export class WebhookUnavailableError extends TransientError {
+class WebhookUnavailableError extends TransientError {
   override readonly name = 'WebhookUnavailableError';
 }
 

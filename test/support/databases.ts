@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { OpenStoreOptions } from '../../shared/store';
 
-export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** One back end under test: where its databases live and how to make a fresh, empty one. */
 export interface Backend {

@@ -34,7 +34,7 @@ export interface FlowState {
 }
 
 /** The inbox consumers of the three queue functions (their `name`s). */
-export const CONSUMERS = { reservation: 'inventory-reservation', notification: 'notification', status: 'order-status' } as const;
+const CONSUMERS = { reservation: 'inventory-reservation', notification: 'notification', status: 'order-status' } as const;
 
 export async function readFlow(store: Store): Promise<FlowState> {
   const db = store.db;

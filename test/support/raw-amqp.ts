@@ -59,7 +59,7 @@ export interface RawProperties {
 }
 
 /** A basic.return the broker sent (mandatory publish with no route); its content is not kept. */
-export interface ReturnedMessage {
+interface ReturnedMessage {
   replyCode: number;
   replyText: string;
   exchange: string;
@@ -363,7 +363,7 @@ interface Waiter {
 const is = (m: Method, [classId, methodId]: MethodId): boolean => m.classId === classId && m.methodId === methodId;
 
 /** Parses `amqp://user:pass@host:port/vhost`; the vhost is URL-decoded and defaults to "/". */
-export function parseAmqpUrl(url: string): { host: string; port: number; user: string; pass: string; vhost: string } {
+function parseAmqpUrl(url: string): { host: string; port: number; user: string; pass: string; vhost: string } {
   const u = new URL(url);
   if (u.protocol !== 'amqp:') throw new Error(`only amqp:// URLs are supported, got ${u.protocol}`);
   return {

@@ -13,7 +13,7 @@ import { OrderPlaced } from '../../shared/events';
 import type { Logger } from '../../shared/logging';
 import type { Store } from '../../shared/store';
 
-export class ForbiddenItemError extends PermanentError {
+class ForbiddenItemError extends PermanentError {
   override readonly name = 'ForbiddenItemError';
 }
 
