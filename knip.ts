@@ -1,0 +1,44 @@
+import type { KnipConfig } from 'knip';
+
+/**
+ * What knip starts from when it looks for unused files, exports and dependencies: every way code in this
+ * repository is run. Knip's own plugins add what they read themselves: the package.json scripts (tsx
+ * shared/runner/worker.ts, patch-package, biome, ...), vitest.config.ts, and serverless.yml (osls plugin: the
+ * functions' handlers and the `plugins:` list, i.e. ./shared/runner/offline-plugin.mjs, serverless-esbuild and
+ * serverless-offline), so those are not repeated here.
+ */
+const config: KnipConfig = {
+  entry: [
+    // The Lambda functions (functions/*.yml `handler:`), also found by the osls plugin.
+    'handlers/*.ts',
+    // The TypeScript plugin offline-plugin.mjs loads through tsx's tsImport(), which knip cannot follow.
+    'shared/runner/offline-plugin.ts',
+    // serverless.yml custom.rabbitmqTrigger.hooks: loaded by path by the runner (shared/runner/settings.ts).
+    'shared/app/runner-hooks.ts',
+    // npm run migrate / topology / dlq.
+    'shared/*/cli.ts',
+    // npm run start / status / package / event / invoke, and the files serverless.yml reads with
+    // ${file(...)} (deploy-vpc.cjs) and custom.esbuild.plugins (esbuild-plugins.cjs).
+    'scripts/*.{ts,cjs}',
+    // npm run bench:*, and bench/noop-handler.ts, which bench/runner.ts bundles by handler name.
+    'bench/*.ts',
+    // The trivial service bench/http.ts starts with `serverless offline start` (its serverless.yml names it).
+    'bench/offline-service/*.mjs',
+    'test/**/*.test.ts',
+    // Spawned as a child process (node --import tsx) by test/integration/middleware.test.ts.
+    'test/support/crash-worker.ts',
+    // The service test/integration/offline-plugin.test.ts runs `serverless offline start` in.
+    'test/fixtures/**/*.mjs',
+    // Public APIs, to be published as npm packages: everything their index exports is meant for users
+    // outside this repository, whether or not this app uses it. The aws:rmq event types and codec, the
+    // queue-function middleware, and the local RabbitMQ trigger runner.
+    'shared/rmq-event/index.ts',
+    'shared/middleware/index.ts',
+    'shared/runner/index.ts',
+  ],
+  // Run from PATH, installed with RabbitMQ itself (scripts/start.ts starts a broker, tests stop and start
+  // one), not npm packages.
+  ignoreBinaries: ['rabbitmq-server', 'rabbitmqctl'],
+};
+
+export default config;
