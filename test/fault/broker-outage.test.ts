@@ -268,16 +268,14 @@ describe('a broker outage under load, on the real system (npm start, TCP proxy)'
     const warm: Answer[] = [];
     for (let n = 1; n <= 5; n++) warm.push(await post('before', -n));
     expect(warm.map((a) => a.status), warm.map((a) => a.error).join('\n')).toEqual(Array(5).fill(202));
-    await waitFor(
-      async () => {
-        const orders = await Promise.all(warm.map(async (a) => (await fetch(`${api}/orders/${a.orderId}`)).json() as Promise<{ notified_at?: string | null }>));
-        return orders.every((order) => Boolean(order.notified_at));
-      },
-      'the warm-up orders to be reserved and notified',
-      120_000,
-    ).catch(() => undefined); // only a warm-up
+    // One GET at a time, unhurried: polling harder would itself make serverless-offline start instances.
+    for (const deadline = Date.now() + 120_000; Date.now() < deadline; await sleep(500)) {
+      const last = await fetch(`${api}/orders/${warm.at(-1)!.orderId}`).then((r) => r.json() as Promise<{ notified_at?: string | null }>, () => undefined);
+      if (last?.notified_at) break;
+    }
     const memory: Record<Phase | 'idle', TreeSample[]> = { idle: [], before: [], during: [], after: [] };
-    memory.idle.push((await sampleServerless())!);
+    const idle = await sampleServerless();
+    if (idle) memory.idle.push(idle);
 
     const before = await load('before', BEFORE_S, memory.before);
     // The cut comes once the pipeline has caught up, so the outage's figures are its own.
@@ -314,7 +312,8 @@ describe('a broker outage under load, on the real system (npm start, TCP proxy)'
       () => false,
     );
     await sleep(3_000);
-    memory.after.push((await sampleServerless())!);
+    const last = await sampleServerless(); // undefined if serverless-offline is gone
+    if (last) memory.after.push(last);
 
     // Every connection cut at the start of the outage, or open again at the end, is one Broker's: a Lambda
     // instance's or the runner's. (An instance started during the outage is open again at the end.)
