@@ -4,7 +4,8 @@
  * The same migrations serve both back ends; the only difference is how the outbox's auto-increment id is
  * spelled. Add a migration by appending a new key that sorts after the last one; never edit one that shipped.
  */
-import { type Kysely, type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
+import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import { describeError, MigrationError } from './errors';
 
 export type DialectName = 'sqlite' | 'postgres';

@@ -65,7 +65,7 @@ const headerValue = (max: number) => fc.array(headerChar, { minLength: 0, maxLen
 
 const weirdString = fc.oneof(
   fc.string(),
-  fc.fullUnicodeString({ maxLength: 40 }),
+  fc.string({ unit: 'binary', maxLength: 40 }),
   fc.constantFrom(
     '',
     ' ',
@@ -95,7 +95,7 @@ const anyValue = fc.oneof(
 );
 
 const validOrder = fc.record({
-  user_id: fc.oneof(fc.string({ minLength: 1, maxLength: 40 }), fc.fullUnicodeString({ minLength: 1, maxLength: 20 })),
+  user_id: fc.oneof(fc.string({ minLength: 1, maxLength: 40 }), fc.string({ unit: 'binary', minLength: 1, maxLength: 20 })),
   item: fc.constantFrom('widget', 'gizmo', 'doohickey', 'unobtainium', ' widget '),
   quantity: fc.integer({ min: 1, max: 1_000_000 }),
 });
