@@ -184,6 +184,7 @@ describe('order flow through HTTP, the broker and every function', () => {
       const channel = await amqp.connection.createConfirmChannel();
       channel.publish('orders', 'order.placed', Buffer.from(JSON.stringify(event)), {
         messageId: event.event_id,
+        type: event.event_type,
         contentType: 'application/json',
         persistent: true,
       });
