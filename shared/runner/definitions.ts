@@ -2,11 +2,12 @@
  * Which functions the runner feeds, read from the same `rabbitmq` events that `serverless package` turns into
  * Amazon MQ event source mappings, so local and deployed behaviour come from one definition.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, deployedFunctionName } from '../lib/handler-ref';
+import { compileFilterPatterns, FilterPatternError } from './filters';
 
 /** AWS's defaults and bounds for an Amazon MQ (RabbitMQ) event source mapping. */
 export const AWS_MQ_DEFAULTS = {
@@ -37,6 +38,8 @@ export interface TriggerDefinition {
   /** The function's timeout in seconds. */
   timeout: number;
   memorySize: number;
+  /** Filter criteria (EventBridge patterns on `data`, ORed); a message matching none is acked, never invoked. */
+  filterPatterns?: readonly unknown[];
 }
 
 /** A function definition or its rabbitmq event does not make sense; names the function and field. */
@@ -51,6 +54,8 @@ const rabbitmqEvent = z.object({
   batchSize: z.number().int().min(1).max(AWS_MQ_DEFAULTS.maxBatchSize).optional(),
   maximumBatchingWindow: z.number().min(0).max(AWS_MQ_DEFAULTS.maxBatchingWindowSeconds).optional(),
   enabled: z.boolean().optional(),
+  /** Lambda's FilterCriteria, as osls takes them (`filterPatterns`, each an object on the `data` key). */
+  filterPatterns: z.array(z.unknown()).optional(),
 });
 
 const functionDefinition = z.object({
@@ -92,12 +97,24 @@ export function triggersFromFunctions(functions: Record<string, unknown>, servic
         batchSize: e.batchSize ?? AWS_MQ_DEFAULTS.batchSize,
         maximumBatchingWindow: e.maximumBatchingWindow ?? AWS_MQ_DEFAULTS.maximumBatchingWindowSeconds,
         enabled: e.enabled ?? true,
+        ...(e.filterPatterns ? { filterPatterns: checkedPatterns(functionKey, index, e.filterPatterns) } : {}),
         timeout: fn.data.timeout ?? service.timeout ?? AWS_MQ_DEFAULTS.timeoutSeconds,
         memorySize: fn.data.memorySize ?? service.memorySize ?? DEFAULT_MEMORY_MB,
       });
     }
   }
   return triggers;
+}
+
+/** The patterns, if AWS would take them: a pattern it refuses fails the trigger at start, as it fails the deployment. */
+function checkedPatterns(functionKey: string, index: number, patterns: readonly unknown[]): readonly unknown[] {
+  try {
+    compileFilterPatterns(patterns);
+    return patterns;
+  } catch (error) {
+    if (!(error instanceof FilterPatternError)) throw error;
+    throw new TriggerDefinitionError(`Function '${functionKey}', event ${index + 1} (rabbitmq): filterPatterns: ${error.message}`);
+  }
 }
 
 function describe(error: z.ZodError): string {
@@ -111,7 +128,7 @@ export interface VariableSources {
 }
 
 /**
- * Reads serverless.yml and its function files (one YAML file per function under `functions/`) without the
+ * Reads serverless.yml and the function files it references (`${file(...)}`, one YAML file per function here) without the
  * Serverless Framework, for the standalone worker. Only the simple variables `${env:NAME, 'default'}`,
  * `${param:name}` (from `params.default` and `params.<stage>`) and `${opt:name, 'default'}` are resolved; a
  * trigger field the runner needs must be literal or one of those.
@@ -126,6 +143,7 @@ export function loadService(
     params?: Record<string, Record<string, unknown>>;
     provider?: { stage?: string; timeout?: number; memorySize?: number };
     custom?: Record<string, unknown>;
+    functions?: unknown;
   };
   const opts: Record<string, string> = options.stage ? { stage: options.stage } : {};
   const stage = String(resolveVariables(raw.provider?.stage ?? 'dev', { options: opts }));
@@ -136,13 +154,16 @@ export function loadService(
   const sources: VariableSources = { params, options: { ...opts, stage } };
   const provider = resolveVariables(raw.provider ?? {}, sources) as { timeout?: number; memorySize?: number };
   const functions: Record<string, unknown> = {};
-  const functionsDir = join(serviceDir, 'functions');
-  for (const name of readdirSync(functionsDir)
-    .filter((f) => /\.ya?ml$/.test(f))
-    .sort()) {
-    const document = resolveVariables(readYaml(join(functionsDir, name)), sources);
+  // `functions:` is a map, or a list of maps and `${file(path)}` references (one YAML file per function, as here).
+  const parts = Array.isArray(raw.functions) ? raw.functions : raw.functions === undefined ? [] : [raw.functions];
+  for (const part of parts) {
+    const reference = typeof part === 'string' ? /^\$\{file\(([^)]+)\)\}$/.exec(part.trim()) : null;
+    if (typeof part === 'string' && !reference)
+      throw new TriggerDefinitionError(`serverless.yml functions: '${part}' is not a map or a \${file(...)} reference`);
+    const where = reference ? reference[1]! : 'serverless.yml functions';
+    const document = resolveVariables(reference ? readYaml(join(serviceDir, reference[1]!)) : part, sources);
     if (!document || typeof document !== 'object' || Array.isArray(document)) {
-      throw new TriggerDefinitionError(`functions/${name}: expected a map of function name to definition`);
+      throw new TriggerDefinitionError(`${where}: expected a map of function name to definition`);
     }
     Object.assign(functions, document);
   }

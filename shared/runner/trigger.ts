@@ -32,6 +32,7 @@ import {
 } from '../rmq-event';
 import { Batcher } from './batcher';
 import type { TriggerDefinition } from './definitions';
+import { compileFilterPatterns, type RecordFilter } from './filters';
 import type { Invoker } from './invokers';
 
 export interface TriggerOptions {
@@ -76,6 +77,8 @@ export interface TriggerCounts {
   requeued: number;
   /** Dead-lettered by the trigger itself (unrepresentable or too large), never shown to the function. */
   deadLettered: number;
+  /** Matched none of the filter criteria: acked, never invoked (as Lambda discards them). */
+  filtered: number;
   /** Rejected without requeue (no dead-letter exchange to publish to, or the publish was unroutable). */
   rejected: number;
 }
@@ -101,6 +104,7 @@ export class QueueTrigger {
   private readonly inFlightAll = new Set<Promise<void>>();
   private readonly maxPayloadBytes: number;
   private readonly envelopeBytes: number;
+  private readonly filter: RecordFilter;
   readonly counts: TriggerCounts = {
     received: 0,
     invocations: 0,
@@ -108,6 +112,7 @@ export class QueueTrigger {
     acked: 0,
     requeued: 0,
     deadLettered: 0,
+    filtered: 0,
     rejected: 0,
   };
 
@@ -120,6 +125,7 @@ export class QueueTrigger {
   ) {
     this.concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
     this.restartDelay = options.restartDelayMs ?? 100;
+    this.filter = compileFilterPatterns(definition.filterPatterns ?? []);
     this.log = logger.child({ function: definition.functionKey, queue: definition.queue });
     this.maxPayloadBytes = options.maxPayloadBytes ?? MAX_INVOCATION_PAYLOAD_BYTES;
     this.envelopeBytes = envelopeBytes(options.eventSourceArn, `${definition.queue}::${definition.virtualHost}`);
@@ -222,6 +228,7 @@ export class QueueTrigger {
         }
         if (!session.open || this.state === 'stopping') return; // closing the channel gives it back
         this.counts.received++;
+        if (!this.passes(message)) return this.discard(session, message);
         session.batcher.add(this.prepare(message));
       },
       { noAck: false },
@@ -266,6 +273,31 @@ export class QueueTrigger {
         });
       session.inFlight.add(run);
       this.inFlightAll.add(run);
+    }
+  }
+
+  /** Whether the message matches the filter criteria (any pattern; all pass without criteria). */
+  private passes(message: ConsumeMessage): boolean {
+    try {
+      return this.filter.matches(message.content);
+    } catch (error) {
+      this.log.warn({ err: error }, 'filter criteria could not be evaluated; the message goes to the function');
+      return true;
+    }
+  }
+
+  /**
+   * Acks a message the filter criteria discard, as Lambda does: never invoked, never batched (so it takes no
+   * room in a batch). Acked alone; a later `multiple` ack does not count it again.
+   */
+  private discard(session: Session, message: ConsumeMessage): void {
+    try {
+      session.channel.ack(message);
+      this.counts.filtered++;
+      this.counts.acked++;
+      this.log.debug({ messageId: message.properties.messageId as unknown }, 'message discarded by the filter criteria');
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not ack a filtered message; the broker will redeliver it');
     }
   }
 

@@ -4,17 +4,20 @@
  * the real broker, in a vhost of the test's own. The service's queues are its own business: the test declares
  * them, as a stranger's infrastructure would, and the plugin must declare nothing of this app.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event';
+import { loadService, triggersFromFunctions } from '../../shared/runner';
 import { queueDepth } from '../support/amqp';
 import { uniqueQueue, waitFor } from '../support/runner';
 import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
 
+const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const serviceDir = join(root, 'test/fixtures/offline-service');
 
@@ -96,6 +99,53 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
     expect(decoded!.body.toString()).toBe('{"order_id":"o-1"}');
     expect(decoded!.properties.messageId).toBe('e2e-1');
   });
+
+  it("applies the function's filter criteria: what matches no pattern is acked and never invoked", async () => {
+    amqp.channel.sendToQueue(queue, Buffer.from('{"order_id":"x-1"}'), { messageId: 'e2e-filtered-json' });
+    amqp.channel.sendToQueue(queue, Buffer.from('no prefix here'), { messageId: 'e2e-filtered-text' });
+    amqp.channel.sendToQueue(queue, Buffer.from('plain: kept'), { messageId: 'e2e-kept-text' });
+    await waitFor(
+      () => records().some((r) => decodeRabbitMQEvent(r.event).some((m) => m.properties.messageId === 'e2e-kept-text')),
+      'the matching text body',
+      20_000,
+    );
+    await waitFor(async () => (await queueDepth(amqp.connection, queue)) === 0, 'the queue drained', 20_000);
+    const seen = records().flatMap((r) => decodeRabbitMQEvent(r.event).map((m) => m.properties.messageId));
+    expect(seen).not.toContain('e2e-filtered-json');
+    expect(seen).not.toContain('e2e-filtered-text');
+  });
+
+  it('applies exactly the FilterCriteria `serverless package` puts in the template', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'offline-e2e-package-'));
+    const env = { ...process.env, CI: 'true', RECORD_FILE: recordFile, E2E_QUEUE: queue, E2E_FLAKY_QUEUE: flakyQueue };
+    await run(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'package', '--package', out], {
+      cwd: serviceDir,
+      env,
+      timeout: 120_000,
+    });
+    const template = JSON.parse(readFileSync(join(out, 'cloudformation-template-update-stack.json'), 'utf8')) as {
+      Resources: Record<
+        string,
+        { Type: string; Properties: { FunctionName?: unknown; FilterCriteria?: { Filters: Array<{ Pattern: string }> } } }
+      >;
+    };
+    const mappings = Object.values(template.Resources).filter(
+      (r) => r.Type === 'AWS::Lambda::EventSourceMapping' && r.Properties.FilterCriteria,
+    );
+    expect(mappings).toHaveLength(1);
+    const deployed = mappings[0]!.Properties.FilterCriteria!.Filters.map((filter) => JSON.parse(filter.Pattern) as unknown);
+    const previous = process.env.E2E_QUEUE;
+    process.env.E2E_QUEUE = queue;
+    process.env.E2E_FLAKY_QUEUE = flakyQueue;
+    try {
+      const { info, functions } = loadService(serviceDir);
+      const recorder = triggersFromFunctions(functions, info).find((t) => t.functionKey === 'recorder')!;
+      expect(recorder.filterPatterns).toEqual(deployed);
+    } finally {
+      process.env.E2E_QUEUE = previous;
+      delete process.env.E2E_FLAKY_QUEUE;
+    }
+  }, 150_000);
 
   it('treats a handler error reported by serverless-offline as a throw: the batch comes back', async () => {
     amqp.channel.sendToQueue(flakyQueue, Buffer.from('try me'), { messageId: 'e2e-2' });

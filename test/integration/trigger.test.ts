@@ -15,7 +15,7 @@ import {
   type RabbitMQEvent,
   toRabbitMQMessage,
 } from '../../shared/rmq-event';
-import type { Runner } from '../../shared/runner';
+import { type Runner, triggersFromFunctions } from '../../shared/runner';
 import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
 import { nested, openRawPublisher } from '../support/raw-amqp';
 import { deleteQueues, type TestHandler, testRunner, trigger, uniqueQueue, waitFor } from '../support/runner';
@@ -295,5 +295,58 @@ describe('trigger: hostile messages (real broker)', () => {
       expect(String(message.properties.headers!['x-error-message'])).toContain('AWS Lambda would drop it');
     }
     expect(runner.triggers[0]!.counts).toMatchObject({ received: 8, deadLettered: 2 });
+  });
+});
+
+describe('trigger: filter criteria (real broker)', () => {
+  let amqp: TestAmqp;
+  const queues: string[] = [];
+  const runners: Runner[] = [];
+  beforeAll(async () => {
+    amqp = await openTestAmqp();
+  });
+  afterEach(async () => {
+    await Promise.all(runners.splice(0).map((runner) => runner.stop()));
+    await deleteQueues(amqp, queues.splice(0));
+  });
+  afterAll(async () => {
+    await amqp.close();
+  });
+
+  it('invokes only what matches a pattern, acks the rest without invoking, and counts it', async () => {
+    const queue = uniqueQueue('trigger-filter');
+    queues.push(queue);
+    const fn = recorder();
+    // As osls takes them: two patterns, ORed; one on JSON bodies, one on plain-text bodies.
+    const filterPatterns = [{ data: { kind: ['order'], quantity: [{ numeric: ['>', 2] }] } }, { data: [{ prefix: 'plain:' }] }];
+    const made = testRunner([trigger(queue, { functionKey: 'fn', batchSize: 10, maximumBatchingWindow: 0.2, filterPatterns })], {
+      fn: fn.handler,
+    });
+    runners.push(made.runner);
+    await made.runner.start();
+    const bodies = [
+      '{"kind":"order","quantity":3}',
+      '{"kind":"order","quantity":1}',
+      '{"kind":"refund","quantity":9}',
+      'plain: text',
+      'other text',
+      '{"kind":"order","quantity":5}',
+    ];
+    for (const body of bodies) amqp.channel.sendToQueue(queue, Buffer.from(body));
+    await waitFor(() => made.runner.triggers[0]!.counts.received === 6, 'all six delivered');
+    await waitFor(async () => (await queueDepth(amqp.connection, queue)) === 0, 'the queue drained');
+    await waitFor(() => fn.bodies().length === 3, 'the three that match');
+    // Recorded bodies are named by their first 8 bytes.
+    expect(fn.bodies().sort()).toEqual(['plain: t', '{"kind":', '{"kind":'].sort());
+    expect(made.runner.triggers[0]!.counts).toMatchObject({ received: 6, filtered: 3, acked: 6, requeued: 0 });
+  });
+
+  it('refuses, at start, a pattern AWS would refuse, naming the function and the pattern', () => {
+    const functions = {
+      fn: { handler: 'h.handler', events: [{ rabbitmq: { queue: 'q', filterPatterns: [{ data: { n: [{ numeric: ['>', 'x'] }] } }] } }] },
+    };
+    expect(() => triggersFromFunctions(functions, { service: 's', stage: 'dev' })).toThrow(
+      /Function 'fn', event 1 \(rabbitmq\): filterPatterns: Filter pattern 1 at data\.n/,
+    );
   });
 });
