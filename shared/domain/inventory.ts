@@ -8,12 +8,23 @@ import type { Tx } from '../store';
 /** The service name on every message inventory emits (AMQP `appId`). */
 export const INVENTORY_APP_ID = 'inventory-reservation';
 
-/** The local catalog: seeded into an empty database so a fresh machine has something to order. */
+/**
+ * The local demo catalog, a campus food menu: added (missing items only) to the database when SEED_CATALOG is
+ * on, as it is locally and never in a deployment, so a fresh machine can take the reference system's own
+ * example order, `{"user_id": "user123", "item": "Burger", "quantity": 2}`. Item names match exactly, case
+ * included. `Sushi` is the one item sold out: an order for it is rejected with `out_of_stock`.
+ */
 export const SEED_CATALOG: Readonly<Record<string, number>> = {
-  widget: 100,
-  gadget: 50,
-  gizmo: 10,
-  doohickey: 0,
+  Burger: 100,
+  Pizza: 60,
+  Salad: 40,
+  Sandwich: 50,
+  Coffee: 200,
+  Fries: 120,
+  Burrito: 40,
+  Smoothie: 30,
+  Muffin: 25,
+  Sushi: 0,
 };
 
 export async function reserveInventory(order: OrderPlaced, tx: Tx): Promise<InventoryReserved | InventoryFailed> {

@@ -99,8 +99,9 @@ describe('order flow through HTTP, the broker and every function', () => {
   });
 
   it('reserves stock, notifies both outcomes and updates every order status', async () => {
-    const reserved = await post({ user_id: 'u-1', item: 'widget', quantity: 3 });
-    const outOfStock = await post({ user_id: 'u-2', item: 'doohickey', quantity: 1 });
+    // The reference system's own example order, against the catalog seeded into this fresh database.
+    const reserved = await post({ user_id: 'user123', item: 'Burger', quantity: 2 });
+    const outOfStock = await post({ user_id: 'u-2', item: 'Sushi', quantity: 1 });
     const unknown = await post({ user_id: 'u-3', item: 'unobtainium', quantity: 1 });
     for (const answer of [reserved, outOfStock, unknown]) expect(answer).toMatchObject({ status: 202, body: { status: 'accepted' } });
     const ids = [reserved, outOfStock, unknown].map((a) => String(a.body.order_id));
@@ -110,7 +111,7 @@ describe('order flow through HTTP, the broker and every function', () => {
     expect(a).toMatchObject({ status: 'reserved' });
     expect(b).toMatchObject({ status: 'rejected', reason: 'out_of_stock' });
     expect(c).toMatchObject({ status: 'rejected', reason: 'unknown_item' });
-    expect(await store.stock.get('widget')).toMatchObject({ available: 97, reserved: 3 });
+    expect(await store.stock.get('Burger')).toMatchObject({ available: 98, reserved: 2 });
     const kinds = await Promise.all(ids.map(async (id) => (await store.notifications.listByOrder(id)).map((n) => n.kind)));
     expect(kinds).toEqual([['reserved'], ['rejected'], ['rejected']]);
     expect(await store.outbox.backlog()).toBe(0);
@@ -121,7 +122,7 @@ describe('order flow through HTTP, the broker and every function', () => {
     execFileSync('rabbitmqctl', ['stop_app'], { stdio: 'ignore' });
     try {
       for (let i = 0; i < 5; i++) {
-        const answer = await post({ user_id: `u-down-${i}`, item: 'gadget', quantity: 1 });
+        const answer = await post({ user_id: `u-down-${i}`, item: 'Pizza', quantity: 1 });
         expect(answer.status).toBe(202);
         ids.push(String(answer.body.order_id));
       }
@@ -133,20 +134,20 @@ describe('order flow through HTTP, the broker and every function', () => {
     }
     await settled(ids);
     for (const o of await Promise.all(ids.map(order))) expect(o.status).toBe('reserved');
-    expect(await store.stock.get('gadget')).toMatchObject({ reserved: 5 });
+    expect(await store.stock.get('Pizza')).toMatchObject({ reserved: 5 });
     expect(await store.outbox.backlog()).toBe(0);
   }, 90_000);
 
   it('processes a message from a plain AMQP client that follows the contract', async () => {
     const orderId = randomUUID();
-    await store.orders.insert({ order_id: orderId, user_id: 'u-plain', item: 'gizmo', quantity: 2 });
+    await store.orders.insert({ order_id: orderId, user_id: 'u-plain', item: 'Salad', quantity: 2 });
     const event = {
       event_id: randomUUID(),
       event_type: 'OrderPlaced',
       order_id: orderId,
       timestamp: new Date().toISOString(),
       user_id: 'u-plain',
-      item: 'gizmo',
+      item: 'Salad',
       quantity: 2,
     };
     const channel = await amqp.connection.createConfirmChannel();
@@ -165,14 +166,14 @@ describe('order flow through HTTP, the broker and every function', () => {
 
   it('dead-letters a message that keeps failing while the database is locked, and redrives it once that is fixed', async () => {
     const orderId = randomUUID();
-    await store.orders.insert({ order_id: orderId, user_id: 'u-locked', item: 'widget', quantity: 1 });
+    await store.orders.insert({ order_id: orderId, user_id: 'u-locked', item: 'Sandwich', quantity: 1 });
     const event = {
       event_id: randomUUID(),
       event_type: 'OrderPlaced',
       order_id: orderId,
       timestamp: new Date().toISOString(),
       user_id: 'u-locked',
-      item: 'widget',
+      item: 'Sandwich',
       quantity: 1,
     };
     // The cause: another program holds the database's write lock (better-sqlite3 waits its 5 s busy timeout per attempt).

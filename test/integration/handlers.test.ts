@@ -84,7 +84,7 @@ describe('queue function handlers invoked with their fixtures', () => {
   it('inventoryReservation: reserves seeded stock and emits InventoryReserved with the correlation id', async () => {
     const report = await invoke(inventory, fixture('inventory-reservation/order-placed.json'), 'inventoryReservation');
     expect(report).toEqual({ records: 1, processed: 1, duplicates: 0, retried: 0, deadLettered: 0 });
-    expect(await store.stock.get('widget')).toMatchObject({ available: 98, reserved: 2 });
+    expect(await store.stock.get('Burger')).toMatchObject({ available: 98, reserved: 2 });
     const emitted = await getMessage(amqp.channel, 'inventory-events');
     expect(emitted.properties).toMatchObject({
       type: 'InventoryReserved',
@@ -101,8 +101,8 @@ describe('queue function handlers invoked with their fixtures', () => {
     expect(report).toMatchObject({ records: 2, processed: 1, duplicates: 1 }); // the first order was handled above
     const failed = await getMessage(amqp.channel, 'inventory-events');
     expect(failed.properties.type).toBe('InventoryFailed');
-    expect(JSON.parse(failed.content.toString())).toMatchObject({ item: 'doohickey', reason: 'out_of_stock' });
-    expect(await store.stock.get('widget')).toMatchObject({ available: 98 });
+    expect(JSON.parse(failed.content.toString())).toMatchObject({ item: 'Sushi', reason: 'out_of_stock' });
+    expect(await store.stock.get('Burger')).toMatchObject({ available: 98 });
   });
 
   it('inventoryReservation: the poison batch dead-letters the malformed and the schema-invalid message', async () => {
@@ -142,8 +142,8 @@ describe('queue function handlers invoked with their fixtures', () => {
     const outcomes = fixture('order-status/outcomes.json');
     expect(await invoke(orderStatus, outcomes, 'orderStatus')).toMatchObject({ retried: 2, processed: 0 });
     for (const [order_id, item] of [
-      ['11111111-1111-4111-8111-111111111111', 'widget'],
-      ['22222222-2222-4222-8222-222222222222', 'doohickey'],
+      ['11111111-1111-4111-8111-111111111111', 'Burger'],
+      ['22222222-2222-4222-8222-222222222222', 'Sushi'],
     ] as const) {
       await store.orders.insert({ order_id, user_id: 'user-42', item, quantity: 1 });
     }

@@ -110,8 +110,8 @@ describe('order-intake handler with API Gateway v2 fixtures', () => {
     expect(got.statusCode).toBe(200);
     expect(got.json).toMatchObject({
       order_id: orderId,
-      user_id: 'user-42',
-      item: 'widget',
+      user_id: 'user123',
+      item: 'Burger',
       quantity: 2,
       status: 'accepted',
       reason: null,
@@ -123,7 +123,7 @@ describe('order-intake handler with API Gateway v2 fixtures', () => {
     const message = await getMessage(amqp.channel, 'order-events');
     amqp.channel.ack(message);
     const event = OrderPlaced.parse(JSON.parse(message.content.toString()));
-    expect(event).toMatchObject({ event_type: 'OrderPlaced', order_id: orderId, user_id: 'user-42', item: 'widget', quantity: 2 });
+    expect(event).toMatchObject({ event_type: 'OrderPlaced', order_id: orderId, user_id: 'user123', item: 'Burger', quantity: 2 });
     expect(message.fields).toMatchObject({ exchange: 'orders', routingKey: 'order.placed' });
     expect(message.properties).toMatchObject({
       contentType: 'application/json',

@@ -175,7 +175,8 @@ describe('npm start: the whole system on this machine', () => {
     const placed = await fetch(`${api}/order`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ user_id: 'u-1', item: 'widget', quantity: 1 }),
+      // The reference system's own example order: reserved from the catalog npm start seeds into its fresh database.
+      body: JSON.stringify({ user_id: 'user123', item: 'Burger', quantity: 2 }),
     });
     expect(placed.status).toBe(202);
     const { order_id: orderId, status } = (await placed.json()) as { order_id: string; status: string };
