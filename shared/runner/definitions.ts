@@ -47,12 +47,67 @@ export class TriggerDefinitionError extends Error {
   override readonly name = 'TriggerDefinitionError';
 }
 
+/**
+ * The bounds CreateEventSourceMapping checks, with the member names its ValidationException uses. Out of
+ * range, AWS answers e.g. "1 validation error detected: Value '0' at 'batchSize' failed to satisfy constraint:
+ * Member must have value greater than or equal to 1" (several: "2 validation errors detected: ...; ...").
+ */
+const AWS_BOUNDS = [
+  { field: 'batchSize', member: 'batchSize', min: 1, max: AWS_MQ_DEFAULTS.maxBatchSize },
+  { field: 'maximumBatchingWindow', member: 'maximumBatchingWindowInSeconds', min: 0, max: AWS_MQ_DEFAULTS.maxBatchingWindowSeconds },
+] as const;
+
+/** AWS's ValidationException message for the event's out-of-range values, or undefined when all are in range. */
+function awsValidationMessage(event: Record<string, unknown>): string | undefined {
+  const violations: string[] = [];
+  for (const { field, member, min, max } of AWS_BOUNDS) {
+    const value = event[field];
+    if (typeof value !== 'number') continue;
+    if (value < min)
+      violations.push(
+        `Value '${value}' at '${member}' failed to satisfy constraint: Member must have value greater than or equal to ${min}`,
+      );
+    else if (value > max)
+      violations.push(`Value '${value}' at '${member}' failed to satisfy constraint: Member must have value less than or equal to ${max}`);
+  }
+  if (violations.length === 0) return undefined;
+  return `${violations.length} validation error${violations.length === 1 ? '' : 's'} detected: ${violations.join('; ')}`;
+}
+
+/** Throws AWS's ValidationException message, naming the function and event, when a bound is not met. */
+function checkAwsLimits(functionKey: string, index: number, event: Record<string, unknown>): void {
+  const outOfRange = awsValidationMessage(event);
+  if (!outOfRange) return;
+  throw new TriggerDefinitionError(
+    `Function '${functionKey}', event ${index + 1} (rabbitmq): AWS would refuse this event source mapping ` +
+      `(CreateEventSourceMapping: ValidationException): ${outOfRange}`,
+  );
+}
+
+/**
+ * Checks only the bounds AWS checks (batch size, batching window) of every rabbitmq event whose value is already a
+ * number, enabled or not; anything else is left to triggersFromFunctions. For a caller that sees the
+ * configuration before all its variables are resolved: the serverless-offline plugin, before osls's own schema
+ * check, so that the message is AWS's.
+ */
+export function checkRabbitmqLimits(functions: Record<string, unknown>): void {
+  for (const [functionKey, fn] of Object.entries(functions)) {
+    const events = (fn as { events?: unknown } | null)?.events;
+    if (!Array.isArray(events)) continue;
+    for (const [index, event] of events.entries()) {
+      const rabbitmq = (event as { rabbitmq?: unknown } | null)?.rabbitmq;
+      if (rabbitmq && typeof rabbitmq === 'object') checkAwsLimits(functionKey, index, rabbitmq as Record<string, unknown>);
+    }
+  }
+}
+
 const rabbitmqEvent = z.object({
   queue: z.string().min(1),
   arn: z.unknown().optional(),
   virtualHost: z.string().min(1).optional(),
-  batchSize: z.number().int().min(1).max(AWS_MQ_DEFAULTS.maxBatchSize).optional(),
-  maximumBatchingWindow: z.number().min(0).max(AWS_MQ_DEFAULTS.maxBatchingWindowSeconds).optional(),
+  // Their bounds are AWS's, checked with AWS's message (awsValidationMessage).
+  batchSize: z.number().int().optional(),
+  maximumBatchingWindow: z.number().optional(),
   enabled: z.boolean().optional(),
   /** Lambda's FilterCriteria, as osls takes them (`filterPatterns`, each an object on the `data` key). */
   filterPatterns: z.array(z.unknown()).optional(),
@@ -86,6 +141,7 @@ export function triggersFromFunctions(functions: Record<string, unknown>, servic
       if (!parsed.success) {
         throw new TriggerDefinitionError(`Function '${functionKey}', event ${index + 1} (rabbitmq): ${describe(parsed.error)}`);
       }
+      checkAwsLimits(functionKey, index, parsed.data);
       const e = parsed.data;
       triggers.push({
         functionKey,

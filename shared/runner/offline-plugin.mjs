@@ -1,5 +1,5 @@
 // Serverless loads plugins as plain JavaScript, so this shim registers the hooks and loads the TypeScript
-// plugin through tsx the first time one of them runs.
+// plugin through tsx the first time one of them runs (for `serverless offline`, in asyncInit already).
 export default class RabbitMQTriggerOfflinePlugin {
   constructor(serverless, options, utils) {
     let plugin;
@@ -12,7 +12,14 @@ export default class RabbitMQTriggerOfflinePlugin {
       return plugin;
     };
     this.hooks = Object.fromEntries(
-      ['offline:start:ready', 'offline:start:end'].map((hook) => [hook, async () => (await load()).hooks[hook]()]),
+      ['before:offline:start:init', 'offline:start:ready', 'offline:start:end'].map((hook) => [
+        hook,
+        async () => (await load()).hooks[hook](),
+      ]),
     );
+    // Before osls checks the configuration: the trigger's limits with AWS's message (`serverless offline` only).
+    this.asyncInit = async () => {
+      if (serverless.processedInput?.commands?.[0] === 'offline') await (await load()).asyncInit();
+    };
   }
 }

@@ -4,16 +4,20 @@
  * (port 3002 by default), so its code reloading and worker isolation keep working.
  *
  * Settings: serverless.yml `custom.rabbitmqTrigger` (see settings.ts): `concurrency`, `functions`,
- * `deadLetterExchange`, `hooks`. The broker comes from the functions' environment (AMQP_URL / AMQP_URLS).
+ * `deadLetterExchange`, `hooks`. The broker comes from the functions' environment (AMQP_URL /
+ * AMQP_URLS). The settings and the rabbitmq events are checked before serverless-offline starts anything: a
+ * definition AWS would refuse stops `serverless offline start` with AWS's message, nothing served or consumed.
  */
 
-import { triggersFromFunctions } from './definitions';
+import { checkRabbitmqLimits, type TriggerDefinition, TriggerDefinitionError, triggersFromFunctions } from './definitions';
 import { OfflineInvoker } from './invokers';
 import { Runner } from './runner';
-import { brokerUrls, createRunnerLogger, loadHooks, triggerSettings } from './settings';
+import { brokerUrls, createRunnerLogger, loadHooks, type TriggerSettings, triggerSettings } from './settings';
 
 interface ServerlessLike {
   serviceDir?: string;
+  /** `classes.Error` is ServerlessError: reported as a message, without a stack trace. */
+  classes?: { Error?: new (message: string, code: string) => Error };
   config?: { servicePath?: string };
   service: {
     service: string;
@@ -28,12 +32,15 @@ interface ServerlessLike {
 export default class RabbitMQTriggerOfflinePlugin {
   readonly hooks: Record<string, () => Promise<void>>;
   private runner: Runner | undefined;
+  private prepared: { settings: TriggerSettings; triggers: TriggerDefinition[] } | undefined;
 
   constructor(
     private readonly serverless: ServerlessLike,
     private readonly cliOptions: Record<string, unknown> = {},
   ) {
     this.hooks = {
+      // Before serverless-offline starts its servers: a definition AWS would refuse stops everything here.
+      'before:offline:start:init': async () => void this.asUserError(() => this.prepare()),
       // After every init hook: serverless-offline's Lambda API is listening by then.
       'offline:start:ready': () => this.start(),
       // Before serverless-offline's own end hook, so batches in flight can still finish.
@@ -41,9 +48,48 @@ export default class RabbitMQTriggerOfflinePlugin {
     };
   }
 
-  private async start(): Promise<void> {
+  /**
+   * Runs (through the .mjs shim) before osls checks the configuration against its schema, so a batch size or
+   * window out of AWS's range is refused with AWS's message rather than osls's. Only for `serverless offline`.
+   */
+  async asyncInit(): Promise<void> {
+    const { service } = this.serverless;
+    this.asUserError(() =>
+      checkRabbitmqLimits(Object.fromEntries(service.getAllFunctions().map((key) => [key, service.getFunction(key)]))),
+    );
+  }
+
+  /** Runs `check`, turning a TriggerDefinitionError into the Framework's user error (its message, no stack trace). */
+  private asUserError<T>(check: () => T): T {
+    try {
+      return check();
+    } catch (error) {
+      const UserError = this.serverless.classes?.Error;
+      if (error instanceof TriggerDefinitionError && UserError) throw new UserError(error.message, 'RABBITMQ_TRIGGER_DEFINITION');
+      throw error;
+    }
+  }
+
+  /** The settings and the enabled functions' triggers, checked (TriggerDefinitionError names what is wrong). */
+  private prepare(): { settings: TriggerSettings; triggers: TriggerDefinition[] } {
+    if (this.prepared) return this.prepared;
     const { service } = this.serverless;
     const settings = triggerSettings(service.custom);
+    const functions = Object.fromEntries(service.getAllFunctions().map((key) => [key, service.getFunction(key)]));
+    let triggers = triggersFromFunctions(functions, {
+      service: service.service,
+      stage: this.serverless.getProvider('aws').getStage(),
+      ...(service.provider.timeout ? { timeout: service.provider.timeout } : {}),
+      ...(service.provider.memorySize ? { memorySize: service.provider.memorySize } : {}),
+    });
+    if (settings.functions) triggers = triggers.filter((t) => settings.functions!.includes(t.functionKey));
+    this.prepared = { settings, triggers };
+    return this.prepared;
+  }
+
+  private async start(): Promise<void> {
+    const { service } = this.serverless;
+    const { settings, triggers } = this.prepare();
     const offline = (service.custom?.['serverless-offline'] ?? {}) as { lambdaPort?: number | string; host?: string };
     const lambdaPort = this.cliOptions.lambdaPort ?? offline.lambdaPort ?? 3002;
     const host = String(this.cliOptions.host ?? offline.host ?? 'localhost');
@@ -56,14 +102,6 @@ export default class RabbitMQTriggerOfflinePlugin {
     const env = { ...process.env, ...environment };
     const logger = createRunnerLogger({ level: env.LOG_LEVEL, service: `${service.service}-runner` });
 
-    const functions = Object.fromEntries(service.getAllFunctions().map((key) => [key, service.getFunction(key)]));
-    let triggers = triggersFromFunctions(functions, {
-      service: service.service,
-      stage: this.serverless.getProvider('aws').getStage(),
-      ...(service.provider.timeout ? { timeout: service.provider.timeout } : {}),
-      ...(service.provider.memorySize ? { memorySize: service.provider.memorySize } : {}),
-    });
-    if (settings.functions) triggers = triggers.filter((t) => settings.functions!.includes(t.functionKey));
     if (triggers.length === 0) return;
 
     this.runner = new Runner({

@@ -6,7 +6,8 @@
  *   npm run worker -- [--functions a,b] [--concurrency N] [--stage local] [--service-dir .]
  *
  * Settings as the serverless-offline plugin reads them: `custom.rabbitmqTrigger` of serverless.yml (its
- * `hooks` module too), the broker from AMQP_URL / AMQP_URLS, LOG_LEVEL.
+ * `hooks` module too), the broker from AMQP_URL / AMQP_URLS, LOG_LEVEL. A definition AWS would refuse (a batch
+ * size or window out of range, a filter pattern) stops it before it connects, with AWS's message.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';

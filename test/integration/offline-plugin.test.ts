@@ -2,7 +2,8 @@
  * End to end: `serverless offline start` (osls + serverless-offline + our plugin) on a small service of its own
  * (test/fixtures/offline-service: its own serverless.yml, no code of this app), fed by messages published to
  * the real broker, in a vhost of the test's own. The service's queues are its own business: the test declares
- * them, as a stranger's infrastructure would, and the plugin must declare nothing of this app.
+ * them, as a stranger's infrastructure would, and the plugin must declare nothing of this app. A service whose
+ * batch size AWS would refuse does not start (test/fixtures/offline-service-invalid).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -163,4 +164,27 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
     expect(await queueDepth(amqp.connection, queue)).toBe(0);
     expect(await queueDepth(amqp.connection, flakyQueue)).toBe(0);
   }, 30_000);
+});
+
+describe('serverless offline start with a rabbitmq event AWS would refuse', () => {
+  it("stops before serving or consuming anything, with CreateEventSourceMapping's ValidationException", async () => {
+    const invalidDir = join(root, 'test/fixtures/offline-service-invalid');
+    const result = await run(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
+      cwd: invalidDir,
+      env: { ...process.env, CI: 'true', HTTP_PORT: '3110', LAMBDA_PORT: '3112' },
+      timeout: 60_000,
+    }).then(
+      () => ({ code: 0, text: '' }),
+      (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code, text: `${error.stdout}${error.stderr}` }),
+    );
+    expect(result.code).toBe(1);
+    expect(result.text).toContain(
+      "Function 'tooLarge', event 1 (rabbitmq): AWS would refuse this event source mapping (CreateEventSourceMapping: ValidationException): " +
+        "2 validation errors detected: Value '10001' at 'batchSize' failed to satisfy constraint: Member must have value less than or equal to 10000; " +
+        "Value '301' at 'maximumBatchingWindowInSeconds' failed to satisfy constraint: Member must have value less than or equal to 300",
+    );
+    // Refused before osls's own schema check, and before serverless-offline served anything.
+    expect(result.text).not.toContain('Configuration error');
+    expect(result.text).not.toMatch(/Server ready|Offline \[http for lambda\] listening/);
+  }, 90_000);
 });

@@ -12,6 +12,7 @@ import type { Runner } from '../../shared/runner';
 import { openStore } from '../../shared/store';
 import { getMessage, openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
 import { deleteQueues, type TestHandler, testRunner, trigger, uniqueQueue, waitFor } from '../support/runner';
+import { spawnWorker } from '../support/worker-process';
 
 const awsSample = JSON.parse(
   readFileSync(new URL('../../shared/rmq-event/aws-samples/rabbitmq-event-aws-sample.json', import.meta.url), 'utf8'),
@@ -284,6 +285,20 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
       await Promise.all(runners.splice(0).map((runner) => runner.stop()));
       await store.close();
     }
+  });
+
+  it('npm run worker refuses a batch size and window AWS would refuse, with its message, before connecting', async () => {
+    const worker = spawnWorker(
+      // Nothing listens on port 1: had the worker tried to connect, it would say so.
+      { AMQP_URL: 'amqp://guest:guest@127.0.0.1:1', AMQP_URLS: '', LOG_LEVEL: 'info' },
+      { args: ['--service-dir', 'test/fixtures/offline-service-invalid'] },
+    );
+    expect(await worker.exited).toEqual({ code: 2, signal: null });
+    expect(worker.output().trim()).toBe(
+      "worker: Function 'tooLarge', event 1 (rabbitmq): AWS would refuse this event source mapping (CreateEventSourceMapping: ValidationException): " +
+        "2 validation errors detected: Value '10001' at 'batchSize' failed to satisfy constraint: Member must have value less than or equal to 10000; " +
+        "Value '301' at 'maximumBatchingWindowInSeconds' failed to satisfy constraint: Member must have value less than or equal to 300",
+    );
   });
 
   it('stops cleanly while it still cannot reach the broker, and stays stopped', async () => {

@@ -38,8 +38,78 @@ describe('trigger definitions from serverless.yml', () => {
   it('names the function and field of a bad definition', () => {
     const bad = { f: { handler: 'h/f.handler', events: [{ httpApi: {} }, { rabbitmq: { queue: 'q', batchSize: 20_000 } }] } };
     expect(() => triggersFromFunctions(bad, { service: 's', stage: 'dev' })).toThrow(TriggerDefinitionError);
-    expect(() => triggersFromFunctions(bad, { service: 's', stage: 'dev' })).toThrow(/Function 'f', event 2 \(rabbitmq\): batchSize/);
+    expect(() => triggersFromFunctions(bad, { service: 's', stage: 'dev' })).toThrow(/Function 'f', event 2 \(rabbitmq\): .*'batchSize'/);
     expect(() => triggersFromFunctions({ g: { handler: 'nodot' } }, { service: 's', stage: 'dev' })).toThrow(/Function 'g': handler/);
+    expect(() => triggersFromFunctions({ h: { handler: 'h.h', events: [{ rabbitmq: { queue: 'q', batchSize: 1.5 } }] } }, info)).toThrow(
+      /Function 'h', event 1 \(rabbitmq\): batchSize/,
+    );
+  });
+});
+
+const info = { service: 's', stage: 'dev' };
+const withEvent = (rabbitmq: Record<string, unknown>) => ({
+  fn: { handler: 'h/fn.handler', events: [{ rabbitmq: { queue: 'q', ...rabbitmq } }] },
+});
+const refusal = (rabbitmq: Record<string, unknown>): string => {
+  try {
+    triggersFromFunctions(withEvent(rabbitmq), info);
+  } catch (error) {
+    expect(error).toBeInstanceOf(TriggerDefinitionError);
+    return (error as Error).message;
+  }
+  throw new Error(`accepted ${JSON.stringify(rabbitmq)}`);
+};
+
+describe("configuration limits, with CreateEventSourceMapping's ValidationException", () => {
+  const prefix =
+    "Function 'fn', event 1 (rabbitmq): AWS would refuse this event source mapping (CreateEventSourceMapping: ValidationException): ";
+
+  it('refuses a batchSize under 1', () => {
+    expect(refusal({ batchSize: 0 })).toBe(
+      `${prefix}1 validation error detected: Value '0' at 'batchSize' failed to satisfy constraint: Member must have value greater than or equal to 1`,
+    );
+    expect(refusal({ batchSize: -5 })).toContain(
+      "Value '-5' at 'batchSize' failed to satisfy constraint: Member must have value greater than or equal to 1",
+    );
+  });
+
+  it('refuses a batchSize over 10000', () => {
+    expect(refusal({ batchSize: 10_001 })).toBe(
+      `${prefix}1 validation error detected: Value '10001' at 'batchSize' failed to satisfy constraint: Member must have value less than or equal to 10000`,
+    );
+  });
+
+  it('refuses a maximumBatchingWindow under 0 s', () => {
+    expect(refusal({ maximumBatchingWindow: -1 })).toBe(
+      `${prefix}1 validation error detected: Value '-1' at 'maximumBatchingWindowInSeconds' failed to satisfy constraint: Member must have value greater than or equal to 0`,
+    );
+  });
+
+  it('refuses a maximumBatchingWindow over 300 s', () => {
+    expect(refusal({ maximumBatchingWindow: 301 })).toBe(
+      `${prefix}1 validation error detected: Value '301' at 'maximumBatchingWindowInSeconds' failed to satisfy constraint: Member must have value less than or equal to 300`,
+    );
+  });
+
+  it('lists every violation at once, as AWS does', () => {
+    expect(refusal({ batchSize: 0, maximumBatchingWindow: 301 })).toBe(
+      `${prefix}2 validation errors detected: Value '0' at 'batchSize' failed to satisfy constraint: Member must have value greater than or equal to 1; ` +
+        "Value '301' at 'maximumBatchingWindowInSeconds' failed to satisfy constraint: Member must have value less than or equal to 300",
+    );
+  });
+
+  it('checks a disabled event too (AWS validates it before it stores it)', () => {
+    expect(refusal({ batchSize: 0, enabled: false })).toContain("Value '0' at 'batchSize'");
+  });
+
+  it('accepts the bounds themselves', () => {
+    for (const [batchSize, maximumBatchingWindow] of [
+      [1, 0],
+      [10_000, 300],
+    ] as const) {
+      const [t] = triggersFromFunctions(withEvent({ batchSize, maximumBatchingWindow }), info);
+      expect(t).toMatchObject({ batchSize, maximumBatchingWindow });
+    }
   });
 });
 
