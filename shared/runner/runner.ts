@@ -52,6 +52,9 @@ export interface RunnerOptions {
   hooks?: RunnerHooks;
   /** The functions' environment, handed to the hooks (default: this process's). */
   env?: Readonly<Record<string, string | undefined>>;
+  /** Wait before a failed batch is requeued: first and cap, doubling per failure in a row (defaults 100 ms, 5 s). */
+  requeueDelayMs?: number;
+  maxRequeueDelayMs?: number;
 }
 
 export class Runner {
@@ -92,6 +95,8 @@ export class Runner {
           eventSourceArn: definition.brokerArn ?? localEventSourceArn(),
           publisher: this.publisher,
           ...(options.deadLetterExchange ? { deadLetterExchange: options.deadLetterExchange } : {}),
+          ...(options.requeueDelayMs !== undefined ? { requeueDelayMs: options.requeueDelayMs } : {}),
+          ...(options.maxRequeueDelayMs !== undefined ? { maxRequeueDelayMs: options.maxRequeueDelayMs } : {}),
         }),
     );
   }

@@ -12,6 +12,11 @@
  *
  * A trigger heals itself: when its channel or the connection goes away it drops what it cannot ack (the
  * broker redelivers those messages), waits, and consumes again on a fresh channel.
+ *
+ * A batch whose invocation failed goes back to the queue after a wait that doubles with each consecutive failure
+ * (100 ms to 5 s by default, reset by a success), so a function that keeps failing does not spend the queue's
+ * delivery limit in a hot loop. The wait loses and reorders nothing: the batch stays unacknowledged meanwhile, and
+ * with one invocation at a time no other batch is invoked during it. stop() cuts the wait short.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -54,6 +59,12 @@ export interface TriggerOptions {
   publisher?: Publisher;
   /** Largest invocation payload (default Lambda's 6 MB); batches are cut so that no event is larger. */
   maxPayloadBytes?: number;
+  /**
+   * Wait before a failed batch goes back to the queue: first, and cap (defaults 100 ms, 5 s). It doubles with
+   * each consecutive failed invocation and starts again after a success.
+   */
+  requeueDelayMs?: number;
+  maxRequeueDelayMs?: number;
 }
 
 /** A delivery as the trigger holds it: its `aws:rmq` record, or why it cannot have one. */
@@ -98,6 +109,11 @@ export type TriggerState = 'idle' | 'consuming' | 'recovering' | 'stopping' | 's
 export class QueueTrigger {
   private session: Session | undefined;
   private state: TriggerState = 'idle';
+  /** Consecutive failed invocations, and the wait their batch gets before it is requeued. */
+  private failedInARow = 0;
+  private requeueDelay = 0;
+  /** Cuts the requeue waits short on stop(). */
+  private readonly waking = new AbortController();
   private restartDelay: number;
   private readonly concurrency: number;
   private readonly log: Logger;
@@ -150,6 +166,7 @@ export class QueueTrigger {
   async stop(): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     this.state = 'stopping';
+    this.waking.abort();
     const session = this.session;
     if (session?.open) {
       if (session.consumerTag) await session.channel.cancel(session.consumerTag).catch(() => undefined);
@@ -355,10 +372,18 @@ export class QueueTrigger {
       outcome = 'ack';
       try {
         await this.invoker.invoke(this.definition, event, { requestId });
+        this.failedInARow = 0;
+        this.requeueDelay = 0;
       } catch (error) {
         outcome = 'nack';
         this.counts.failedInvocations++;
-        this.log.error({ err: error, requestId, batchSize: records.length }, 'invocation failed; the whole batch will be redelivered');
+        const delay = this.nextRequeueDelay();
+        this.log.error(
+          { err: error, requestId, batchSize: records.length, requeueDelayMs: delay, failedInARow: this.failedInARow },
+          'invocation failed; the whole batch will be redelivered',
+        );
+        // The batch stays unacknowledged meanwhile; stop() wakes this at once.
+        await sleep(delay, undefined, { signal: this.waking.signal }).catch(() => undefined);
       }
       for (const delivery of records) settlements.set(delivery, outcome === 'ack' ? 'ack' : 'requeue');
     }
@@ -369,6 +394,15 @@ export class QueueTrigger {
       { requestId, batchSize: batch.length, invoked: records.length, outcome, durationMs, settled },
       outcome === 'nack' ? 'batch requeued' : 'batch processed',
     );
+  }
+
+  /** The wait for this failed batch: the first delay, doubled for each failure in a row before it, capped. */
+  private nextRequeueDelay(): number {
+    const first = this.options.requeueDelayMs ?? 100;
+    const cap = this.options.maxRequeueDelayMs ?? 5_000;
+    this.failedInARow++;
+    this.requeueDelay = Math.min(cap, first * 2 ** Math.min(30, this.failedInARow - 1));
+    return this.requeueDelay;
   }
 
   /**

@@ -175,6 +175,47 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
     expect(failure?.err).toMatchObject({ message: expect.stringMatching(/timed out after 1\.00 seconds/) });
   });
 
+  it('waits before requeueing after failed invocations in a row (100 ms doubling), and starts again after a success', async () => {
+    const queue = uniqueQueue();
+    const fn = recorder((call) => {
+      if (call <= 4 || call === 6) throw new Error('broker connection in backoff');
+    });
+    const { runner, logs } = await start([trigger(queue, { functionKey: 'backoff', batchSize: 1, maximumBatchingWindow: 0 })], {
+      backoff: fn.handler,
+    });
+    publish(queue, ['first']);
+    await waitFor(() => fn.calls.length === 5, 'four failures, then a success');
+    publish(queue, ['second']);
+    await waitFor(() => fn.calls.length === 7, 'a failure, then a success');
+    // The waits the trigger applied, as it reports them: doubling, then back to the first after a success.
+    const waits = logs.lines
+      .filter((l) => l.message === 'invocation failed; the whole batch will be redelivered')
+      .map((l) => l.requeueDelayMs);
+    expect(waits).toEqual([100, 200, 400, 800, 100]);
+    // Five invocations for the first message, not a hot loop of redeliveries, and nothing overtook it.
+    expect(fn.calls.map((c) => c.bodies)).toEqual([['first'], ['first'], ['first'], ['first'], ['first'], ['second'], ['second']]);
+    expect(runner.triggers[0]!.counts).toMatchObject({ received: 7, failedInvocations: 5, requeued: 5, acked: 2 });
+  });
+
+  it('holds a failed batch unacknowledged during the backoff, and stop() does not wait it out', async () => {
+    const queue = uniqueQueue();
+    const fn = recorder(() => {
+      throw new Error('down');
+    });
+    const { runner, logs } = await start(
+      [trigger(queue, { functionKey: 'patient', batchSize: 1, maximumBatchingWindow: 0 })],
+      { patient: fn.handler },
+      { requeueDelayMs: 600_000, maxRequeueDelayMs: 600_000 },
+    );
+    publish(queue, ['held']);
+    await waitFor(() => logs.lines.some((l) => l.message === 'invocation failed; the whole batch will be redelivered'), 'the failure');
+    expect(logs.lines.find((l) => l.message === 'invocation failed; the whole batch will be redelivered')!.requeueDelayMs).toBe(600_000);
+    expect(await queueDepth(amqp.connection, queue)).toBe(0); // unacknowledged, held by the trigger
+    await runner.stop(); // a ten-minute wait would outlast the test's timeout
+    expect(await queueDepth(amqp.connection, queue)).toBe(1);
+    expect(fn.calls).toHaveLength(1);
+  });
+
   it('runs one invocation at a time by default, more when configured', async () => {
     for (const concurrency of [1, 3]) {
       const queue = uniqueQueue();

@@ -7,7 +7,7 @@ import { loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logging';
 import { dlqName } from '../../shared/messaging';
 import type { RabbitMQEvent } from '../../shared/rmq-event';
-import { InProcessInvoker, Runner, type TriggerDefinition } from '../../shared/runner';
+import { InProcessInvoker, type Invoker, Runner, type RunnerHooks, type TriggerDefinition } from '../../shared/runner';
 import { AMQP_URL, type TestAmqp } from './amqp';
 
 export type TestHandler = Handler<RabbitMQEvent, unknown>;
@@ -51,6 +51,12 @@ export function testRunner(
     logs?: LogCapture;
     relayStore?: AppHookOptions['relayStore'];
     deadLetterExchange?: string;
+    /** Instead of the app's hooks (false: none, as a service without hooks runs). */
+    hooks?: RunnerHooks | false;
+    /** Instead of the in-process invoker of `handlers`. */
+    invoker?: Invoker;
+    requeueDelayMs?: number;
+    maxRequeueDelayMs?: number;
   } = {},
 ): { runner: Runner; logs: LogCapture } {
   const logs = options.logs ?? new LogCapture();
@@ -59,13 +65,17 @@ export function testRunner(
   const runner = new Runner({
     urls: loadConfig(env).amqpUrls,
     env,
-    hooks: appHooks({ relayStore: options.relayStore ?? false }),
+    ...(options.hooks === false ? {} : { hooks: options.hooks ?? appHooks({ relayStore: options.relayStore ?? false }) }),
     triggers,
-    invoker: new InProcessInvoker(async (t) => {
-      const handler = handlers[t.functionKey];
-      if (!handler) throw new Error(`no test handler for ${t.functionKey}`);
-      return handler;
-    }),
+    invoker:
+      options.invoker ??
+      new InProcessInvoker(async (t) => {
+        const handler = handlers[t.functionKey];
+        if (!handler) throw new Error(`no test handler for ${t.functionKey}`);
+        return handler;
+      }),
+    ...(options.requeueDelayMs !== undefined ? { requeueDelayMs: options.requeueDelayMs } : {}),
+    ...(options.maxRequeueDelayMs !== undefined ? { maxRequeueDelayMs: options.maxRequeueDelayMs } : {}),
     logger: createLogger({ level: 'debug', destination: logs }),
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
     ...(options.deadLetterExchange ? { deadLetterExchange: options.deadLetterExchange } : {}),
