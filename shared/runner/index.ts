@@ -3,6 +3,7 @@ export * from './batcher';
 export * from './context';
 export * from './definitions';
 export * from './invokers';
+export * from './mapping';
 export * from './runner';
 export * from './settings';
 export * from './trigger';

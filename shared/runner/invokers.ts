@@ -1,7 +1,9 @@
 /**
  * How the runner calls a function with an `aws:rmq` event. Two ways, one contract: resolve when the
  * function succeeded, reject with InvocationError when it threw, timed out or could not be reached; the
- * trigger then fails the whole batch, as Lambda does.
+ * trigger then fails the whole batch, as Lambda does. A function that cannot run at all (its handler does not
+ * load) rejects with HandlerLoadError, an InvocationError the trigger tells apart: it stops that trigger
+ * (FUNCTION_CONFIG_NOT_VALID) instead of retrying the batch against code that cannot run.
  */
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -22,6 +24,16 @@ export class InvocationError extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * The function's handler cannot be loaded: no such module, no such export, the module throws or does not
+ * compile when imported, or serverless-offline has no function of that name. `errorType` is the Lambda
+ * runtime's (`Runtime.ImportModuleError`, `Runtime.HandlerNotFound`, `Runtime.UserCodeSyntaxError`) or
+ * `ResourceNotFoundException`.
+ */
+export class HandlerLoadError extends InvocationError {
+  override readonly name = 'HandlerLoadError';
 }
 
 /** The function did not finish within its timeout. */
@@ -48,7 +60,21 @@ export class InProcessInvoker implements Invoker {
   constructor(private readonly load: HandlerLoader) {}
 
   async invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<void> {
-    const handler = await this.load(trigger);
+    let handler: Handler<RabbitMQEvent, unknown>;
+    try {
+      handler = await this.load(trigger);
+    } catch (error) {
+      // Whatever the loader throws, the handler did not load: nothing of the function ran.
+      if (error instanceof HandlerLoadError) throw error;
+      const cause = error instanceof Error ? error : new Error(String(error));
+      throw Object.assign(
+        new HandlerLoadError(
+          `Handler '${trigger.handler}' of function '${trigger.functionKey}' did not load: ${cause.message}`,
+          'Runtime.ImportModuleError',
+        ),
+        { cause },
+      );
+    }
     const context = createLambdaContext({
       functionName: trigger.functionName,
       timeoutSeconds: trigger.timeout,
@@ -106,31 +132,48 @@ export function bundledHandlerLoader(serviceDir: string, outDir = join(serviceDi
 async function bundleAndImport(serviceDir: string, outDir: string, trigger: TriggerDefinition): Promise<Handler<RabbitMQEvent, unknown>> {
   const { build } = await import('esbuild');
   const { module: modulePath, exportName } = parseHandler(trigger.handler);
-  const entry = await findEntry(resolve(serviceDir, modulePath));
+  const entry = await findEntry(resolve(serviceDir, modulePath), trigger);
   const outfile = join(outDir, `${trigger.functionKey}.mjs`);
   await mkdir(outDir, { recursive: true });
-  await build({
-    entryPoints: [entry],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: 'inline',
-    logLevel: 'silent',
-  });
-  const module = (await import(`${pathToFileURL(outfile).href}?v=${Date.now()}`)) as Record<string, unknown>;
+  const failed = (what: string, error: unknown, errorType: string) => {
+    const cause = error instanceof Error ? error : new Error(String(error));
+    return Object.assign(
+      new HandlerLoadError(`Handler '${trigger.handler}' of function '${trigger.functionKey}' ${what}: ${cause.message}`, errorType),
+      { cause },
+    );
+  };
+  try {
+    await build({
+      entryPoints: [entry],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      packages: 'external',
+      sourcemap: 'inline',
+      logLevel: 'silent',
+    });
+  } catch (error) {
+    throw failed('does not build', error, 'Runtime.UserCodeSyntaxError');
+  }
+  let module: Record<string, unknown>;
+  try {
+    module = (await import(`${pathToFileURL(outfile).href}?v=${Date.now()}`)) as Record<string, unknown>;
+  } catch (error) {
+    throw failed('throws when imported', error, 'Runtime.ImportModuleError');
+  }
   const handler = module[exportName];
   if (typeof handler !== 'function') {
-    throw new InvocationError(
+    throw new HandlerLoadError(
       `Handler '${trigger.handler}' of function '${trigger.functionKey}' does not export a function named '${exportName}'`,
+      'Runtime.HandlerNotFound',
     );
   }
   return handler as Handler<RabbitMQEvent, unknown>;
 }
 
-async function findEntry(base: string): Promise<string> {
+async function findEntry(base: string, trigger: TriggerDefinition): Promise<string> {
   const { access } = await import('node:fs/promises');
   for (const extension of ['.ts', '.mts', '.js', '.mjs', '.cjs']) {
     const candidate = base + extension;
@@ -141,7 +184,10 @@ async function findEntry(base: string): Promise<string> {
       // try the next extension
     }
   }
-  throw new InvocationError(`No handler file found for '${base}' (tried .ts, .mts, .js, .mjs, .cjs)`);
+  throw new HandlerLoadError(
+    `Handler '${trigger.handler}' of function '${trigger.functionKey}': no file '${base}' (tried .ts, .mts, .js, .mjs, .cjs)`,
+    'Runtime.ImportModuleError',
+  );
 }
 
 export interface OfflineInvokerOptions {
@@ -154,6 +200,13 @@ export interface OfflineInvokerOptions {
 /**
  * Invokes through serverless-offline's Lambda API (`POST /2015-03-31/functions/{name}/invocations`), so its
  * code reloading and worker isolation apply. A function error comes back as `X-Amz-Function-Error`.
+ *
+ * A handler that does not load is a function error too there, always with `errorType` "Error" (serverless-offline
+ * 14 reports every throw so); what tells it apart is the Lambda runtime's own error in the first line of `trace`
+ * (`Runtime.ImportModuleError: ...`, `Runtime.HandlerNotFound: ... is undefined or not exported`,
+ * `Runtime.UserCodeSyntaxError: ...`), or, for a module that throws while it is imported, the runtime's loader
+ * (`_loadUserApp` in UserFunction.js) in the trace. A function serverless-offline does not know answers 404
+ * ResourceNotFoundException. Each of these is a HandlerLoadError.
  */
 export class OfflineInvoker implements Invoker {
   constructor(private readonly options: OfflineInvokerOptions) {}
@@ -178,7 +231,7 @@ export class OfflineInvoker implements Invoker {
     const text = await response.text();
     const functionError = response.headers.get('x-amz-function-error') ?? response.headers.get('x-amzn-errortype');
     if (response.ok && !functionError) return;
-    let payload: { errorMessage?: string; errorType?: string; Message?: string } = {};
+    let payload: { errorMessage?: string; errorType?: string; Message?: string; trace?: unknown } = {};
     try {
       payload = JSON.parse(text) as typeof payload;
     } catch {
@@ -186,6 +239,24 @@ export class OfflineInvoker implements Invoker {
     }
     const message = payload.errorMessage ?? payload.Message ?? (text || `HTTP ${response.status}`);
     const type = payload.errorType ?? functionError ?? `HTTP${response.status}`;
+    if (functionError === 'ResourceNotFoundException' || response.status === 404) {
+      throw new HandlerLoadError(`serverless-offline has no function '${trigger.functionName}': ${message}`, 'ResourceNotFoundException');
+    }
+    const loadFailure = handlerLoadFailure(payload.trace);
+    if (loadFailure)
+      throw new HandlerLoadError(`Handler '${trigger.handler}' of function '${trigger.functionKey}' did not load: ${message}`, loadFailure);
     throw /timed? ?out/i.test(message) ? new InvocationTimeoutError(message, type) : new InvocationError(message, type);
   }
+}
+
+/** The Lambda runtime's errorType when serverless-offline's trace shows a handler that did not load, else undefined. */
+function handlerLoadFailure(trace: unknown): string | undefined {
+  if (!Array.isArray(trace) || trace.length === 0) return undefined;
+  const lines = trace.filter((line): line is string => typeof line === 'string');
+  const runtime = /^(Runtime\.(?:ImportModuleError|HandlerNotFound|UserCodeSyntaxError|MalformedHandlerName))\b/.exec(lines[0] ?? '');
+  if (runtime) return runtime[1];
+  // A module that throws at import: the error is the module's own, raised inside the runtime's loader.
+  return lines.some((line) => /\bat (?:async )?(?:_loadUserApp|_tryAwaitImport|_tryRequire) \(.*UserFunction\.js/.test(line))
+    ? 'Runtime.ImportModuleError'
+    : undefined;
 }

@@ -5,6 +5,10 @@
  *
  * It knows nothing of the service it runs: no exchanges, no database. A service plugs in through hooks
  * (see RunnerHooks): what to declare on every connection, and background tasks to run beside the triggers.
+ *
+ * A broker that refuses the login (EVENT_SOURCE_AUTHN_ERROR) or the virtual host (EVENT_SOURCE_AUTHZ_ERROR)
+ * stops every trigger (State Failed) and the reconnecting, as AWS stops the consumer: retrying would not
+ * change its mind.
  */
 import type { ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
@@ -14,6 +18,7 @@ import { redactUrl } from '../lib/redact-url';
 import { localEventSourceArn } from '../rmq-event';
 import type { TriggerDefinition } from './definitions';
 import type { Invoker } from './invokers';
+import { type BrokerRefusal, classifyConnectError, disabledMapping, type EventSourceMappingStatus } from './mapping';
 import { QueueTrigger } from './trigger';
 
 /** What a hook is given. */
@@ -65,12 +70,17 @@ export class Runner {
   private readonly context: HookContext;
   private stopping: Promise<void> | undefined;
   private readonly stopBackground: Array<() => Promise<void>> = [];
+  /** Why the broker refused us for good, once it has (then nothing reconnects). */
+  private refused: BrokerRefusal | undefined;
+  private readonly disabled: readonly TriggerDefinition[];
+  private readonly createdAt = new Date();
 
   constructor(private readonly options: RunnerOptions) {
     const { logger, hooks } = options;
     this.log = logger.child({ component: 'runner' });
     this.broker = new Broker({ urls: options.urls, connectionName: options.connectionName ?? 'rabbitmq-trigger' });
     const enabled = options.triggers.filter((trigger) => trigger.enabled);
+    this.disabled = options.triggers.filter((trigger) => !trigger.enabled);
     this.context = { triggers: enabled, broker: this.broker, logger, env: options.env ?? process.env };
     if (hooks?.onConnect) {
       const onConnect = hooks.onConnect.bind(hooks);
@@ -78,14 +88,18 @@ export class Runner {
     }
     this.broker.on('connected', () => this.log.info('connected to RabbitMQ'));
     this.broker.on('disconnected', (error?: Error) => {
-      if (this.stopping) return;
+      if (this.stopping || this.refused) return;
       this.log.warn({ err: error }, 'lost the RabbitMQ connection; reconnecting');
       // Triggers reconnect on their own as their channels close; this makes sure it happens even when idle.
       this.broker.connect().catch((e: unknown) => this.log.error({ err: e }, 'reconnect gave up'));
     });
-    this.broker.on('connectFailed', ({ url, attempt, error }: { url: string; attempt: number; error: Error }) =>
-      this.log.warn({ url, attempt, err: error }, 'could not connect to RabbitMQ'),
-    );
+    this.broker.on('connectFailed', ({ url, attempt, error }: { url: string; attempt: number; error: Error }) => {
+      if (this.refused || this.stopping) return;
+      this.log.warn({ url, attempt, err: error }, 'could not connect to RabbitMQ');
+      const refusal = classifyConnectError(error, url);
+      if (refusal) return void this.refuse(refusal);
+      for (const trigger of this.triggers) trigger.reportResult({ problem: `Connection error: ${error.message}` });
+    });
     // One confirming publisher for the triggers' dead letters, on the runner's connection.
     this.publisher = new Publisher(this.broker);
     this.triggers = enabled.map(
@@ -99,6 +113,28 @@ export class Runner {
           ...(options.maxRequeueDelayMs !== undefined ? { maxRequeueDelayMs: options.maxRequeueDelayMs } : {}),
         }),
     );
+  }
+
+  /** Every mapping of this runner, as AWS lists them (ListEventSourceMappings), disabled ones included. */
+  mappings(): EventSourceMappingStatus[] {
+    return [
+      ...this.triggers.map((trigger) => trigger.describe()),
+      ...this.disabled.map((definition) => disabledMapping(definition, definition.brokerArn ?? localEventSourceArn(), this.createdAt)),
+    ];
+  }
+
+  /**
+   * The broker refused us for good: every trigger fails with its code and the reconnecting stops, as AWS stops
+   * the consumer. Background tasks keep running (they see a closed broker).
+   */
+  private async refuse(refusal: BrokerRefusal): Promise<void> {
+    this.refused = refusal;
+    this.log.error(
+      { StateTransitionReason: refusal.reason, detail: refusal.detail },
+      'RabbitMQ refused the runner for good: every trigger stops (Failed); fix the broker URL or the user and restart',
+    );
+    await Promise.allSettled(this.triggers.map((trigger) => trigger.fail(refusal.reason, refusal.detail)));
+    await this.broker.close();
   }
 
   /** Connects and starts every trigger and background task; resolves once each is consuming (or retrying). */

@@ -17,6 +17,11 @@
  * (100 ms to 5 s by default, reset by a success), so a function that keeps failing does not spend the queue's
  * delivery limit in a hot loop. The wait loses and reorders nothing: the batch stays unacknowledged meanwhile, and
  * with one invocation at a time no other batch is invoked during it. stop() cuts the wait short.
+ *
+ * It reports itself as AWS reports an event source mapping (see mapping.ts): State, StateTransitionReason,
+ * LastProcessingResult, counts. A handler that does not load (HandlerLoadError) or a queue RabbitMQ will not let
+ * the user read stops the trigger for good (Failed, FUNCTION_CONFIG_NOT_VALID / EVENT_SOURCE_AUTHZ_ERROR): it
+ * gives its unstarted messages back and consumes no more, and the other triggers keep running.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,7 +43,16 @@ import {
 import { Batcher } from './batcher';
 import type { TriggerDefinition } from './definitions';
 import { compileFilterPatterns, type RecordFilter } from './filters';
-import type { Invoker } from './invokers';
+import { HandlerLoadError, type Invoker } from './invokers';
+import {
+  type EventSourceMappingStatus,
+  isAccessRefused,
+  type MappingState,
+  mappingConfiguration,
+  NO_RECORDS_PROCESSED,
+  type StateTransitionReason,
+  type TriggerCounts,
+} from './mapping';
 
 export interface TriggerOptions {
   /** Invocations in flight at once for this trigger; AWS runs exactly one (the default). */
@@ -65,6 +79,8 @@ export interface TriggerOptions {
    */
   requeueDelayMs?: number;
   maxRequeueDelayMs?: number;
+  /** Told of every change of State ('state') and of LastProcessingResult ('result'), e.g. to keep a status file. */
+  onChange?: (trigger: QueueTrigger, what: 'state' | 'result') => void;
 }
 
 /** A delivery as the trigger holds it: its `aws:rmq` record, or why it cannot have one. */
@@ -79,21 +95,6 @@ interface Delivery {
 /** What became of one delivery of a batch; each is settled on its own terms. */
 type Settlement = 'ack' | 'requeue' | 'reject';
 
-/** Running totals of one trigger since it started. */
-export interface TriggerCounts {
-  received: number;
-  invocations: number;
-  failedInvocations: number;
-  acked: number;
-  requeued: number;
-  /** Dead-lettered by the trigger itself (unrepresentable or too large), never shown to the function. */
-  deadLettered: number;
-  /** Matched none of the filter criteria: acked, never invoked (as Lambda discards them). */
-  filtered: number;
-  /** Rejected without requeue (no dead-letter exchange to publish to, or the publish was unroutable). */
-  rejected: number;
-}
-
 /** One consumer on one channel; when the channel dies its session ends and a new one starts. */
 interface Session {
   channel: Channel;
@@ -104,16 +105,29 @@ interface Session {
   inFlight: Set<Promise<void>>;
 }
 
-export type TriggerState = 'idle' | 'consuming' | 'recovering' | 'stopping' | 'stopped';
+/**
+ * What the consumer is doing. `failed`: stopped for good by an unrecoverable error (see mapping.ts); only a
+ * restart of the runner consumes again.
+ */
+export type TriggerState = 'idle' | 'consuming' | 'recovering' | 'stopping' | 'stopped' | 'failed';
 
 export class QueueTrigger {
   private session: Session | undefined;
   private state: TriggerState = 'idle';
+  /** Whether a consumer was ever in place: until then a recovering trigger is Enabling, after it Enabled. */
+  private consumedOnce = false;
+  private mappingState: MappingState = 'Creating';
+  private reason: StateTransitionReason = 'USER_INITIATED';
+  private reasonDetail: string | undefined;
+  private lastModified = new Date();
+  private lastResult = NO_RECORDS_PROCESSED;
+  private lastResultAt: Date | undefined;
   /** Consecutive failed invocations, and the wait their batch gets before it is requeued. */
   private failedInARow = 0;
   private requeueDelay = 0;
-  /** Cuts the requeue waits short on stop(). */
+  /** Cuts the requeue waits short on stop() or failure. */
   private readonly waking = new AbortController();
+  private failing: Promise<void> | undefined;
   private restartDelay: number;
   private readonly concurrency: number;
   private readonly log: Logger;
@@ -148,15 +162,75 @@ export class QueueTrigger {
     if (options.deadLetterExchange && !options.publisher) throw new TypeError('QueueTrigger: deadLetterExchange needs a publisher');
   }
 
+  /** What the consumer is doing (see `mapping` for the state as AWS names it). */
   get status(): TriggerState {
     return this.state;
+  }
+
+  /** The state as AWS reports a mapping's. */
+  get mappingStatus(): MappingState {
+    return this.mappingState;
+  }
+
+  /** The mapping as GetEventSourceMapping would describe it, plus the local figures under `Local`. */
+  describe(): EventSourceMappingStatus {
+    return {
+      ...mappingConfiguration(this.definition, this.options.eventSourceArn),
+      State: this.mappingState,
+      StateTransitionReason: this.reason,
+      LastModified: this.lastModified.toISOString(),
+      LastProcessingResult: this.lastResult,
+      Local: {
+        functionKey: this.definition.functionKey,
+        functionName: this.definition.functionName,
+        consumer: this.state,
+        ...(this.reasonDetail ? { stateTransitionDetail: this.reasonDetail } : {}),
+        ...(this.lastResultAt ? { lastProcessingResultAt: this.lastResultAt.toISOString() } : {}),
+        requeueDelayMs: this.requeueDelay,
+        concurrency: this.concurrency,
+        counts: { ...this.counts },
+      },
+    };
   }
 
   /** Starts consuming; keeps retrying in the background if the broker or queue is not there yet. */
   async start(): Promise<void> {
     if (this.state !== 'idle') return;
-    this.state = 'recovering';
+    this.enter('recovering');
     await this.consumeUntilStopped();
+  }
+
+  /**
+   * Records the result of the last processing attempt: `OK`, or a problem (`PROBLEM: ` is added). The runner
+   * reports its connection problems here too.
+   */
+  reportResult(result: 'OK' | { problem: string }): void {
+    if (this.state === 'failed') return; // it keeps the problem it failed with
+    this.lastResult = result === 'OK' ? 'OK' : `PROBLEM: ${result.problem}`;
+    this.lastResultAt = new Date();
+    this.options.onChange?.(this, 'result');
+  }
+
+  /**
+   * Stops the trigger for good (State Failed, StateTransitionReason `reason`), as AWS stops a consumer after an
+   * unrecoverable error: takes no more messages, gives back the ones not yet handed to the function, lets the
+   * invocations in flight settle their batches, then closes the channel. Other triggers are not affected.
+   */
+  fail(reason: Exclude<StateTransitionReason, 'USER_INITIATED'>, detail: string): Promise<void> {
+    if (this.state === 'failed' || this.state === 'stopping' || this.state === 'stopped') return this.failing ?? Promise.resolve();
+    this.reportResult({ problem: detail });
+    this.enter('failed', reason, detail);
+    this.waking.abort();
+    const session = this.session;
+    this.failing = (async () => {
+      if (session?.open) await this.returnUnstarted(session);
+      await Promise.allSettled([...this.inFlightAll]);
+      if (session?.open) {
+        session.open = false;
+        await session.channel.close().catch(() => undefined);
+      }
+    })();
+    return this.failing;
   }
 
   /**
@@ -164,26 +238,58 @@ export class QueueTrigger {
    * the invocations in flight to finish and settle their batches, then closes the channel.
    */
   async stop(): Promise<void> {
+    if (this.state === 'failed') return this.failing;
     if (this.state === 'stopped' || this.state === 'stopping') return;
-    this.state = 'stopping';
+    this.enter('stopping');
     this.waking.abort();
     const session = this.session;
-    if (session?.open) {
-      if (session.consumerTag) await session.channel.cancel(session.consumerTag).catch(() => undefined);
-      const unsent = [...session.ready.flat(), ...session.batcher.drain()];
-      session.ready = [];
-      this.settle(
-        session,
-        unsent.map((delivery): [Delivery, Settlement] => [delivery, 'requeue']),
-      );
-      if (unsent.length) this.log.info({ messages: unsent.length }, 'returned unstarted messages to the queue');
-    }
+    if (session?.open) await this.returnUnstarted(session);
     await Promise.allSettled([...this.inFlightAll]);
     if (session?.open) {
       session.open = false;
       await session.channel.close().catch(() => undefined);
     }
-    this.state = 'stopped';
+    this.enter('stopped');
+  }
+
+  /** Cancels the consumer and gives back (nack with requeue) what was not handed to the function yet. */
+  private async returnUnstarted(session: Session): Promise<void> {
+    if (session.consumerTag) await session.channel.cancel(session.consumerTag).catch(() => undefined);
+    const unsent = [...session.ready.flat(), ...session.batcher.drain()];
+    session.ready = [];
+    this.settle(
+      session,
+      unsent.map((delivery): [Delivery, Settlement] => [delivery, 'requeue']),
+    );
+    if (unsent.length) this.log.info({ messages: unsent.length }, 'returned unstarted messages to the queue');
+  }
+
+  /**
+   * Moves the consumer to `next` and, when that changes the state as AWS names it, records when and why and logs
+   * one line.
+   */
+  private enter(next: TriggerState, reason: StateTransitionReason = 'USER_INITIATED', detail?: string): void {
+    this.state = next;
+    if (next === 'consuming') this.consumedOnce = true;
+    const mapped: MappingState = {
+      idle: 'Creating',
+      recovering: this.consumedOnce ? 'Enabled' : 'Enabling',
+      consuming: 'Enabled',
+      stopping: 'Disabling',
+      stopped: 'Disabled',
+      failed: 'Failed',
+    }[next] as MappingState;
+    if (mapped === this.mappingState && reason === this.reason) return;
+    const previous = this.mappingState;
+    this.mappingState = mapped;
+    this.reason = reason;
+    this.reasonDetail = detail;
+    this.lastModified = new Date();
+    this.log[mapped === 'Failed' ? 'error' : 'info'](
+      { State: mapped, previous, StateTransitionReason: reason, ...(detail ? { detail } : {}) },
+      'trigger state changed',
+    );
+    this.options.onChange?.(this, 'state');
   }
 
   private async consumeUntilStopped(): Promise<void> {
@@ -192,17 +298,26 @@ export class QueueTrigger {
       try {
         await this.openSession();
         if (this.state !== 'recovering') {
-          // stop() came while the channel was opening: it saw no session, so close this one here.
+          // stop() or fail() came while the channel was opening: it saw no session, so close this one here.
           const session = this.session!;
           session.open = false;
           await session.channel.close().catch(() => undefined);
           return;
         }
-        this.state = 'consuming';
+        this.enter('consuming');
         this.restartDelay = this.options.restartDelayMs ?? 100;
         return;
       } catch (error) {
         if (this.state !== 'recovering') return;
+        if (isAccessRefused(error)) {
+          // RabbitMQ will not let this user read the queue: retrying will not change its mind (AWS stops the consumer).
+          void this.fail(
+            'EVENT_SOURCE_AUTHZ_ERROR',
+            `RabbitMQ refused to let the user consume from queue '${this.definition.queue}': ${(error as Error).message}`,
+          );
+          return;
+        }
+        this.reportResult({ problem: `Could not consume from queue '${this.definition.queue}': ${(error as Error).message}` });
         this.log.warn({ err: error, retryInMs: this.restartDelay }, 'could not start consuming; will retry');
         await sleep(this.restartDelay);
         this.restartDelay = Math.min(maxDelay, this.restartDelay * 2);
@@ -243,7 +358,7 @@ export class QueueTrigger {
           void session.channel.close().catch(() => undefined);
           return;
         }
-        if (!session.open || this.state === 'stopping') return; // closing the channel gives it back
+        if (!session.open || this.state === 'stopping' || this.state === 'failed') return; // closing the channel gives it back
         this.counts.received++;
         if (!this.passes(message)) return this.discard(session, message);
         session.batcher.add(this.prepare(message));
@@ -260,18 +375,28 @@ export class QueueTrigger {
     session.open = false;
     const dropped = session.batcher.drain().length + session.ready.flat().length;
     session.ready = [];
-    if (this.state === 'stopping' || this.state === 'stopped') return;
+    // A channel that closed before its consumer was in place (a refused basic.consume) is openSession's to
+    // report: the loop that opened it retries or gives up; starting another loop here would run two.
+    if (this.session !== session) return;
+    if (this.state === 'stopping' || this.state === 'stopped' || this.state === 'failed') return;
     this.log.warn(
       { unackedDropped: dropped, inFlight: session.inFlight.size },
       'channel closed; unacknowledged messages return to the queue; reconnecting',
     );
-    this.state = 'recovering';
+    this.reportResult({ problem: 'Connection error: the channel to RabbitMQ closed; consuming again' });
+    this.enter('recovering');
     void this.consumeUntilStopped();
   }
 
   /** Starts invocations while there are ready batches and free slots. */
   private pump(session: Session): void {
-    while (session.open && this.state !== 'stopping' && session.inFlight.size < this.concurrency && session.ready.length) {
+    while (
+      session.open &&
+      this.state !== 'stopping' &&
+      this.state !== 'failed' &&
+      session.inFlight.size < this.concurrency &&
+      session.ready.length
+    ) {
       const batch = session.ready.shift()!;
       const run = this.run(session, batch)
         .catch((error: unknown) => {
@@ -370,22 +495,42 @@ export class QueueTrigger {
       };
       this.counts.invocations++;
       outcome = 'ack';
+      let unloadable: HandlerLoadError | undefined;
       try {
         await this.invoker.invoke(this.definition, event, { requestId });
         this.failedInARow = 0;
         this.requeueDelay = 0;
+        this.reportResult('OK');
       } catch (error) {
         outcome = 'nack';
         this.counts.failedInvocations++;
-        const delay = this.nextRequeueDelay();
-        this.log.error(
-          { err: error, requestId, batchSize: records.length, requeueDelayMs: delay, failedInARow: this.failedInARow },
-          'invocation failed; the whole batch will be redelivered',
-        );
-        // The batch stays unacknowledged meanwhile; stop() wakes this at once.
-        await sleep(delay, undefined, { signal: this.waking.signal }).catch(() => undefined);
+        if (error instanceof HandlerLoadError) {
+          unloadable = error;
+          this.log.error({ err: error, requestId, batchSize: records.length }, 'the handler did not load; the trigger stops');
+        } else {
+          const delay = this.nextRequeueDelay();
+          this.log.error(
+            { err: error, requestId, batchSize: records.length, requeueDelayMs: delay, failedInARow: this.failedInARow },
+            'invocation failed; the whole batch will be redelivered',
+          );
+          const { errorType } = error as { errorType?: unknown };
+          const cause = error instanceof Error ? error.message : String(error);
+          this.reportResult({ problem: `Function call failed: ${typeof errorType === 'string' ? `${errorType}: ` : ''}${cause}` });
+          // The batch stays unacknowledged meanwhile; stop() and fail() wake this at once.
+          await sleep(delay, undefined, { signal: this.waking.signal }).catch(() => undefined);
+        }
       }
       for (const delivery of records) settlements.set(delivery, outcome === 'ack' ? 'ack' : 'requeue');
+      if (unloadable) {
+        // Give the batch back first (in delivery order, one frame), then stop: no more batches start.
+        this.settle(
+          session,
+          batch.map((delivery): [Delivery, Settlement] => [delivery, settlements.get(delivery) ?? 'requeue']),
+          this.concurrency === 1,
+        );
+        void this.fail('FUNCTION_CONFIG_NOT_VALID', `${unloadable.errorType}: ${unloadable.message}`);
+        return;
+      }
     }
     const durationMs = Math.round((performance.now() - started) * 10) / 10;
     const outcomes = batch.map((delivery): [Delivery, Settlement] => [delivery, settlements.get(delivery) ?? 'requeue']);

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { Batcher } from '../../shared/runner/batcher';
 import { AWS_MQ_DEFAULTS, loadService, TriggerDefinitionError, triggersFromFunctions } from '../../shared/runner/definitions';
+import { classifyConnectError, mappingConfiguration, mappingUuid } from '../../shared/runner/mapping';
 
 const serviceDir = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -110,6 +111,52 @@ describe("configuration limits, with CreateEventSourceMapping's ValidationExcept
       const [t] = triggersFromFunctions(withEvent({ batchSize, maximumBatchingWindow }), info);
       expect(t).toMatchObject({ batchSize, maximumBatchingWindow });
     }
+  });
+});
+
+describe('mappings as AWS describes them', () => {
+  const [definition] = triggersFromFunctions(
+    withEvent({ arn: 'arn:aws:mq:eu-west-1:123456789012:broker:b:b-1', filterPatterns: [{ data: { kind: ['order'] } }] }),
+    info,
+  );
+
+  it('gives a mapping a UUID of its own, the same in every process and run', () => {
+    const uuid = mappingUuid(definition!);
+    expect(uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(mappingUuid({ ...definition! })).toBe(uuid);
+    expect(mappingUuid({ ...definition!, queue: 'other' })).not.toBe(uuid);
+  });
+
+  it("lists the configuration under AWS's field names", () => {
+    expect(mappingConfiguration(definition!, 'arn:aws:mq:eu-west-1:123456789012:broker:b:b-1')).toEqual({
+      UUID: mappingUuid(definition!),
+      FunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:s-dev-fn',
+      EventSourceArn: 'arn:aws:mq:eu-west-1:123456789012:broker:b:b-1',
+      Queues: ['q'],
+      SourceAccessConfigurations: [{ Type: 'VIRTUAL_HOST', URI: '/' }],
+      BatchSize: 100,
+      MaximumBatchingWindowInSeconds: 0.5,
+      FilterCriteria: { Filters: [{ Pattern: '{"data":{"kind":["order"]}}' }] },
+    });
+  });
+
+  it('tells a broker that refuses us for good from one that is away', () => {
+    const url = 'amqp://fn:secret@127.0.0.1:5672/orders';
+    const login = new Error(
+      'Handshake terminated by server: 403 (ACCESS-REFUSED) with message "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN."',
+    );
+    expect(classifyConnectError(login, url)).toMatchObject({
+      reason: 'EVENT_SOURCE_AUTHN_ERROR',
+      detail: expect.stringContaining("user 'fn'"),
+    });
+    expect(classifyConnectError(new Error('Expected ConnectionOpenOk; got <ConnectionClose channel:0>'), url)).toMatchObject({
+      reason: 'EVENT_SOURCE_AUTHZ_ERROR',
+      detail: expect.stringContaining("virtual host 'orders'"),
+    });
+    expect(
+      classifyConnectError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5672'), { code: 'ECONNREFUSED' }), url),
+    ).toBeUndefined();
+    expect(classifyConnectError(new Error('Socket closed abruptly during opening handshake'), url)).toBeUndefined();
   });
 });
 
