@@ -6,4 +6,5 @@ export * from './invokers';
 export * from './mapping';
 export * from './runner';
 export * from './settings';
+export * from './status-file';
 export * from './trigger';

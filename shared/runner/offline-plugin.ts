@@ -4,7 +4,7 @@
  * (port 3002 by default), so its code reloading and worker isolation keep working.
  *
  * Settings: serverless.yml `custom.rabbitmqTrigger` (see settings.ts): `concurrency`, `functions`,
- * `deadLetterExchange`, `hooks`. The broker comes from the functions' environment (AMQP_URL /
+ * `deadLetterExchange`, `hooks`, `statusDir`. The broker comes from the functions' environment (AMQP_URL /
  * AMQP_URLS). The settings and the rabbitmq events are checked before serverless-offline starts anything: a
  * definition AWS would refuse stops `serverless offline start` with AWS's message, nothing served or consumed.
  */
@@ -12,7 +12,7 @@
 import { checkRabbitmqLimits, type TriggerDefinition, TriggerDefinitionError, triggersFromFunctions } from './definitions';
 import { OfflineInvoker } from './invokers';
 import { Runner } from './runner';
-import { brokerUrls, createRunnerLogger, loadHooks, type TriggerSettings, triggerSettings } from './settings';
+import { brokerUrls, createRunnerLogger, loadHooks, statusDirectory, type TriggerSettings, triggerSettings } from './settings';
 
 interface ServerlessLike {
   serviceDir?: string;
@@ -114,6 +114,12 @@ export default class RabbitMQTriggerOfflinePlugin {
       ...(settings.deadLetterExchange ? { deadLetterExchange: settings.deadLetterExchange } : {}),
       hooks: await loadHooks(serviceDir, settings.hooks),
       env,
+      statusFile: {
+        directory: statusDirectory(serviceDir, settings),
+        label: 'serverless-offline',
+        service: service.service,
+        stage: this.serverless.getProvider('aws').getStage(),
+      },
     });
     // Not awaited: HTTP functions are served even while the broker is still coming up.
     this.runner.start().catch((error: unknown) => logger.error({ err: error }, 'RabbitMQ triggers failed to start'));

@@ -8,7 +8,7 @@
  *
  * A broker that refuses the login (EVENT_SOURCE_AUTHN_ERROR) or the virtual host (EVENT_SOURCE_AUTHZ_ERROR)
  * stops every trigger (State Failed) and the reconnecting, as AWS stops the consumer: retrying would not
- * change its mind.
+ * change its mind. With `statusFile`, the runner keeps a status file of its mappings for `npm run status`.
  */
 import type { ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
@@ -19,6 +19,7 @@ import { localEventSourceArn } from '../rmq-event';
 import type { TriggerDefinition } from './definitions';
 import type { Invoker } from './invokers';
 import { type BrokerRefusal, classifyConnectError, disabledMapping, type EventSourceMappingStatus } from './mapping';
+import { pruneRunnerStatus, RunnerStatusFile, STATUS_REFRESH_MS } from './status-file';
 import { QueueTrigger } from './trigger';
 
 /** What a hook is given. */
@@ -60,6 +61,11 @@ export interface RunnerOptions {
   /** Wait before a failed batch is requeued: first and cap, doubling per failure in a row (defaults 100 ms, 5 s). */
   requeueDelayMs?: number;
   maxRequeueDelayMs?: number;
+  /**
+   * Keep a status file of this process's mappings in `directory` (see status-file.ts), named by pid; `label`
+   * says what runs them (worker, serverless-offline).
+   */
+  statusFile?: { directory: string; label: string; service?: string; stage?: string };
 }
 
 export class Runner {
@@ -74,6 +80,8 @@ export class Runner {
   private refused: BrokerRefusal | undefined;
   private readonly disabled: readonly TriggerDefinition[];
   private readonly createdAt = new Date();
+  private readonly statusFile: RunnerStatusFile | undefined;
+  private statusTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: RunnerOptions) {
     const { logger, hooks } = options;
@@ -81,6 +89,7 @@ export class Runner {
     this.broker = new Broker({ urls: options.urls, connectionName: options.connectionName ?? 'rabbitmq-trigger' });
     const enabled = options.triggers.filter((trigger) => trigger.enabled);
     this.disabled = options.triggers.filter((trigger) => !trigger.enabled);
+    this.statusFile = options.statusFile ? new RunnerStatusFile(options.statusFile.directory) : undefined;
     this.context = { triggers: enabled, broker: this.broker, logger, env: options.env ?? process.env };
     if (hooks?.onConnect) {
       const onConnect = hooks.onConnect.bind(hooks);
@@ -111,6 +120,9 @@ export class Runner {
           ...(options.deadLetterExchange ? { deadLetterExchange: options.deadLetterExchange } : {}),
           ...(options.requeueDelayMs !== undefined ? { requeueDelayMs: options.requeueDelayMs } : {}),
           ...(options.maxRequeueDelayMs !== undefined ? { maxRequeueDelayMs: options.maxRequeueDelayMs } : {}),
+          onChange: (_trigger, what) => {
+            if (what === 'state') this.writeStatus();
+          },
         }),
     );
   }
@@ -135,10 +147,37 @@ export class Runner {
     );
     await Promise.allSettled(this.triggers.map((trigger) => trigger.fail(refusal.reason, refusal.detail)));
     await this.broker.close();
+    this.writeStatus();
+  }
+
+  /** Rewrites this process's status file, if it keeps one; never throws. */
+  private writeStatus(): void {
+    if (!this.statusFile || !this.statusTimer) return;
+    const { label, service, stage } = this.options.statusFile!;
+    const broker = this.broker.status;
+    const failure = this.statusFile.write({
+      label,
+      ...(service ? { service } : {}),
+      ...(stage ? { stage } : {}),
+      startedAt: this.createdAt.toISOString(),
+      broker: {
+        state: broker.state,
+        since: broker.since.toISOString(),
+        ...(broker.lastError ? { lastError: broker.lastError.message } : {}),
+      },
+      EventSourceMappings: this.mappings(),
+    });
+    if (failure) this.log.debug({ err: failure, path: this.statusFile.path }, 'could not write the status file');
   }
 
   /** Connects and starts every trigger and background task; resolves once each is consuming (or retrying). */
   async start(): Promise<void> {
+    if (this.statusFile && !this.statusTimer && !this.stopping) {
+      pruneRunnerStatus(this.options.statusFile!.directory);
+      // Rewritten every few seconds (counts, results, broker) and at once on every state change.
+      this.statusTimer = setInterval(() => this.writeStatus(), STATUS_REFRESH_MS);
+      this.writeStatus();
+    }
     this.log.info(
       {
         brokers: this.options.urls.map(redactUrl),
@@ -163,6 +202,9 @@ export class Runner {
       await Promise.allSettled(this.stopBackground.map((stop) => stop()));
       await this.publisher.close();
       await this.broker.close();
+      clearInterval(this.statusTimer);
+      this.statusTimer = undefined;
+      this.statusFile?.remove();
       this.log.info('stopped');
     })();
     return this.stopping;

@@ -3,12 +3,13 @@
  * `custom.rabbitmqTrigger` of serverless.yml, the broker URLs and log level from the functions' environment,
  * and the hooks module a service plugs in with.
  */
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type DestinationStream, destination, type Logger, pino, stdTimeFunctions } from 'pino';
 import { z } from 'zod';
 import { TriggerDefinitionError } from './definitions';
 import type { RunnerHooks } from './runner';
+import { DEFAULT_STATUS_DIR } from './status-file';
 
 const Settings = z
   .object({
@@ -20,6 +21,11 @@ const Settings = z
     deadLetterExchange: z.string().min(1).optional(),
     /** A module, relative to the service directory, whose default export is the RunnerHooks. */
     hooks: z.string().min(1).optional(),
+    /**
+     * Where each runner process keeps its status file for `npm run status` (relative to the service directory;
+     * default `.build/rabbitmq-trigger`, which .gitignore's `.build/` covers). See status-file.ts.
+     */
+    statusDir: z.string().min(1).optional(),
   })
   .strict();
 
@@ -31,6 +37,12 @@ export function triggerSettings(custom: Record<string, unknown> | undefined): Tr
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'value'}: ${issue.message}`);
   throw new TriggerDefinitionError(`custom.rabbitmqTrigger: ${problems.join('; ')}`);
+}
+
+/** The directory the runners of the service in `serviceDir` keep their status files in. */
+export function statusDirectory(serviceDir: string, settings: TriggerSettings): string {
+  const directory = settings.statusDir ?? DEFAULT_STATUS_DIR;
+  return isAbsolute(directory) ? directory : resolve(serviceDir, directory);
 }
 
 export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';

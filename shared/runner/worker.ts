@@ -7,7 +7,8 @@
  *
  * Settings as the serverless-offline plugin reads them: `custom.rabbitmqTrigger` of serverless.yml (its
  * `hooks` module too), the broker from AMQP_URL / AMQP_URLS, LOG_LEVEL. A definition AWS would refuse (a batch
- * size or window out of range, a filter pattern) stops it before it connects, with AWS's message.
+ * size or window out of range, a filter pattern) stops it before it connects, with AWS's message. While it
+ * runs, its mappings' state is in the service's status directory, for `npm run status`.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,7 +16,7 @@ import { UsageError } from '../lib/usage-error';
 import { loadService, TriggerDefinitionError, triggersFromFunctions } from './definitions';
 import { bundledHandlerLoader, InProcessInvoker } from './invokers';
 import { Runner } from './runner';
-import { brokerUrls, createRunnerLogger, loadHooks, triggerSettings } from './settings';
+import { brokerUrls, createRunnerLogger, loadHooks, statusDirectory, triggerSettings } from './settings';
 
 const usage = `Usage: npm run worker -- [--functions name,name] [--concurrency N] [--stage STAGE] [--service-dir DIR]
 
@@ -74,6 +75,12 @@ async function main(): Promise<void> {
     connectionName: `${service.info.service}-worker-${process.pid}`,
     ...(settings.deadLetterExchange ? { deadLetterExchange: settings.deadLetterExchange } : {}),
     hooks: await loadHooks(serviceDir, settings.hooks),
+    statusFile: {
+      directory: statusDirectory(serviceDir, settings),
+      label: 'worker',
+      service: service.info.service,
+      stage: service.info.stage,
+    },
   });
 
   let signals = 0;

@@ -2,8 +2,9 @@
  * End to end: `serverless offline start` (osls + serverless-offline + our plugin) on a small service of its own
  * (test/fixtures/offline-service: its own serverless.yml, no code of this app), fed by messages published to
  * the real broker, in a vhost of the test's own. The service's queues are its own business: the test declares
- * them, as a stranger's infrastructure would, and the plugin must declare nothing of this app. A service whose
- * batch size AWS would refuse does not start (test/fixtures/offline-service-invalid).
+ * them, as a stranger's infrastructure would, and the plugin must declare nothing of this app. A function whose
+ * handler serverless-offline cannot load stops its own trigger (FUNCTION_CONFIG_NOT_VALID), and `npm run status`
+ * shows it; a service whose batch size AWS would refuse does not start (test/fixtures/offline-service-invalid).
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -12,8 +13,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TriggersReport } from '../../scripts/status';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event';
-import { loadService, triggersFromFunctions } from '../../shared/runner';
+import { loadService, readRunnerStatus, triggersFromFunctions } from '../../shared/runner';
 import { queueDepth } from '../support/amqp';
 import { uniqueQueue, waitFor } from '../support/runner';
 import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
@@ -21,6 +23,8 @@ import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../suppor
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const serviceDir = join(root, 'test/fixtures/offline-service');
+const statusDir = join(serviceDir, '.build/rabbitmq-trigger');
+const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');
 
 interface Recorded {
   fn: string;
@@ -36,6 +40,7 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
   const recordFile = join(mkdtempSync(join(tmpdir(), 'offline-e2e-')), 'records.jsonl');
   const queue = uniqueQueue('offline-e2e');
   const flakyQueue = uniqueQueue('offline-e2e-flaky');
+  const brokenQueue = uniqueQueue('offline-e2e-broken');
 
   const records = (): Recorded[] =>
     existsSync(recordFile)
@@ -48,7 +53,7 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
   beforeAll(async () => {
     vhost = await createVhost('offline-e2e');
     amqp = await openAmqp(vhost.url);
-    for (const name of [queue, flakyQueue]) await amqp.channel.assertQueue(name, { durable: true });
+    for (const name of [queue, flakyQueue, brokenQueue]) await amqp.channel.assertQueue(name, { durable: true });
     offline = spawn(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
       cwd: serviceDir,
       env: {
@@ -58,6 +63,7 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
         RECORD_FILE: recordFile,
         E2E_QUEUE: queue,
         E2E_FLAKY_QUEUE: flakyQueue,
+        E2E_BROKEN_QUEUE: brokenQueue,
         HTTP_PORT: '3100',
         LAMBDA_PORT: '3102',
       },
@@ -67,8 +73,8 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
     offline.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     exited = new Promise((resolve) => offline.once('exit', (code) => resolve(code)));
     await waitFor(
-      () => (output.match(/"message":"consuming"/g) ?? []).length === 2,
-      `both triggers to consume. Output so far:\n${output}`,
+      () => (output.match(/"message":"consuming"/g) ?? []).length === 3,
+      `the three triggers to consume. Output so far:\n${output}`,
       60_000,
     );
   }, 90_000);
@@ -118,7 +124,14 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
 
   it('applies exactly the FilterCriteria `serverless package` puts in the template', async () => {
     const out = mkdtempSync(join(tmpdir(), 'offline-e2e-package-'));
-    const env = { ...process.env, CI: 'true', RECORD_FILE: recordFile, E2E_QUEUE: queue, E2E_FLAKY_QUEUE: flakyQueue };
+    const env = {
+      ...process.env,
+      CI: 'true',
+      RECORD_FILE: recordFile,
+      E2E_QUEUE: queue,
+      E2E_FLAKY_QUEUE: flakyQueue,
+      E2E_BROKEN_QUEUE: brokenQueue,
+    };
     await run(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'package', '--package', out], {
       cwd: serviceDir,
       env,
@@ -157,12 +170,42 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
     expect(output).toContain('invocation failed; the whole batch will be redelivered');
   });
 
-  it('stops cleanly on SIGTERM with nothing left unacknowledged', async () => {
+  it('stops the trigger of a function serverless-offline cannot load (Runtime.HandlerNotFound): FUNCTION_CONFIG_NOT_VALID, in npm run status', async () => {
+    amqp.channel.sendToQueue(brokenQueue, Buffer.from('for nobody'), { messageId: 'e2e-broken' });
+    await waitFor(
+      () => /"function":"broken".*"State":"Failed".*"StateTransitionReason":"FUNCTION_CONFIG_NOT_VALID"/.test(output),
+      'the broken trigger to fail',
+      20_000,
+    );
+    // The message is back in its queue, which nobody consumes any more; the other triggers run on.
+    await waitFor(async () => (await queueDepth(amqp.connection, brokenQueue)) === 1, 'the message back in its queue');
+    expect((await amqp.channel.checkQueue(brokenQueue)).consumerCount).toBe(0);
+    expect((await amqp.channel.checkQueue(queue)).consumerCount).toBe(1);
+
+    const run = await execFileText(process.execPath, [tsx, 'scripts/status.ts', '--json', '--service-dir', serviceDir]);
+    const report = JSON.parse(run) as TriggersReport;
+    const mine = report.EventSourceMappings.filter((m) => m.Local.pid === offline.pid);
+    expect(mine.map((m) => [m.Local.functionKey, m.State, m.StateTransitionReason])).toEqual([
+      ['recorder', 'Enabled', 'USER_INITIATED'],
+      ['flaky', 'Enabled', 'USER_INITIATED'],
+      ['broken', 'Failed', 'FUNCTION_CONFIG_NOT_VALID'],
+    ]);
+    const broken = mine.find((m) => m.Local.functionKey === 'broken')!;
+    expect(broken.LastProcessingResult).toMatch(
+      /^PROBLEM: Runtime\.HandlerNotFound: Handler 'handler\.missing' of function 'broken' did not load: .*handler\.missing is undefined or not exported/,
+    );
+    expect(broken.Local).toMatchObject({ process: 'serverless-offline', counts: { received: 1, requeued: 1, acked: 0 } });
+    expect(mine.find((m) => m.Local.functionKey === 'recorder')).toMatchObject({ LastProcessingResult: 'OK', Queues: [queue] });
+  });
+
+  it('stops cleanly on SIGTERM with nothing left unacknowledged, and removes its status file', async () => {
+    expect(readRunnerStatus(statusDir).map((r) => r.pid)).toContain(offline.pid);
     offline.kill('SIGTERM');
     await exited;
     expect(output).toContain('"message":"stopped"');
     expect(await queueDepth(amqp.connection, queue)).toBe(0);
     expect(await queueDepth(amqp.connection, flakyQueue)).toBe(0);
+    expect(readRunnerStatus(statusDir).map((r) => r.pid)).not.toContain(offline.pid);
   }, 30_000);
 });
 
@@ -188,3 +231,9 @@ describe('serverless offline start with a rabbitmq event AWS would refuse', () =
     expect(result.text).not.toMatch(/Server ready|Offline \[http for lambda\] listening/);
   }, 90_000);
 });
+
+/** Runs a command in the project root and resolves with its stdout (rejects with its output on failure). */
+async function execFileText(command: string, args: string[]): Promise<string> {
+  const { stdout } = await run(command, args, { cwd: root, env: { ...process.env, LOG_LEVEL: 'silent' }, timeout: 60_000 });
+  return stdout;
+}

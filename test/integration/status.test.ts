@@ -2,20 +2,28 @@
  * `npm run status` as a user runs it (a child process), against the real broker over AMQP, and against a
  * management API: a real HTTP server started here that answers /api/queues the way RabbitMQ's management
  * plugin does (its fields as RabbitMQ 3.10-4.x return them with the same `columns`), so the management path
- * is tested on every machine, with or without the plugin.
+ * is tested on every machine, with or without the plugin. And the RabbitMQ triggers of real `npm run worker`
+ * processes, as their status files report them, with AWS's field names.
  */
 import { spawn } from 'node:child_process';
 import { randomInt } from 'node:crypto';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { connect, createServer, type Server as NetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { managementTarget } from '../../scripts/lib/management';
-import type { StatusReport } from '../../scripts/status';
+import type { StatusReport, TriggersReport } from '../../scripts/status';
 import { loadConfig } from '../../shared/config';
 import { declareTopology, retryQueueName, topology, topologyOptions } from '../../shared/messaging';
+import { readRunnerStatus } from '../../shared/runner';
 import { AMQP_URL, openTestAmqp, type TestAmqp } from '../support/amqp';
+import { uniqueQueue, waitFor } from '../support/runner';
+import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
+import { killAll, spawnWorker, type WorkerProcess } from '../support/worker-process';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const tsx = fileURLToPath(new URL('../../node_modules/tsx/dist/cli.mjs', import.meta.url));
@@ -320,4 +328,147 @@ describe('npm run status', () => {
     expect(run.code).toBe(2);
     expect(run.stderr.trim()).toBe('status: Invalid configuration: AMQP_URL must be an amqp:// or amqps:// URL');
   });
+});
+
+describe('npm run status: the RabbitMQ triggers of every runner process on this machine', () => {
+  // Two `npm run worker` processes on a service of their own (no code of this app), in a vhost of the test's own.
+  const serviceDir = join(root, 'test/fixtures/offline-service');
+  const statusDir = join(serviceDir, '.build/rabbitmq-trigger');
+  const queues = { record: uniqueQueue('status-record'), flaky: uniqueQueue('status-flaky'), broken: uniqueQueue('status-broken') };
+  const workers: WorkerProcess[] = [];
+  let vhost: TestVhost;
+  let amqp: VhostAmqp;
+
+  beforeAll(async () => {
+    vhost = await createVhost('status-runners');
+    amqp = await openAmqp(vhost.url);
+    for (const queue of Object.values(queues)) await amqp.channel.assertQueue(queue, { durable: true });
+    const workerEnv = {
+      AMQP_URL: vhost.url,
+      AMQP_URLS: '',
+      LOG_LEVEL: 'info',
+      RECORD_FILE: join(mkdtempSync(join(tmpdir(), 'status-runners-')), 'records.jsonl'),
+      E2E_QUEUE: queues.record,
+      E2E_FLAKY_QUEUE: queues.flaky,
+      E2E_BROKEN_QUEUE: queues.broken,
+    };
+    for (let i = 0; i < 2; i++) workers.push(spawnWorker(workerEnv, { args: ['--service-dir', serviceDir] }));
+    for (const worker of workers) {
+      await waitFor(
+        () => (worker.output().match(/"message":"consuming"/g) ?? []).length === 3,
+        `a worker's three triggers to consume. Output:\n${worker.output()}`,
+        60_000,
+      );
+    }
+  }, 90_000);
+
+  afterAll(async () => {
+    await killAll(workers);
+    await amqp?.close();
+    await vhost?.remove();
+  });
+
+  const mappingsOf = (report: TriggersReport, pid: number) => report.EventSourceMappings.filter((m) => m.Local.pid === pid);
+
+  it("shows a Failed trigger with its reason and a healthy one Enabled, OK after a batch; --json with AWS's field names", async () => {
+    await amqp.channel.sendToQueue(queues.record, Buffer.from('{"order_id":"o-status"}'), { messageId: 'status-1' });
+    // Whichever worker takes it cannot load the handler and gives it back; then the other one cannot either.
+    await amqp.channel.sendToQueue(queues.broken, Buffer.from('for nobody'), { messageId: 'status-2' });
+    const pids = workers.map((w) => w.pid);
+    await waitFor(
+      () => {
+        const found = readRunnerStatus(statusDir).filter((r) => pids.includes(r.pid));
+        const all = found.flatMap((r) => r.EventSourceMappings);
+        return (
+          found.length === 2 &&
+          all.filter((m) => m.Local.functionKey === 'broken' && m.State === 'Failed').length === 2 &&
+          all.some((m) => m.Local.functionKey === 'recorder' && m.LastProcessingResult === 'OK')
+        );
+      },
+      'both workers to report the broken trigger Failed and one the recorder OK',
+      30_000,
+    );
+
+    const json = await runStatus(env, ['--json', '--service-dir', serviceDir]);
+    expect(json.code, json.stderr).toBe(0);
+    const report = JSON.parse(json.stdout) as StatusReport & TriggersReport;
+    expect(report.runners.filter((r) => pids.includes(r.pid))).toEqual(
+      pids.map((pid) =>
+        expect.objectContaining({
+          pid,
+          label: 'worker',
+          service: 'offline-e2e',
+          stage: 'local',
+          broker: expect.objectContaining({ state: 'connected' }),
+        }),
+      ),
+    );
+    for (const pid of pids) {
+      const mine = mappingsOf(report, pid);
+      expect(mine.map((m) => [m.Local.functionKey, m.State, m.StateTransitionReason])).toEqual([
+        ['recorder', 'Enabled', 'USER_INITIATED'],
+        ['flaky', 'Enabled', 'USER_INITIATED'],
+        ['broken', 'Failed', 'FUNCTION_CONFIG_NOT_VALID'],
+      ]);
+      const broken = mine[2]!;
+      expect(broken.LastProcessingResult).toMatch(
+        /^PROBLEM: Runtime\.HandlerNotFound: Handler 'handler\.missing' of function 'broken' does not export a function named 'missing'$/,
+      );
+      expect(broken.Local).toMatchObject({ process: 'worker', consumer: 'failed', counts: { received: 1, requeued: 1, acked: 0 } });
+    }
+    // The recorder as GetEventSourceMapping would describe it, from the worker that processed the batch.
+    const recorder = report.EventSourceMappings.find((m) => m.Local.functionKey === 'recorder' && m.LastProcessingResult === 'OK')!;
+    expect(recorder).toEqual({
+      UUID: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/),
+      FunctionArn: 'arn:aws:lambda:local-1:000000000000:function:offline-e2e-local-recorder',
+      EventSourceArn: 'arn:aws:mq:local-1:000000000000:broker:e2e:b-00000000-0000-0000-0000-000000000000',
+      Queues: [queues.record],
+      SourceAccessConfigurations: [{ Type: 'VIRTUAL_HOST', URI: '/' }],
+      BatchSize: 10,
+      MaximumBatchingWindowInSeconds: 0.1,
+      FilterCriteria: { Filters: [{ Pattern: '{"data":{"order_id":[{"prefix":"o-"}]}}' }, { Pattern: '{"data":[{"prefix":"plain:"}]}' }] },
+      State: 'Enabled',
+      StateTransitionReason: 'USER_INITIATED',
+      LastModified: expect.any(String),
+      LastProcessingResult: 'OK',
+      Local: expect.objectContaining({
+        functionKey: 'recorder',
+        functionName: 'offline-e2e-local-recorder',
+        process: 'worker',
+        lastProcessingResultAt: expect.any(String),
+        counts: expect.objectContaining({ received: 1, acked: 1, filtered: 0, requeued: 0, deadLettered: 0 }),
+      }),
+    });
+    // The same mapping has the same UUID in every process that runs it.
+    expect(new Set(report.EventSourceMappings.filter((m) => m.Local.functionKey === 'recorder').map((m) => m.UUID)).size).toBe(1);
+
+    const text = await runStatus(env, ['--service-dir', serviceDir]);
+    expect(text.code, text.stderr).toBe(0);
+    for (const pid of pids) {
+      expect(text.stdout).toContain(`worker pid ${pid}, offline-e2e local`);
+      expect(text.stdout).toMatch(
+        new RegExp(
+          `broken\\s+${queues.broken}\\s+worker ${pid}\\s+Failed\\s+FUNCTION_CONFIG_NOT_VALID\\s+PROBLEM: Runtime\\.HandlerNotFound`,
+        ),
+      );
+    }
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `recorder\\s+${queues.record}\\s+worker \\d+\\s+Enabled\\s+USER_INITIATED\\s+OK \\(\\d\\d:\\d\\d:\\d\\d\\)\\s+1\\s+0\\s+1\\s+0\\s+0`,
+      ),
+    );
+    expect(text.stdout).toContain('Stopped for good');
+  }, 60_000);
+
+  it('forgets a runner once it stops: a clean stop removes its file, a killed one is skipped', async () => {
+    const [stopped, killed] = workers;
+    expect(await stopped!.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(await killed!.kill('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(existsSync(join(statusDir, `${stopped!.pid}.json`))).toBe(false);
+    expect(existsSync(join(statusDir, `${killed!.pid}.json`))).toBe(true); // left behind, but its process is gone
+    const json = await runStatus(env, ['--json', '--service-dir', serviceDir]);
+    const report = JSON.parse(json.stdout) as TriggersReport;
+    expect(report.runners.map((r) => r.pid)).not.toContain(killed!.pid);
+    expect(report.runners.map((r) => r.pid)).not.toContain(stopped!.pid);
+  }, 60_000);
 });

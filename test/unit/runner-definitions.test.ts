@@ -1,8 +1,13 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { Batcher } from '../../shared/runner/batcher';
 import { AWS_MQ_DEFAULTS, loadService, TriggerDefinitionError, triggersFromFunctions } from '../../shared/runner/definitions';
-import { classifyConnectError, mappingConfiguration, mappingUuid } from '../../shared/runner/mapping';
+import { classifyConnectError, type EventSourceMappingStatus, mappingConfiguration, mappingUuid } from '../../shared/runner/mapping';
+import { pruneRunnerStatus, RunnerStatusFile, readRunnerStatus } from '../../shared/runner/status-file';
 
 const serviceDir = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -157,6 +162,33 @@ describe('mappings as AWS describes them', () => {
       classifyConnectError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5672'), { code: 'ECONNREFUSED' }), url),
     ).toBeUndefined();
     expect(classifyConnectError(new Error('Socket closed abruptly during opening handshake'), url)).toBeUndefined();
+  });
+});
+
+describe('runner status files', () => {
+  const directory = mkdtempSync(join(tmpdir(), 'runner-status-'));
+  const mapping = (State: 'Enabled' | 'Failed') => ({ State }) as unknown as EventSourceMappingStatus;
+
+  it('writes atomically, reads back the files of living processes only, and prunes the others', async () => {
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const base = { label: 'worker', startedAt: new Date().toISOString(), broker: { state: 'connected', since: new Date().toISOString() } };
+    const mine = new RunnerStatusFile(directory);
+    expect(mine.write({ ...base, EventSourceMappings: [mapping('Enabled')] })).toBeUndefined();
+    expect(new RunnerStatusFile(directory, gone).write({ ...base, EventSourceMappings: [mapping('Failed')] })).toBeUndefined();
+    expect(readdirSync(directory).sort()).toEqual([`${gone}.json`, `${process.pid}.json`].sort());
+
+    const found = readRunnerStatus(directory);
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({ pid: process.pid, label: 'worker', EventSourceMappings: [{ State: 'Enabled' }] });
+    expect(found[0]!.staleForMs).toBeUndefined();
+    // Not rewritten for three refresh periods: reported as stale, not hidden.
+    expect(readRunnerStatus(directory, Date.now() + 60_000)[0]!.staleForMs).toBeGreaterThan(50_000);
+
+    pruneRunnerStatus(directory);
+    expect(readdirSync(directory)).toEqual([`${process.pid}.json`]);
+    mine.remove();
+    expect(readRunnerStatus(directory)).toEqual([]);
+    expect(readRunnerStatus(join(directory, 'nothing-here'))).toEqual([]);
   });
 });
 
