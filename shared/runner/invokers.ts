@@ -5,7 +5,7 @@
  * load) rejects with HandlerLoadError, an InvocationError the trigger tells apart: it stops that trigger
  * (FUNCTION_CONFIG_NOT_VALID) instead of retrying the batch against code that cannot run.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Context, Handler } from 'aws-lambda';
@@ -142,8 +142,9 @@ async function bundleAndImport(serviceDir: string, outDir: string, trigger: Trig
       { cause },
     );
   };
+  let bundle: Uint8Array;
   try {
-    await build({
+    const result = await build({
       entryPoints: [entry],
       outfile,
       bundle: true,
@@ -153,9 +154,20 @@ async function bundleAndImport(serviceDir: string, outDir: string, trigger: Trig
       packages: 'external',
       sourcemap: 'inline',
       logLevel: 'silent',
+      write: false,
     });
+    bundle = result.outputFiles[0]!.contents;
   } catch (error) {
     throw failed('does not build', error, 'Runtime.UserCodeSyntaxError');
+  }
+  // Written whole, then renamed into place: several workers of one service share the file, and one must never
+  // import another's half-written bundle.
+  const partial = `${outfile}.${process.pid}.${Date.now()}.tmp`;
+  try {
+    await writeFile(partial, bundle);
+    await rename(partial, outfile);
+  } finally {
+    await rm(partial, { force: true });
   }
   let module: Record<string, unknown>;
   try {
