@@ -8,7 +8,6 @@
  * Dependencies default to the process's own (configuration, store, broker), opened on first use and reused
  * while the container lives; a test or a bench passes its own.
  */
-import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import type { z } from 'zod';
 import { config } from '../config';
@@ -16,9 +15,8 @@ import { type DomainEvent, eventIdentity, eventTypesOf } from '../events';
 import { lazy } from '../lib/lazy';
 import { type Logger, logger as processLogger } from '../logging';
 import { messaging, type Publisher } from '../messaging';
-import { type BatchReport, type InboxStore, type QueueRecord, queueFunction, type RecordContext } from '../middleware';
+import { type InboxStore, type QueueRecord, queueFunction, type RecordContext } from '../middleware';
 import { DEFAULT_PUBLISH_TIMEOUT_MS, outboxMessage, publishCommitted as publishFromMemory } from '../outbox';
-import type { RabbitMQEvent } from '../rmq-event';
 import { type NewOutboxMessage, openStore, type Store, type Tx } from '../store';
 
 /** What an invocation is assumed to have left when its context cannot say (a hand-made context in a test). */
@@ -61,8 +59,8 @@ export interface AppQueueFunctionOptions<T extends DomainEvent> {
 
 /** The app's SQL inbox as the idempotency middleware's store: claims in the store's own transactions. */
 const inboxOf = (store: Store): InboxStore<Tx> => ({
-  transaction: (work) => store.transaction(work),
-  claim: (tx, consumer, messageId) => tx.inbox.claim(consumer, messageId),
+  begin: () => store.begin(),
+  claim: (tx, consumer, messageId) => tx.inbox.tryClaim(consumer, messageId),
 });
 
 export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctionOptions<T>) {
@@ -81,6 +79,16 @@ export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctio
     publisher: () => deps.publisher(),
     retryDelaysMs: () => deps.retryDelaysMs(),
     logger: () => deps.logger(),
+    // After the batch's one commit: its committed events, published together from memory (one round of
+    // confirms, one statement marking them); what fails stays in the outbox for the relay.
+    onCommitted: async (invocation) => {
+      const rows = committed.get(invocation) ?? [];
+      committed.delete(invocation);
+      if (rows.length === 0) return;
+      const outcomes = await publishFromMemory(await deps.store(), deps.publisher(), rows);
+      const left = outcomes.filter((outcome) => outcome !== 'published').length;
+      if (left) (invocation as Context & { logger?: Logger }).logger?.warn({ events: left }, 'events left in the outbox for the relay');
+    },
     handle: async (record, context) => {
       const emitted: NewOutboxMessage[] = [];
       const emit = async (event: DomainEvent) => {
@@ -93,37 +101,10 @@ export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctio
         emitted.push(row);
       };
       context.afterCommit(() => {
-        committed.get(context.invocation)?.push(...emitted);
+        const rows = committed.get(context.invocation) ?? [];
+        committed.set(context.invocation, [...rows, ...emitted]);
       });
       return options.handle(record, { ...context, emit });
     },
-  }).use(publishCommitted(deps, committed));
-}
-
-/**
- * Batch-level middleware: publishes the events the batch's records committed, from memory, together (one
- * round of confirms, one statement marking them published). A failure leaves the row for the relay, so this
- * never fails the batch; it runs on the error path too, for the records that did commit.
- */
-function publishCommitted(
-  deps: QueueDeps,
-  committed: WeakMap<Context, NewOutboxMessage[]>,
-): middy.MiddlewareObj<RabbitMQEvent, BatchReport> {
-  const publishAll = async (request: middy.Request<RabbitMQEvent, BatchReport>) => {
-    const rows = committed.get(request.context) ?? [];
-    committed.delete(request.context);
-    if (rows.length === 0) return;
-    const outcomes = await publishFromMemory(await deps.store(), deps.publisher(), rows);
-    const left = outcomes.filter((outcome) => outcome !== 'published').length;
-    if (left) (request.context as Context & { logger?: Logger }).logger?.warn({ events: left }, 'events left in the outbox for the relay');
-  };
-  return {
-    before: (request) => {
-      committed.set(request.context, []);
-    },
-    after: publishAll,
-    onError: async (request) => {
-      await publishAll(request).catch(() => undefined); // the batch's own error is what counts here
-    },
-  };
+  });
 }

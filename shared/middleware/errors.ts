@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PermanentError } from '../contract/errors';
+import { PermanentError, TransientError } from '../contract/errors';
 import { InvalidRabbitMQEventError } from '../rmq-event/decode';
 
 /**
@@ -42,6 +42,16 @@ export class MissingMessageIdError extends PermanentError {
  */
 export class ContractViolationError extends PermanentError {
   override readonly name = 'ContractViolationError';
+}
+
+/**
+ * Another invocation (another worker, or a concurrent batch) is processing a copy of this message right now:
+ * whether it commits is not known yet, so this copy is retried later, when it will be a duplicate or not.
+ */
+export class MessageInFlightError extends TransientError {
+  override readonly name = 'MessageInFlightError';
+  /** Retried without using up one of the message's attempts: nothing failed. */
+  readonly countsAsAttempt = false;
 }
 
 /** Could not put a failed message somewhere safe (retry or DLQ publish not confirmed): fail the batch. */

@@ -1,27 +1,47 @@
 /**
- * Idempotency: per-record middleware that claims the message's id in an inbox inside the same database
- * transaction as the record handler's own writes. The claim and the effects commit together or not at all,
- * so a redelivered or duplicated message has exactly one effect: also after a crash between commit and
- * ack, and when two workers get the same message at once (the second claim waits on the first transaction
- * and then finds the id taken).
+ * Idempotency in one unit of work per batch. The batch runs in ONE database transaction; each record runs in a
+ * savepoint of it, where its message id is claimed in an inbox together with the record handler's own writes.
+ * A record that fails rolls back to its savepoint alone (its claim with it) and goes to retry or the DLQ; the
+ * others commit together, with their claims, in one commit: a batch of 100 pays one commit, not 100.
  *
- * Stronger than Powertools' idempotency utility, whose record lives outside the business transaction.
- * Effects that leave the database (a webhook) are at-least-once: pass the message id along as an
- * idempotency key so the receiver can dedupe. The store is pluggable (InboxStore): any database with
- * transactions and a unique (consumer, message id) key will do; this app's is the SQL inbox table.
+ * So a redelivered or duplicated message has exactly one effect: also after a crash between commit and ack
+ * (nothing or everything of the batch committed; the redelivery finds the claims), and when two workers get
+ * the same message at once (the second claim waits for the first transaction and then finds the id taken).
+ * Stronger than Powertools' idempotency utility, whose record lives outside the business transaction. Effects
+ * that leave the database (a webhook) are at-least-once: pass the message id along as an idempotency key.
  *
- *   middy(recordHandler).use(idempotency({ store: () => openInbox(), consumer: 'inventory-reservation' }))
+ * The store is pluggable (InboxStore): any database with transactions, savepoints and a unique
+ * (consumer, message id) key will do; this app's is its SQL inbox table.
+ *
+ *   const { batch, record } = idempotency({ store: () => openInbox(), consumer: 'inventory-reservation' });
+ *   middy(batchHandler).use(batch)  // opens the transaction on the first record, commits after the batch
+ *   middy(recordHandler).use(record) // a savepoint and a claim per record
  */
 import type middy from '@middy/core';
-import { MissingMessageIdError } from './errors';
+import type { Context } from 'aws-lambda';
+import { MessageInFlightError, MissingMessageIdError } from './errors';
 import type { QueueRecord, RecordContext, RecordOutcome } from './types';
 
-/** Where claims are kept: transactions, and a claim that is true only for the first of a (consumer, id). */
+/** A transaction the middleware controls: one per batch, a savepoint per record. */
+export interface UnitOfWork<Tx> {
+  readonly tx: Tx;
+  savepoint(name: string): Promise<void>;
+  rollbackToSavepoint(name: string): Promise<void>;
+  releaseSavepoint(name: string): Promise<void>;
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
+}
+
+/** Where claims are kept: a transaction to run the batch in, and claims unique per (consumer, id). */
 export interface InboxStore<Tx> {
-  /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
-  transaction<R>(work: (tx: Tx) => Promise<R>): Promise<R>;
-  /** True for the first claim of `messageId` by `consumer`, false if it was claimed before (inside `tx`). */
-  claim(tx: Tx, consumer: string, messageId: string): Promise<boolean>;
+  /** Begins the batch's transaction. */
+  begin(): Promise<UnitOfWork<Tx>>;
+  /**
+   * Claims `messageId` for `consumer` inside `tx`: `claimed` the first time, `duplicate` when a committed claim
+   * exists, `busy` when another open transaction is claiming it (answer at once rather than wait: a batch
+   * that waited on another's claims could deadlock with it).
+   */
+  claim(tx: Tx, consumer: string, messageId: string): Promise<'claimed' | 'duplicate' | 'busy'>;
 }
 
 export interface IdempotencyOptions<Tx> {
@@ -32,61 +52,22 @@ export interface IdempotencyOptions<Tx> {
    * change it, or every message would be processed again under the new name.
    */
   consumer: string;
+  /** Runs once the batch's transaction has committed (after the records' afterCommit tasks), e.g. to publish. */
+  onCommitted?: (invocation: Context) => Promise<void>;
 }
 
-interface OpenTransaction<Tx> {
-  tx: Tx;
-  commit(): Promise<void>;
-  rollback(): Promise<void>;
+type Task = () => Promise<void> | void;
+
+/** One invocation's unit of work: begun by the first record that needs it. */
+interface BatchState<Tx> {
+  unit: Promise<UnitOfWork<Tx>> | undefined;
+  /** afterCommit tasks of the records that succeeded, in record order. */
+  tasks: Task[];
 }
 
-/** Signals a deliberate rollback through the store's transaction callback. */
-class Rollback extends Error {}
+type RecordInternal = { savepoint?: string; tasks?: Task[] };
 
-/**
- * Opens a transaction and hands it out, so that `before` can begin it and `after`/`onError` finish it
- * (a store's transaction API is callback-shaped: the callback stays pending until commit or rollback).
- */
-function openTransaction<Tx>(store: InboxStore<Tx>): Promise<OpenTransaction<Tx>> {
-  return new Promise((resolveOpen, rejectOpen) => {
-    let finish!: (error?: Error) => void;
-    const finished = new Promise<void>((resolve, reject) => {
-      finish = (error) => (error ? reject(error) : resolve());
-    });
-    let opened = false;
-    const completion = store.transaction(async (tx) => {
-      opened = true;
-      resolveOpen({
-        tx,
-        commit: async () => {
-          finish();
-          await completion;
-        },
-        rollback: async () => {
-          finish(new Rollback('rollback'));
-          await completion.catch((error: unknown) => {
-            if (!(error instanceof Rollback)) throw error;
-          });
-        },
-      });
-      await finished;
-    });
-    completion.catch((error: unknown) => {
-      if (!opened) rejectOpen(error);
-    });
-  });
-}
-
-type Internal<Tx> = {
-  transaction?: OpenTransaction<Tx>;
-  afterCommit?: Array<() => Promise<void> | void>;
-};
-
-type Request<Tx> = middy.Request<QueueRecord<unknown>, unknown, Error, RecordContext<Tx>, Internal<Tx>>;
-
-export function idempotency<T = unknown, Tx = unknown>(
-  options: IdempotencyOptions<Tx>,
-): middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>> {
+export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptions<Tx>) {
   const { consumer } = options;
   let store: Promise<InboxStore<Tx>> | undefined;
   const getStore = () => {
@@ -94,51 +75,92 @@ export function idempotency<T = unknown, Tx = unknown>(
     store.catch(() => (store = undefined));
     return store;
   };
+  const batches = new WeakMap<Context, BatchState<Tx>>();
 
-  const before = async (request: Request<Tx>): Promise<RecordOutcome | undefined> => {
-    const { messageId } = request.event;
+  /** The batch's unit of work, begun now if this is the first record to need it. */
+  const unitFor = (invocation: Context): Promise<UnitOfWork<Tx>> => {
+    const state = batches.get(invocation);
+    if (!state) throw new Error('idempotency: the batch middleware is not in the stack (use both `batch` and `record`)');
+    state.unit ??= getStore().then((inbox) => inbox.begin());
+    state.unit.catch(() => (state.unit = undefined)); // a failed begin is tried again by the next record
+    return state.unit;
+  };
+
+  const batch: middy.MiddlewareObj<unknown, unknown, Error, Context> = {
+    before: (request) => {
+      batches.set(request.context, { unit: undefined, tasks: [] });
+    },
+    after: async (request) => {
+      const state = batches.get(request.context);
+      batches.delete(request.context);
+      const unit = await state?.unit;
+      if (!state || !unit) return;
+      await unit.commit();
+      const log = (request.context as Context & { logger?: { warn(o: object, m: string): void } }).logger;
+      // The batch's effects are committed: what runs after must not fail the batch.
+      for (const task of state.tasks) {
+        try {
+          await task();
+        } catch (error) {
+          log?.warn({ err: error }, 'after-commit task failed');
+        }
+      }
+      await options.onCommitted?.(request.context).catch((error: unknown) => log?.warn({ err: error }, 'after-commit step failed'));
+    },
+    onError: async (request) => {
+      const state = batches.get(request.context);
+      batches.delete(request.context);
+      const unit = await state?.unit?.catch(() => undefined);
+      await unit?.rollback().catch(() => undefined); // the batch's own error is what counts
+    },
+  };
+
+  type Request = middy.Request<QueueRecord<T>, unknown, Error, RecordContext<Tx>, RecordInternal>;
+
+  const before = async (request: Request): Promise<RecordOutcome | undefined> => {
+    const { messageId, index } = request.event;
     if (!messageId) throw new MissingMessageIdError('Message has no messageId; it cannot be processed exactly once');
     const inbox = await getStore();
-    const transaction = await openTransaction(inbox);
-    const claimed = await inbox.claim(transaction.tx, consumer, messageId).catch(async (error: unknown) => {
-      await transaction.rollback();
-      throw error;
-    });
-    if (!claimed) {
-      await transaction.rollback();
+    const unit = await unitFor(request.context.invocation);
+    const savepoint = `record_${index}`;
+    await unit.savepoint(savepoint);
+    request.internal.savepoint = savepoint;
+    const claim = await inbox.claim(unit.tx, consumer, messageId);
+    if (claim === 'busy')
+      throw new MessageInFlightError(`Message ${messageId} is being processed by another invocation; trying again later`);
+    if (claim === 'duplicate') {
+      request.internal.savepoint = undefined;
+      await unit.rollbackToSavepoint(savepoint);
+      await unit.releaseSavepoint(savepoint);
       return { outcome: 'duplicate' }; // early response: the handler does not run
     }
-    const tasks: Array<() => Promise<void> | void> = [];
-    request.internal.transaction = transaction;
-    request.internal.afterCommit = tasks;
-    request.context.tx = transaction.tx;
+    const tasks: Task[] = [];
+    request.internal.tasks = tasks;
+    request.context.tx = unit.tx;
     request.context.afterCommit = (task) => tasks.push(task);
     return undefined;
   };
 
-  const after = async (request: Request<Tx>): Promise<void> => {
-    const { transaction, afterCommit = [] } = request.internal;
-    if (!transaction) return;
-    request.internal.transaction = undefined;
-    await transaction.commit();
+  const after = async (request: Request): Promise<void> => {
+    const { savepoint, tasks = [] } = request.internal;
+    if (!savepoint) return;
+    request.internal.savepoint = undefined;
+    await (await unitFor(request.context.invocation)).releaseSavepoint(savepoint);
+    batches.get(request.context.invocation)?.tasks.push(...tasks);
     request.response = { outcome: 'processed', result: request.response };
-    // The record's effects are committed: what runs after must not fail the record.
-    for (const task of afterCommit) {
-      try {
-        await task();
-      } catch (error) {
-        request.context.logger?.warn({ err: error }, 'after-commit task failed');
-      }
-    }
   };
 
-  // Safe when `before` never ran or failed before opening a transaction: there is nothing to roll back.
-  const onError = async (request: Request<Tx>): Promise<void> => {
-    const { transaction } = request.internal;
-    if (!transaction) return;
-    request.internal.transaction = undefined;
-    await transaction.rollback();
+  // Undoes exactly this record's writes and claim. Safe when `before` never got as far as its savepoint.
+  // If the rollback itself fails the transaction cannot be trusted: that error fails the whole batch.
+  const onError = async (request: Request): Promise<void> => {
+    const { savepoint } = request.internal;
+    if (!savepoint) return;
+    request.internal.savepoint = undefined;
+    const unit = await unitFor(request.context.invocation);
+    await unit.rollbackToSavepoint(savepoint);
+    await unit.releaseSavepoint(savepoint);
   };
 
-  return { before, after, onError } as middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>>;
+  const record = { before, after, onError } as middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>>;
+  return { batch, record };
 }

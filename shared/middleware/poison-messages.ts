@@ -77,9 +77,13 @@ export function poisonMessages<T = unknown>(
       queue: record.queue,
       firstFailedAt: record.headers[FAILURE_HEADERS.firstFailedAt],
     });
-    const delayMs = errorClass === 'transient' ? retryDelaysMs[attempt - 1] : undefined;
+    // A message another invocation is processing right now has not failed: it waits the first delay and comes
+    // back with the same attempt (the other invocation ends within its timeout, so this cannot go on).
+    const notAnAttempt = (error as { countsAsAttempt?: unknown }).countsAsAttempt === false;
+    const delayMs = errorClass !== 'transient' ? undefined : notAnAttempt ? retryDelaysMs[0] : retryDelaysMs[attempt - 1];
     const retry = delayMs !== undefined;
-    const headers = { ...record.headers, ...failure, ...(retry ? { [ATTEMPT_HEADER]: attempt + 1, [RETRY_DELAY_HEADER]: delayMs } : {}) };
+    const nextAttempt = notAnAttempt ? attempt : attempt + 1;
+    const headers = { ...record.headers, ...failure, ...(retry ? { [ATTEMPT_HEADER]: nextAttempt, [RETRY_DELAY_HEADER]: delayMs } : {}) };
     // Retries go back to the queue the message came from; dead letters to that queue's DLQ (dlx, keyed by queue).
     const target = { exchange: retry ? retryExchange : deadLetterExchange, routingKey: record.queue };
     try {
@@ -91,7 +95,7 @@ export function poisonMessages<T = unknown>(
       );
     }
     const outcome: RecordOutcome = retry
-      ? { outcome: 'retried', nextAttempt: attempt + 1, delayMs, error: `${error.name}: ${message}` }
+      ? { outcome: 'retried', nextAttempt, delayMs, error: `${error.name}: ${message}` }
       : { outcome: 'dead-lettered', errorClass, error: `${error.name}: ${message}` };
     request.response = outcome;
   };

@@ -2,24 +2,27 @@
  * A queue function in one call: the batch-level and per-record middleware stacked in the order that makes
  * them correct, around a record handler that sees one typed record at a time and never thinks about
  * batches, duplicates or dead letters. It returns the middy handler, so a caller can `.use()` more batch-level
- * middleware (this app adds the publishing of committed events, shared/app/queue-function.ts).
+ * middleware.
  *
- * Batch level (one middy instance per invocation):
+ * Batch level (`before` top-down, `after`/`onError` bottom-up):
  *   structuredLogging   outermost: the logger exists before anything can fail, and it sees every failure
+ *   idempotency.batch   the batch's one transaction: begun by the first record that needs it, committed after
+ *                       the last (then the records' afterCommit tasks and `onCommitted`), rolled back on a throw
  *   rabbitmqRecords     decodes the aws:rmq event into records
  *   forEachRecord       base handler: runs the per-record pipeline below for each record, in order
  *
- * Per record (one middy instance per record; `before` runs top-down, `after`/`onError` bottom-up):
- *   poisonMessages      outermost, so its onError sees every failure below, after the transaction has been
- *                       rolled back: a message is dead-lettered or retried only when none of its effects stayed
- *   parseBody           before idempotency: a malformed message never opens a transaction or claims an id
- *   idempotency         innermost: the transaction spans exactly the claim and the handler's writes
+ * Per record (`before` top-down, `after`/`onError` bottom-up):
+ *   poisonMessages      outermost, so its onError sees every failure below, after the record's savepoint has
+ *                       been rolled back: a message is dead-lettered or retried only when none of its effects stay
+ *   parseBody           before idempotency: a malformed message never takes a savepoint or claims an id
+ *   idempotency.record  innermost: a savepoint spans exactly the claim and the handler's writes
  *   handler             the domain step, writing through context.tx
  *
  * Everything it talks to is given: the inbox store and the publisher (so it runs against an in-memory
  * database and a recording publisher in a unit test), and the logger.
  */
 import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { RabbitMQEvent } from '../rmq-event';
@@ -54,10 +57,17 @@ export interface QueueFunctionOptions<T, Tx> {
   deadLetterExchange?: string;
   /** The logger, or a function giving it at the first invocation (default: plain pino at LOG_LEVEL). */
   logger?: Logger | (() => Logger);
+  /** Runs once the batch's transaction has committed, with the invocation's context (e.g. to publish its events). */
+  onCommitted?: (invocation: Context) => Promise<void>;
 }
 
 export function queueFunction<T, Tx>(options: QueueFunctionOptions<T, Tx>) {
   const { retryDelaysMs, retryExchange, deadLetterExchange, eventTypes, identity } = options;
+  const unitOfWork = idempotency<T, Tx>({
+    store: options.store,
+    consumer: options.consumer,
+    ...(options.onCommitted ? { onCommitted: options.onCommitted } : {}),
+  });
   const perRecord = middy<QueueRecord<T>, unknown, Error, RecordContext<Tx>>()
     .use(
       poisonMessages<T>({
@@ -74,11 +84,12 @@ export function queueFunction<T, Tx>(options: QueueFunctionOptions<T, Tx>) {
         ...(identity ? { identity } : {}),
       }) as middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>>,
     )
-    .use(idempotency<T, Tx>({ store: options.store, consumer: options.consumer }))
+    .use(unitOfWork.record)
     .handler(options.handle);
 
   return middy<RabbitMQEvent, BatchReport>()
     .use(structuredLogging({ functionName: options.name, ...(options.logger ? { logger: options.logger } : {}) }))
+    .use(unitOfWork.batch as middy.MiddlewareObj<RabbitMQEvent, BatchReport>)
     .use(rabbitmqRecords())
     .handler(forEachRecord(perRecord as unknown as Parameters<typeof forEachRecord>[0]));
 }

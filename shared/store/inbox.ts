@@ -3,11 +3,37 @@
  * the same transaction as its own writes; a redelivered or duplicated message finds the claim and skips,
  * and a rolled-back transaction releases the claim with everything else.
  */
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
+import type { DialectName } from './migrations';
 import { type Database, toIso } from './schema';
 
+/** What a claim found: the id is now ours, was taken before, or is being claimed by a transaction still open. */
+export type Claim = 'claimed' | 'duplicate' | 'busy';
+
 export class Inbox {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: DialectName,
+  ) {}
+
+  /**
+   * Claims without waiting, for a transaction that claims many ids (a queue function's batch): on PostgreSQL
+   * another open transaction claiming the same id would make this one wait until it ended, and two batches
+   * that claim ids of each other's in different orders would deadlock. So the id's transaction-scoped advisory
+   * lock is tried first: taken by someone else, the answer is 'busy' at once (try again later); held, the
+   * insert can only find a committed claim ('duplicate') or none ('claimed'). SQLite has one writer at a time.
+   */
+  async tryClaim(consumer: string, messageId: string): Promise<Claim> {
+    if (this.dialect === 'postgres') {
+      const { rows } = await sql<{
+        locked: boolean;
+      }>`select pg_try_advisory_xact_lock(hashtextextended(${`${consumer.length}:${consumer}:${messageId}`}, 0)) as locked`.execute(
+        this.db,
+      );
+      if (!rows[0]?.locked) return 'busy';
+    }
+    return (await this.claim(consumer, messageId)) ? 'claimed' : 'duplicate';
+  }
 
   /**
    * True for the first claim of `messageId` by `consumer`, false if it was claimed before. On PostgreSQL a

@@ -49,7 +49,7 @@ class Repositories {
   ) {
     this.orders = new Orders(db);
     this.stock = new Stock(db);
-    this.inbox = new Inbox(db);
+    this.inbox = new Inbox(db, dialect);
     this.notifications = new Notifications(db);
     this.outbox = new Outbox(db, dialect);
   }
@@ -57,6 +57,16 @@ class Repositories {
 
 /** What a transaction callback gets: the same repositories, inside the transaction. */
 export type Tx = Repositories;
+
+/** A transaction controlled from outside: its repositories, savepoints by name, commit, rollback. */
+export interface UnitOfWork {
+  readonly tx: Tx;
+  savepoint(name: string): Promise<void>;
+  rollbackToSavepoint(name: string): Promise<void>;
+  releaseSavepoint(name: string): Promise<void>;
+  commit(): Promise<void>;
+  rollback(): Promise<void>;
+}
 
 /** An open store. Get one with openStore(); close it with close(). */
 export class Store extends Repositories {
@@ -77,6 +87,22 @@ export class Store extends Repositories {
    */
   async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     return this.db.transaction().execute((trx) => fn(new Repositories(trx, this.dialect)));
+  }
+
+  /**
+   * Begins a transaction controlled from outside (a queue function's batch: one transaction, a savepoint per
+   * record). Same write lock as `transaction`; the caller must commit or roll back.
+   */
+  async begin(): Promise<UnitOfWork> {
+    const trx = await this.db.startTransaction().execute();
+    return {
+      tx: new Repositories(trx, this.dialect),
+      savepoint: async (name) => void (await trx.savepoint(name).execute()),
+      rollbackToSavepoint: async (name) => void (await trx.rollbackToSavepoint(name as never).execute()),
+      releaseSavepoint: async (name) => void (await trx.releaseSavepoint(name as never).execute()),
+      commit: () => trx.commit().execute(),
+      rollback: () => trx.rollback().execute(),
+    };
   }
 
   /** Resolves when the database answers; throws StoreError naming the database otherwise (for /health). */

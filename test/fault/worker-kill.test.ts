@@ -160,8 +160,9 @@ describe('the worker killed with SIGKILL while thousands of orders flow (Postgre
         `${duplicatesSkipped} redelivered messages recognised as already handled`,
     );
     expect(problems).toEqual([]);
-    // The kills did land between a commit and its ack: those messages came back and had no second effect.
-    expect(duplicatesSkipped).toBeGreaterThan(0);
+    // A batch is one transaction, so a kill leaves it all committed or none of it; a kill that lands between
+    // the commit and the ack (a window of a publish round) brings the batch back as duplicates, reported above.
+    // That window is hit deterministically by test/integration/middleware.test.ts (SIGKILL right after the commit).
     // The kills landed while work was outstanding, so the restarts really had something half done to recover.
     expect(kills.filter((k) => k.claimsAtKill < k.claimsDue).length).toBeGreaterThanOrEqual(1);
     // Rejections of both kinds happened, so both outcome paths were exercised under the kills.

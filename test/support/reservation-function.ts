@@ -11,6 +11,7 @@ import { PermanentError, TransientError } from '../../shared/contract';
 import { reserveInventory } from '../../shared/domain/inventory';
 import { OrderPlaced } from '../../shared/events';
 import type { Logger } from '../../shared/logging';
+import type { Publisher } from '../../shared/messaging';
 import type { Store } from '../../shared/store';
 
 class ForbiddenItemError extends PermanentError {
@@ -19,6 +20,8 @@ class ForbiddenItemError extends PermanentError {
 
 export function reservationFunction(options: {
   store: Store;
+  /** Default: the process's publisher. */
+  publisher?: Publisher;
   logger?: Logger;
   retryDelaysMs?: number[];
   /** Runs after each record's commit (e.g. to crash there). */
@@ -31,6 +34,7 @@ export function reservationFunction(options: {
     deps: {
       store: async () => options.store,
       retryDelaysMs: () => options.retryDelaysMs ?? [200, 400],
+      ...(options.publisher ? { publisher: () => options.publisher! } : {}),
       ...(options.logger ? { logger: () => options.logger! } : {}),
     },
     handle: async (record, context) => {

@@ -20,7 +20,7 @@ export interface WorkerProcess {
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-const KEEP = 64 * 1024;
+const KEEP = 4 * 1024 * 1024;
 
 export function spawnWorker(env: NodeJS.ProcessEnv, options: { args?: string[]; count?: string[] } = {}): WorkerProcess {
   const args = options.args ?? [];

@@ -87,7 +87,7 @@ describe('onError is safe when before never ran', () => {
         idempotency({
           store: () => Promise.reject(new Error('store must not be opened')),
           consumer: 'c',
-        }) as middy.MiddlewareObj<QueueRecord>,
+        }).record as middy.MiddlewareObj<QueueRecord>,
       )
       .handler(async () => 'never');
     await expect(failing(record('{}'), {} as never)).rejects.toBeInstanceOf(MalformedMessageError);

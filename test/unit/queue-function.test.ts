@@ -11,6 +11,7 @@ import { createLogger } from '../../shared/logging';
 import type { OutgoingMessage, Publisher } from '../../shared/messaging';
 import { rabbitMQEventFromBodies } from '../../shared/rmq-event';
 import { openStore, type Store } from '../../shared/store';
+import { reservationFunction } from '../support/reservation-function';
 import { LogCapture } from '../support/runner';
 
 const context = { awsRequestId: 'req-1', functionName: 'inventoryReservation' } as Context;
@@ -59,7 +60,7 @@ describe('queueFunction without a broker (the inventory reservation handler)', (
   it('sends a transient failure to the retry exchange with the next attempt, and the batch still succeeds', async () => {
     published.length = 0;
     const failing = createHandler({
-      store: async () => Object.assign(Object.create(store) as Store, { transaction: () => Promise.reject(new Error('database busy')) }),
+      store: async () => Object.assign(Object.create(store) as Store, { begin: () => Promise.reject(new Error('database busy')) }),
       publisher: () => publisher,
       retryDelaysMs: () => [100],
       logger: () => createLogger({ level: 'silent' }),
@@ -73,5 +74,53 @@ describe('queueFunction without a broker (the inventory reservation handler)', (
       routingKey: 'order-events',
       options: { headers: { 'x-attempt': 2, 'retry-delay-ms': 100, 'x-error-class': 'transient' } },
     });
+  });
+});
+
+describe('one unit of work per batch', () => {
+  it('runs a batch of 100 in one transaction: a failing record rolls back to its savepoint alone, the rest commit together', async () => {
+    const store = await openStore({ sqlitePath: ':memory:' });
+    try {
+      await store.stock.upsert({ widget: 1_000, flaky: 10, forbidden: 10 });
+      let begins = 0;
+      const counting = Object.assign(Object.create(store) as Store, {
+        begin: () => {
+          begins++;
+          return store.begin();
+        },
+      });
+      const published: OutgoingMessage[] = [];
+      const publisher = { publish: async (message: OutgoingMessage) => void published.push(message) } as unknown as Publisher;
+      const fn = reservationFunction({ store: counting, publisher, logger: createLogger({ level: 'silent' }), retryDelaysMs: [100] });
+      const orders = Array.from({ length: 98 }, (_, i) =>
+        newEvent('OrderPlaced', { order_id: randomUUID(), user_id: `u-${i}`, item: 'widget', quantity: 1 }),
+      );
+      const flaky = newEvent('OrderPlaced', { order_id: randomUUID(), user_id: 'u-flaky', item: 'flaky', quantity: 1 });
+      const forbidden = newEvent('OrderPlaced', { order_id: randomUUID(), user_id: 'u-forbidden', item: 'forbidden', quantity: 1 });
+      const report = await fn(
+        rabbitMQEventFromBodies({ queue: 'order-events', bodies: [...orders.slice(0, 50), flaky, forbidden, ...orders.slice(50)] }),
+        context,
+      );
+
+      expect(report).toEqual({ records: 100, processed: 98, duplicates: 0, retried: 1, deadLettered: 1 });
+      expect(begins).toBe(1);
+      expect((await store.stock.get('widget'))?.available).toBe(1_000 - 98);
+      // The failed records' savepoints were rolled back: no stock taken, no claim, no event.
+      expect((await store.stock.get('flaky'))?.available).toBe(10);
+      expect((await store.stock.get('forbidden'))?.available).toBe(10);
+      const claimed = await store.db.selectFrom('inbox').select('message_id').execute();
+      expect(claimed).toHaveLength(98);
+      expect(claimed.map((row) => row.message_id)).not.toContain(flaky.event_id);
+      expect(published.filter((m) => m.exchange === 'inventory')).toHaveLength(98);
+      expect(
+        published
+          .filter((m) => m.exchange === 'retry' || m.exchange === 'dlx')
+          .map((m) => m.options.messageId)
+          .sort(),
+      ).toEqual([flaky.event_id, forbidden.event_id].sort());
+      expect(await store.outbox.backlog()).toBe(0);
+    } finally {
+      await store.close();
+    }
   });
 });
