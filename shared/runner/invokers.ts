@@ -2,8 +2,8 @@
  * How the runner calls a function with an `aws:rmq` event. Two ways, one contract: resolve when the
  * function succeeded, reject with InvocationError when it threw, timed out or could not be reached; the
  * trigger then fails the whole batch, as Lambda does. A function that cannot run at all (its handler does not
- * load) rejects with HandlerLoadError, an InvocationError the trigger tells apart: it stops that trigger
- * (FUNCTION_CONFIG_NOT_VALID) instead of retrying the batch against code that cannot run.
+ * load) rejects with HandlerLoadError, an InvocationError the trigger tells apart: three in a row stop that
+ * trigger (FUNCTION_CONFIG_NOT_VALID) instead of retrying the batch for ever against code that cannot run.
  */
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';

@@ -24,8 +24,8 @@ export type MappingState = 'Creating' | 'Enabling' | 'Enabled' | 'Disabling' | '
 /**
  * AWS's codes (services-mq-errors): USER_INITIATED for a state a user asked for (created, enabled, disabled,
  * stopped); the others for a consumer Lambda stopped.
- * - FUNCTION_CONFIG_NOT_VALID: the function cannot run as configured (its handler does not load, or
- *   serverless-offline has no such function);
+ * - FUNCTION_CONFIG_NOT_VALID: the function cannot run as configured (its handler does not load three
+ *   invocations in a row, or serverless-offline has no such function);
  * - EVENT_SOURCE_AUTHN_ERROR: RabbitMQ refused the login (403 ACCESS_REFUSED at the handshake);
  * - EVENT_SOURCE_AUTHZ_ERROR: RabbitMQ refused what the user may do: consume from the queue (403 on
  *   basic.consume), or open the virtual host (530 NOT_ALLOWED at connection.open);

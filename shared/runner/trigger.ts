@@ -19,9 +19,10 @@
  * with one invocation at a time no other batch is invoked during it. stop() cuts the wait short.
  *
  * It reports itself as AWS reports an event source mapping (see mapping.ts): State, StateTransitionReason,
- * LastProcessingResult, counts. A handler that does not load (HandlerLoadError) or a queue RabbitMQ will not let
- * the user read stops the trigger for good (Failed, FUNCTION_CONFIG_NOT_VALID / EVENT_SOURCE_AUTHZ_ERROR): it
- * gives its unstarted messages back and consumes no more, and the other triggers keep running.
+ * LastProcessingResult, counts. A handler that does not load (HandlerLoadError) three invocations in a row, or a
+ * queue RabbitMQ will not let the user read, stops the trigger for good (Failed, FUNCTION_CONFIG_NOT_VALID /
+ * EVENT_SOURCE_AUTHZ_ERROR): it gives its unstarted messages back and consumes no more, and the other triggers
+ * keep running. (Three, not one: a bundle caught mid-rebuild by serverless-offline's watch gets another chance.)
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -79,6 +80,8 @@ export interface TriggerOptions {
    */
   requeueDelayMs?: number;
   maxRequeueDelayMs?: number;
+  /** Invocations in a row whose handler did not load before the trigger stops (FUNCTION_CONFIG_NOT_VALID); default 3. */
+  handlerLoadAttempts?: number;
   /** Told of every change of State ('state') and of LastProcessingResult ('result'), e.g. to keep a status file. */
   onChange?: (trigger: QueueTrigger, what: 'state' | 'result') => void;
 }
@@ -125,6 +128,8 @@ export class QueueTrigger {
   /** Consecutive failed invocations, and the wait their batch gets before it is requeued. */
   private failedInARow = 0;
   private requeueDelay = 0;
+  /** Consecutive invocations whose handler did not load. */
+  private loadFailures = 0;
   /** Cuts the requeue waits short on stop() or failure. */
   private readonly waking = new AbortController();
   private failing: Promise<void> | undefined;
@@ -500,17 +505,27 @@ export class QueueTrigger {
         await this.invoker.invoke(this.definition, event, { requestId });
         this.failedInARow = 0;
         this.requeueDelay = 0;
+        this.loadFailures = 0;
         this.reportResult('OK');
       } catch (error) {
         outcome = 'nack';
         this.counts.failedInvocations++;
-        if (error instanceof HandlerLoadError) {
+        const loadFailed = error instanceof HandlerLoadError;
+        if (loadFailed) this.loadFailures++;
+        if (loadFailed && this.loadFailures >= (this.options.handlerLoadAttempts ?? 3)) {
           unloadable = error;
           this.log.error({ err: error, requestId, batchSize: records.length }, 'the handler did not load; the trigger stops');
         } else {
           const delay = this.nextRequeueDelay();
           this.log.error(
-            { err: error, requestId, batchSize: records.length, requeueDelayMs: delay, failedInARow: this.failedInARow },
+            {
+              err: error,
+              requestId,
+              batchSize: records.length,
+              requeueDelayMs: delay,
+              failedInARow: this.failedInARow,
+              ...(loadFailed ? { handlerLoadFailures: this.loadFailures } : {}),
+            },
             'invocation failed; the whole batch will be redelivered',
           );
           const { errorType } = error as { errorType?: unknown };

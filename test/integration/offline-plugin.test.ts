@@ -194,7 +194,7 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
     expect(broken.LastProcessingResult).toMatch(
       /^PROBLEM: Runtime\.HandlerNotFound: Handler 'handler\.missing' of function 'broken' did not load: .*handler\.missing is undefined or not exported/,
     );
-    expect(broken.Local).toMatchObject({ process: 'serverless-offline', counts: { received: 1, requeued: 1, acked: 0 } });
+    expect(broken.Local).toMatchObject({ process: 'serverless-offline', counts: { received: 3, invocations: 3, requeued: 3, acked: 0 } });
     expect(mine.find((m) => m.Local.functionKey === 'recorder')).toMatchObject({ LastProcessingResult: 'OK', Queues: [queue] });
   });
 
