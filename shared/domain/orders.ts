@@ -103,6 +103,8 @@ export interface PlaceOrderOptions {
   idempotencyKey?: string;
   /** Refuse (BacklogFullError) when this many events already wait to be published. */
   backlogLimit?: number;
+  /** How many events wait (default: counted now); intake passes a figure it refreshes at most once a second. */
+  backlog?: () => Promise<number>;
   /** The order's and the event's time (default: now). */
   now?: Date;
   /** How long the caller keeps the relays off the event's outbox row, because it publishes it itself. */
@@ -132,7 +134,7 @@ export async function placeOrder(
     if (existing) return replay(existing, hash, key);
   }
   if (options.backlogLimit !== undefined) {
-    const backlog = await store.outbox.backlog();
+    const backlog = await (options.backlog ?? (() => store.outbox.backlog()))();
     if (backlog >= options.backlogLimit) throw new BacklogFullError(backlog, options.backlogLimit);
   }
 
@@ -140,8 +142,8 @@ export async function placeOrder(
   const event = newEvent('OrderPlaced', { ...request, order_id: randomUUID(), timestamp: now.toISOString() });
   const message = outboxMessage(event, INTAKE_APP_ID, options.correlationId);
   try {
-    const order = await store.transaction(async (tx) => {
-      const stored = await tx.orders.insert({
+    const order = await store.orders.insertWithOutbox(
+      {
         ...request,
         order_id: event.order_id,
         status: 'accepted',
@@ -149,10 +151,10 @@ export async function placeOrder(
         idempotency_key: key ?? null,
         request_hash: hash,
         created_at: now,
-      });
-      await tx.outbox.add([message], options.publishLeaseMs === undefined ? {} : { leaseMs: options.publishLeaseMs });
-      return stored;
-    });
+      },
+      [message],
+      options.publishLeaseMs === undefined ? {} : { leaseMs: options.publishLeaseMs },
+    );
     return { order, created: true, event, message };
   } catch (error) {
     // A concurrent request with the same key won the insert. On PostgreSQL the failed transaction is

@@ -65,6 +65,7 @@ export const ordersRoutes: FastifyPluginAsync = async (app) => {
       correlationId: request.correlationId,
       ...(key ? { idempotencyKey: key } : {}),
       backlogLimit: config.outboxBacklogLimit,
+      backlog: () => app.services.backlog.read(config.outboxBacklogLimit),
       // Published right below, within the wait: the relays leave the row alone until a little after that
       // (not while the broker is known down: then the relay sends it as soon as the broker is back).
       ...(publisher.brokerDown ? {} : { publishLeaseMs: 2 * config.intakePublishWaitMs }),
@@ -79,6 +80,7 @@ export const ordersRoutes: FastifyPluginAsync = async (app) => {
         request.log.warn({ err: error, eventId }, 'publish after commit failed; the outbox relay will send it');
         return ['failed' as const];
       });
+      if (outcome !== 'published') app.services.backlog.add(1);
       if (outcome === 'deferred') {
         const { since, lastError } = broker.status;
         request.log.info(

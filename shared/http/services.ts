@@ -15,6 +15,8 @@ import { expose } from './expose';
 export interface Services {
   /** The store, opened on first call. */
   store(): Promise<Store>;
+  /** Events waiting to be published (see BacklogGauge): no count per request. */
+  backlog: BacklogGauge;
   broker: Broker;
   publisher: Publisher;
   config: Config;
@@ -49,12 +51,53 @@ export function resolveServices(options: ServiceOptions): Services & { closeOwne
   const shared = options.publisher ? undefined : messaging();
   return {
     store,
+    backlog: backlogGauge(store),
     broker: options.broker ?? shared!.broker,
     publisher: options.publisher ?? shared!.publisher,
     config: cfg,
     // The process-wide broker may serve others in this process (closeMessaging() ends it); the default store is ours.
     closeOwned: async () => {
       await (await opened?.catch(() => undefined))?.close();
+    },
+  };
+}
+
+/** How stale intake's backlog figure may be: load shedding needs its order of magnitude, not a count per request. */
+const BACKLOG_TTL_MS = 1_000;
+
+/** Intake's view of the outbox backlog: an estimate, counted at most once per BACKLOG_TTL_MS. */
+export interface BacklogGauge {
+  /**
+   * The backlog for a decision against `limit`: the estimate while it is below the limit (no query), a fresh
+   * count when it is not (so a refusal is never based on a stale figure, and a drained backlog is seen at once).
+   */
+  read(limit: number): Promise<number>;
+  /** Events this process committed and could not publish right away: they wait for the relay. */
+  add(count: number): void;
+}
+
+function backlogGauge(store: () => Promise<Store>): BacklogGauge {
+  let known: { count: number; at: number } | undefined;
+  let counting: Promise<number> | undefined;
+  const count = () => {
+    counting ??= store()
+      .then((opened) => opened.outbox.backlog())
+      .then((counted) => {
+        known = { count: counted, at: Date.now() };
+        return counted;
+      })
+      .finally(() => {
+        counting = undefined;
+      });
+    return counting;
+  };
+  return {
+    read: async (limit) => {
+      const estimate = known && Date.now() - known.at < BACKLOG_TTL_MS ? known.count : await count();
+      return estimate < limit ? estimate : count();
+    },
+    add: (added) => {
+      if (known) known.count += added;
     },
   };
 }

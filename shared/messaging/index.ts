@@ -3,8 +3,11 @@
  * (topology declared on every connect) and one Publisher. The AMQP plumbing itself is shared/amqp, re-exported
  * here for the app's modules.
  */
+
+import type { ChannelModel } from 'amqplib';
 import { Broker, type BrokerOptions, Publisher } from '../amqp';
 import { type Config, config } from '../config';
+import { logger } from '../logging';
 import { declareTopology, type WorkQueue } from './topology';
 
 export * from '../amqp';
@@ -17,11 +20,18 @@ export const topologyOptions = (cfg: Config, extraQueues?: readonly WorkQueue[])
   ...(extraQueues ? { extraQueues } : {}),
 });
 
-/** A Broker that declares the topology on every (re)connection, so a restarted broker gets it back. */
+/**
+ * A Broker that declares the topology on every (re)connection, so a restarted broker gets it back. In the
+ * background: a container's first requests wait for the connection, not for some forty declarations (the
+ * runner, `npm run topology` or the deployment has declared them before; on a broker that has nothing yet,
+ * a publish that comes first fails and its event waits in the outbox for the relay).
+ */
 export function createBroker(cfg: Config = config(), options: Partial<BrokerOptions> = {}): Broker {
   const broker = new Broker({ urls: cfg.amqpUrls, connectionName: cfg.serviceName, ...options });
-  void broker.onConnect(async (connection) => {
-    await declareTopology(connection, topologyOptions(cfg));
+  broker.on('connected', (connection: ChannelModel) => {
+    declareTopology(connection, topologyOptions(cfg)).catch((error: unknown) =>
+      logger().warn({ err: error }, 'could not declare the topology'),
+    );
   });
   return broker;
 }

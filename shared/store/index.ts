@@ -47,7 +47,7 @@ class Repositories {
     readonly db: Kysely<Database>,
     readonly dialect: DialectName,
   ) {
-    this.orders = new Orders(db);
+    this.orders = new Orders(db, dialect);
     this.stock = new Stock(db);
     this.inbox = new Inbox(db, dialect);
     this.notifications = new Notifications(db);

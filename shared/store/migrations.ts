@@ -101,6 +101,9 @@ function migrations(dialect: DialectName): Record<string, Migration> {
  * Returns the names of the migrations this call applied. `schema` (PostgreSQL) holds the bookkeeping tables.
  */
 export async function migrate<DB>(db: Kysely<DB>, dialect: DialectName, schema?: string): Promise<string[]> {
+  // Every cold start opens the store: when the schema is already current, a read says so, without the lock
+  // the migrator takes (a burst of cold starts would otherwise queue on it, one after another).
+  if (await upToDate(db, dialect, schema)) return [];
   const provider: MigrationProvider = { getMigrations: async () => migrations(dialect) };
   const migrator = new Migrator({ db, provider, ...(schema ? { migrationTableSchema: schema } : {}) });
   const { error, results = [] } = await migrator.migrateToLatest();
@@ -110,4 +113,16 @@ export async function migrate<DB>(db: Kysely<DB>, dialect: DialectName, schema?:
     throw new MigrationError(`${what} failed: ${describeError(error)}`, { cause: error });
   }
   return results.filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}
+
+/** True when every migration this code knows is recorded as applied (false when unsure: then the migrator decides). */
+async function upToDate<DB>(db: Kysely<DB>, dialect: DialectName, schema?: string): Promise<boolean> {
+  const table = schema ? sql.table(`${schema}.kysely_migration`) : sql.table('kysely_migration');
+  try {
+    const { rows } = await sql<{ name: string }>`select name from ${table}`.execute(db);
+    const applied = new Set(rows.map((row) => row.name));
+    return Object.keys(migrations(dialect)).every((name) => applied.has(name));
+  } catch {
+    return false; // no bookkeeping table yet: a fresh database
+  }
 }

@@ -1,6 +1,8 @@
 /** Orders: what intake stores, the status projection updates, and GET /orders reads (newest first). */
 import type { Kysely } from 'kysely';
 import { DuplicateError, InvalidCursorError, isUniqueViolation } from './errors';
+import type { DialectName } from './migrations';
+import { type NewOutboxMessage, outboxRows } from './outbox';
 import { type Database, type Order, type OrderStatus, toIso } from './schema';
 
 export interface NewOrder {
@@ -28,25 +30,43 @@ export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;
 
 export class Orders {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly dialect: DialectName,
+  ) {}
+
+  /**
+   * Stores a new order and the events that announce it, atomically, in the fewest round trips: one statement
+   * on PostgreSQL (a data-modifying WITH: both inserts or neither), a transaction on SQLite (in-process, no
+   * round trips). Call it outside a transaction. Throws DuplicateError for an existing order id or key.
+   */
+  async insertWithOutbox(order: NewOrder, messages: readonly NewOutboxMessage[], options: { leaseMs?: number } = {}): Promise<Order> {
+    const row = orderRow(order);
+    const outbox = outboxRows(messages, options);
+    try {
+      if (this.dialect === 'postgres') {
+        await this.db
+          .with('placed', (db) => db.insertInto('orders').values(row).returning('order_id'))
+          .insertInto('outbox')
+          .values(outbox)
+          .execute();
+      } else {
+        await this.db.transaction().execute(async (trx) => {
+          await trx.insertInto('orders').values(row).execute();
+          await trx.insertInto('outbox').values(outbox).execute();
+        });
+      }
+    } catch (error) {
+      if (isUniqueViolation(error))
+        throw new DuplicateError(`Order ${order.order_id} or its idempotency key already exists`, { cause: error });
+      throw error;
+    }
+    return row;
+  }
 
   /** Stores a new order. Throws DuplicateError when the order id or idempotency key already exists. */
   async insert(order: NewOrder): Promise<Order> {
-    const createdAt = toIso(order.created_at);
-    const row: Order = {
-      order_id: order.order_id,
-      user_id: order.user_id,
-      item: order.item,
-      quantity: order.quantity,
-      status: order.status ?? 'accepted',
-      reason: order.reason ?? null,
-      correlation_id: order.correlation_id ?? null,
-      idempotency_key: order.idempotency_key ?? null,
-      request_hash: order.request_hash ?? null,
-      created_at: createdAt,
-      updated_at: createdAt,
-      notified_at: null,
-    };
+    const row = orderRow(order);
     try {
       await this.db.insertInto('orders').values(row).execute();
     } catch (error) {
@@ -129,4 +149,23 @@ function decodeCursor(cursor: string): [string, string] {
     // fall through
   }
   throw new InvalidCursorError();
+}
+
+/** An order row as stored, with its defaults filled in. */
+function orderRow(order: NewOrder): Order {
+  const createdAt = toIso(order.created_at);
+  return {
+    order_id: order.order_id,
+    user_id: order.user_id,
+    item: order.item,
+    quantity: order.quantity,
+    status: order.status ?? 'accepted',
+    reason: order.reason ?? null,
+    correlation_id: order.correlation_id ?? null,
+    idempotency_key: order.idempotency_key ?? null,
+    request_hash: order.request_hash ?? null,
+    created_at: createdAt,
+    updated_at: createdAt,
+    notified_at: null,
+  };
 }

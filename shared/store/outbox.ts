@@ -38,6 +38,21 @@ const parsed = <Row extends { properties: string }>(row: Row) => ({
 /** Longest error text kept per failed attempt. */
 const MAX_ERROR_LENGTH = 2_000;
 
+/** Outbox rows for `messages` as they are stored (JSON text), leased to their producer for `leaseMs`. */
+export function outboxRows(messages: readonly NewOutboxMessage[], options: { leaseMs?: number | undefined } = {}) {
+  const createdAt = toIso();
+  const claimedUntil = options.leaseMs === undefined ? null : toIso(new Date(Date.now() + options.leaseMs));
+  return messages.map((m) => ({
+    event_id: m.event_id,
+    exchange: m.exchange,
+    routing_key: m.routing_key,
+    body: JSON.stringify(m.body),
+    properties: JSON.stringify(m.properties),
+    created_at: createdAt,
+    claimed_until: claimedUntil,
+  }));
+}
+
 /** The columns of a row as the relay reads it. */
 const ROW = ['id', 'event_id', 'exchange', 'routing_key', 'body', 'properties', 'created_at', 'attempts', 'last_error'] as const;
 
@@ -54,21 +69,9 @@ export class Outbox {
    */
   async add(messages: readonly NewOutboxMessage[], options: { leaseMs?: number } = {}): Promise<void> {
     if (messages.length === 0) return;
-    const createdAt = toIso();
-    const claimedUntil = options.leaseMs === undefined ? null : toIso(new Date(Date.now() + options.leaseMs));
     await this.db
       .insertInto('outbox')
-      .values(
-        messages.map((m) => ({
-          event_id: m.event_id,
-          exchange: m.exchange,
-          routing_key: m.routing_key,
-          body: JSON.stringify(m.body),
-          properties: JSON.stringify(m.properties),
-          created_at: createdAt,
-          claimed_until: claimedUntil,
-        })),
-      )
+      .values(outboxRows(messages, options))
       .onConflict((oc) => oc.column('event_id').doNothing())
       .execute();
   }

@@ -3,6 +3,7 @@
  * and PostgreSQL schema): no Lambda, no HTTP, no broker.
  */
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseInput } from '../../shared/contract/validation';
 import {
@@ -62,18 +63,18 @@ describe.each(backends())('placeOrder on $name', (backend) => {
     expect(row!.properties).toEqual(eventProperties(event, INTAKE_APP_ID, 'corr-1'));
   });
 
-  it('stores nothing when the outbox row cannot be written (one transaction)', async () => {
+  it('stores nothing when the outbox row cannot be written (order and event are one atomic write)', async () => {
     const store = await fresh();
-    const failingOutbox = {
-      ...store,
-      orders: store.orders,
-      outbox: store.outbox,
-      transaction: <T>(fn: Parameters<Store['transaction']>[0]) =>
-        store.transaction((tx) =>
-          fn(Object.assign(Object.create(tx), { outbox: { add: () => Promise.reject(new Error('disk full')) } })),
-        ) as Promise<T>,
-    };
-    await expect(placeOrder(failingOutbox, input)).rejects.toThrow('disk full');
+    // A real failure of the outbox insert, raised by the database itself.
+    const failing =
+      store.dialect === 'postgres'
+        ? [
+            sql`create function fail_outbox() returns trigger language plpgsql as $$ begin raise exception 'disk full'; end $$`,
+            sql`create trigger fail_outbox before insert on outbox for each row execute function fail_outbox()`,
+          ]
+        : [sql`create trigger fail_outbox before insert on outbox begin select raise(abort, 'disk full'); end`];
+    for (const statement of failing) await statement.execute(store.db);
+    await expect(placeOrder(store, input)).rejects.toThrow('disk full');
     expect((await store.orders.list()).orders).toHaveLength(0);
     expect(await store.outbox.backlog()).toBe(0);
   });
