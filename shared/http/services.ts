@@ -66,7 +66,7 @@ export function resolveServices(options: ServiceOptions): Services & { closeOwne
 const BACKLOG_TTL_MS = 1_000;
 
 /** Intake's view of the outbox backlog: an estimate, counted at most once per BACKLOG_TTL_MS. */
-export interface BacklogGauge {
+interface BacklogGauge {
   /**
    * The backlog for a decision against `limit`: the estimate while it is below the limit (no query), a fresh
    * count when it is not (so a refusal is never based on a stale figure, and a drained backlog is seen at once).
