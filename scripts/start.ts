@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { type Config, ConfigError, loadConfig, redactUrl } from '../shared/config';
 import { Broker, declareTopology, TopologyMismatchError, topologyOptions } from '../shared/messaging';
-import { loadService, type TriggerDefinition, triggersFromFunctions } from '../shared/runner/definitions';
+import { loadService, type TriggerDefinition, TriggerDefinitionError, triggersFromFunctions } from '../shared/runner/definitions';
 import { managementTarget, probeManagement } from './lib/management';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -228,7 +228,8 @@ async function waitForConsumers(cfg: Config, queues: readonly string[], child: C
 
 function banner(cfg: Config, apiUrl: string, management: string, triggers: string): string {
   const database = cfg.databaseUrl ? `PostgreSQL at ${redactUrl(cfg.databaseUrl)}` : `SQLite at ${resolve(cfg.sqlitePath)}`;
-  const order = `{"user_id":"u-1","item":"widget","quantity":1}`;
+  // The reference system's own example order, reserved from the seeded campus menu.
+  const order = `{"user_id":"user123","item":"Burger","quantity":2}`;
   return [
     '',
     '------------------------------------------------------------------------------------------',
@@ -354,6 +355,11 @@ main().then(
     if (error instanceof StartError) {
       console.error(`[start] ${error.message}`);
       process.exit(error.exitCode);
+    }
+    // A setting AWS would refuse (a batch size out of range, a filter pattern it rejects): the message says which.
+    if (error instanceof TriggerDefinitionError || error instanceof ConfigError) {
+      console.error(`[start] ${error.message}`);
+      process.exit(2);
     }
     console.error(`[start] failed: ${(error as Error)?.stack ?? String(error)}`);
     process.exit(1);

@@ -165,7 +165,7 @@ describe('npm start: the whole system on this machine', () => {
     );
     expect(output).toMatch(/Database\s+SQLite at .*app\.sqlite/);
     expect(output).toContain(
-      `curl -s -X POST ${api}/order -H 'content-type: application/json' -d '{"user_id":"u-1","item":"widget","quantity":1}'`,
+      `curl -s -X POST ${api}/order -H 'content-type: application/json' -d '{"user_id":"user123","item":"Burger","quantity":2}'`,
     );
     expect(output).toContain(`curl -s ${api}/orders/<order_id>`);
   });
