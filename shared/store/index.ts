@@ -16,6 +16,7 @@
 import { resolve } from 'node:path';
 import { Kysely, sql } from 'kysely';
 import { config, redactUrl } from '../config';
+import type { UnitOfWork as MiddlewareUnitOfWork } from '../middleware/idempotency';
 import { describeError, MigrationError, StoreError } from './errors';
 import { Inbox } from './inbox';
 import { type DialectName, migrate } from './migrations';
@@ -58,15 +59,8 @@ class Repositories {
 /** What a transaction callback gets: the same repositories, inside the transaction. */
 export type Tx = Repositories;
 
-/** A transaction controlled from outside: its repositories, savepoints by name, commit, rollback. */
-export interface UnitOfWork {
-  readonly tx: Tx;
-  savepoint(name: string): Promise<void>;
-  rollbackToSavepoint(name: string): Promise<void>;
-  releaseSavepoint(name: string): Promise<void>;
-  commit(): Promise<void>;
-  rollback(): Promise<void>;
-}
+/** A transaction controlled from outside (savepoints, commit, rollback), as the queue middleware runs a batch. */
+export type UnitOfWork = MiddlewareUnitOfWork<Tx>;
 
 /** An open store. Get one with openStore(); close it with close(). */
 export class Store extends Repositories {

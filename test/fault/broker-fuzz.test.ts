@@ -52,6 +52,7 @@ import { eventProperties, newEvent, OrderPlaced } from '../../shared/events';
 import { declareTopology, dlqName, PARKING_LOT_QUEUE, retryQueueName } from '../../shared/messaging';
 import { openStore, type Store } from '../../shared/store';
 import { queueDepth } from '../support/amqp';
+import { seededRandom } from '../support/orders';
 import {
   BrokerCloseError,
   encodeTable,
@@ -100,15 +101,10 @@ const WATCH = [
 // ---------------------------------------------------------------------------------------------------------
 // Deterministic expansion of small generated recipes into bytes (fast-check would be slow generating MBs).
 
+/** seededRandom (test/support/orders.ts) as whole 32-bit numbers. */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const random = seededRandom(seed);
+  return () => Math.floor(random() * 4294967296);
 }
 
 function randomBytes(seed: number, length: number): Buffer {

@@ -36,6 +36,7 @@ import { AMQP_URL } from '../support/amqp';
 import { waitFor } from '../support/runner';
 import { TcpProxy } from '../support/tcp-proxy';
 import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
+import { groupAlive } from '../support/worker-process';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const OUTPUT_DIR = join(ROOT, 'test/.output');
@@ -66,15 +67,6 @@ async function freePort(): Promise<number> {
   await new Promise((done) => server.close(done));
   return port;
 }
-
-const groupAlive = (pgid: number) => {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 interface TreeSample {
   rssMb: number;

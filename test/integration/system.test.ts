@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redactUrl } from '../../shared/config';
 import { AMQP_URL } from '../support/amqp';
 import { waitFor } from '../support/runner';
+import { groupAlive } from '../support/worker-process';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');
@@ -63,15 +64,6 @@ async function portIsFree(port: number): Promise<boolean> {
     server.listen(port, () => server.close(() => resolve(true)));
   });
 }
-
-const groupAlive = (pgid: number) => {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 interface Order {
   order_id: string;

@@ -3,7 +3,6 @@
  * cannot become an `aws:rmq` record, or could never fit an invocation, is dead-lettered on its own with the
  * reason, and its neighbours are invoked once; batches are cut before the 6 MB invocation payload.
  */
-import type { GetMessage } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dlqName } from '../../shared/messaging';
 import {
@@ -16,7 +15,7 @@ import {
   toRabbitMQMessage,
 } from '../../shared/rmq-event';
 import { type Runner, triggersFromFunctions } from '../../shared/runner';
-import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { AMQP_URL, drainQueue, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
 import { nested, openRawPublisher } from '../support/raw-amqp';
 import { deleteQueues, type TestHandler, testRunner, trigger, uniqueQueue, waitFor } from '../support/runner';
 
@@ -52,15 +51,7 @@ describe('trigger: hostile messages (real broker)', () => {
     return made;
   };
 
-  /** Every message in `queue`, taken out (acked). */
-  async function drain(queue: string): Promise<GetMessage[]> {
-    const taken: GetMessage[] = [];
-    for (;;) {
-      const message = await amqp.channel.get(queue, { noAck: true });
-      if (!message) return taken;
-      taken.push(message);
-    }
-  }
+  const drain = (queue: string) => drainQueue(amqp.channel, queue);
 
   beforeAll(async () => {
     amqp = await openTestAmqp();
@@ -296,24 +287,8 @@ describe('trigger: hostile messages (real broker)', () => {
     }
     expect(runner.triggers[0]!.counts).toMatchObject({ received: 8, deadLettered: 2 });
   });
-});
 
-describe('trigger: filter criteria (real broker)', () => {
-  let amqp: TestAmqp;
-  const queues: string[] = [];
-  const runners: Runner[] = [];
-  beforeAll(async () => {
-    amqp = await openTestAmqp();
-  });
-  afterEach(async () => {
-    await Promise.all(runners.splice(0).map((runner) => runner.stop()));
-    await deleteQueues(amqp, queues.splice(0));
-  });
-  afterAll(async () => {
-    await amqp.close();
-  });
-
-  it('invokes only what matches a pattern, acks the rest without invoking, and counts it', async () => {
+  it('filter criteria: invokes only what matches a pattern, acks the rest without invoking, and counts it', async () => {
     const queue = uniqueQueue('trigger-filter');
     queues.push(queue);
     const fn = recorder();

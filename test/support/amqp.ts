@@ -37,6 +37,16 @@ export async function getMessage(channel: Channel, queue: string, timeoutMs = 5_
   }
 }
 
+/** Every message in `queue`, taken out (acked), in queue order. */
+export async function drainQueue(channel: Channel, queue: string): Promise<GetMessage[]> {
+  const taken: GetMessage[] = [];
+  for (;;) {
+    const message = await channel.get(queue, { noAck: true });
+    if (!message) return taken;
+    taken.push(message);
+  }
+}
+
 /** Purges each queue that exists; tests start from empty contract queues. */
 export async function purgeQueues(connection: ChannelModel, queues: readonly string[]): Promise<void> {
   for (const queue of queues) {

@@ -62,3 +62,13 @@ export function spawnWorker(env: NodeJS.ProcessEnv, options: { args?: string[]; 
 export async function killAll(workers: Iterable<WorkerProcess>): Promise<void> {
   await Promise.all([...workers].map((worker) => worker.kill('SIGKILL')));
 }
+
+/** True while any process of the group `pgid` is alive (signal 0 probes without killing). */
+export const groupAlive = (pgid: number): boolean => {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
