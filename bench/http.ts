@@ -28,8 +28,19 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { loadConfig } from '../shared/config';
+import { type BaselineStore, createBaseline } from './http-baseline';
 import { httpPoster, type LoadResult, runLoad, type Send } from './http-load';
-import { bar, benchVhost, fmt, type LatencySummary, machineFacts, postgresSchema, round, writeResultFile } from './support';
+import {
+  bar,
+  benchVhost,
+  fmt,
+  type LatencySummary,
+  machineFacts,
+  postgresSchema,
+  round,
+  summarizeLatencies,
+  writeResultFile,
+} from './support';
 
 const serviceDir = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const trivialServiceDir = join(serviceDir, 'bench', 'offline-service');
@@ -39,8 +50,10 @@ const VHOST = 'bench';
 const ORDER_BODY = () => JSON.stringify({ user_id: 'bench-user', item: 'widget', quantity: 1 });
 
 type StoreKind = 'sqlite' | 'postgres';
-type Mode = 'offline' | 'in-process';
-type Kind = 'real' | 'trivial';
+type Mode = 'offline' | 'in-process' | 'cold-burst';
+type Kind = 'real' | 'trivial' | 'baseline';
+/** What the issue asks of the figures: real >= 0.8 x the hand-written baseline in-process, >= 0.6 x trivial offline at 16. */
+const TARGETS = { vsBaseline: 0.8, offlineVsTrivial: 0.6, offlineConcurrency: 16, coldBurstP99Ms: 2_000 } as const;
 
 interface Options {
   seconds: number;
@@ -49,6 +62,7 @@ interface Options {
   concurrency: number[];
   stores: StoreKind[];
   modes: Mode[];
+  burst: number;
   outDir: string;
   child: StoreKind | undefined;
   resultFile: string | undefined;
@@ -60,7 +74,8 @@ const usage = `Usage: npm run bench:http -- [options]
   --max-requests N     upper bound on measured requests per case (default 100000)
   --concurrency LIST   closed-loop workers (default 16,32)
   --stores LIST        stores for the in-process case (default sqlite,postgres)
-  --modes LIST         offline,in-process (default both)
+  --modes LIST         offline,in-process,cold-burst (default all three)
+  --burst N            concurrent POST /order of the cold burst (default 16)
   --out-dir DIR        where http.json and http.md go (default bench/results)`;
 
 function parseOptions(): Options {
@@ -71,7 +86,8 @@ function parseOptions(): Options {
       'max-requests': { type: 'string', default: '100000' },
       concurrency: { type: 'string', default: '16,32' },
       stores: { type: 'string', default: 'sqlite,postgres' },
-      modes: { type: 'string', default: 'offline,in-process' },
+      modes: { type: 'string', default: 'offline,in-process,cold-burst' },
+      burst: { type: 'string', default: '16' },
       'out-dir': { type: 'string', default: join(serviceDir, 'bench', 'results') },
       child: { type: 'string' },
       'result-file': { type: 'string' },
@@ -101,21 +117,25 @@ function parseOptions(): Options {
     maxRequests: num('max-requests', values['max-requests'], 1, 10_000_000),
     concurrency: values.concurrency.split(',').map((c) => num('concurrency', c.trim(), 1, 1024)),
     stores: list('stores', values.stores, ['sqlite', 'postgres'] as const),
-    modes: list('modes', values.modes, ['offline', 'in-process'] as const),
+    modes: list('modes', values.modes, ['offline', 'in-process', 'cold-burst'] as const),
+    burst: num('burst', values.burst, 1, 256),
     outDir: resolve(values['out-dir']),
     child,
     resultFile: values['result-file'],
   };
 }
 
+/** The modes that run closed-loop cases. */
+type LoadMode = Exclude<Mode, 'cold-burst'>;
+
 interface Case extends LoadResult {
-  mode: Mode;
+  mode: LoadMode;
   store: StoreKind | 'none';
   kind: Kind;
 }
 
 interface Ratio {
-  mode: Mode;
+  mode: LoadMode;
   store: StoreKind;
   concurrency: number;
   /** Real requests/s / trivial requests/s. */
@@ -123,20 +143,29 @@ interface Ratio {
   /** Real p50 / trivial p50, and the same for p99. */
   p50: number;
   p99: number;
+  /** In-process: real requests/s / the hand-written baseline's requests/s (same store, same concurrency). */
+  vsBaseline?: number;
+  /** In-process: real p50 / baseline p50, and the same for p99. */
+  vsBaselineP50?: number;
+  vsBaselineP99?: number;
 }
 
-/** Runs real and trivial alternately at each concurrency (trivial first at the first, real first at the next, ...). */
+/**
+ * Runs the handlers alternately at each concurrency: trivial, real(, baseline) at the first, the reverse at the
+ * next, ... so real is always measured right next to each of the others.
+ */
 async function sideBySide(
-  senders: Record<Kind, Send>,
+  senders: Partial<Record<Kind, Send>>,
   options: Options,
   label: (kind: Kind, concurrency: number) => Omit<Case, keyof LoadResult>,
   log: (line: string) => void,
 ): Promise<Case[]> {
   const cases: Case[] = [];
+  const kinds = (['trivial', 'real', 'baseline'] as const).filter((kind) => senders[kind]);
   for (const [index, concurrency] of options.concurrency.entries()) {
-    const order: Kind[] = index % 2 === 0 ? ['trivial', 'real'] : ['real', 'trivial'];
+    const order: Kind[] = index % 2 === 0 ? [...kinds] : [...kinds].reverse();
     for (const kind of order) {
-      const result = await runLoad(senders[kind], {
+      const result = await runLoad(senders[kind]!, {
         concurrency,
         seconds: options.seconds,
         warmupSeconds: options.warmupSeconds,
@@ -145,7 +174,7 @@ async function sideBySide(
       const c = { ...label(kind, concurrency), ...result };
       cases.push(c);
       log(
-        `${c.mode} ${c.store} ${kind.padEnd(7)} c=${concurrency}: ${fmt(result.requestsPerSecond, 1)} req/s, p50/p95/p99 ` +
+        `${c.mode} ${c.store} ${kind.padEnd(8)} c=${concurrency}: ${fmt(result.requestsPerSecond, 1)} req/s, p50/p95/p99 ` +
           `${result.latencyMs.p50}/${result.latencyMs.p95}/${result.latencyMs.p99} ms, ${result.failures} failed${result.firstError ? ` (${result.firstError})` : ''}`,
       );
     }
@@ -212,7 +241,15 @@ async function runChild(options: Options, store: StoreKind, resultFile: string):
     import('@middy/core'),
     import('fastify'),
   ]);
+  // The tables, made by our migrations (the real handler would make them on its first request; the baseline
+  // needs them before its first).
+  const cfg = loadConfig(process.env);
+  const where: BaselineStore =
+    store === 'postgres' ? { kind: 'postgres', url: cfg.databaseUrl! } : { kind: 'sqlite', path: cfg.sqlitePath };
+  const { openStore } = await import('../shared/store');
+  await (await openStore(where.kind === 'postgres' ? { databaseUrl: where.url } : { sqlitePath: where.path })).close();
   const intake = (await import('../handlers/order-intake')) as unknown as { handler: LambdaHttpHandler; app: { close(): Promise<void> } };
+  const baseline = await createBaseline(where, cfg.amqpUrls[0]!);
   const tiny = fastify();
   tiny.post('/order', async (_request, reply) => reply.code(202).send({ order_id: 'trivial', status: 'accepted' }));
   await tiny.ready();
@@ -227,14 +264,15 @@ async function runChild(options: Options, store: StoreKind, resultFile: string):
     };
   try {
     const cases = await sideBySide(
-      { real: invoke(intake.handler), trivial: invoke(trivial) },
+      { real: invoke(intake.handler), trivial: invoke(trivial), baseline: invoke(baseline.handler) },
       options,
-      (kind) => ({ mode: 'in-process', store: kind === 'real' ? store : 'none', kind }),
+      (kind) => ({ mode: 'in-process', store: kind === 'trivial' ? 'none' : store, kind }),
       (line) => console.log(`[${store}] ${line}`),
     );
     await writeResultFile(resultFile, JSON.stringify(cases));
   } finally {
     await tiny.close().catch(() => undefined);
+    await baseline.close();
     await intake.app.close().catch(() => undefined);
     const { closeMessaging } = await import('../shared/messaging');
     await closeMessaging().catch(() => undefined);
@@ -257,13 +295,26 @@ async function freePort(): Promise<number> {
 interface Offline {
   url: string;
   process: ChildProcess;
+  /** From the spawn to the first answer to the readiness probe, and that answer's status. */
+  readyAfterMs: number;
+  readyStatus: number;
   output(): string;
   stop(): Promise<void>;
 }
 
-/** `serverless offline start` in `dir` on free ports; resolves once `GET /health` answers 200 there. */
-async function startOffline(dir: string, env: NodeJS.ProcessEnv, label: string, readyPath = '/health'): Promise<Offline> {
+interface ReadyOptions {
+  path?: string;
+  /** Any HTTP answer counts (as `npm start` waits for it), not only 200. */
+  anyStatus?: boolean;
+  /** Between probes (default 500 ms). */
+  pollMs?: number;
+}
+
+/** `serverless offline start` in `dir` on free ports; resolves once `GET /health` answers (200, unless `anyStatus`). */
+async function startOffline(dir: string, env: NodeJS.ProcessEnv, label: string, ready: ReadyOptions = {}): Promise<Offline> {
+  const { path: readyPath = '/health', anyStatus = false, pollMs = 500 } = ready;
   const [httpPort, lambdaPort] = [await freePort(), await freePort()];
+  const spawnedAt = performance.now();
   const child = spawn(process.execPath, [join(serviceDir, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
     cwd: dir,
     env: { ...env, CI: 'true', HTTP_PORT: String(httpPort), LAMBDA_PORT: String(lambdaPort) },
@@ -277,12 +328,17 @@ async function startOffline(dir: string, env: NodeJS.ProcessEnv, label: string, 
   child.stderr!.on('data', keep);
   const url = `http://127.0.0.1:${httpPort}`;
   const deadline = Date.now() + 180_000;
+  let readyStatus = 0;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`serverless offline (${label}) exited with ${child.exitCode}:\n${output}`);
     try {
-      const response = await fetch(`${url}${readyPath}`, { signal: AbortSignal.timeout(2_000) });
+      // No timeout shorter than a cold start: the first answer is what a user sending requests then would see.
+      const response = await fetch(`${url}${readyPath}`, { signal: AbortSignal.timeout(30_000) });
       await response.arrayBuffer();
-      if (response.ok) break;
+      if (response.ok || anyStatus) {
+        readyStatus = response.status;
+        break;
+      }
     } catch {
       // not up yet
     }
@@ -290,11 +346,13 @@ async function startOffline(dir: string, env: NodeJS.ProcessEnv, label: string, 
       child.kill('SIGKILL');
       throw new Error(`serverless offline (${label}) did not answer ${readyPath} within 180 s:\n${output}`);
     }
-    await sleep(500);
+    await sleep(pollMs);
   }
   return {
     url,
     process: child,
+    readyAfterMs: round(performance.now() - spawnedAt, 1),
+    readyStatus,
     output: () => output,
     stop: async () => {
       if (child.exitCode !== null) return;
@@ -303,6 +361,70 @@ async function startOffline(dir: string, env: NodeJS.ProcessEnv, label: string, 
       if (!(await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)]))) child.kill('SIGKILL');
     },
   };
+}
+
+/** Declares the topology on the broker at `url`, as `npm start` does before it starts serverless offline. */
+async function declareTopologyOnce(url: string): Promise<void> {
+  const { Broker, declareTopology, topologyOptions } = await import('../shared/messaging');
+  const cfg = loadConfig({ ...process.env, AMQP_URL: url, AMQP_URLS: undefined });
+  const broker = new Broker({ urls: cfg.amqpUrls, connectionName: 'bench-http-topology', maxAttempts: 1, initialBackoffMs: 100 });
+  try {
+    await declareTopology(await broker.connect(), topologyOptions(cfg));
+  } finally {
+    await broker.close();
+  }
+}
+
+interface ColdBurst {
+  /** Concurrent POST /order sent at once. */
+  concurrency: number;
+  /** From spawning `serverless offline start` to the first answer to GET /health, and its status. */
+  startupMs: number;
+  healthStatus: number;
+  /** Each request's latency, in the order sent. */
+  latenciesMs: number[];
+  /** Nearest rank: with 16 requests p99 is the slowest. */
+  latencyMs: LatencySummary;
+  statuses: Record<string, number>;
+  failures: number;
+  firstError?: string;
+  /** p99 below TARGETS.coldBurstP99Ms. */
+  meetsTarget: boolean;
+}
+
+/** `n` POST /order at once, each on a connection of its own, the moment `server` first answered. */
+async function fireColdBurst(server: Offline, n: number): Promise<ColdBurst> {
+  const poster = httpPoster(`${server.url}/order`, ORDER_BODY, n, 60_000);
+  try {
+    const results = await Promise.all(
+      Array.from({ length: n }, async () => {
+        const t0 = performance.now();
+        try {
+          const status = String(await poster.send());
+          return { ms: performance.now() - t0, status, error: status === '202' ? undefined : `HTTP ${status}` };
+        } catch (error) {
+          return { ms: performance.now() - t0, status: 'error', error: error instanceof Error ? error.message : String(error) };
+        }
+      }),
+    );
+    const statuses: Record<string, number> = {};
+    for (const r of results) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+    const latencyMs = summarizeLatencies(results.map((r) => r.ms));
+    const firstError = results.find((r) => r.error)?.error;
+    return {
+      concurrency: n,
+      startupMs: server.readyAfterMs,
+      healthStatus: server.readyStatus,
+      latenciesMs: results.map((r) => round(r.ms, 1)),
+      latencyMs,
+      statuses,
+      failures: results.filter((r) => r.error).length,
+      ...(firstError ? { firstError } : {}),
+      meetsTarget: latencyMs.p99 < TARGETS.coldBurstP99Ms,
+    };
+  } finally {
+    poster.close();
+  }
 }
 
 interface Results {
@@ -316,10 +438,15 @@ interface Results {
     body: string;
     loadGenerator: string;
     inProcess: string;
+    baseline: string;
     offline: string;
+    coldBurst: string;
   };
+  targets: typeof TARGETS;
   cases: Case[];
   ratios: Ratio[];
+  /** Absent when the run had no cold-burst mode. */
+  coldBurst?: ColdBurst;
   elapsedSeconds: number;
 }
 
@@ -334,6 +461,10 @@ function ratios(cases: Case[], stores: StoreKind[]): Ratio[] {
           (c) => c && c.mode === mode && c.kind === 'trivial' && c.concurrency === real.concurrency,
         );
         if (!trivial) continue;
+        // The baseline measured next to it (in-process only), same store and concurrency.
+        const baseline = [cases[i - 1], cases[i + 1]].find(
+          (c) => c && c.mode === mode && c.kind === 'baseline' && c.store === store && c.concurrency === real.concurrency,
+        );
         out.push({
           mode,
           store,
@@ -341,6 +472,13 @@ function ratios(cases: Case[], stores: StoreKind[]): Ratio[] {
           throughput: round(real.requestsPerSecond / trivial.requestsPerSecond, 3),
           p50: round(real.latencyMs.p50 / trivial.latencyMs.p50, 2),
           p99: round(real.latencyMs.p99 / trivial.latencyMs.p99, 2),
+          ...(baseline
+            ? {
+                vsBaseline: round(real.requestsPerSecond / baseline.requestsPerSecond, 3),
+                vsBaselineP50: round(real.latencyMs.p50 / baseline.latencyMs.p50, 2),
+                vsBaselineP99: round(real.latencyMs.p99 / baseline.latencyMs.p99, 2),
+              }
+            : {}),
         });
       }
     }
@@ -373,13 +511,43 @@ async function runParent(options: Options): Promise<void> {
   delete baseEnv.AMQP_URLS;
   delete baseEnv.DATABASE_URL;
   const cases: Case[] = [];
+  let coldBurst: ColdBurst | undefined;
+  let realServer: Offline | undefined;
   try {
     console.log(`vhost '${VHOST}', node ${process.version}, ${machineFacts().cpus} cpus`);
-    if (options.modes.includes('offline')) {
-      console.log('starting serverless offline: the real service (esbuild bundles first) and the trivial one ...');
-      const real = await startOffline(serviceDir, { ...baseEnv, SQLITE_PATH: join(tmp, 'offline.sqlite') }, 'real service');
+    const burst = options.modes.includes('cold-burst');
+    if (burst || options.modes.includes('offline')) {
+      // As `npm start` does: the topology first, then serverless offline; the cold burst goes out at the first
+      // answer to GET /health (polled every 50 ms, any status, as npm start waits for it).
+      await declareTopologyOnce(vhost.url);
+      console.log(
+        `starting serverless offline: the real service (esbuild bundles first)${burst ? `, ${options.burst} concurrent POST /order at its first answer` : ''} ...`,
+      );
+      const real = await startOffline(
+        serviceDir,
+        { ...baseEnv, SQLITE_PATH: join(tmp, 'offline.sqlite') },
+        'real service',
+        burst ? { anyStatus: true, pollMs: 50 } : {},
+      );
       running.add(real);
-      const trivial = await startOffline(trivialServiceDir, baseEnv, 'trivial service', '/health');
+      realServer = real;
+      if (burst) {
+        coldBurst = await fireColdBurst(real, options.burst);
+        console.log(
+          `cold burst: GET /health answered ${coldBurst.healthStatus} ${fmt(coldBurst.startupMs / 1000, 1)} s after the spawn; ` +
+            `${coldBurst.concurrency} x POST /order: p50/p99/max ${coldBurst.latencyMs.p50}/${coldBurst.latencyMs.p99}/${coldBurst.latencyMs.max} ms, ` +
+            `statuses ${JSON.stringify(coldBurst.statuses)}${coldBurst.firstError ? ` (${coldBurst.firstError})` : ''}`,
+        );
+      }
+      if (!options.modes.includes('offline')) {
+        await real.stop();
+        running.delete(real);
+      }
+    }
+    if (options.modes.includes('offline') && realServer) {
+      const real = realServer;
+      console.log('starting serverless offline: the trivial service ...');
+      const trivial = await startOffline(trivialServiceDir, baseEnv, 'trivial service');
       running.add(trivial);
       const maxSockets = Math.max(...options.concurrency);
       const posters = {
@@ -429,7 +597,7 @@ async function runParent(options: Options): Promise<void> {
         running.add(handle);
         const timer = setTimeout(
           () => child.kill('SIGKILL'),
-          60_000 + options.concurrency.length * 2 * (options.seconds + options.warmupSeconds + 5) * 1000,
+          60_000 + options.concurrency.length * 3 * (options.seconds + options.warmupSeconds + 5) * 1000,
         );
         const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
         clearTimeout(timer);
@@ -446,7 +614,8 @@ async function runParent(options: Options): Promise<void> {
   const results: Results = {
     benchmark: 'http',
     description:
-      'POST /order beside a trivial 202 handler, through serverless offline (HTTP) and in-process (handler invoked with API Gateway v2 events), one run',
+      'POST /order beside a trivial 202 handler, through serverless offline (HTTP) and in-process (handler invoked with API Gateway v2 events), ' +
+      'in-process also beside a hand-written baseline doing the same durable work; and a cold burst of concurrent orders at serverless offline start; one run',
     date: new Date().toISOString(),
     command: COMMAND,
     machine: { ...machineFacts(), loadAverage: { atStart: loadAtStart, atEnd: loadavg().map((v) => round(v, 2)) } },
@@ -457,26 +626,63 @@ async function runParent(options: Options): Promise<void> {
       loadGenerator:
         'bench/http-load.ts: closed loop, one keep-alive socket per worker (node:http Agent), in the same process as nothing else',
       inProcess: 'the middy handler called directly with API Gateway v2 events, `concurrency` invocations in flight; no socket',
+      baseline:
+        'bench/http-baseline.ts: one fastify route, body checked by hand, order + outbox row in one transaction (better-sqlite3 begin immediate; ' +
+        'pg: one data-modifying WITH), amqplib confirm-channel publish to orders/order.placed awaited, one UPDATE marking the row published; ' +
+        'no middy, zod, pino or Kysely; invoked like the real handler with API Gateway v2 events through @fastify/aws-lambda (no middy)',
       offline:
         'serverless offline start (osls + serverless-offline), real service with its queue functions running, SQLite; trivial service bench/offline-service',
+      coldBurst:
+        'topology declared, then serverless offline start for the real service (fresh SQLite file, esbuild bundles built first, as npm start); ' +
+        'GET /health polled every 50 ms, and at its first answer (any status) `burst` POST /order at once, each on a new connection',
     },
+    targets: TARGETS,
     cases,
     ratios: ratios(cases, options.stores.concat(options.modes.includes('offline') && !options.stores.includes('sqlite') ? ['sqlite'] : [])),
+    ...(coldBurst ? { coldBurst } : {}),
     elapsedSeconds: round((performance.now() - started) / 1000, 1),
   };
   await writeResultFile(join(outDir, 'http.json'), `${JSON.stringify(results, null, 2)}\n`);
   await writeResultFile(join(outDir, 'http.md'), markdown(results));
   console.log(`wrote ${relative(process.cwd(), join(outDir, 'http.json'))} and http.md in ${results.elapsedSeconds} s`);
   for (const r of results.ratios)
-    console.log(`${r.mode} ${r.store} c=${r.concurrency}: real/trivial throughput ${fmt(r.throughput, 3)}, p50 x${r.p50}, p99 x${r.p99}`);
+    console.log(
+      `${r.mode} ${r.store} c=${r.concurrency}: real/trivial throughput ${fmt(r.throughput, 3)}, p50 x${r.p50}, p99 x${r.p99}` +
+        (r.vsBaseline === undefined ? '' : `; real/baseline throughput ${fmt(r.vsBaseline, 3)} (target >= ${TARGETS.vsBaseline})`),
+    );
+  if (coldBurst)
+    console.log(
+      `cold burst: p99 ${fmt(coldBurst.latencyMs.p99)} ms (target < ${fmt(TARGETS.coldBurstP99Ms)}: ${coldBurst.meetsTarget ? 'met' : 'missed'})`,
+    );
   const failed = cases.filter((c) => c.failures > 0);
   if (failed.length) console.log(`WARNING: ${failed.length} case(s) had failed requests: see http.json`);
 }
 
 function markdown(r: Results): string {
-  const { machine: m, parameters: p } = r;
+  const { machine: m, parameters: p, targets: t } = r;
   const lat = (s: LatencySummary) => `${fmt(s.p50, 2)} / ${fmt(s.p95, 2)} / ${fmt(s.p99, 2)}`;
   const max = Math.max(...r.cases.map((c) => c.requestsPerSecond));
+  const verdict = (met: boolean) => (met ? 'met' : '**missed**');
+  const offline = r.ratios.filter((x) => x.mode === 'offline');
+  const vsBaseline = r.ratios.filter((x) => x.vsBaseline !== undefined);
+  const burst = r.coldBurst;
+  const figures = [
+    ...offline
+      .filter((x) => x.concurrency === t.offlineConcurrency)
+      .map(
+        (x) =>
+          `| offline (serverless offline, HTTP): real / trivial req/s, ${x.store}, concurrency ${x.concurrency} | ${fmt(x.throughput, 3)} | >= ${t.offlineVsTrivial} | ${verdict(x.throughput >= t.offlineVsTrivial)} |`,
+      ),
+    ...vsBaseline.map(
+      (x) =>
+        `| in-process: real / hand-written baseline req/s, ${x.store}, concurrency ${x.concurrency} | ${fmt(x.vsBaseline!, 3)} | >= ${t.vsBaseline} | ${verdict(x.vsBaseline! >= t.vsBaseline)} |`,
+    ),
+    ...(burst
+      ? [
+          `| cold burst: p99 of ${burst.concurrency} concurrent POST /order at serverless offline's first answer | ${fmt(burst.latencyMs.p99)} ms | < ${fmt(t.coldBurstP99Ms)} ms | ${verdict(burst.meetsTarget)} |`,
+        ]
+      : []),
+  ];
   const lines = [
     '# HTTP benchmark',
     '',
@@ -489,12 +695,30 @@ function markdown(r: Results): string {
       'The load generator shares the 2 cores with the servers.',
     `- **in-process**: the Lambda handler called directly in a loop with API Gateway v2 events, \`concurrency\` invocations in flight, ` +
       'no socket. Real: handlers/order-intake.handler (middy + @fastify/aws-lambda + the intake app + its logging middleware). ' +
-      'Trivial: a one-route fastify app wrapped by @fastify/aws-lambda + middy. One process per store.',
+      'Trivial: a one-route fastify app wrapped by @fastify/aws-lambda + middy. **Baseline**: bench/http-baseline.ts, the same durable ' +
+      "work written by hand without this repository's framework (no middy, zod, pino or Kysely): one fastify route, the body checked " +
+      'by hand, order row + outbox row in one transaction (SQLite: better-sqlite3, `begin immediate`, two prepared inserts; ' +
+      'PostgreSQL: pg, one data-modifying WITH, as the real store does), an amqplib confirm-channel publish to `orders`/`order.placed` ' +
+      'awaited, one UPDATE marking the row published, 202; invoked the same way as the real handler (API Gateway v2 events through ' +
+      '@fastify/aws-lambda, whose `inject` runs the route), minus middy. Same database (tables made by our migrations) and broker. ' +
+      'One process per store.',
+    `- **cold burst**: the topology declared, then \`serverless offline start\` of the real service as \`npm start\` runs it (fresh ` +
+      'SQLite file; the esbuild bundles are built before it listens); `GET /health` polled every 50 ms, and at its first answer ' +
+      `(any status, as npm start waits for it) ${burst?.concurrency ?? p.burst} \`POST /order\` at once, each on a new connection.`,
     '',
-    `${p.seconds} s measured per case after ${p.warmupSeconds} s of warm-up; real and trivial alternate which goes first. RabbitMQ in a ` +
+    `${p.seconds} s measured per case after ${p.warmupSeconds} s of warm-up; the handlers alternate which goes first (trivial, real, ` +
+      `baseline at one concurrency, the reverse at the next). RabbitMQ in a ` +
       `vhost of the run's own (\`${p.vhost}\`); handlers' LOG_LEVEL warn. Run ${r.date} on ${m.cpus} x ${m.cpuModel}, node ${m.node}; ` +
       `${r.elapsedSeconds} s in all; load average ${m.loadAverage.atStart[0]} at the start, ${m.loadAverage.atEnd[0]} at the end. ` +
-      '**The machine is shared and noisy**: read the real/trivial ratios, measured side by side, rather than the absolute rates.',
+      '**The machine is shared and noisy**: read the ratios, measured side by side, rather than the absolute rates.',
+    '',
+    '## The figures issue 12 asks for',
+    '',
+    '| figure | value | target | |',
+    '| --- | ---: | ---: | --- |',
+    ...figures,
+    '',
+    '## Every case',
     '',
     '| mode | store | handler | concurrency | requests | req/s | latency ms p50 / p95 / p99 | failed |',
     '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |',
@@ -503,12 +727,16 @@ function markdown(r: Results): string {
         `| ${c.mode} | ${c.store === 'none' ? '' : c.store} | ${c.kind} | ${c.concurrency} | ${fmt(c.requests)} | ${fmt(c.requestsPerSecond, 1)} | ${lat(c.latencyMs)} | ${c.failures} |`,
     ),
     '',
-    '## Real / trivial',
+    '## Real / trivial, real / baseline',
     '',
-    '| mode | store | concurrency | throughput real / trivial | p50 real / trivial | p99 real / trivial |',
-    '| --- | --- | ---: | ---: | ---: | ---: |',
+    `| mode | store | concurrency | throughput real / trivial | p50 real / trivial | p99 real / trivial | throughput real / baseline (target >= ${t.vsBaseline}) | p50 real / baseline | p99 real / baseline |`,
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...r.ratios.map(
-      (x) => `| ${x.mode} | ${x.store} | ${x.concurrency} | ${fmt(x.throughput, 3)} | x ${fmt(x.p50, 2)} | x ${fmt(x.p99, 2)} |`,
+      (x) =>
+        `| ${x.mode} | ${x.store} | ${x.concurrency} | ${fmt(x.throughput, 3)} | x ${fmt(x.p50, 2)} | x ${fmt(x.p99, 2)} | ` +
+        (x.vsBaseline === undefined
+          ? '| | |'
+          : `${fmt(x.vsBaseline, 3)} | x ${fmt(x.vsBaselineP50!, 2)} | x ${fmt(x.vsBaselineP99!, 2)} |`),
     ),
     '',
     '```',
@@ -518,6 +746,22 @@ function markdown(r: Results): string {
     ),
     '```',
     '',
+    ...(burst
+      ? [
+          '## Cold burst',
+          '',
+          `\`serverless offline start\` answered \`GET /health\` (${burst.healthStatus}) ${fmt(burst.startupMs / 1000, 1)} s after it was spawned; ` +
+            `then ${burst.concurrency} concurrent \`POST /order\`: p50 ${fmt(burst.latencyMs.p50)} ms, p99 ${fmt(burst.latencyMs.p99)} ms, ` +
+            `max ${fmt(burst.latencyMs.max)} ms (nearest rank: with ${burst.concurrency} requests p99 is the slowest); ` +
+            `answers ${Object.entries(burst.statuses)
+              .map(([status, n]) => `${n} x ${status}`)
+              .join(', ')}${burst.firstError ? ` (first error: ${burst.firstError})` : ''}. ` +
+            `Target p99 < ${fmt(t.coldBurstP99Ms)} ms: ${verdict(burst.meetsTarget)}.`,
+          '',
+          `Each latency in ms, in the order sent: ${burst.latenciesMs.map((v) => fmt(v)).join(', ')}.`,
+          '',
+        ]
+      : []),
     'Reproduce (RabbitMQ at `AMQP_URL` with `rabbitmqctl` on the PATH, PostgreSQL at `TEST_DATABASE_URL`; options: `npm run bench:http -- --help`):',
     '',
     '```sh',
