@@ -42,7 +42,8 @@ import { type Config, loadConfig } from '../shared/config';
 import { eventProperties, newEvent } from '../shared/events';
 import { createLogger } from '../shared/logging';
 import { declareTopology, dlqName, topologyOptions } from '../shared/messaging';
-import type { HandlerLoader } from '../shared/runner';
+import type { RabbitMQEvent } from '../shared/rmq-event';
+import type { HandlerLoader, Invocation, Invoker, TriggerDefinition } from '../shared/runner';
 import type { Store } from '../shared/store';
 import {
   bar,
@@ -90,6 +91,8 @@ interface Options {
   ceilingMessages: number;
   unknownShare: number;
   logLevel: string;
+  /** Run each store's child under `node --cpu-prof`, writing its .cpuprofile into this directory. */
+  cpuProfileDir: string | undefined;
   outDir: string;
   child: StoreKind | undefined;
   resultFile: string | undefined;
@@ -104,6 +107,7 @@ const usage = `Usage: npm run bench:pipeline -- [options]
   --ceiling-messages N    messages per ceiling measurement (default 20000)
   --unknown-share F       share of orders for an unknown item, rejected (default 0.1)
   --log-level LEVEL       LOG_LEVEL of the handlers (default warn: logging would dominate otherwise)
+  --cpu-profile DIR       run each store's child under node --cpu-prof, profiles into DIR (slows it: not for the committed figures)
   --out-dir DIR           where pipeline.json and pipeline.md go (default bench/results)`;
 
 function parseOptions(): Options {
@@ -117,6 +121,7 @@ function parseOptions(): Options {
       'ceiling-messages': { type: 'string', default: '20000' },
       'unknown-share': { type: 'string', default: '0.1' },
       'log-level': { type: 'string', default: 'warn' },
+      'cpu-profile': { type: 'string' },
       'out-dir': { type: 'string', default: join(serviceDir, 'bench', 'results') },
       child: { type: 'string' },
       'result-file': { type: 'string' },
@@ -143,6 +148,7 @@ function parseOptions(): Options {
     ceilingMessages: int('ceiling-messages', values['ceiling-messages'], 100, 1_000_000),
     unknownShare,
     logLevel: values['log-level'],
+    cpuProfileDir: values['cpu-profile'] === undefined ? undefined : resolve(values['cpu-profile']),
     outDir: resolve(values['out-dir']),
     child,
     resultFile: values['result-file'],
@@ -196,6 +202,8 @@ interface StoreResult {
   ceilingMessagesPerSecond: number;
   burst: Phase;
   steady: SteadyPhase | null;
+  /** Per queue function, its invocations during the burst: the Lambda billed duration of a batch. */
+  invocations: Record<string, InvocationStats>;
   comparison: {
     /** Burst orders/s x 5 (operations per order) / ceiling messages/s: the target's figure. */
     operationsRatio: number;
@@ -204,6 +212,54 @@ interface StoreResult {
     atLeastHalf: boolean;
   };
   elapsedSeconds: number;
+}
+
+/** One function's invocations in a phase: how many, records per batch, and the mean duration of full batches. */
+interface InvocationStats {
+  invocations: number;
+  records: number;
+  /** Invocations with a full batch (batchSize records) and their mean duration, ms: what a 100-record batch costs. */
+  fullBatches: number;
+  fullBatchMeanMs: number | null;
+  /** Mean duration over all invocations, ms. */
+  meanMs: number | null;
+}
+
+/** Wraps an invoker to time every invocation per function (records per batch, duration). */
+class TimedInvoker implements Invoker {
+  private samples = new Map<string, Array<{ records: number; ms: number }>>();
+
+  constructor(private readonly inner: Invoker) {}
+
+  async invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<void> {
+    const records = Object.values(event.rmqMessagesByQueue).reduce((n, list) => n + list.length, 0);
+    const start = performance.now();
+    try {
+      await this.inner.invoke(trigger, event, invocation);
+    } finally {
+      const list = this.samples.get(trigger.functionKey) ?? [];
+      list.push({ records, ms: performance.now() - start });
+      this.samples.set(trigger.functionKey, list);
+    }
+  }
+
+  /** The figures since the last call, per function; starts a new period. */
+  take(batchSizes: ReadonlyMap<string, number>): Record<string, InvocationStats> {
+    const out: Record<string, InvocationStats> = {};
+    for (const [fn, list] of this.samples) {
+      const full = list.filter((s) => s.records >= (batchSizes.get(fn) ?? Number.POSITIVE_INFINITY));
+      const mean = (xs: typeof list) => (xs.length ? round(xs.reduce((n, s) => n + s.ms, 0) / xs.length, 1) : null);
+      out[fn] = {
+        invocations: list.length,
+        records: list.reduce((n, s) => n + s.records, 0),
+        fullBatches: full.length,
+        fullBatchMeanMs: mean(full),
+        meanMs: mean(list),
+      };
+    }
+    this.samples = new Map();
+    return out;
+  }
 }
 
 function orderEvent(orderId: string, userId: string, item: string) {
@@ -478,10 +534,12 @@ async function runChild(options: Options, kind: StoreKind, resultFile: string): 
   const service = loadService(serviceDir);
   const triggers = triggersFromFunctions(service.functions, service.info).filter((t) => t.functionKey in handlers);
   const load: HandlerLoader = async (trigger) => handlers[trigger.functionKey]!.handler as Awaited<ReturnType<HandlerLoader>>;
+  const timed = new TimedInvoker(new InProcessInvoker(load));
+  const batchSizes = new Map(triggers.map((t) => [t.functionKey, t.batchSize]));
   const runner = new Runner({
     urls: config.amqpUrls,
     triggers,
-    invoker: new InProcessInvoker(load),
+    invoker: timed,
     logger: createLogger({ level: 'warn' }),
     hooks: appHooks({ relayStore: defaultStore }),
     connectionName: `bench-pipeline-runner-${kind}`,
@@ -505,7 +563,13 @@ async function runChild(options: Options, kind: StoreKind, resultFile: string): 
       const warm = await bench.burst(options.warmup, 'warmup');
       log(`warm-up (not reported): ${fmt(warm.ordersPerSecond)} orders/s`);
     }
+    timed.take(batchSizes); // warm-up and start-up invocations are not the burst's
     const burst = await bench.burst(options.burst, 'burst');
+    const invocations = timed.take(batchSizes);
+    for (const [fn, st] of Object.entries(invocations))
+      log(
+        `  ${fn}: ${st.invocations} invocations, ${st.records} records, full batches ${st.fullBatches} at ${st.fullBatchMeanMs ?? '-'} ms mean`,
+      );
     log(
       `burst: ${burst.orders} orders in ${burst.seconds} s = ${fmt(burst.ordersPerSecond, 1)} orders/s; latency p50/p95/p99 ` +
         `${burst.latencyMs.p50}/${burst.latencyMs.p95}/${burst.latencyMs.p99} ms`,
@@ -542,6 +606,7 @@ async function runChild(options: Options, kind: StoreKind, resultFile: string): 
       ceilingMessagesPerSecond: ceiling,
       burst,
       steady,
+      invocations,
       comparison: {
         operationsRatio,
         queueMessagesRatio: round((burst.ordersPerSecond * BROKER_WORK.queueMessagesPerOrder) / ceiling, 3),
@@ -619,7 +684,8 @@ async function runParent(options: Options): Promise<void> {
         env.SQLITE_PATH = join(tmp, 'app.sqlite');
       }
       const resultFile = join(tmp, `${kind}.json`);
-      const args = ['--import', 'tsx', thisFile, '--child', kind, '--result-file', resultFile];
+      const profile = options.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir] : [];
+      const args = [...profile, '--import', 'tsx', thisFile, '--child', kind, '--result-file', resultFile];
       for (const [flag, value] of [
         ['--burst', options.burst],
         ['--warmup', options.warmup],
