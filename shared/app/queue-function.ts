@@ -27,7 +27,10 @@ export const processStore: () => Promise<Store> = lazy(() => openStore());
 
 /** What a record handler of this app gets: the generic record context, and `emit`. */
 interface AppRecordContext extends RecordContext<Tx> {
-  /** Adds an outgoing event to the outbox in the record's transaction; published after the batch. */
+  /**
+   * Adds an outgoing event to the outbox, committed with the record (written with the batch's other events
+   * just before the batch commits, only if this record succeeded); published after the batch.
+   */
   emit(event: DomainEvent): Promise<void>;
 }
 
@@ -66,8 +69,9 @@ const inboxOf = (store: Store): InboxStore<Tx> => ({
 export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctionOptions<T>) {
   const deps: QueueDeps = { ...processDeps, ...options.deps };
   const { consumer } = options;
-  // The events each invocation's records committed, by invocation.
-  const committed = new WeakMap<Context, NewOutboxMessage[]>();
+  // The events of each invocation's succeeded records: written to the outbox in one statement just before
+  // the batch commits, then published from memory once it has.
+  const emittedBy = new WeakMap<Context, NewOutboxMessage[]>();
 
   return queueFunction<T, Tx>({
     name: options.name,
@@ -79,11 +83,21 @@ export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctio
     publisher: () => deps.publisher(),
     retryDelaysMs: () => deps.retryDelaysMs(),
     logger: () => deps.logger(),
+    // In the batch's transaction: the outbox rows of every record that succeeded, one statement. Published by
+    // publishCommitted below; the relays leave them alone until the invocation could be over and the publish
+    // waited out, and after a crash they send them then.
+    onCommitting: async (invocation, tx) => {
+      const rows = emittedBy.get(invocation);
+      if (!rows?.length) return;
+      const remainingMs =
+        typeof invocation.getRemainingTimeInMillis === 'function' ? invocation.getRemainingTimeInMillis() : DEFAULT_INVOCATION_MS;
+      await tx.outbox.add(rows, { leaseMs: remainingMs + DEFAULT_PUBLISH_TIMEOUT_MS });
+    },
     // After the batch's one commit: its committed events, published together from memory (one round of
     // confirms, one statement marking them); what fails stays in the outbox for the relay.
     onCommitted: async (invocation) => {
-      const rows = committed.get(invocation) ?? [];
-      committed.delete(invocation);
+      const rows = emittedBy.get(invocation) ?? [];
+      emittedBy.delete(invocation);
       if (rows.length === 0) return;
       const outcomes = await publishFromMemory(await deps.store(), deps.publisher(), rows);
       const left = outcomes.filter((outcome) => outcome !== 'published').length;
@@ -92,17 +106,14 @@ export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctio
     handle: async (record, context) => {
       const emitted: NewOutboxMessage[] = [];
       const emit = async (event: DomainEvent) => {
-        const row = outboxMessage(event, consumer, record.correlationId);
-        // Published after the batch by publishCommitted: the relays leave it alone until the invocation
-        // could be over and the publish waited out; after a crash they send it then.
-        const remainingMs =
-          typeof context.getRemainingTimeInMillis === 'function' ? context.getRemainingTimeInMillis() : DEFAULT_INVOCATION_MS;
-        await context.tx.outbox.add([row], { leaseMs: remainingMs + DEFAULT_PUBLISH_TIMEOUT_MS });
-        emitted.push(row);
+        emitted.push(outboxMessage(event, consumer, record.correlationId));
       };
-      context.afterCommit(() => {
-        const rows = committed.get(context.invocation) ?? [];
-        committed.set(context.invocation, [...rows, ...emitted]);
+      // Only a record that succeeded adds its events to the batch's (a failed one rolls back to its savepoint).
+      context.beforeCommit(() => {
+        if (emitted.length === 0) return;
+        const rows = emittedBy.get(context.invocation) ?? [];
+        rows.push(...emitted);
+        emittedBy.set(context.invocation, rows);
       });
       return options.handle(record, { ...context, emit });
     },

@@ -38,7 +38,5 @@ export function notificationFor(event: InventoryOutcome, now = new Date()): Cust
  * this event's notification exists already.
  */
 export async function recordNotification(tx: Tx, notification: CustomerNotification): Promise<boolean> {
-  const stored = await tx.notifications.insert(notification);
-  if (stored) await tx.orders.markNotified(notification.order_id, notification.created_at);
-  return stored;
+  return tx.notifications.insertAndMarkOrder(notification);
 }

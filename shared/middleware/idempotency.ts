@@ -52,6 +52,11 @@ export interface IdempotencyOptions<Tx> {
    * change it, or every message would be processed again under the new name.
    */
   consumer: string;
+  /**
+   * Runs in the batch's transaction just before it commits (after the records' beforeCommit tasks), e.g. to
+   * write what the succeeded records produced in one statement. A throw fails the whole batch.
+   */
+  onCommitting?: (invocation: Context, tx: Tx) => Promise<void>;
   /** Runs once the batch's transaction has committed (after the records' afterCommit tasks), e.g. to publish. */
   onCommitted?: (invocation: Context) => Promise<void>;
 }
@@ -61,11 +66,13 @@ type Task = () => Promise<void> | void;
 /** One invocation's unit of work: begun by the first record that needs it. */
 interface BatchState<Tx> {
   unit: Promise<UnitOfWork<Tx>> | undefined;
+  /** beforeCommit tasks of the records that succeeded, in record order. */
+  committing: Task[];
   /** afterCommit tasks of the records that succeeded, in record order. */
   tasks: Task[];
 }
 
-type RecordInternal = { savepoint?: string; tasks?: Task[] };
+type RecordInternal = { savepoint?: string; committing?: Task[]; tasks?: Task[] };
 
 export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptions<Tx>) {
   const { consumer } = options;
@@ -88,13 +95,15 @@ export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptio
 
   const batch: middy.MiddlewareObj<unknown, unknown, Error, Context> = {
     before: (request) => {
-      batches.set(request.context, { unit: undefined, tasks: [] });
+      batches.set(request.context, { unit: undefined, committing: [], tasks: [] });
     },
     after: async (request) => {
       const state = batches.get(request.context);
       batches.delete(request.context);
       const unit = await state?.unit;
       if (!state || !unit) return;
+      for (const task of state.committing) await task();
+      await options.onCommitting?.(request.context, unit.tx);
       await unit.commit();
       const log = (request.context as Context & { logger?: { warn(o: object, m: string): void } }).logger;
       // The batch's effects are committed: what runs after must not fail the batch.
@@ -129,24 +138,29 @@ export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptio
     if (claim === 'busy')
       throw new MessageInFlightError(`Message ${messageId} is being processed by another invocation; trying again later`);
     if (claim === 'duplicate') {
+      // The claim wrote nothing: there is nothing to roll back, and the savepoint can stay (see `after`).
       request.internal.savepoint = undefined;
-      await unit.rollbackToSavepoint(savepoint);
-      await unit.releaseSavepoint(savepoint);
       return { outcome: 'duplicate' }; // early response: the handler does not run
     }
+    const committing: Task[] = [];
     const tasks: Task[] = [];
+    request.internal.committing = committing;
     request.internal.tasks = tasks;
     request.context.tx = unit.tx;
+    request.context.beforeCommit = (task) => committing.push(task);
     request.context.afterCommit = (task) => tasks.push(task);
     return undefined;
   };
 
+  // A succeeded record's savepoint is not released: that would be one more round trip per record for nothing.
+  // Nothing rolls back to it any more, and the commit ends it with the rest (as the release would have).
   const after = async (request: Request): Promise<void> => {
-    const { savepoint, tasks = [] } = request.internal;
+    const { savepoint, committing = [], tasks = [] } = request.internal;
     if (!savepoint) return;
     request.internal.savepoint = undefined;
-    await (await unitFor(request.context.invocation)).releaseSavepoint(savepoint);
-    batches.get(request.context.invocation)?.tasks.push(...tasks);
+    const state = batches.get(request.context.invocation);
+    state?.committing.push(...committing);
+    state?.tasks.push(...tasks);
     request.response = { outcome: 'processed', result: request.response };
   };
 

@@ -57,6 +57,8 @@ export interface QueueFunctionOptions<T, Tx> {
   deadLetterExchange?: string;
   /** The logger, or a function giving it at the first invocation (default: plain pino at LOG_LEVEL). */
   logger?: Logger | (() => Logger);
+  /** Runs in the batch's transaction just before its commit (e.g. to write the records' events in one statement). */
+  onCommitting?: (invocation: Context, tx: Tx) => Promise<void>;
   /** Runs once the batch's transaction has committed, with the invocation's context (e.g. to publish its events). */
   onCommitted?: (invocation: Context) => Promise<void>;
 }
@@ -66,6 +68,7 @@ export function queueFunction<T, Tx>(options: QueueFunctionOptions<T, Tx>) {
   const unitOfWork = idempotency<T, Tx>({
     store: options.store,
     consumer: options.consumer,
+    ...(options.onCommitting ? { onCommitting: options.onCommitting } : {}),
     ...(options.onCommitted ? { onCommitted: options.onCommitted } : {}),
   });
   const perRecord = middy<QueueRecord<T>, unknown, Error, RecordContext<Tx>>()

@@ -37,6 +37,12 @@ export interface RecordContext<Tx = unknown> extends Context {
   invocation: Context;
   /** The transaction the message was claimed in; write through it so the claim and the writes commit together. */
   tx: Tx;
+  /**
+   * Runs `task` in the batch's transaction just before it commits, if this record succeeded (never for a
+   * record rolled back to its savepoint): where writes many records share go in one statement. A task that
+   * throws fails the whole batch (rolled back, redelivered).
+   */
+  beforeCommit(task: () => Promise<void> | void): void;
   /** Runs `task` once the record's transaction has committed (never after a rollback). */
   afterCommit(task: () => Promise<void> | void): void;
 }

@@ -24,15 +24,22 @@ export class Inbox {
    * insert can only find a committed claim ('duplicate') or none ('claimed'). SQLite has one writer at a time.
    */
   async tryClaim(consumer: string, messageId: string): Promise<Claim> {
-    if (this.dialect === 'postgres') {
-      const { rows } = await sql<{
-        locked: boolean;
-      }>`select pg_try_advisory_xact_lock(hashtextextended(${`${consumer.length}:${consumer}:${messageId}`}, 0)) as locked`.execute(
-        this.db,
-      );
-      if (!rows[0]?.locked) return 'busy';
-    }
-    return (await this.claim(consumer, messageId)) ? 'claimed' : 'duplicate';
+    if (this.dialect !== 'postgres') return (await this.claim(consumer, messageId)) ? 'claimed' : 'duplicate';
+    // One round trip: the lock is tried first (a CTE's select runs before the insert that reads it), and the
+    // insert runs only when it was taken.
+    const { rows } = await sql<{ locked: boolean; inserted: number }>`
+      with lock as (
+        select pg_try_advisory_xact_lock(hashtextextended(${`${consumer.length}:${consumer}:${messageId}`}, 0)) as locked
+      ), claim as (
+        insert into inbox (consumer, message_id, processed_at)
+        select ${consumer}, ${messageId}, ${toIso()} from lock where lock.locked
+        on conflict (consumer, message_id) do nothing
+        returning 1
+      )
+      select (select locked from lock) as locked, (select count(*)::int from claim) as inserted`.execute(this.db);
+    const row = rows[0];
+    if (!row?.locked) return 'busy';
+    return row.inserted > 0 ? 'claimed' : 'duplicate';
   }
 
   /**

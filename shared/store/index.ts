@@ -51,7 +51,7 @@ class Repositories {
     this.orders = new Orders(db, dialect);
     this.stock = new Stock(db);
     this.inbox = new Inbox(db, dialect);
-    this.notifications = new Notifications(db);
+    this.notifications = new Notifications(db, dialect);
     this.outbox = new Outbox(db, dialect);
   }
 }

@@ -56,6 +56,9 @@ export function outboxRows(messages: readonly NewOutboxMessage[], options: { lea
 /** The columns of a row as the relay reads it. */
 const ROW = ['id', 'event_id', 'exchange', 'routing_key', 'body', 'properties', 'created_at', 'attempts', 'last_error'] as const;
 
+/** Rows per INSERT statement of `add` (about ten parameters each). */
+const ADD_SLICE = 500;
+
 export class Outbox {
   constructor(
     private readonly db: Kysely<Database>,
@@ -68,12 +71,15 @@ export class Outbox {
    * (if it crashes first, a relay sends them once the lease ends).
    */
   async add(messages: readonly NewOutboxMessage[], options: { leaseMs?: number } = {}): Promise<void> {
-    if (messages.length === 0) return;
-    await this.db
-      .insertInto('outbox')
-      .values(outboxRows(messages, options))
-      .onConflict((oc) => oc.column('event_id').doNothing())
-      .execute();
+    const rows = outboxRows(messages, options);
+    // In slices: a statement's bound parameters are limited (SQLite 32,766, PostgreSQL 65,535), a batch is not.
+    for (let i = 0; i < rows.length; i += ADD_SLICE) {
+      await this.db
+        .insertInto('outbox')
+        .values(rows.slice(i, i + ADD_SLICE))
+        .onConflict((oc) => oc.column('event_id').doNothing())
+        .execute();
+    }
   }
 
   /** Up to `limit` unpublished messages, oldest first (leased or not). */

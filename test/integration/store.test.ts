@@ -365,6 +365,27 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
       expect(stored[0]!.created_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(await store.notifications.listByOrder(randomUUID())).toEqual([]);
     });
+
+    it('stores a notification and stamps its order as notified, once: a second copy of the event changes nothing', async () => {
+      const order = await store.orders.insert(newOrder());
+      const notification = {
+        event_id: randomUUID(),
+        order_id: order.order_id,
+        user_id: order.user_id,
+        kind: 'rejected' as const,
+        message: 'Out of stock',
+        created_at: '2024-06-01T10:00:00Z',
+      };
+      expect(await store.transaction((tx) => tx.notifications.insertAndMarkOrder(notification))).toBe(true);
+      expect(await store.orders.get(order.order_id)).toMatchObject({ notified_at: '2024-06-01T10:00:00.000Z' });
+      const again = { ...notification, message: 'again', created_at: '2025-01-01T00:00:00Z' };
+      expect(await store.transaction((tx) => tx.notifications.insertAndMarkOrder(again))).toBe(false);
+      expect(await store.orders.get(order.order_id)).toMatchObject({ notified_at: '2024-06-01T10:00:00.000Z' });
+      expect(await store.notifications.listByOrder(order.order_id)).toMatchObject([{ message: 'Out of stock' }]);
+      // A notification for an order this store never saw is still stored (the order may be in another system).
+      const orphan = { ...notification, event_id: randomUUID(), order_id: randomUUID() };
+      expect(await store.transaction((tx) => tx.notifications.insertAndMarkOrder(orphan))).toBe(true);
+    });
   });
 
   describe('stock', () => {
