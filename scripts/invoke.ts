@@ -21,6 +21,9 @@ async function main(): Promise<void> {
   const [functionKey, fixturePath, ...rest] = process.argv.slice(2);
   if (!functionKey || !fixturePath || rest.length) throw new UsageError('Give exactly a function name and a fixture file');
   config(); // fail early, naming a bad setting
+  // As `serverless invoke local` does: a local invocation, so a fixture's API Gateway request id (the same on
+  // every run) is not taken for one request's own correlation id (shared/http/correlation.ts).
+  process.env.IS_LOCAL ??= 'true';
   const serviceDir = resolve('.');
   const { info, functions } = loadService(serviceDir);
   const definition = functions[functionKey] as { handler?: string; timeout?: number; memorySize?: number } | undefined;

@@ -2,7 +2,7 @@
 
 export { authorizationFailure } from './admin-auth';
 export { buildApp, FUNCTION_NAME } from './app';
-export { saneCorrelationId } from './correlation';
+export { saneCorrelationId, uniqueApiRequestId } from './correlation';
 export { httpLogging } from './lambda-logging';
 export * from './limits';
 export { idempotencyKey } from './orders-routes';

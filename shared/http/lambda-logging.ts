@@ -1,6 +1,7 @@
 /**
- * Middy middleware for the HTTP function: one log line per invocation with the Lambda and API Gateway
- * request ids, route, status, duration and cold start; the request itself is logged by the app.
+ * Middy middleware for the HTTP function: one log line per invocation with the Lambda request id, API
+ * Gateway's when it is unique per request (see uniqueApiRequestId), route, status, duration and cold start;
+ * the request itself is logged by the app.
  *
  *   middy(awsLambdaFastify(app)).use(httpLogging({ functionName: 'order-intake' }))
  */
@@ -9,6 +10,7 @@ import type middy from '@middy/core';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { takeColdStart } from '../lib/cold-start';
 import { type Logger, logger as processLogger } from '../logging';
+import { uniqueApiRequestId } from './correlation';
 
 export interface HttpLoggingOptions {
   functionName: string;
@@ -31,7 +33,8 @@ export function httpLogging(options: HttpLoggingOptions): middy.MiddlewareObj<AP
       request.internal.startedAt = performance.now();
       request.internal.log = base().child({
         requestId: context.awsRequestId,
-        apiRequestId: event?.requestContext?.requestId,
+        // Only a real one: serverless-offline's is the same constant for every request.
+        apiRequestId: uniqueApiRequestId(event),
         routeKey: event?.routeKey,
         coldStart: takeColdStart(),
       });

@@ -34,6 +34,19 @@ describe('httpLogging', () => {
     expect(lines[1]!.coldStart).toBe(false);
   });
 
+  it("leaves out serverless-offline's API Gateway request id, the same constant for every request", async () => {
+    const { lines, logger } = capture();
+    const handler = middy(async () => ({ statusCode: 202, body: '{}' })).use(httpLogging({ functionName: 'order-intake', logger }));
+    const offline = {
+      ...event,
+      requestContext: { accountId: 'offlineContext_accountId', apiId: 'offlineContext_apiId', requestId: 'offlineContext_resourceId' },
+    } as unknown as APIGatewayProxyEventV2;
+    const context = createLambdaContext({ functionName: 'order-intake', timeoutSeconds: 30, memorySize: 512, requestId: 'lambda-req-2' });
+    await handler(offline, context);
+    expect(lines[0]).toMatchObject({ requestId: 'lambda-req-2', message: 'invocation finished' });
+    expect(lines[0]).not.toHaveProperty('apiRequestId');
+  });
+
   it('logs a failed invocation at error level and lets the error through', async () => {
     const { lines, logger } = capture();
     const handler = middy(async () => {

@@ -1,0 +1,148 @@
+/**
+ * Issue 14's reproduction: under `serverless offline start` (what `npm start` runs) every POST /order without
+ * an X-Correlation-Id got the same correlation id, "offlineContext_resourceId", serverless-offline's constant
+ * API Gateway request id for HTTP API events. Here several orders go through the real serverless offline, in a
+ * vhost of the test's own, and each must have an id of its own in the response, in its stored order row and
+ * outbox row, on every message it causes, and no log line may carry the constant.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../support/runner';
+import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
+import { groupAlive } from '../support/worker-process';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const ORDERS = 5;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('correlation ids under serverless offline start', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'correlation-offline-'));
+  const sqlitePath = join(dir, 'app.sqlite');
+  const tap = 'correlation-tap';
+  let vhost: TestVhost;
+  let amqp: VhostAmqp;
+  let offline: ChildProcess;
+  let output = '';
+  let api = '';
+
+  beforeAll(async () => {
+    vhost = await createVhost('correlation');
+    amqp = await openAmqp(vhost.url);
+    const httpPort = await freePort();
+    offline = spawn(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
+      cwd: root,
+      detached: true,
+      env: {
+        ...process.env,
+        CI: 'true',
+        AMQP_URL: vhost.url,
+        SQLITE_PATH: sqlitePath,
+        HTTP_PORT: String(httpPort),
+        LAMBDA_PORT: String(await freePort()),
+        LOG_FORMAT: 'json',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    offline.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    offline.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    api = `http://localhost:${httpPort}`;
+    await waitFor(
+      () => (output.match(/"message":"consuming"/g) ?? []).length >= 3 || offline.exitCode !== null,
+      `the three queue triggers to consume. Output so far:\n${output}`,
+      150_000,
+    );
+    expect(offline.exitCode, output).toBeNull();
+    // The triggers' hooks declared the topology; a queue of the test's own sees a copy of every message.
+    await amqp.channel.assertQueue(tap, { durable: false });
+    await amqp.channel.bindQueue(tap, 'orders', 'order.placed');
+    await amqp.channel.bindQueue(tap, 'inventory', 'inventory.*');
+  }, 180_000);
+
+  afterAll(async () => {
+    if (offline?.pid && groupAlive(offline.pid)) {
+      process.kill(-offline.pid, 'SIGINT');
+      await waitFor(() => !groupAlive(offline.pid!), 'serverless offline to stop', 30_000).catch(() =>
+        process.kill(-offline.pid!, 'SIGKILL'),
+      );
+    }
+    await amqp?.close();
+    await vhost?.remove().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('gives every order without X-Correlation-Id an id of its own: response, order row, outbox, messages, logs', async () => {
+    const placed: Array<{ orderId: string; correlationId: string }> = [];
+    for (let i = 0; i < ORDERS; i++) {
+      const response = await fetch(`${api}/order`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ user_id: `user-${i}`, item: i % 2 ? 'Burger' : 'Sushi', quantity: 1 }),
+      });
+      expect(response.status, await response.clone().text()).toBe(202);
+      const { order_id: orderId } = (await response.json()) as { order_id: string };
+      placed.push({ orderId, correlationId: response.headers.get('x-correlation-id') ?? '' });
+    }
+    const ids = placed.map((p) => p.correlationId);
+    expect(new Set(ids).size, ids.join(', ')).toBe(ORDERS);
+    for (const id of ids) expect(id).toMatch(UUID);
+    const byOrder = new Map(placed.map((p) => [p.orderId, p.correlationId]));
+
+    // Each order causes OrderPlaced and then InventoryReserved (Burger) or InventoryFailed (Sushi: sold out).
+    const messages: Array<{ type: string; orderId: string; correlationId: unknown }> = [];
+    await waitFor(
+      async () => {
+        for (;;) {
+          const message = await amqp.channel.get(tap, { noAck: true });
+          if (!message) break;
+          const body = JSON.parse(message.content.toString()) as { order_id: string };
+          messages.push({
+            type: message.properties.type as string,
+            orderId: body.order_id,
+            correlationId: message.properties.correlationId,
+          });
+        }
+        return messages.length >= ORDERS * 2;
+      },
+      `${ORDERS * 2} messages (OrderPlaced and an inventory answer per order)`,
+      60_000,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; got ${JSON.stringify(messages)}\n${output.slice(-4_000)}`);
+    });
+    expect(messages).toHaveLength(ORDERS * 2);
+    for (const message of messages) expect(message.correlationId, message.type).toBe(byOrder.get(message.orderId));
+    expect(messages.filter((m) => m.type === 'OrderPlaced')).toHaveLength(ORDERS);
+
+    const db = new Database(sqlitePath, { readonly: true, fileMustExist: true });
+    try {
+      const rows = db.prepare('SELECT order_id, correlation_id FROM orders').all() as Array<{ order_id: string; correlation_id: string }>;
+      expect(rows).toHaveLength(ORDERS);
+      for (const row of rows) expect(row.correlation_id).toBe(byOrder.get(row.order_id));
+      const outbox = db.prepare('SELECT body, properties FROM outbox').all() as Array<{ body: string; properties: string }>;
+      expect(outbox).toHaveLength(ORDERS * 2);
+      for (const row of outbox) {
+        const { order_id: orderId } = JSON.parse(row.body) as { order_id: string };
+        expect((JSON.parse(row.properties) as { correlationId?: string }).correlationId).toBe(byOrder.get(orderId));
+      }
+    } finally {
+      db.close();
+    }
+
+    // The request's log lines carry its own id; none carries serverless-offline's constant.
+    expect(output).not.toContain('offlineContext_resourceId');
+    for (const id of ids) expect(output).toContain(`"correlationId":"${id}"`);
+  }, 120_000);
+});
