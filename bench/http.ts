@@ -19,7 +19,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -363,6 +363,20 @@ async function startOffline(dir: string, env: NodeJS.ProcessEnv, label: string, 
   };
 }
 
+/**
+ * A copy of what `serverless offline start` needs of this service (its node_modules linked), taken when the run
+ * starts: serverless-esbuild watches handlers/ and shared/ and, on any edit, rebuilds and drops the warm function
+ * instances, so an edit made in the checkout while the benchmark runs would otherwise land mid-measurement.
+ */
+async function snapshotService(into: string): Promise<string> {
+  const dir = join(into, 'service');
+  await mkdir(dir, { recursive: true });
+  for (const entry of ['serverless.yml', 'package.json', 'tsconfig.json', 'functions', 'handlers', 'shared', 'scripts'])
+    await cp(join(serviceDir, entry), join(dir, entry), { recursive: true });
+  await symlink(join(serviceDir, 'node_modules'), join(dir, 'node_modules'), 'dir');
+  return dir;
+}
+
 /** Declares the topology on the broker at `url`, as `npm start` does before it starts serverless offline. */
 async function declareTopologyOnce(url: string): Promise<void> {
   const { Broker, declareTopology, topologyOptions } = await import('../shared/messaging');
@@ -524,7 +538,7 @@ async function runParent(options: Options): Promise<void> {
         `starting serverless offline: the real service (esbuild bundles first)${burst ? `, ${options.burst} concurrent POST /order at its first answer` : ''} ...`,
       );
       const real = await startOffline(
-        serviceDir,
+        await snapshotService(tmp),
         { ...baseEnv, SQLITE_PATH: join(tmp, 'offline.sqlite') },
         'real service',
         burst ? { anyStatus: true, pollMs: 50 } : {},
@@ -631,7 +645,8 @@ async function runParent(options: Options): Promise<void> {
         'pg: one data-modifying WITH), amqplib confirm-channel publish to orders/order.placed awaited, one UPDATE marking the row published; ' +
         'no middy, zod, pino or Kysely; invoked like the real handler with API Gateway v2 events through @fastify/aws-lambda (no middy)',
       offline:
-        'serverless offline start (osls + serverless-offline), real service with its queue functions running, SQLite; trivial service bench/offline-service',
+        'serverless offline start (osls + serverless-offline), real service with its queue functions running, SQLite, run from a copy of the ' +
+        "service's files taken at the start (the esbuild watch would reload it on any edit in the checkout); trivial service bench/offline-service",
       coldBurst:
         'topology declared, then serverless offline start for the real service (fresh SQLite file, esbuild bundles built first, as npm start); ' +
         'GET /health polled every 50 ms, and at its first answer (any status) `burst` POST /order at once, each on a new connection',
@@ -691,7 +706,8 @@ function markdown(r: Results): string {
     '',
     `- **offline**: \`serverless offline start\` child processes, loaded over HTTP with keep-alive connections by bench/http-load.ts ` +
       `(closed loop: each of \`concurrency\` workers sends its next request when the answer is in). Real: this service (SQLite file; ` +
-      'its queue functions run too, consuming what the orders produce, as with `npm start`). Trivial: bench/offline-service. ' +
+      'its queue functions run too, consuming what the orders produce, as with `npm start`; run from a copy of its files taken when the ' +
+      "run starts, since serverless-esbuild's watch reloads it on any edit in the checkout). Trivial: bench/offline-service. " +
       'The load generator shares the 2 cores with the servers.',
     `- **in-process**: the Lambda handler called directly in a loop with API Gateway v2 events, \`concurrency\` invocations in flight, ` +
       'no socket. Real: handlers/order-intake.handler (middy + @fastify/aws-lambda + the intake app + its logging middleware). ' +
