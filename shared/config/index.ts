@@ -59,6 +59,11 @@ const envSchema = z.object({
     .transform((value) => value || undefined),
   SQLITE_PATH: z.string().trim().min(1).default('.data/app.sqlite'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** `json` or `pretty`; unset: pretty on a terminal, JSON elsewhere (always JSON in Lambda: shared/lib/log-format.ts). */
+  LOG_FORMAT: z.preprocess(
+    (value) => (typeof value === 'string' ? value.trim().toLowerCase() : value),
+    z.enum(['json', 'pretty']).optional(),
+  ),
   SERVICE_NAME: z.string().trim().min(1).default('rabbit-functions'),
   /** Delays before each transient retry, in milliseconds; the list's length is the number of retries. */
   RETRY_DELAYS_MS: delayList.default([1_000, 10_000, 60_000]),
@@ -104,6 +109,8 @@ export type Config = Readonly<{
   databaseUrl: string | undefined;
   sqlitePath: string;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  /** As set; the format in force is logFormat()'s choice (shared/lib/log-format.ts). */
+  logFormat: 'json' | 'pretty' | undefined;
   serviceName: string;
   retryDelaysMs: readonly number[];
   deliveryLimit: number;
@@ -137,6 +144,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     sqlitePath: e.SQLITE_PATH,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     serviceName: e.SERVICE_NAME,
     retryDelaysMs: Object.freeze(e.RETRY_DELAYS_MS),
     deliveryLimit: e.DELIVERY_LIMIT,

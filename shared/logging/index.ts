@@ -1,10 +1,12 @@
 /**
  * Structured logging: one JSON line per event worth knowing, via pino (fast, JSON by default, built-in
  * redaction). Secrets and personal data are redacted by default, wherever they appear in a log object,
- * and passwords inside URLs are masked.
+ * and passwords inside URLs are masked. On a terminal (not in Lambda, not with LOG_FORMAT=json) each line is
+ * printed readably by pino-pretty instead (shared/lib/log-format.ts), after the same redaction.
  */
 import { type DestinationStream, destination, type Logger, pino, stdSerializers, stdTimeFunctions } from 'pino';
 import { config } from '../config';
+import { type LogFormat, logFormat, prettyDestination } from '../lib/log-format';
 
 export type { Logger } from 'pino';
 
@@ -41,9 +43,11 @@ export interface LoggerOptions {
   service?: string;
   /** Where lines go (default stdout); tests pass a stream to read them back. */
   destination?: DestinationStream;
+  /** JSON lines or readable ones (default: JSON into a given destination, else logFormat(): LOG_FORMAT, Lambda, terminal). */
+  format?: LogFormat;
 }
 
-/** A JSON-lines logger with redaction; child loggers add fields such as function name or request id. */
+/** A logger with redaction (JSON lines, or readable ones); child loggers add fields such as function name or request id. */
 export function createLogger(options: LoggerOptions = {}): Logger {
   return pino(
     {
@@ -62,11 +66,18 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       serializers: {
         err: (error: unknown) => {
           const serialized = stdSerializers.err(error as Error);
-          return { ...serialized, message: maskUrlCredentials(serialized.message ?? '') };
+          // The stack repeats the message: masked as well.
+          return {
+            ...serialized,
+            message: maskUrlCredentials(serialized.message ?? ''),
+            ...(typeof serialized.stack === 'string' ? { stack: maskUrlCredentials(serialized.stack) } : {}),
+          };
         },
       },
     },
-    options.destination ?? destination({ sync: true }),
+    (options.format ?? (options.destination ? 'json' : logFormat())) === 'pretty'
+      ? prettyDestination({ messageKey: 'message', ...(options.destination ? { destination: options.destination } : {}) })
+      : (options.destination ?? destination({ sync: true })),
   );
 }
 

@@ -100,7 +100,7 @@ export default class RabbitMQTriggerOfflinePlugin {
       Object.entries(service.provider.environment ?? {}).filter(([, v]) => typeof v === 'string') as Array<[string, string]>,
     );
     const env = { ...process.env, ...environment };
-    const logger = createRunnerLogger({ level: env.LOG_LEVEL, service: `${service.service}-runner` });
+    const logger = createRunnerLogger({ level: env.LOG_LEVEL, service: `${service.service}-runner`, env });
 
     if (triggers.length === 0) return;
 

@@ -7,6 +7,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type DestinationStream, destination, type Logger, pino, stdTimeFunctions } from 'pino';
 import { z } from 'zod';
+import { logFormat, prettyDestination } from '../lib/log-format';
 import { TriggerDefinitionError } from './definitions';
 import type { RunnerHooks } from './runner';
 import { DEFAULT_STATUS_DIR } from './status-file';
@@ -76,8 +77,18 @@ export async function loadHooks(serviceDir: string, modulePath: string | undefin
   return hooks;
 }
 
-/** The runner's JSON-lines logger (level from LOG_LEVEL), one line per event worth knowing. */
-export function createRunnerLogger(options: { level?: string | undefined; service: string; destination?: DestinationStream }): Logger {
+/**
+ * The runner's logger (level from LOG_LEVEL), one line per event worth knowing: JSON lines, or readable ones
+ * where the functions' own logs are readable (a terminal, LOG_FORMAT=pretty: shared/lib/log-format.ts), so the
+ * two interleave in one style. `env`: the functions' environment (default: the process's).
+ */
+export function createRunnerLogger(options: {
+  level?: string | undefined;
+  service: string;
+  destination?: DestinationStream;
+  env?: NodeJS.ProcessEnv;
+}): Logger {
+  const pretty = !options.destination && logFormat(options.env) === 'pretty';
   return pino(
     {
       level: options.level ?? 'info',
@@ -86,6 +97,6 @@ export function createRunnerLogger(options: { level?: string | undefined; servic
       messageKey: 'message',
       formatters: { level: (label) => ({ level: label }) },
     },
-    options.destination ?? destination({ sync: true }),
+    options.destination ?? (pretty ? prettyDestination({ messageKey: 'message' }) : destination({ sync: true })),
   );
 }
