@@ -71,6 +71,8 @@ interface BenchOptions {
   latencyBatchSize: number;
   budgetSeconds: number;
   outDir: string;
+  /** Write a V8 CPU profile of every drain (plain and runner alike) into this directory. */
+  cpuProfileDir: string | undefined;
 }
 
 const usage = `Usage: npm run bench:runner -- [options]
@@ -86,6 +88,8 @@ const usage = `Usage: npm run bench:runner -- [options]
   --latency-spacing MS    pause between latency publishes (default 5)
   --latency-batch-size N  runner batchSize for the latency measurement, window 0 (default 100)
   --budget SECONDS        stop starting new measurements after this long (default 420)
+  --cpu-profile DIR       write a CPU profile (.cpuprofile, node:inspector) of each drain into DIR; profiling
+                          slows both consumers, so rates from such a run are not the committed figures
   --out-dir DIR           where runner.json and runner.md go (default bench/results)`;
 
 function parseOptions(): BenchOptions {
@@ -103,6 +107,7 @@ function parseOptions(): BenchOptions {
       'latency-batch-size': { type: 'string', default: '100' },
       budget: { type: 'string', default: '420' },
       'out-dir': { type: 'string', default: join(serviceDir, 'bench', 'results') },
+      'cpu-profile': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -132,6 +137,7 @@ function parseOptions(): BenchOptions {
     latencyBatchSize: int('latency-batch-size', values['latency-batch-size'], 1, 10_000),
     budgetSeconds: int('budget', values.budget, 10, 3_600),
     outDir: resolve(values['out-dir']),
+    cpuProfileDir: values['cpu-profile'] === undefined ? undefined : resolve(values['cpu-profile']),
   };
 }
 
@@ -452,12 +458,37 @@ class Bench {
       const drains: Partial<Record<Kind, Drain>> = {};
       for (const kind of order) {
         const queue = queues.get(kind)!;
-        drains[kind] =
-          kind === 'plain' ? await this.drainPlain(queue, messages, batchSize) : await this.drainRunner(queue, messages, batchSize);
+        drains[kind] = await this.profiled(`${label}-${kind}`, () =>
+          kind === 'plain' ? this.drainPlain(queue, messages, batchSize) : this.drainRunner(queue, messages, batchSize),
+        );
       }
       return drains as Record<Kind, Drain>;
     } finally {
       for (const queue of queues.values()) await this.dropQueue(queue);
+    }
+  }
+
+  /** Runs `fn` under the V8 CPU profiler when --cpu-profile is set, writing `<label>.cpuprofile`. */
+  private async profiled<T>(label: string, fn: () => Promise<T>): Promise<T> {
+    const dir = this.options.cpuProfileDir;
+    if (!dir) return fn();
+    const { Session } = await import('node:inspector/promises');
+    const session = new Session();
+    session.connect();
+    try {
+      await session.post('Profiler.enable');
+      await session.post('Profiler.setSamplingInterval', { interval: 100 });
+      await session.post('Profiler.start');
+      let result: T;
+      try {
+        result = await fn();
+      } finally {
+        const { profile } = await session.post('Profiler.stop');
+        await writeResultFile(join(dir, `${label}.cpuprofile`), JSON.stringify(profile));
+      }
+      return result;
+    } finally {
+      session.disconnect();
     }
   }
 
