@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { type Config, ConfigError, loadConfig, redactUrl } from '../shared/config';
 import { Broker, declareTopology, TopologyMismatchError, topologyOptions } from '../shared/messaging';
 import { loadService, type TriggerDefinition, TriggerDefinitionError, triggersFromFunctions } from '../shared/runner/definitions';
+import { metricsPort } from '../shared/runner/metrics';
 import { managementTarget, probeManagement } from './lib/management';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -226,7 +227,31 @@ async function waitForConsumers(cfg: Config, queues: readonly string[], child: C
   }
 }
 
-function banner(cfg: Config, apiUrl: string, management: string, triggers: string): string {
+/** METRICS_PORT as the runner reads it (default 9464, `off`: none); a bad value stops npm start naming it. */
+function metricsSetting(): number | undefined {
+  try {
+    return metricsPort(process.env);
+  } catch (error) {
+    if (error instanceof TriggerDefinitionError) throw new StartError(`Invalid configuration: ${error.message}`, 2);
+    throw error;
+  }
+}
+
+/** The banner's metrics line: the URL once the runner's endpoint answers there, else why not. */
+async function metricsLine(port: number | undefined): Promise<string> {
+  if (port === undefined) return 'off (METRICS_PORT=off)';
+  const url = `http://localhost:${port}/metrics`;
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(3_000) });
+    const text = await response.text();
+    if (response.ok && text.includes('rabbitmq_trigger_')) return `${url} (Prometheus text: the triggers' counts per function and queue)`;
+  } catch {
+    // not answering
+  }
+  return `not served at ${url}: the port is taken (another runner?); set METRICS_PORT=<port>`;
+}
+
+function banner(cfg: Config, apiUrl: string, management: string, triggers: string, metrics: string): string {
   const database = cfg.databaseUrl ? `PostgreSQL at ${redactUrl(cfg.databaseUrl)}` : `SQLite at ${resolve(cfg.sqlitePath)}`;
   // The reference system's own example order, reserved from the seeded campus menu.
   const order = `{"user_id":"user123","item":"Burger","quantity":2}`;
@@ -236,6 +261,7 @@ function banner(cfg: Config, apiUrl: string, management: string, triggers: strin
     'rabbit-functions is running (stage local)',
     `  API            ${apiUrl}`,
     `  Queue triggers ${triggers}`,
+    `  Metrics        ${metrics}`,
     `  RabbitMQ       ${cfg.amqpUrls.map(redactUrl).join(', ')}`,
     `  Management UI  ${management}`,
     `  Database       ${database}`,
@@ -253,7 +279,7 @@ function banner(cfg: Config, apiUrl: string, management: string, triggers: strin
 async function main(): Promise<number> {
   if (process.argv.includes('--help') || process.argv.includes('-h')) {
     console.log(
-      'Usage: npm start   (settings from the environment: AMQP_URL, DATABASE_URL or SQLITE_PATH, HTTP_PORT, LAMBDA_PORT, MANAGEMENT_URL, ...)',
+      'Usage: npm start   (settings from the environment: AMQP_URL, DATABASE_URL or SQLITE_PATH, HTTP_PORT, LAMBDA_PORT, METRICS_PORT, MANAGEMENT_URL, LOG_FORMAT, ...)',
     );
     return 0;
   }
@@ -290,6 +316,7 @@ async function main(): Promise<number> {
   const lambdaPort = portSetting('LAMBDA_PORT', 3002);
   await ensurePortFree(httpPort, 'HTTP_PORT');
   await ensurePortFree(lambdaPort, 'LAMBDA_PORT');
+  const metrics = metricsSetting();
   const { started } = await ensureBroker(cfg, stopping);
   if (stopping()) return 130;
 
@@ -321,7 +348,7 @@ async function main(): Promise<number> {
       : target.unknown
         ? `${target.unknown}: set MANAGEMENT_URL (npm run status works without it)`
         : `not answering at ${target.url}: enable it with \`rabbitmq-plugins enable rabbitmq_management\` (the docker compose image has it); npm run status works without it`;
-    console.log(banner(cfg, apiUrl, management, triggerLine));
+    console.log(banner(cfg, apiUrl, management, triggerLine, await metricsLine(metrics)));
   }
 
   // Wait for serverless offline to end: after our signal, or by itself. Bound the wait after a signal.

@@ -4,6 +4,7 @@ export * from './context';
 export * from './definitions';
 export * from './invokers';
 export * from './mapping';
+export * from './metrics';
 export * from './runner';
 export * from './settings';
 export * from './status-file';

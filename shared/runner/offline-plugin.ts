@@ -5,12 +5,14 @@
  *
  * Settings: serverless.yml `custom.rabbitmqTrigger` (see settings.ts): `concurrency`, `functions`,
  * `deadLetterExchange`, `hooks`, `statusDir`. The broker comes from the functions' environment (AMQP_URL /
- * AMQP_URLS). The settings and the rabbitmq events are checked before serverless-offline starts anything: a
- * definition AWS would refuse stops `serverless offline start` with AWS's message, nothing served or consumed.
+ * AMQP_URLS); the triggers' counts are served for Prometheus on METRICS_PORT (default 9464, `off`: none). The
+ * settings and the rabbitmq events are checked before serverless-offline starts anything: a definition AWS
+ * would refuse stops `serverless offline start` with AWS's message, nothing served or consumed.
  */
 
 import { checkRabbitmqLimits, type TriggerDefinition, TriggerDefinitionError, triggersFromFunctions } from './definitions';
 import { OfflineInvoker } from './invokers';
+import { metricsPort } from './metrics';
 import { Runner } from './runner';
 import { brokerUrls, createRunnerLogger, loadHooks, statusDirectory, type TriggerSettings, triggerSettings } from './settings';
 
@@ -32,7 +34,7 @@ interface ServerlessLike {
 export default class RabbitMQTriggerOfflinePlugin {
   readonly hooks: Record<string, () => Promise<void>>;
   private runner: Runner | undefined;
-  private prepared: { settings: TriggerSettings; triggers: TriggerDefinition[] } | undefined;
+  private prepared: { settings: TriggerSettings; triggers: TriggerDefinition[]; metricsPort: number | undefined } | undefined;
 
   constructor(
     private readonly serverless: ServerlessLike,
@@ -70,8 +72,18 @@ export default class RabbitMQTriggerOfflinePlugin {
     }
   }
 
+  /** The functions' environment, as they see it: the process's, then provider.environment. */
+  private environment(): NodeJS.ProcessEnv {
+    const environment = Object.fromEntries(
+      Object.entries(this.serverless.service.provider.environment ?? {}).filter(([, v]) => typeof v === 'string') as Array<
+        [string, string]
+      >,
+    );
+    return { ...process.env, ...environment };
+  }
+
   /** The settings and the enabled functions' triggers, checked (TriggerDefinitionError names what is wrong). */
-  private prepare(): { settings: TriggerSettings; triggers: TriggerDefinition[] } {
+  private prepare(): { settings: TriggerSettings; triggers: TriggerDefinition[]; metricsPort: number | undefined } {
     if (this.prepared) return this.prepared;
     const { service } = this.serverless;
     const settings = triggerSettings(service.custom);
@@ -83,23 +95,19 @@ export default class RabbitMQTriggerOfflinePlugin {
       ...(service.provider.memorySize ? { memorySize: service.provider.memorySize } : {}),
     });
     if (settings.functions) triggers = triggers.filter((t) => settings.functions!.includes(t.functionKey));
-    this.prepared = { settings, triggers };
+    this.prepared = { settings, triggers, metricsPort: metricsPort(this.environment()) };
     return this.prepared;
   }
 
   private async start(): Promise<void> {
     const { service } = this.serverless;
-    const { settings, triggers } = this.prepare();
+    const { settings, triggers, metricsPort: metrics } = this.prepare();
     const offline = (service.custom?.['serverless-offline'] ?? {}) as { lambdaPort?: number | string; host?: string };
     const lambdaPort = this.cliOptions.lambdaPort ?? offline.lambdaPort ?? 3002;
     const host = String(this.cliOptions.host ?? offline.host ?? 'localhost');
     const serviceDir = this.serverless.serviceDir ?? this.serverless.config?.servicePath ?? process.cwd();
 
-    // The functions' environment, as they see it: the process's, then provider.environment.
-    const environment = Object.fromEntries(
-      Object.entries(service.provider.environment ?? {}).filter(([, v]) => typeof v === 'string') as Array<[string, string]>,
-    );
-    const env = { ...process.env, ...environment };
+    const env = this.environment();
     const logger = createRunnerLogger({ level: env.LOG_LEVEL, service: `${service.service}-runner`, env });
 
     if (triggers.length === 0) return;
@@ -114,6 +122,7 @@ export default class RabbitMQTriggerOfflinePlugin {
       ...(settings.deadLetterExchange ? { deadLetterExchange: settings.deadLetterExchange } : {}),
       hooks: await loadHooks(serviceDir, settings.hooks),
       env,
+      ...(metrics !== undefined ? { metricsPort: metrics } : {}),
       statusFile: {
         directory: statusDirectory(serviceDir, settings),
         label: 'serverless-offline',

@@ -8,7 +8,8 @@
  *
  * A broker that refuses the login (EVENT_SOURCE_AUTHN_ERROR) or the virtual host (EVENT_SOURCE_AUTHZ_ERROR)
  * stops every trigger (State Failed) and the reconnecting, as AWS stops the consumer: retrying would not
- * change its mind. With `statusFile`, the runner keeps a status file of its mappings for `npm run status`.
+ * change its mind. With `statusFile`, the runner keeps a status file of its mappings for `npm run status`; with
+ * `metricsPort`, it serves their counts for Prometheus (metrics.ts).
  */
 import type { ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
@@ -19,6 +20,7 @@ import { localEventSourceArn } from '../rmq-event';
 import type { TriggerDefinition } from './definitions';
 import type { Invoker } from './invokers';
 import { type BrokerRefusal, classifyConnectError, disabledMapping, type EventSourceMappingStatus } from './mapping';
+import { type MetricsServer, serveMetrics } from './metrics';
 import { pruneRunnerStatus, RunnerStatusFile, STATUS_REFRESH_MS } from './status-file';
 import { QueueTrigger } from './trigger';
 
@@ -66,6 +68,8 @@ export interface RunnerOptions {
    * says what runs them (worker, serverless-offline).
    */
   statusFile?: { directory: string; label: string; service?: string; stage?: string };
+  /** Serve the mappings' counts for Prometheus on this port (`GET /metrics`, see metrics.ts; 0: any free port). */
+  metricsPort?: number;
 }
 
 export class Runner {
@@ -82,6 +86,7 @@ export class Runner {
   private readonly createdAt = new Date();
   private readonly statusFile: RunnerStatusFile | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
+  private metrics: Promise<MetricsServer | undefined> | undefined;
 
   constructor(private readonly options: RunnerOptions) {
     const { logger, hooks } = options;
@@ -170,8 +175,18 @@ export class Runner {
     if (failure) this.log.debug({ err: failure, path: this.statusFile.path }, 'could not write the status file');
   }
 
+  /** The metrics endpoint's URL once it listens; undefined without one (none asked for, or its port was taken). */
+  async metricsUrl(): Promise<string | undefined> {
+    const server = await this.metrics;
+    return server ? `http://localhost:${server.port}/metrics` : undefined;
+  }
+
   /** Connects and starts every trigger and background task; resolves once each is consuming (or retrying). */
   async start(): Promise<void> {
+    if (this.options.metricsPort !== undefined && !this.metrics && !this.stopping) {
+      this.metrics = serveMetrics({ port: this.options.metricsPort, mappings: () => this.mappings(), logger: this.log });
+      await this.metrics;
+    }
     if (this.statusFile && !this.statusTimer && !this.stopping) {
       pruneRunnerStatus(this.options.statusFile!.directory);
       // Rewritten every few seconds (counts, results, broker) and at once on every state change.
@@ -205,6 +220,7 @@ export class Runner {
       clearInterval(this.statusTimer);
       this.statusTimer = undefined;
       this.statusFile?.remove();
+      await (await this.metrics)?.close();
       this.log.info('stopped');
     })();
     return this.stopping;

@@ -6,7 +6,8 @@
  *   npm run worker -- [--functions a,b] [--concurrency N] [--stage local] [--service-dir .]
  *
  * Settings as the serverless-offline plugin reads them: `custom.rabbitmqTrigger` of serverless.yml (its
- * `hooks` module too), the broker from AMQP_URL / AMQP_URLS, LOG_LEVEL. A definition AWS would refuse (a batch
+ * `hooks` module too), the broker from AMQP_URL / AMQP_URLS, LOG_LEVEL; metrics for Prometheus on METRICS_PORT
+ * (default 9464, `off`: none). A definition AWS would refuse (a batch
  * size or window out of range, a filter pattern) stops it before it connects, with AWS's message. While it
  * runs, its mappings' state is in the service's status directory, for `npm run status`.
  */
@@ -15,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../lib/usage-error';
 import { loadService, TriggerDefinitionError, triggersFromFunctions } from './definitions';
 import { bundledHandlerLoader, InProcessInvoker } from './invokers';
+import { metricsPort } from './metrics';
 import { Runner } from './runner';
 import { brokerUrls, createRunnerLogger, loadHooks, statusDirectory, triggerSettings } from './settings';
 
@@ -64,6 +66,7 @@ async function main(): Promise<void> {
     triggers = triggers.filter((t) => wanted.includes(t.functionKey));
   }
   if (triggers.length === 0) throw new UsageError('No enabled function with a rabbitmq event to run');
+  const metrics = metricsPort(process.env);
 
   const logger = createRunnerLogger({ level: process.env.LOG_LEVEL, service: `${service.info.service}-worker` });
   const runner = new Runner({
@@ -75,6 +78,7 @@ async function main(): Promise<void> {
     connectionName: `${service.info.service}-worker-${process.pid}`,
     ...(settings.deadLetterExchange ? { deadLetterExchange: settings.deadLetterExchange } : {}),
     hooks: await loadHooks(serviceDir, settings.hooks),
+    ...(metrics !== undefined ? { metricsPort: metrics } : {}),
     statusFile: {
       directory: statusDirectory(serviceDir, settings),
       label: 'worker',

@@ -3,7 +3,8 @@
  * an X-Correlation-Id got the same correlation id, "offlineContext_resourceId", serverless-offline's constant
  * API Gateway request id for HTTP API events. Here several orders go through the real serverless offline, in a
  * vhost of the test's own, and each must have an id of its own in the response, in its stored order row and
- * outbox row, on every message it causes, and no log line may carry the constant.
+ * outbox row, on every message it causes, and no log line may carry the constant. The same run reads the
+ * runner's Prometheus endpoint (METRICS_PORT) after the flow.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -38,11 +39,14 @@ describe('correlation ids under serverless offline start', () => {
   let offline: ChildProcess;
   let output = '';
   let api = '';
+  let metricsUrl = '';
 
   beforeAll(async () => {
     vhost = await createVhost('correlation');
     amqp = await openAmqp(vhost.url);
     const httpPort = await freePort();
+    const metricsPort = await freePort();
+    metricsUrl = `http://localhost:${metricsPort}/metrics`;
     offline = spawn(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
       cwd: root,
       detached: true,
@@ -54,6 +58,7 @@ describe('correlation ids under serverless offline start', () => {
         HTTP_PORT: String(httpPort),
         LAMBDA_PORT: String(await freePort()),
         LOG_FORMAT: 'json',
+        METRICS_PORT: String(metricsPort),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -145,4 +150,55 @@ describe('correlation ids under serverless offline start', () => {
     expect(output).not.toContain('offlineContext_resourceId');
     for (const id of ids) expect(output).toContain(`"correlationId":"${id}"`);
   }, 120_000);
+
+  it("serves the triggers' counts for Prometheus on METRICS_PORT: every order through each queue function once", async () => {
+    function value(name: string, fn: string, queue: string): number | undefined {
+      const line = text.split('\n').find((l) => l.startsWith(`${name}{function="${fn}",queue="${queue}"} `));
+      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    const functions = [
+      ['inventoryReservation', 'order-events'],
+      ['notification', 'inventory-events'],
+      ['orderStatus', 'order-status-events'],
+    ] as const;
+    let text = '';
+    const read = async () => {
+      const response = await fetch(metricsUrl);
+      expect(response.status).toBe(200);
+      text = await response.text();
+    };
+    // Each order's inventory answer is being processed by notification and orderStatus: wait for the last ack.
+    await waitFor(
+      async () => {
+        await read();
+        return functions.every(([fn, queue]) => value('rabbitmq_trigger_records_acked_total', fn, queue) === ORDERS);
+      },
+      `every record acked by every queue function`,
+      30_000,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}\n${text}`);
+    });
+    for (const [fn, queue] of functions) {
+      const counts = Object.fromEntries(
+        ['received', 'acked', 'requeued', 'dead_lettered', 'filtered', 'rejected'].map((c) => [
+          c,
+          value(`rabbitmq_trigger_records_${c}_total`, fn, queue),
+        ]),
+      );
+      expect(counts, `${fn}\n${text}`).toEqual({
+        received: ORDERS,
+        acked: ORDERS,
+        requeued: 0,
+        dead_lettered: 0,
+        filtered: 0,
+        rejected: 0,
+      });
+      expect(value('rabbitmq_trigger_failed_invocations_total', fn, queue)).toBe(0);
+      // Batching (a 0.5 s window) decides how many invocations carried them.
+      const invocations = value('rabbitmq_trigger_invocations_total', fn, queue)!;
+      expect(invocations).toBeGreaterThanOrEqual(1);
+      expect(invocations).toBeLessThanOrEqual(ORDERS);
+      expect(value('rabbitmq_trigger_state', fn, `${queue}",state="Enabled`)).toBe(1);
+    }
+  }, 60_000);
 });

@@ -78,6 +78,7 @@ interface System {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   api: string;
   httpPort: number;
+  metricsPort: number;
 }
 
 /** Runs `npm start` in its own process group (like a job in a terminal) and waits for its banner. */
@@ -85,6 +86,7 @@ async function startSystem(dir: string, amqpUrl: string): Promise<System> {
   const httpPort = await freePort();
   const lambdaPort = await freePort();
   const closed = await freePort();
+  const metricsPort = await freePort();
   let output = '';
   const child = spawn('npm', ['start'], {
     cwd: root,
@@ -97,6 +99,7 @@ async function startSystem(dir: string, amqpUrl: string): Promise<System> {
       LAMBDA_PORT: String(lambdaPort),
       // The banner's management line is then the same on every machine.
       MANAGEMENT_URL: `http://127.0.0.1:${closed}`,
+      METRICS_PORT: String(metricsPort),
       CI: 'true',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -113,7 +116,7 @@ async function startSystem(dir: string, amqpUrl: string): Promise<System> {
   );
   expect(child.exitCode, output).toBeNull();
   const api = /^\s+API\s+(http:\/\/\S+)$/m.exec(output)?.[1] ?? '';
-  return { process: child, output: () => output, exit, api, httpPort };
+  return { process: child, output: () => output, exit, api, httpPort, metricsPort };
 }
 
 /** After a stop: npm exited 0, every process of the group is gone and the HTTP port is free again. */
@@ -156,6 +159,7 @@ describe('npm start: the whole system on this machine', () => {
       /Management UI\s+not answering at http:\/\/127\.0\.0\.1:\d+: enable it with `rabbitmq-plugins enable rabbitmq_management`/,
     );
     expect(output).toMatch(/Database\s+SQLite at .*app\.sqlite/);
+    expect(output).toContain(`  Metrics        http://localhost:${system.metricsPort}/metrics (Prometheus text`);
     expect(output).toContain(
       `curl -s -X POST ${api}/order -H 'content-type: application/json' -d '{"user_id":"user123","item":"Burger","quantity":2}'`,
     );

@@ -1,0 +1,232 @@
+/**
+ * The runner's Prometheus endpoint (issue 14) after a known flow through the real broker, in-process handlers:
+ * the counts it serves per function and queue are exactly what the flow makes the triggers count.
+ *
+ *   metricsA (batch size 1): ok-1, ok-2, fail-once (its first invocation throws: requeued, redelivered, then
+ *            processed) and a message with no aws:rmq form (timestamp 10^13), dead-lettered by the trigger.
+ *   metricsB (batch size 1, filter: body starts with "keep:"): keep:1, drop:1 (filtered out), keep:2.
+ *
+ * And the real `npm run worker` (shared/runner/worker.ts) serves the same on METRICS_PORT.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appHooks } from '../../shared/app/runner-hooks';
+import { loadConfig } from '../../shared/config';
+import { newEvent } from '../../shared/events';
+import { createLogger } from '../../shared/logging';
+import { dlqName } from '../../shared/messaging';
+import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event';
+import { InProcessInvoker, Runner } from '../../shared/runner';
+import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { publishOrderPlaced } from '../support/orders';
+import { deleteQueues, LogCapture, trigger, uniqueQueue, waitFor } from '../support/runner';
+import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
+import { killAll, spawnWorker, type WorkerProcess } from '../support/worker-process';
+
+/** `name{labels} value` lines of the text format, as `name{labels}` -> value. */
+function samples(text: string): Map<string, number> {
+  const map = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    map.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return map;
+}
+
+describe('the runner serves its triggers’ counts for Prometheus', () => {
+  const queueA = uniqueQueue('metrics-a');
+  const queueB = uniqueQueue('metrics-b');
+  const seen: string[] = [];
+  const failed = new Set<string>();
+  let amqp: TestAmqp;
+  let runner: Runner;
+  let url: string;
+
+  const handler = async (event: RabbitMQEvent) => {
+    for (const record of decodeRabbitMQEvent(event)) {
+      const body = record.body.toString();
+      seen.push(body);
+      if (body === 'fail-once' && !failed.has(body)) {
+        failed.add(body);
+        throw new Error('first invocation fails');
+      }
+    }
+  };
+
+  beforeAll(async () => {
+    amqp = await openTestAmqp();
+    const env = { AMQP_URL };
+    runner = new Runner({
+      urls: loadConfig(env).amqpUrls,
+      env,
+      hooks: appHooks({ relayStore: false }),
+      triggers: [
+        trigger(queueA, { functionKey: 'metricsA', batchSize: 1, maximumBatchingWindow: 0.05 }),
+        trigger(queueB, {
+          functionKey: 'metricsB',
+          batchSize: 1,
+          maximumBatchingWindow: 0.05,
+          filterPatterns: [{ data: [{ prefix: 'keep:' }] }],
+        }),
+      ],
+      invoker: new InProcessInvoker(async () => handler),
+      logger: createLogger({ level: 'debug', destination: new LogCapture() }),
+      deadLetterExchange: 'dlx',
+      requeueDelayMs: 50,
+      metricsPort: 0,
+    });
+    await runner.start();
+    url = (await runner.metricsUrl())!;
+  });
+
+  afterAll(async () => {
+    await runner?.stop();
+    await deleteQueues(amqp, [queueA, queueB]);
+    await amqp?.close();
+  });
+
+  it('counts invocations, records received, acked, requeued, dead-lettered, filtered and rejected exactly', async () => {
+    expect(url).toMatch(/^http:\/\/localhost:\d+\/metrics$/);
+    const send = (queue: string, body: string, options: Record<string, unknown> = {}) =>
+      amqp.channel.sendToQueue(queue, Buffer.from(body), { persistent: true, ...options });
+    for (const body of ['ok-1', 'ok-2', 'fail-once']) send(queueA, body);
+    send(queueA, 'bad-timestamp', { messageId: 'bad-1', timestamp: 10 ** 13 }); // no Date holds it: no aws:rmq form
+    for (const body of ['keep:1', 'drop:1', 'keep:2']) send(queueB, body);
+
+    const a = `function="metricsA",queue="${queueA}"`;
+    const b = `function="metricsB",queue="${queueB}"`;
+    const read = async () => {
+      const response = await fetch(url);
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+      return response.text();
+    };
+    await waitFor(
+      async () => {
+        const s = samples(await read());
+        return s.get(`rabbitmq_trigger_records_acked_total{${a}}`) === 4 && s.get(`rabbitmq_trigger_records_acked_total{${b}}`) === 3;
+      },
+      'every message of the flow to be settled',
+      20_000,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300)); // nothing more is to come
+    const text = await read();
+    const s = samples(text);
+    const expected: Record<string, [number, number]> = {
+      // metric: [metricsA, metricsB]
+      rabbitmq_trigger_invocations_total: [4, 2],
+      rabbitmq_trigger_failed_invocations_total: [1, 0],
+      rabbitmq_trigger_records_received_total: [5, 3],
+      rabbitmq_trigger_records_acked_total: [4, 3],
+      rabbitmq_trigger_records_requeued_total: [1, 0],
+      rabbitmq_trigger_records_dead_lettered_total: [1, 0],
+      rabbitmq_trigger_records_filtered_total: [0, 1],
+      rabbitmq_trigger_records_rejected_total: [0, 0],
+    };
+    const got = Object.fromEntries(Object.keys(expected).map((name) => [name, [s.get(`${name}{${a}}`), s.get(`${name}{${b}}`)]]));
+    expect(got, text).toEqual(expected);
+    for (const name of Object.keys(expected)) {
+      expect(text).toContain(`# TYPE ${name} counter`);
+      expect(text).toMatch(new RegExp(`# HELP ${name} \\S`));
+    }
+    expect(s.get(`rabbitmq_trigger_state{${a},state="Enabled"}`)).toBe(1);
+    expect(s.get(`rabbitmq_trigger_state{${a},state="Failed"}`)).toBe(0);
+    // The flow as the handler and the broker saw it.
+    expect(seen.filter((body) => body === 'fail-once')).toHaveLength(2);
+    expect(seen).not.toContain('drop:1');
+    expect(await queueDepth(amqp.connection, dlqName(queueA))).toBe(1);
+    // The same numbers npm run status shows.
+    const status = runner.mappings().find((m) => m.Local.functionKey === 'metricsA')!;
+    expect(status.Local.counts).toMatchObject({ invocations: 4, received: 5, acked: 4, requeued: 1, deadLettered: 1 });
+  }, 30_000);
+
+  it('answers 404 elsewhere, and stops serving when the runner stops', async () => {
+    expect((await fetch(url.replace('/metrics', '/'))).status).toBe(404);
+    await runner.stop();
+    await expect(fetch(url)).rejects.toThrow();
+  });
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('npm run worker serves its metrics on METRICS_PORT', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'metrics-worker-'));
+  const workers: WorkerProcess[] = [];
+  let vhost: TestVhost;
+  let amqp: VhostAmqp;
+
+  beforeAll(async () => {
+    vhost = await createVhost('metrics-worker');
+    amqp = await openAmqp(vhost.url);
+  }, 120_000);
+
+  afterAll(async () => {
+    await killAll(workers);
+    await amqp?.close();
+    await vhost?.remove();
+    rmSync(dir, { recursive: true, force: true });
+  }, 120_000);
+
+  it('counts one order and one message with no aws:rmq form through inventoryReservation exactly', async () => {
+    const port = await freePort();
+    const worker = spawnWorker(
+      { AMQP_URL: vhost.url, SQLITE_PATH: join(dir, 'app.sqlite'), METRICS_PORT: String(port), LOG_FORMAT: 'json' },
+      { args: ['--functions', 'inventoryReservation'] },
+    );
+    workers.push(worker);
+    await waitFor(
+      () => worker.output().includes('"message":"serving metrics"') && worker.output().includes('"message":"consuming"'),
+      `the worker to consume and serve its metrics. Output so far:\n${worker.output()}`,
+      90_000,
+    );
+    const url = `http://localhost:${port}/metrics`;
+    expect(worker.output()).toContain(`"url":"${url}"`);
+
+    await publishOrderPlaced(amqp.channel, [
+      newEvent('OrderPlaced', { order_id: 'metrics-order-1', user_id: 'u-1', item: 'Burger', quantity: 1 }),
+    ]);
+    amqp.channel.publish('orders', 'order.placed', Buffer.from('{}'), { messageId: 'bad-1', timestamp: 10 ** 13 });
+    await amqp.channel.waitForConfirms();
+
+    const series = 'function="inventoryReservation",queue="order-events"';
+    let s = new Map<string, number>();
+    await waitFor(
+      async () => {
+        s = samples(await (await fetch(url)).text());
+        return s.get(`rabbitmq_trigger_records_acked_total{${series}}`) === 2;
+      },
+      'both messages settled',
+      30_000,
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}\n${worker.output().slice(-4_000)}`);
+    });
+    const names = [
+      'invocations',
+      'failed_invocations',
+      ...['received', 'acked', 'requeued', 'dead_lettered', 'filtered', 'rejected'].map((c) => `records_${c}`),
+    ];
+    expect(Object.fromEntries(names.map((n) => [n, s.get(`rabbitmq_trigger_${n}_total{${series}}`)]))).toEqual({
+      invocations: 1,
+      failed_invocations: 0,
+      records_received: 2,
+      records_acked: 2,
+      records_requeued: 0,
+      records_dead_lettered: 1,
+      records_filtered: 0,
+      records_rejected: 0,
+    });
+    // Only the function asked for.
+    expect([...s.keys()].filter((k) => k.includes('function="notification"'))).toEqual([]);
+    await worker.kill('SIGINT');
+  }, 150_000);
+});
