@@ -8,17 +8,22 @@ const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', '
 const PATTERN = /^([A-Z][a-z]{2}) (\d{1,2}), (\d{1,6}), (\d{1,2}):(\d{2}):(\d{2})[ \u00a0\u202f](AM|PM)$/;
 const pad = (n: number) => String(n).padStart(2, '0');
 
+/** The last timestamp formatted: the messages of a burst mostly share their second. */
+let last: { seconds: number; text: string } | undefined;
+
 /** Formats AMQP timestamp `seconds` as AWS does ("MMM d, y, h:mm:ss a", UTC, plain space before AM/PM). */
 export function formatAmqpTimestamp(seconds: number): string {
+  if (last !== undefined && last.seconds === seconds) return last.text;
   const date = new Date(seconds * 1000);
   if (!Number.isInteger(seconds) || Number.isNaN(date.getTime())) {
     throw new RangeError(`AMQP timestamp must be whole seconds within the Date range, got ${seconds}`);
   }
   const hours = date.getUTCHours();
-  return (
+  const text =
     `${MONTHS[date.getUTCMonth()]} ${date.getUTCDate()}, ${date.getUTCFullYear()}, ` +
-    `${hours % 12 || 12}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} ${hours < 12 ? 'AM' : 'PM'}`
-  );
+    `${hours % 12 || 12}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} ${hours < 12 ? 'AM' : 'PM'}`;
+  last = { seconds, text };
+  return text;
 }
 
 /**

@@ -57,12 +57,14 @@ export class Batcher<T> {
     return batch;
   }
 
+  /** The window's end: made once, not per batch. */
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    this.flush();
+  };
+
   private arm(): void {
-    const fire = () => {
-      this.timer = undefined;
-      this.flush();
-    };
-    this.timer = this.options.windowMs === 0 ? setImmediate(fire) : setTimeout(fire, this.options.windowMs);
+    this.timer = this.options.windowMs === 0 ? setImmediate(this.fire) : setTimeout(this.fire, this.options.windowMs);
   }
 
   private disarm(): void {

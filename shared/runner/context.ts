@@ -13,12 +13,23 @@ export interface ContextOptions {
 /** Like an execution environment's: one log stream for the life of this process. */
 const logStreamName = `local/[$LATEST]${randomUUID().replaceAll('-', '')}`;
 
+/** The deprecated callbacks; made once, shared by every context (one is built per invocation). */
+function unsupported(name: string): () => never {
+  return () => {
+    throw new Error(`context.${name}() is deprecated in Lambda; return or throw from the handler instead`);
+  };
+}
+const done = unsupported('done');
+const fail = unsupported('fail');
+const succeed = unsupported('succeed');
+
+function remainingUntil(deadline: number): () => number {
+  return () => Math.max(0, deadline - Date.now());
+}
+
 export function createLambdaContext(options: ContextOptions): Context {
   const region = options.region ?? process.env.AWS_REGION ?? 'local-1';
   const deadline = Date.now() + options.timeoutSeconds * 1000;
-  const unsupported = (name: string) => () => {
-    throw new Error(`context.${name}() is deprecated in Lambda; return or throw from the handler instead`);
-  };
   return {
     callbackWaitsForEmptyEventLoop: true,
     functionName: options.functionName,
@@ -28,9 +39,9 @@ export function createLambdaContext(options: ContextOptions): Context {
     awsRequestId: options.requestId ?? randomUUID(),
     logGroupName: `/aws/lambda/${options.functionName}`,
     logStreamName,
-    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
-    done: unsupported('done'),
-    fail: unsupported('fail'),
-    succeed: unsupported('succeed'),
+    getRemainingTimeInMillis: remainingUntil(deadline),
+    done,
+    fail,
+    succeed,
   };
 }

@@ -10,7 +10,6 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Context, Handler } from 'aws-lambda';
 import { parseHandler } from '../lib/handler-ref';
-import { within } from '../lib/within';
 import type { RabbitMQEvent } from '../rmq-event';
 import { createLambdaContext } from './context';
 import type { TriggerDefinition } from './definitions';
@@ -81,13 +80,8 @@ export class InProcessInvoker implements Invoker {
       memorySize: trigger.memorySize,
       requestId: invocation.requestId,
     });
-    const timeoutMs = trigger.timeout * 1000;
     try {
-      await within(
-        callHandler(handler, event, context),
-        timeoutMs,
-        () => new InvocationTimeoutError(`Task timed out after ${trigger.timeout.toFixed(2)} seconds`, 'Timeout'),
-      );
+      await callHandler(handler, event, context, trigger.timeout);
     } catch (error) {
       if (error instanceof InvocationError) throw error;
       const cause = error instanceof Error ? error : new Error(String(error));
@@ -96,17 +90,43 @@ export class InProcessInvoker implements Invoker {
   }
 }
 
-/** Supports both async handlers and the older callback style. */
-function callHandler(handler: Handler<RabbitMQEvent, unknown>, event: RabbitMQEvent, context: Context): Promise<unknown> {
+/**
+ * Calls the handler, async or in the older callback style (whichever answers first counts), and rejects with
+ * InvocationTimeoutError once `timeoutSeconds` have passed. A late answer changes nothing; a late rejection is
+ * observed here, not left unhandled. One promise and one timer per invocation, no per-call named closures (it
+ * runs once per batch).
+ */
+function callHandler(
+  handler: Handler<RabbitMQEvent, unknown>,
+  event: RabbitMQEvent,
+  context: Context,
+  timeoutSeconds: number,
+): Promise<unknown> {
   return new Promise((resolvePromise, reject) => {
-    const callback = (error?: Error | string | null, result?: unknown) =>
-      error ? reject(error instanceof Error ? error : new Error(String(error))) : resolvePromise(result);
+    const timer = setTimeout(
+      () => reject(new InvocationTimeoutError(`Task timed out after ${timeoutSeconds.toFixed(2)} seconds`, 'Timeout')),
+      Math.max(0, timeoutSeconds * 1000),
+    );
     try {
-      const returned = handler(event, context, callback) as unknown;
+      const returned = handler(event, context, (error?: Error | string | null, result?: unknown) => {
+        clearTimeout(timer);
+        if (error) reject(error instanceof Error ? error : new Error(String(error)));
+        else resolvePromise(result);
+      }) as unknown;
       if (returned && typeof (returned as Promise<unknown>).then === 'function') {
-        (returned as Promise<unknown>).then(resolvePromise, reject);
+        (returned as Promise<unknown>).then(
+          (result) => {
+            clearTimeout(timer);
+            resolvePromise(result);
+          },
+          (error: unknown) => {
+            clearTimeout(timer);
+            reject(error);
+          },
+        );
       }
     } catch (error) {
+      clearTimeout(timer);
       reject(error);
     }
   });

@@ -124,7 +124,8 @@ export class QueueTrigger {
   private reasonDetail: string | undefined;
   private lastModified = new Date();
   private lastResult = NO_RECORDS_PROCESSED;
-  private lastResultAt: Date | undefined;
+  /** When LastProcessingResult was last set (epoch ms; set after every batch, so no Date is made for it). */
+  private lastResultAt: number | undefined;
   /** Consecutive failed invocations, and the wait their batch gets before it is requeued. */
   private failedInARow = 0;
   private requeueDelay = 0;
@@ -139,6 +140,8 @@ export class QueueTrigger {
   private readonly inFlightAll = new Set<Promise<void>>();
   private readonly maxPayloadBytes: number;
   private readonly envelopeBytes: number;
+  /** The event's `rmqMessagesByQueue` key, "<queue>::<vhost>". */
+  private readonly queueKey: string;
   private readonly filter: RecordFilter;
   readonly counts: TriggerCounts = {
     received: 0,
@@ -163,7 +166,8 @@ export class QueueTrigger {
     this.filter = compileFilterPatterns(definition.filterPatterns ?? []);
     this.log = logger.child({ function: definition.functionKey, queue: definition.queue });
     this.maxPayloadBytes = options.maxPayloadBytes ?? MAX_INVOCATION_PAYLOAD_BYTES;
-    this.envelopeBytes = envelopeBytes(options.eventSourceArn, `${definition.queue}::${definition.virtualHost}`);
+    this.queueKey = `${definition.queue}::${definition.virtualHost}`;
+    this.envelopeBytes = envelopeBytes(options.eventSourceArn, this.queueKey);
     if (options.deadLetterExchange && !options.publisher) throw new TypeError('QueueTrigger: deadLetterExchange needs a publisher');
   }
 
@@ -190,7 +194,7 @@ export class QueueTrigger {
         functionName: this.definition.functionName,
         consumer: this.state,
         ...(this.reasonDetail ? { stateTransitionDetail: this.reasonDetail } : {}),
-        ...(this.lastResultAt ? { lastProcessingResultAt: this.lastResultAt.toISOString() } : {}),
+        ...(this.lastResultAt !== undefined ? { lastProcessingResultAt: new Date(this.lastResultAt).toISOString() } : {}),
         requeueDelayMs: this.requeueDelay,
         concurrency: this.concurrency,
         counts: { ...this.counts },
@@ -212,7 +216,7 @@ export class QueueTrigger {
   reportResult(result: 'OK' | { problem: string }): void {
     if (this.state === 'failed') return; // it keeps the problem it failed with
     this.lastResult = result === 'OK' ? 'OK' : `PROBLEM: ${result.problem}`;
-    this.lastResultAt = new Date();
+    this.lastResultAt = Date.now();
     this.options.onChange?.(this, 'result');
   }
 
@@ -262,10 +266,7 @@ export class QueueTrigger {
     if (session.consumerTag) await session.channel.cancel(session.consumerTag).catch(() => undefined);
     const unsent = [...session.ready.flat(), ...session.batcher.drain()];
     session.ready = [];
-    this.settle(
-      session,
-      unsent.map((delivery): [Delivery, Settlement] => [delivery, 'requeue']),
-    );
+    this.settle(session, unsent, 'requeue');
     if (unsent.length) this.log.info({ messages: unsent.length }, 'returned unstarted messages to the queue');
   }
 
@@ -408,10 +409,7 @@ export class QueueTrigger {
           // run() handles every failure it knows of; this is the last line, so that nothing escapes as an
           // unhandled rejection. Whatever was not settled goes back to the queue.
           this.log.error({ err: error, batchSize: batch.length }, 'batch failed unexpectedly; returning it to the queue');
-          this.settle(
-            session,
-            batch.map((delivery): [Delivery, Settlement] => [delivery, 'requeue']),
-          );
+          this.settle(session, batch, 'requeue');
         })
         .finally(() => {
           session.inFlight.delete(run);
@@ -451,25 +449,15 @@ export class QueueTrigger {
   /**
    * The delivery's record, or why it cannot have one: no `aws:rmq` form, or too large for any invocation.
    * A body whose base64 alone could never fit is judged by its length, without encoding it.
+   * (Runs for every delivery: no closures made here.)
    */
   private prepare(message: ConsumeMessage): Delivery {
     const room = this.maxPayloadBytes - this.envelopeBytes;
-    const tooLarge = (bytes: number): Delivery => ({
-      message,
-      bytes: 0,
-      failure: {
-        errorClass: 'payload-too-large',
-        name: 'PayloadTooLargeError',
-        message:
-          `The message's aws:rmq record takes ${bytes} bytes, more than the ${this.maxPayloadBytes}-byte invocation payload ` +
-          'can hold even alone; AWS Lambda would drop it without invoking the function',
-      },
-    });
     try {
-      if (base64Length(message.content.length) > room) return tooLarge(base64Length(message.content.length));
+      if (base64Length(message.content.length) > room) return this.tooLarge(message, base64Length(message.content.length));
       const record = toRabbitMQMessage(message);
       const bytes = messageBytes(record);
-      return bytes > room ? tooLarge(bytes) : { message, record, bytes: bytes + 1 };
+      return bytes > room ? this.tooLarge(message, bytes) : { message, record, bytes: bytes + 1 };
     } catch (error) {
       const cause = error instanceof Error ? error : new Error(String(error));
       return {
@@ -484,19 +472,39 @@ export class QueueTrigger {
     }
   }
 
+  /** A delivery whose record (`bytes` long) could not fit an invocation even alone. */
+  private tooLarge(message: ConsumeMessage, bytes: number): Delivery {
+    return {
+      message,
+      bytes: 0,
+      failure: {
+        errorClass: 'payload-too-large',
+        name: 'PayloadTooLargeError',
+        message:
+          `The message's aws:rmq record takes ${bytes} bytes, more than the ${this.maxPayloadBytes}-byte invocation payload ` +
+          'can hold even alone; AWS Lambda would drop it without invoking the function',
+      },
+    };
+  }
+
   private async run(session: Session, batch: Delivery[]): Promise<void> {
-    const { queue, virtualHost } = this.definition;
     const requestId = randomUUID();
     const started = performance.now();
-    const settlements = new Map<Delivery, Settlement>();
-    for (const delivery of batch.filter((d) => d.failure)) settlements.set(delivery, await this.deadLetter(delivery));
-    const records = batch.filter((delivery) => delivery.record);
+    // Deliveries with no record are dead-lettered first, one by one, each settled on its own terms. Most batches
+    // have none: then every delivery is a record, and the whole batch is settled alike.
+    let deadLettered: Map<Delivery, Settlement> | undefined;
+    for (const delivery of batch) {
+      if (!delivery.failure) continue;
+      deadLettered ??= new Map();
+      deadLettered.set(delivery, await this.deadLetter(delivery));
+    }
+    const records = deadLettered ? batch.filter((delivery) => delivery.record) : batch;
     let outcome: 'ack' | 'nack' | 'none' = 'none';
     if (records.length > 0) {
       const event: RabbitMQEvent = {
         eventSource: 'aws:rmq',
         eventSourceArn: this.options.eventSourceArn,
-        rmqMessagesByQueue: { [`${queue}::${virtualHost}`]: records.map((delivery) => delivery.record!) },
+        rmqMessagesByQueue: { [this.queueKey]: records.map((delivery) => delivery.record!) },
       };
       this.counts.invocations++;
       outcome = 'ack';
@@ -535,25 +543,38 @@ export class QueueTrigger {
           await sleep(delay, undefined, { signal: this.waking.signal }).catch(() => undefined);
         }
       }
-      for (const delivery of records) settlements.set(delivery, outcome === 'ack' ? 'ack' : 'requeue');
       if (unloadable) {
         // Give the batch back first (in delivery order, one frame), then stop: no more batches start.
-        this.settle(
-          session,
-          batch.map((delivery): [Delivery, Settlement] => [delivery, settlements.get(delivery) ?? 'requeue']),
-          this.concurrency === 1,
-        );
+        this.settleBatch(session, batch, 'requeue', deadLettered);
         void this.fail('FUNCTION_CONFIG_NOT_VALID', `${unloadable.errorType}: ${unloadable.message}`);
         return;
       }
     }
+    const settled = this.settleBatch(session, batch, outcome === 'ack' ? 'ack' : 'requeue', deadLettered);
+    if (outcome === 'nack') this.log.info(this.batchSummary(requestId, batch, records, outcome, started, settled), 'batch requeued');
+    // Built only when it is written: this runs once per batch.
+    else if (this.log.isLevelEnabled('debug'))
+      this.log.debug(this.batchSummary(requestId, batch, records, outcome, started, settled), 'batch processed');
+  }
+
+  private batchSummary(requestId: string, batch: Delivery[], records: Delivery[], outcome: string, started: number, settled: boolean) {
     const durationMs = Math.round((performance.now() - started) * 10) / 10;
-    const outcomes = batch.map((delivery): [Delivery, Settlement] => [delivery, settlements.get(delivery) ?? 'requeue']);
-    const settled = this.settle(session, outcomes, this.concurrency === 1);
-    this.log[outcome === 'nack' ? 'info' : 'debug'](
-      { requestId, batchSize: batch.length, invoked: records.length, outcome, durationMs, settled },
-      outcome === 'nack' ? 'batch requeued' : 'batch processed',
-    );
+    return { requestId, batchSize: batch.length, invoked: records.length, outcome, durationMs, settled };
+  }
+
+  /**
+   * Settles a batch after its invocation: its records as `records` says, the deliveries dead-lettered before it
+   * as their dead-lettering said. In delivery order when one invocation runs at a time (see settle).
+   */
+  private settleBatch(
+    session: Session,
+    batch: Delivery[],
+    records: Settlement,
+    deadLettered: Map<Delivery, Settlement> | undefined,
+  ): boolean {
+    const inDeliveryOrder = this.concurrency === 1;
+    if (!deadLettered) return this.settle(session, batch, records, inDeliveryOrder);
+    return this.settle(session, batch, (delivery) => deadLettered.get(delivery) ?? records, inDeliveryOrder);
   }
 
   /** The wait for this failed batch: the first delay, doubled for each failure in a row before it, capped. */
@@ -606,28 +627,37 @@ export class QueueTrigger {
   }
 
   /**
-   * Settles deliveries on the channel they came from. Returns false when that channel is gone: the broker has
-   * already put those messages back, and a new channel must not touch their old tags. `inDeliveryOrder`:
-   * every earlier delivery on this channel is already settled (one invocation at a time runs batches in
-   * delivery order), so when the whole batch is acked or requeued alike one `multiple` frame settles it.
+   * Settles deliveries on the channel they came from, each as `settlement` says (one for all, or one each).
+   * Returns false when that channel is gone: the broker has already put those messages back, and a new
+   * channel must not touch their old tags. `inDeliveryOrder`: every earlier delivery on this channel is
+   * already settled (one invocation at a time runs batches in delivery order), so when the whole batch is
+   * acked or requeued alike one `multiple` frame settles it.
    */
-  private settle(session: Session, outcomes: Array<[Delivery, Settlement]>, inDeliveryOrder = false): boolean {
-    if (outcomes.length === 0) return true;
+  private settle(
+    session: Session,
+    deliveries: readonly Delivery[],
+    settlement: Settlement | ((delivery: Delivery) => Settlement),
+    inDeliveryOrder = false,
+  ): boolean {
+    if (deliveries.length === 0) return true;
     if (!session.open) return false;
-    const tally: Record<Settlement, keyof TriggerCounts> = { ack: 'acked', requeue: 'requeued', reject: 'rejected' };
     try {
-      const [last, kind] = outcomes[outcomes.length - 1]!;
-      const uniform = outcomes.every(([, outcome]) => outcome === kind) && kind !== 'reject';
+      const each = typeof settlement === 'function' ? deliveries.map(settlement) : undefined;
+      const kind = each ? each[each.length - 1]! : (settlement as Settlement);
+      const uniform = kind !== 'reject' && (!each || each.every((outcome) => outcome === kind));
       if (uniform && inDeliveryOrder) {
-        if (kind === 'ack') session.channel.ack(last.message, true);
-        else session.channel.nack(last.message, true, true);
+        const last = deliveries[deliveries.length - 1]!.message;
+        if (kind === 'ack') session.channel.ack(last, true);
+        else session.channel.nack(last, true, true);
       } else {
-        for (const [delivery, outcome] of outcomes) {
-          if (outcome === 'ack') session.channel.ack(delivery.message);
-          else session.channel.nack(delivery.message, false, outcome === 'requeue');
+        for (let i = 0; i < deliveries.length; i++) {
+          const outcome = each ? each[i]! : kind;
+          if (outcome === 'ack') session.channel.ack(deliveries[i]!.message);
+          else session.channel.nack(deliveries[i]!.message, false, outcome === 'requeue');
         }
       }
-      for (const [, outcome] of outcomes) this.counts[tally[outcome]]++;
+      if (each) for (const outcome of each) this.counts[TALLY[outcome]]++;
+      else this.counts[TALLY[kind]] += deliveries.length;
       return true;
     } catch (error) {
       this.log.warn({ err: error }, 'could not settle batch; the broker will redeliver it');
@@ -635,3 +665,6 @@ export class QueueTrigger {
     }
   }
 }
+
+/** Which count each settlement adds to. */
+const TALLY: Readonly<Record<Settlement, keyof TriggerCounts>> = { ack: 'acked', requeue: 'requeued', reject: 'rejected' };
