@@ -782,6 +782,23 @@ function markdown(r: Results): string {
     ]),
     '```',
     '',
+    '## Invocations during the burst',
+    '',
+    "Each queue function's invocations while the burst ran, timed around the in-process invoke (what Lambda bills): " +
+      'the mean duration of a full batch is the cost of 100 records in one transaction, one commit, one INSERT of the ' +
+      'events they emit and one round of confirms for them. The three functions run at once in one process.',
+    '',
+    '| store | function | invocations | records | full batches | full batch mean ms | mean ms |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    ...r.stores.flatMap((s) =>
+      Object.entries(s.invocations)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(
+          ([fn, st]) =>
+            `| ${s.store} | ${fn} | ${fmt(st.invocations)} | ${fmt(st.records)} | ${fmt(st.fullBatches)} | ${st.fullBatchMeanMs ?? ''} | ${st.meanMs ?? ''} |`,
+        ),
+    ),
+    '',
     '## Burst and steady load',
     '',
     `Burst: ${fmt(p.burst)} orders inserted, then all published at once (after an unreported warm-up of ${fmt(p.warmup)}); ` +
