@@ -36,6 +36,7 @@ import {
   fmt,
   type LatencySummary,
   machineFacts,
+  median,
   postgresSchema,
   round,
   summarizeLatencies,
@@ -60,6 +61,7 @@ interface Options {
   warmupSeconds: number;
   maxRequests: number;
   concurrency: number[];
+  repeats: number;
   stores: StoreKind[];
   modes: Mode[];
   burst: number;
@@ -73,6 +75,7 @@ const usage = `Usage: npm run bench:http -- [options]
   --warmup S           unmeasured seconds before each case (default 1)
   --max-requests N     upper bound on measured requests per case (default 100000)
   --concurrency LIST   closed-loop workers (default 16,32)
+  --repeats N          rounds of every closed-loop case; ratios are the median over rounds (default 3)
   --stores LIST        stores for the in-process case (default sqlite,postgres)
   --modes LIST         offline,in-process,cold-burst (default all three)
   --burst N            concurrent POST /order of the cold burst (default 16)
@@ -85,6 +88,7 @@ function parseOptions(): Options {
       warmup: { type: 'string', default: '1' },
       'max-requests': { type: 'string', default: '100000' },
       concurrency: { type: 'string', default: '16,32' },
+      repeats: { type: 'string', default: '3' },
       stores: { type: 'string', default: 'sqlite,postgres' },
       modes: { type: 'string', default: 'offline,in-process,cold-burst' },
       burst: { type: 'string', default: '16' },
@@ -116,6 +120,7 @@ function parseOptions(): Options {
     warmupSeconds: num('warmup', values.warmup, 0, 30),
     maxRequests: num('max-requests', values['max-requests'], 1, 10_000_000),
     concurrency: values.concurrency.split(',').map((c) => num('concurrency', c.trim(), 1, 1024)),
+    repeats: num('repeats', values.repeats, 1, 20),
     stores: list('stores', values.stores, ['sqlite', 'postgres'] as const),
     modes: list('modes', values.modes, ['offline', 'in-process', 'cold-burst'] as const),
     burst: num('burst', values.burst, 1, 256),
@@ -129,11 +134,14 @@ function parseOptions(): Options {
 type LoadMode = Exclude<Mode, 'cold-burst'>;
 
 interface Case extends LoadResult {
+  /** Round (0-based) of --repeats. */
+  repeat: number;
   mode: LoadMode;
   store: StoreKind | 'none';
   kind: Kind;
 }
 
+/** Every figure is the median over the rounds (--repeats) of the ratio measured within each round. */
 interface Ratio {
   mode: LoadMode;
   store: StoreKind;
@@ -148,37 +156,41 @@ interface Ratio {
   /** In-process: real p50 / baseline p50, and the same for p99. */
   vsBaselineP50?: number;
   vsBaselineP99?: number;
+  /** The throughput ratios of each round, in order (their median is above). */
+  rounds: { throughput: number[]; vsBaseline?: number[] };
 }
 
 /**
  * Runs the handlers alternately at each concurrency: trivial, real(, baseline) at the first, the reverse at the
- * next, ... so real is always measured right next to each of the others.
+ * next, ... so real is always measured right next to each of the others; `--repeats` rounds of that, each round
+ * starting the other way round from the one before.
  */
 async function sideBySide(
   senders: Partial<Record<Kind, Send>>,
   options: Options,
-  label: (kind: Kind, concurrency: number) => Omit<Case, keyof LoadResult>,
+  label: (kind: Kind, concurrency: number) => Omit<Case, keyof LoadResult | 'repeat'>,
   log: (line: string) => void,
 ): Promise<Case[]> {
   const cases: Case[] = [];
   const kinds = (['trivial', 'real', 'baseline'] as const).filter((kind) => senders[kind]);
-  for (const [index, concurrency] of options.concurrency.entries()) {
-    const order: Kind[] = index % 2 === 0 ? [...kinds] : [...kinds].reverse();
-    for (const kind of order) {
-      const result = await runLoad(senders[kind]!, {
-        concurrency,
-        seconds: options.seconds,
-        warmupSeconds: options.warmupSeconds,
-        maxRequests: options.maxRequests,
-      });
-      const c = { ...label(kind, concurrency), ...result };
-      cases.push(c);
-      log(
-        `${c.mode} ${c.store} ${kind.padEnd(8)} c=${concurrency}: ${fmt(result.requestsPerSecond, 1)} req/s, p50/p95/p99 ` +
-          `${result.latencyMs.p50}/${result.latencyMs.p95}/${result.latencyMs.p99} ms, ${result.failures} failed${result.firstError ? ` (${result.firstError})` : ''}`,
-      );
+  for (let repeat = 0; repeat < options.repeats; repeat++)
+    for (const [index, concurrency] of options.concurrency.entries()) {
+      const order: Kind[] = (index + repeat) % 2 === 0 ? [...kinds] : [...kinds].reverse();
+      for (const kind of order) {
+        const result = await runLoad(senders[kind]!, {
+          concurrency,
+          seconds: options.seconds,
+          warmupSeconds: options.warmupSeconds,
+          maxRequests: options.maxRequests,
+        });
+        const c = { repeat, ...label(kind, concurrency), ...result };
+        cases.push(c);
+        log(
+          `${options.repeats > 1 ? `round ${repeat + 1}: ` : ''}${c.mode} ${c.store} ${kind.padEnd(8)} c=${concurrency}: ${fmt(result.requestsPerSecond, 1)} req/s, p50/p95/p99 ` +
+            `${result.latencyMs.p50}/${result.latencyMs.p95}/${result.latencyMs.p99} ms, ${result.failures} failed${result.firstError ? ` (${result.firstError})` : ''}`,
+        );
+      }
     }
-  }
   return cases;
 }
 
@@ -464,38 +476,66 @@ interface Results {
   elapsedSeconds: number;
 }
 
+type RoundRatio = Omit<Ratio, 'rounds'>;
+
+/** The ratios of each round (real against the trivial and baseline cases measured right next to it), then their medians. */
 function ratios(cases: Case[], stores: StoreKind[]): Ratio[] {
-  const out: Ratio[] = [];
+  const perRound: RoundRatio[] = [];
   for (const mode of ['offline', 'in-process'] as const) {
     for (const store of stores) {
       for (const real of cases.filter((c) => c.mode === mode && c.kind === 'real' && c.store === store)) {
         // The trivial case measured next to it: in-process, the one from the same child (listed right before or after).
         const i = cases.indexOf(real);
-        const trivial = [cases[i - 1], cases[i + 1]].find(
-          (c) => c && c.mode === mode && c.kind === 'trivial' && c.concurrency === real.concurrency,
-        );
+        const beside = (kind: Kind) =>
+          [cases[i - 1], cases[i + 1]].find(
+            (c) => c && c.mode === mode && c.kind === kind && c.repeat === real.repeat && c.concurrency === real.concurrency,
+          );
+        const trivial = beside('trivial');
         if (!trivial) continue;
         // The baseline measured next to it (in-process only), same store and concurrency.
-        const baseline = [cases[i - 1], cases[i + 1]].find(
-          (c) => c && c.mode === mode && c.kind === 'baseline' && c.store === store && c.concurrency === real.concurrency,
-        );
-        out.push({
+        const baseline = beside('baseline');
+        perRound.push({
           mode,
           store,
           concurrency: real.concurrency,
-          throughput: round(real.requestsPerSecond / trivial.requestsPerSecond, 3),
-          p50: round(real.latencyMs.p50 / trivial.latencyMs.p50, 2),
-          p99: round(real.latencyMs.p99 / trivial.latencyMs.p99, 2),
-          ...(baseline
+          throughput: real.requestsPerSecond / trivial.requestsPerSecond,
+          p50: real.latencyMs.p50 / trivial.latencyMs.p50,
+          p99: real.latencyMs.p99 / trivial.latencyMs.p99,
+          ...(baseline && baseline.store === store
             ? {
-                vsBaseline: round(real.requestsPerSecond / baseline.requestsPerSecond, 3),
-                vsBaselineP50: round(real.latencyMs.p50 / baseline.latencyMs.p50, 2),
-                vsBaselineP99: round(real.latencyMs.p99 / baseline.latencyMs.p99, 2),
+                vsBaseline: real.requestsPerSecond / baseline.requestsPerSecond,
+                vsBaselineP50: real.latencyMs.p50 / baseline.latencyMs.p50,
+                vsBaselineP99: real.latencyMs.p99 / baseline.latencyMs.p99,
               }
             : {}),
         });
       }
     }
+  }
+  const out: Ratio[] = [];
+  for (const r of perRound) {
+    if (out.some((o) => o.mode === r.mode && o.store === r.store && o.concurrency === r.concurrency)) continue;
+    const group = perRound.filter((g) => g.mode === r.mode && g.store === r.store && g.concurrency === r.concurrency);
+    const med = (pick: (g: RoundRatio) => number | undefined, digits: number) => {
+      const values = group.map(pick).filter((v): v is number => v !== undefined);
+      return values.length === group.length ? round(median(values), digits) : undefined;
+    };
+    const vsBaseline = med((g) => g.vsBaseline, 3);
+    out.push({
+      mode: r.mode,
+      store: r.store,
+      concurrency: r.concurrency,
+      throughput: med((g) => g.throughput, 3)!,
+      p50: med((g) => g.p50, 2)!,
+      p99: med((g) => g.p99, 2)!,
+      ...(vsBaseline === undefined
+        ? {}
+        : { vsBaseline, vsBaselineP50: med((g) => g.vsBaselineP50, 2)!, vsBaselineP99: med((g) => g.vsBaselineP99, 2)! }),
+      rounds: {
+        throughput: group.map((g) => round(g.throughput, 3)),
+        ...(vsBaseline === undefined ? {} : { vsBaseline: group.map((g) => round(g.vsBaseline!, 3)) }),
+      },
+    });
   }
   return out;
 }
@@ -605,13 +645,13 @@ async function runParent(options: Options): Promise<void> {
           '--max-requests',
           String(options.maxRequests),
         );
-        args.push('--concurrency', options.concurrency.join(','));
+        args.push('--concurrency', options.concurrency.join(','), '--repeats', String(options.repeats));
         const child = spawn(process.execPath, args, { env, stdio: 'inherit' });
         const handle = { stop: async () => void (child.exitCode === null && child.kill('SIGKILL')) };
         running.add(handle);
         const timer = setTimeout(
           () => child.kill('SIGKILL'),
-          60_000 + options.concurrency.length * 3 * (options.seconds + options.warmupSeconds + 5) * 1000,
+          60_000 + options.repeats * options.concurrency.length * 3 * (options.seconds + options.warmupSeconds + 5) * 1000,
         );
         const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
         clearTimeout(timer);
@@ -678,6 +718,8 @@ function markdown(r: Results): string {
   const lat = (s: LatencySummary) => `${fmt(s.p50, 2)} / ${fmt(s.p95, 2)} / ${fmt(s.p99, 2)}`;
   const max = Math.max(...r.cases.map((c) => c.requestsPerSecond));
   const verdict = (met: boolean) => (met ? 'met' : '**missed**');
+  /** The rounds behind a median, e.g. "(0.61, 0.68, 0.73)". */
+  const spread = (values: number[]) => (values.length > 1 ? `(${values.map((v) => fmt(v, 3)).join(', ')})` : '');
   const offline = r.ratios.filter((x) => x.mode === 'offline');
   const vsBaseline = r.ratios.filter((x) => x.vsBaseline !== undefined);
   const burst = r.coldBurst;
@@ -686,11 +728,11 @@ function markdown(r: Results): string {
       .filter((x) => x.concurrency === t.offlineConcurrency)
       .map(
         (x) =>
-          `| offline (serverless offline, HTTP): real / trivial req/s, ${x.store}, concurrency ${x.concurrency} | ${fmt(x.throughput, 3)} | >= ${t.offlineVsTrivial} | ${verdict(x.throughput >= t.offlineVsTrivial)} |`,
+          `| offline (serverless offline, HTTP): real / trivial req/s, ${x.store}, concurrency ${x.concurrency} | ${fmt(x.throughput, 3)} ${spread(x.rounds.throughput)} | >= ${t.offlineVsTrivial} | ${verdict(x.throughput >= t.offlineVsTrivial)} |`,
       ),
     ...vsBaseline.map(
       (x) =>
-        `| in-process: real / hand-written baseline req/s, ${x.store}, concurrency ${x.concurrency} | ${fmt(x.vsBaseline!, 3)} | >= ${t.vsBaseline} | ${verdict(x.vsBaseline! >= t.vsBaseline)} |`,
+        `| in-process: real / hand-written baseline req/s, ${x.store}, concurrency ${x.concurrency} | ${fmt(x.vsBaseline!, 3)} ${spread(x.rounds.vsBaseline!)} | >= ${t.vsBaseline} | ${verdict(x.vsBaseline! >= t.vsBaseline)} |`,
     ),
     ...(burst
       ? [
@@ -723,7 +765,8 @@ function markdown(r: Results): string {
       `(any status, as npm start waits for it) ${burst?.concurrency ?? p.burst} \`POST /order\` at once, each on a new connection.`,
     '',
     `${p.seconds} s measured per case after ${p.warmupSeconds} s of warm-up; the handlers alternate which goes first (trivial, real, ` +
-      `baseline at one concurrency, the reverse at the next). RabbitMQ in a ` +
+      `baseline at one concurrency, the reverse at the next); ${p.repeats} round(s) of every case, each starting the other way round: ` +
+      'a ratio is the median of the ratios measured within each round (every round in brackets). RabbitMQ in a ' +
       `vhost of the run's own (\`${p.vhost}\`); handlers' LOG_LEVEL warn. Run ${r.date} on ${m.cpus} x ${m.cpuModel}, node ${m.node}; ` +
       `${r.elapsedSeconds} s in all; load average ${m.loadAverage.atStart[0]} at the start, ${m.loadAverage.atEnd[0]} at the end. ` +
       '**The machine is shared and noisy**: read the ratios, measured side by side, rather than the absolute rates.',
@@ -736,29 +779,31 @@ function markdown(r: Results): string {
     '',
     '## Every case',
     '',
-    '| mode | store | handler | concurrency | requests | req/s | latency ms p50 / p95 / p99 | failed |',
-    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    '| round | mode | store | handler | concurrency | requests | req/s | latency ms p50 / p95 / p99 | failed |',
+    '| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |',
     ...r.cases.map(
       (c) =>
-        `| ${c.mode} | ${c.store === 'none' ? '' : c.store} | ${c.kind} | ${c.concurrency} | ${fmt(c.requests)} | ${fmt(c.requestsPerSecond, 1)} | ${lat(c.latencyMs)} | ${c.failures} |`,
+        `| ${c.repeat + 1} | ${c.mode} | ${c.store === 'none' ? '' : c.store} | ${c.kind} | ${c.concurrency} | ${fmt(c.requests)} | ${fmt(c.requestsPerSecond, 1)} | ${lat(c.latencyMs)} | ${c.failures} |`,
     ),
     '',
     '## Real / trivial, real / baseline',
+    '',
+    'Medians over the rounds (each round in brackets).',
     '',
     `| mode | store | concurrency | throughput real / trivial | p50 real / trivial | p99 real / trivial | throughput real / baseline (target >= ${t.vsBaseline}) | p50 real / baseline | p99 real / baseline |`,
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...r.ratios.map(
       (x) =>
-        `| ${x.mode} | ${x.store} | ${x.concurrency} | ${fmt(x.throughput, 3)} | x ${fmt(x.p50, 2)} | x ${fmt(x.p99, 2)} | ` +
+        `| ${x.mode} | ${x.store} | ${x.concurrency} | ${fmt(x.throughput, 3)} ${spread(x.rounds.throughput)} | x ${fmt(x.p50, 2)} | x ${fmt(x.p99, 2)} | ` +
         (x.vsBaseline === undefined
           ? '| | |'
-          : `${fmt(x.vsBaseline, 3)} | x ${fmt(x.vsBaselineP50!, 2)} | x ${fmt(x.vsBaselineP99!, 2)} |`),
+          : `${fmt(x.vsBaseline, 3)} ${spread(x.rounds.vsBaseline!)} | x ${fmt(x.vsBaselineP50!, 2)} | x ${fmt(x.vsBaselineP99!, 2)} |`),
     ),
     '',
     '```',
     ...r.cases.map(
       (c) =>
-        `${`${c.mode} ${c.store === 'none' ? '' : `${c.store} `}${c.kind} c${c.concurrency}`.padEnd(32)} ${bar(c.requestsPerSecond, max)} ${fmt(c.requestsPerSecond)} req/s`,
+        `${`${r.parameters.repeats > 1 ? `${c.repeat + 1} ` : ''}${c.mode} ${c.store === 'none' ? '' : `${c.store} `}${c.kind} c${c.concurrency}`.padEnd(34)} ${bar(c.requestsPerSecond, max)} ${fmt(c.requestsPerSecond)} req/s`,
     ),
     '```',
     '',
