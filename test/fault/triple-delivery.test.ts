@@ -34,6 +34,8 @@ const DUPLICATE = '"outcome":"duplicate"';
  * lock (kept on globalThis), so none waits out the busy timeout on another's write lock.
  */
 const LOCKED = 'database is locked';
+/** A batch rolled back and redelivered whole: its records that were logged processed are processed (and logged) again. */
+const BATCH_FAILED = 'the whole batch will be redelivered';
 
 const CASES: Array<{ backend: Backend; concurrency: number }> = [
   { backend: sqliteBackend(), concurrency: 1 },
@@ -103,7 +105,7 @@ describe.each(CASES)('every event delivered three times ($backend.name, concurre
         WEBHOOK_URL: '',
         LOG_LEVEL: 'info',
       },
-      { args: ['--concurrency', String(concurrency)], count: [PROCESSED, DUPLICATE, LOCKED] },
+      { args: ['--concurrency', String(concurrency)], count: [PROCESSED, DUPLICATE, LOCKED, BATCH_FAILED] },
     );
     workers.push(worker);
 
@@ -139,11 +141,16 @@ describe.each(CASES)('every event delivered three times ($backend.name, concurre
     const { problems, summary } = exactlyOnceProblems(await readFlow(store), orders, FAULT_STOCK);
     console.log(
       `[fault] triple delivery on ${backend.name}: ${JSON.stringify(summary)}; records processed ${worker.counts[PROCESSED]}, ` +
-        `recognised as duplicates ${worker.counts[DUPLICATE]} (of ${deliveries} deliveries); records retried after "database is locked": ${worker.counts[LOCKED]}`,
+        `recognised as duplicates ${worker.counts[DUPLICATE]} (of ${deliveries} deliveries); records retried after "database is locked": ${worker.counts[LOCKED]}; ` +
+        `invocations failed and redone whole: ${worker.counts[BATCH_FAILED]}`,
     );
     expect(problems).toEqual([]);
     // One processing per event and function; every other copy was recognised as a duplicate, none failed.
-    expect(worker.counts[PROCESSED]).toBe(ORDERS * 3);
+    // A record is logged `processed` when it is done, before its batch commits: a batch whose invocation then
+    // failed (rolled back whole, e.g. a PostgreSQL deadlock between concurrent batches) is redone, and its
+    // records are logged again while their effects stay single (checked above). Only then may the count exceed.
+    if (worker.counts[BATCH_FAILED]) expect(worker.counts[PROCESSED]).toBeGreaterThanOrEqual(ORDERS * 3);
+    else expect(worker.counts[PROCESSED]).toBe(ORDERS * 3);
     expect(worker.counts[DUPLICATE]).toBeGreaterThanOrEqual(ORDERS * 3 * 2);
     expect(worker.counts[LOCKED] ?? 0).toBe(0);
     for (const queue of QUEUES) expect(await queueDepth(amqp.connection, dlqName(queue)), `${dlqName(queue)} is empty`).toBe(0);
