@@ -469,7 +469,9 @@ describe('DLQ redrive', () => {
     // Every fifth message has been redriven too often already and is parked rather than moved.
     await seedMany(dlq, queue, all, (_, i) => (i % 5 === 4 ? { redriveCount: 3 } : {}));
 
-    const redrive = reprocessor.redrive({ queue: dlq, rate: 20 });
+    // 10 a second: the cut comes after 8 moves, with some 3 s of redrive left, so a busy machine's slow polling
+    // cannot let the redrive finish first (at 20 a second a loaded run once saw it done before the cut).
+    const redrive = reprocessor.redrive({ queue: dlq, rate: 10 });
     await waitFor(async () => (await queueDepth(amqp.connection, queue)) >= 8, 'part of the redrive to happen');
     await cutConnection(connectionName);
     const report = await redrive;
