@@ -48,6 +48,7 @@ import type { Store } from '../shared/store';
 import {
   bar,
   benchVhost,
+  countDone,
   fmt,
   integerOption as int,
   type LatencySummary,
@@ -328,17 +329,6 @@ async function measureCeiling(config: Config, url: string, label: string, messag
     await pubConnection.close().catch(noop);
     await subConnection.close().catch(noop);
   }
-}
-
-async function countDone(store: Store, userId: string): Promise<number> {
-  const row = await store.db
-    .selectFrom('orders')
-    .select((eb) => eb.fn.countAll().as('n'))
-    .where('user_id', '=', userId)
-    .where('status', '!=', 'accepted')
-    .where('notified_at', 'is not', null)
-    .executeTakeFirst();
-  return Number(row?.n ?? 0);
 }
 
 /** Waits until every order of `userId` is done; resolves to when that was seen (performance.now()). */

@@ -44,6 +44,7 @@ import { openStore, type Store } from '../shared/store';
 import {
   bar,
   benchVhost,
+  countDone,
   fmt,
   integerOption as int,
   type LatencySummary,
@@ -215,17 +216,6 @@ function machineCpu(): { busy: number; total: number } | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function countDone(store: Store, userId: string): Promise<number> {
-  const row = await store.db
-    .selectFrom('orders')
-    .select((eb) => eb.fn.countAll().as('n'))
-    .where('user_id', '=', userId)
-    .where('status', '!=', 'accepted')
-    .where('notified_at', 'is not', null)
-    .executeTakeFirst();
-  return Number(row?.n ?? 0);
 }
 
 /** Waits until every order of `userId` is done; throws, with the workers' last words, if one dies or time runs out. */

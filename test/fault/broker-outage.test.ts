@@ -24,7 +24,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -33,6 +32,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker } from '../../shared/messaging';
 import { AMQP_URL } from '../support/amqp';
+import { freePort } from '../support/ports';
 import { waitFor } from '../support/runner';
 import { TcpProxy } from '../support/tcp-proxy';
 import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
@@ -57,15 +57,6 @@ interface Answer {
   ms: number;
   orderId?: string;
   error?: string;
-}
-
-/** A port nothing listens on: taken from the OS, then released. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
 }
 
 interface TreeSample {

@@ -8,12 +8,12 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../support/ports';
 import { waitFor } from '../support/runner';
 import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
 import { groupAlive } from '../support/worker-process';
@@ -21,14 +21,6 @@ import { groupAlive } from '../support/worker-process';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const ORDERS = 5;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('correlation ids under serverless offline start', () => {
   const dir = mkdtempSync(join(tmpdir(), 'correlation-offline-'));

@@ -9,7 +9,6 @@
  * And the real `npm run worker` (shared/runner/worker.ts) serves the same on METRICS_PORT.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +21,7 @@ import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event'
 import { InProcessInvoker, Runner } from '../../shared/runner';
 import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
 import { publishOrderPlaced } from '../support/orders';
+import { freePort } from '../support/ports';
 import { deleteQueues, LogCapture, trigger, uniqueQueue, waitFor } from '../support/runner';
 import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
 import { killAll, spawnWorker, type WorkerProcess } from '../support/worker-process';
@@ -150,14 +150,6 @@ describe('the runner serves its triggers’ counts for Prometheus', () => {
     await expect(fetch(url)).rejects.toThrow();
   });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('npm run worker serves its metrics on METRICS_PORT', () => {
   const dir = mkdtempSync(join(tmpdir(), 'metrics-worker-'));

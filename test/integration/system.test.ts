@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redactUrl } from '../../shared/config';
 import { AMQP_URL } from '../support/amqp';
+import { freePort } from '../support/ports';
 import { waitFor } from '../support/runner';
 import { groupAlive } from '../support/worker-process';
 
@@ -46,15 +47,6 @@ async function createVhost(): Promise<{ url: string; remove: () => Promise<void>
   await ctl('set_permissions', '-p', name, decodeURIComponent(url.username || 'guest'), '.*', '.*', '.*');
   url.pathname = `/${name}`;
   return { url: url.toString(), remove: async () => void (await ctl('delete_vhost', name).catch(() => undefined)) };
-}
-
-/** A port nothing listens on: taken from the OS, then released. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function portIsFree(port: number): Promise<boolean> {
