@@ -39,7 +39,8 @@ export interface InboxStore<Tx> {
   /**
    * Claims `messageId` for `consumer` inside `tx`: `claimed` the first time, `duplicate` when a committed claim
    * exists, `busy` when another open transaction is claiming it (answer at once rather than wait: a batch
-   * that waited on another's claims could deadlock with it).
+   * that waited on another's claims could deadlock with it). `duplicate` and `busy` must leave nothing written:
+   * the record's savepoint is not rolled back for them.
    */
   claim(tx: Tx, consumer: string, messageId: string): Promise<'claimed' | 'duplicate' | 'busy'>;
 }
