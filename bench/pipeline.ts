@@ -35,20 +35,19 @@ import { join, relative, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { ChannelModel, ConfirmChannel } from 'amqplib';
+import type { ConfirmChannel } from 'amqplib';
 import amqp from 'amqplib';
 import { appHooks } from '../shared/app/runner-hooks';
 import { type Config, loadConfig } from '../shared/config';
-import { eventProperties, newEvent } from '../shared/events';
 import { createLogger } from '../shared/logging';
 import { declareTopology, dlqName, topologyOptions } from '../shared/messaging';
 import type { RabbitMQEvent } from '../shared/rmq-event';
 import type { HandlerLoader, Invocation, Invoker, TriggerDefinition } from '../shared/runner';
 import type { Store } from '../shared/store';
+import { confirmChannel, countDone, orderEvent, type StoredBurst, storedBurst } from './orders';
 import {
   bar,
   benchVhost,
-  countDone,
   fmt,
   integerOption as int,
   type LatencySummary,
@@ -263,19 +262,6 @@ class TimedInvoker implements Invoker {
   }
 }
 
-function orderEvent(orderId: string, userId: string, item: string) {
-  const event = newEvent('OrderPlaced', { order_id: orderId, user_id: userId, item, quantity: 1 });
-  return { body: Buffer.from(JSON.stringify(event)), properties: eventProperties(event, 'order-intake', `bench-${orderId.slice(0, 8)}`) };
-}
-
-async function confirmChannel(url: string, name: string): Promise<{ connection: ChannelModel; channel: ConfirmChannel }> {
-  const connection = await amqp.connect(url, { clientProperties: { connection_name: name } } as object);
-  connection.on('error', noop);
-  const channel = await connection.createConfirmChannel();
-  channel.on('error', noop);
-  return { connection, channel };
-}
-
 /** The plain amqplib loop: publish-with-confirms into a fresh quorum queue while a consumer drains and acks it. */
 async function measureCeiling(config: Config, url: string, label: string, messages: number): Promise<Ceiling> {
   const queue = `bench-ceiling-${label}-${randomUUID().slice(0, 8)}`;
@@ -348,50 +334,11 @@ async function analyse(
   store: Store,
   userId: string,
   publishedAt: Map<string, number>,
-): Promise<{
-  latencies: number[];
-  firstPublish: number;
-  lastDone: number;
-  outcomes: Record<string, number>;
-  checks: Phase['checks'];
-}> {
-  const rows = await store.db
-    .selectFrom('orders')
-    .select(['order_id', 'status', 'reason', 'updated_at', 'notified_at'])
-    .where('user_id', '=', userId)
-    .execute();
-  const latencies: number[] = [];
-  const outcomes: Record<string, number> = {};
-  let lastDone = 0;
-  let firstPublish = Number.POSITIVE_INFINITY;
-  // In publish order, so halves mean something.
-  const byId = new Map(rows.map((row) => [row.order_id, row]));
-  for (const [id, at] of publishedAt) {
-    const row = byId.get(id);
-    if (!row) throw new Error(`order ${id} is not in the store`);
-    const done = Date.parse(row.updated_at);
-    latencies.push(done - at);
-    lastDone = Math.max(lastDone, done);
-    firstPublish = Math.min(firstPublish, at);
-    const key = row.reason ? `${row.status} (${row.reason})` : row.status;
-    outcomes[key] = (outcomes[key] ?? 0) + 1;
-  }
-  const notifications = await store.db
-    .selectFrom('notifications')
-    .innerJoin('orders', 'orders.order_id', 'notifications.order_id')
-    .select((eb) => eb.fn.countAll().as('n'))
-    .where('orders.user_id', '=', userId)
-    .executeTakeFirst();
+): Promise<Omit<StoredBurst, 'notifications'> & { checks: Phase['checks'] }> {
+  const { notifications, ...stored } = await storedBurst(store, userId, publishedAt);
   return {
-    latencies,
-    firstPublish,
-    lastDone,
-    outcomes,
-    checks: {
-      decidedAndNotified: await countDone(store, userId),
-      notifications: Number(notifications?.n ?? 0),
-      outboxBacklog: await store.outbox.backlog(),
-    },
+    ...stored,
+    checks: { decidedAndNotified: await countDone(store, userId), notifications, outboxBacklog: await store.outbox.backlog() },
   };
 }
 

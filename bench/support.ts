@@ -2,7 +2,6 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { arch, cpus, platform, release, totalmem } from 'node:os';
 import { dirname } from 'node:path';
-import type { Store } from '../shared/store';
 
 /** The middle value (mean of the two middle values for an even count); NaN for none. */
 export function median(values: readonly number[]): number {
@@ -200,16 +199,4 @@ export function integerOption(name: string, raw: string, min: number, max: numbe
   if (!Number.isInteger(value) || value < min || value > max)
     throw new Error(`--${name} must be an integer in ${min}..${max}, got '${raw}'`);
   return value;
-}
-
-/** Orders of `userId` that are done: decided (no longer accepted) and notified. */
-export async function countDone(store: Store, userId: string): Promise<number> {
-  const row = await store.db
-    .selectFrom('orders')
-    .select((eb) => eb.fn.countAll().as('n'))
-    .where('user_id', '=', userId)
-    .where('status', '!=', 'accepted')
-    .where('notified_at', 'is not', null)
-    .executeTakeFirst();
-  return Number(row?.n ?? 0);
 }

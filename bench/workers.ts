@@ -36,15 +36,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import amqp from 'amqplib';
 import { loadConfig } from '../shared/config';
-import { eventProperties, newEvent } from '../shared/events';
 import { declareTopology, dlqName, topologyOptions } from '../shared/messaging';
 import { openStore, type Store } from '../shared/store';
+import { confirmChannel, countDone, orderEvent, storedBurst } from './orders';
 import {
   bar,
   benchVhost,
-  countDone,
   fmt,
   integerOption as int,
   type LatencySummary,
@@ -202,11 +200,6 @@ interface PhaseResult {
   loadAverage: { atStart: number[]; atEnd: number[] };
 }
 
-function orderEvent(orderId: string, userId: string, item: string) {
-  const event = newEvent('OrderPlaced', { order_id: orderId, user_id: userId, item, quantity: 1 });
-  return { body: Buffer.from(JSON.stringify(event)), properties: eventProperties(event, 'order-intake', `bench-${orderId.slice(0, 8)}`) };
-}
-
 /** The machine's CPU time so far (all cores, /proc/stat): busy and total, in clock ticks; undefined without /proc. */
 function machineCpu(): { busy: number; total: number } | undefined {
   try {
@@ -300,32 +293,7 @@ class Phase {
     cpuSeconds: number | null,
     machineCpuBusy: number | null,
   ): Promise<Burst> {
-    const rows = await this.store.db
-      .selectFrom('orders')
-      .select(['order_id', 'status', 'reason', 'updated_at'])
-      .where('user_id', '=', userId)
-      .execute();
-    const byId = new Map(rows.map((row) => [row.order_id, row]));
-    const latencies: number[] = [];
-    const outcomes: Record<string, number> = {};
-    let firstPublish = Number.POSITIVE_INFINITY;
-    let lastDone = 0;
-    for (const [id, at] of publishedAt) {
-      const row = byId.get(id);
-      if (!row) throw new Error(`order ${id} is not in the store`);
-      const done = Date.parse(row.updated_at);
-      latencies.push(done - at);
-      lastDone = Math.max(lastDone, done);
-      firstPublish = Math.min(firstPublish, at);
-      const key = row.reason ? `${row.status} (${row.reason})` : row.status;
-      outcomes[key] = (outcomes[key] ?? 0) + 1;
-    }
-    const notifications = await this.store.db
-      .selectFrom('notifications')
-      .innerJoin('orders', 'orders.order_id', 'notifications.order_id')
-      .select((eb) => eb.fn.countAll().as('n'))
-      .where('orders.user_id', '=', userId)
-      .executeTakeFirst();
+    const { latencies, firstPublish, lastDone, outcomes, notifications: notified } = await storedBurst(this.store, userId, publishedAt);
     // Producers mark their rows published right after the confirms: give the last marks a moment.
     let outboxBacklog = await this.store.outbox.backlog();
     for (let i = 0; i < 50 && outboxBacklog > 0; i++) {
@@ -334,7 +302,6 @@ class Phase {
     }
     const orders = publishedAt.size;
     const decidedAndNotified = await countDone(this.store, userId);
-    const notified = Number(notifications?.n ?? 0);
     const seconds = (lastDone - firstPublish) / 1000;
     return {
       orders,
@@ -353,14 +320,6 @@ class Phase {
       },
     };
   }
-}
-
-async function confirmChannel(url: string, name: string): Promise<{ connection: ChannelModel; channel: ConfirmChannel }> {
-  const connection = await amqp.connect(url, { clientProperties: { connection_name: name } } as object);
-  connection.on('error', noop);
-  const channel = await connection.createConfirmChannel();
-  channel.on('error', noop);
-  return { connection, channel };
 }
 
 /** Waits until every contract queue has `count` consumers (each worker consumes each once). */
