@@ -128,7 +128,10 @@ describe.each(CASES)('every event delivered three times ($backend.name, concurre
           pendingCopies.size > 0
         )
           return false;
-        return worker.counts[PROCESSED]! + worker.counts[DUPLICATE]! >= deliveries;
+        // A redone batch logs its records again, so the sum alone can be reached early: each count on its own.
+        const processed = worker.counts[PROCESSED]!;
+        const duplicates = worker.counts[DUPLICATE]!;
+        return processed >= ORDERS * 3 && duplicates >= ORDERS * 3 * 2;
       },
       'every copy of every event to be handled',
       120_000,
