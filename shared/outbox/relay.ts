@@ -1,7 +1,8 @@
 /**
  * The outbox relay: sends what the outbox holds, oldest first, with confirms, until nothing is pending.
  * `publishPending` is one round; `startOutboxRelay` runs rounds in a loop for the worker, the offline
- * process or anything else long-lived. See publish.ts for the delivery guarantee (at least once, same
+ * process or anything else long-lived; `drainOutbox` runs rounds until the backlog is sent, then returns
+ * (a scheduled function). See publish.ts for the delivery guarantee (at least once, same
  * messageId on a re-send; consumers dedupe).
  */
 import { PublishError, type Publisher } from '../messaging';
@@ -60,6 +61,43 @@ export async function publishPending(store: RelayStore, publisher: Publisher, op
   await store.outbox.release(due.filter((_, i) => outcomes[i] === 'failed' || outcomes[i] === 'deferred').map((row) => row.event_id));
   const count = (wanted: PublishOutcome) => outcomes.filter((outcome) => outcome === wanted).length;
   return { published: count('published'), failed: count('failed'), deferred: count('deferred'), skipped: rows.length - due.length };
+}
+
+export interface DrainOutboxOptions extends PublishPendingOptions {
+  /** Time left for the whole drain in ms (a Lambda's `getRemainingTimeInMillis`): no round starts that could outlive it. */
+  remainingMs: () => number;
+}
+
+/** What a drain did: its rounds' rows added up, and the rows still unpublished when it returned. */
+export interface DrainResult extends RelayRound {
+  rounds: number;
+  /** Unpublished rows left (leased to their producer, failed, deferred, or beyond the time left). */
+  backlog: number;
+}
+
+/**
+ * Rounds one after the other until a round finds less than a full batch to send, or the time left would not
+ * cover another round (its publish wait twice, as a round's claims last), then returns: the outbox relay as a
+ * scheduled function (handlers/outbox-relay.ts). Rows are claimed per round, so any number of drains and
+ * relay loops on one PostgreSQL send each row once.
+ */
+export async function drainOutbox(store: RelayStore, publisher: Publisher, options: DrainOutboxOptions): Promise<DrainResult> {
+  const { remainingMs, ...roundOptions } = options;
+  const limit = roundOptions.limit ?? DEFAULT_RELAY_LIMIT;
+  const roundMs = 2 * (roundOptions.timeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS);
+  const total: DrainResult = { published: 0, failed: 0, deferred: 0, skipped: 0, rounds: 0, backlog: 0 };
+  while (remainingMs() > roundMs) {
+    const round = await publishPending(store, publisher, { ...roundOptions, limit });
+    total.rounds++;
+    total.published += round.published;
+    total.failed += round.failed;
+    total.deferred += round.deferred;
+    total.skipped += round.skipped;
+    // A full round of sent rows: more may be waiting. Anything else (short, failed, broker down): done for now.
+    if (round.published < limit) break;
+  }
+  total.backlog = await store.outbox.backlog();
+  return total;
 }
 
 export interface OutboxRelayOptions extends PublishPendingOptions {
