@@ -88,6 +88,11 @@ const envSchema = z.object({
     .enum(['true', 'false'])
     .default('true')
     .transform((value) => value === 'true'),
+  /** GET /orders (every user's orders) only with the admin token; serverless.yml turns it on for deployments. */
+  ORDERS_LIST_ADMIN_ONLY: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((value) => value === 'true'),
   /** How long a webhook call may take before it counts as failed (and is retried), in milliseconds. */
   WEBHOOK_TIMEOUT_MS: positiveInt.default(5_000),
   /** DLQ reprocessor: redrives of one message after which it is parked in `parking-lot` instead of redriven again. */
@@ -120,6 +125,7 @@ export type Config = Readonly<{
   intakePublishWaitMs: number;
   webhookUrl: string | undefined;
   seedCatalog: boolean;
+  ordersListAdminOnly: boolean;
   webhookTimeoutMs: number;
   dlqMaxRedrives: number;
   dlqRedriveLimit: number;
@@ -154,6 +160,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     intakePublishWaitMs: e.INTAKE_PUBLISH_WAIT_MS,
     webhookUrl: e.WEBHOOK_URL,
     seedCatalog: e.SEED_CATALOG,
+    ordersListAdminOnly: e.ORDERS_LIST_ADMIN_ONLY,
     webhookTimeoutMs: e.WEBHOOK_TIMEOUT_MS,
     dlqMaxRedrives: e.DLQ_MAX_REDRIVES,
     dlqRedriveLimit: e.DLQ_REDRIVE_LIMIT,

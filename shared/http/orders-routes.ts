@@ -1,5 +1,5 @@
 /**
- * Order routes: POST /order, GET /orders/{order_id}, GET /orders. Thin: read the request, call the domain
+ * Order routes: POST /order, GET /orders/{order_id}, GET /orders (admin only when ORDERS_LIST_ADMIN_ONLY). Thin: read the request, call the domain
  * step, publish the new event right after commit (bounded wait), answer. While the broker is known to be
  * down the publish fails at once and the answer does not wait: the outbox relay sends the event later.
  */
@@ -8,6 +8,7 @@ import { parseInput, ValidationError } from '../contract/validation';
 import { getOrder, ListOrdersQuery, listOrders, OrderId, PlaceOrderRequest, placeOrder } from '../domain/orders';
 import { publishCommitted } from '../outbox';
 import type { Order } from '../store';
+import { adminAuth } from './admin-auth';
 import { MAX_KEY_LENGTH } from './limits';
 
 /** What GET /orders/{id} and GET /orders show of an order. */
@@ -107,9 +108,15 @@ export const ordersRoutes: FastifyPluginAsync = async (app) => {
     return toOrderView(await getOrder(await app.services.store(), orderId));
   });
 
-  app.get('/orders', async (request) => {
-    const query = parseInput(ListOrdersQuery, request.query ?? {}, 'query');
-    const page = await listOrders(await app.services.store(), query);
-    return { orders: page.orders.map(toOrderView), next_cursor: page.nextCursor };
+  // Every user's orders: behind the admin token when ORDERS_LIST_ADMIN_ONLY is on (deployments), open locally.
+  // In a scope of its own, so the token guards this route only; an order's own URL stays open (its id is an
+  // unguessable UUID).
+  await app.register(async (list) => {
+    if (config.ordersListAdminOnly) await list.register(adminAuth, { token: config.adminToken });
+    list.get('/orders', async (request) => {
+      const query = parseInput(ListOrdersQuery, request.query ?? {}, 'query');
+      const page = await listOrders(await app.services.store(), query);
+      return { orders: page.orders.map(toOrderView), next_cursor: page.nextCursor };
+    });
   });
 };

@@ -120,6 +120,34 @@ describe.each(backends())('order intake on $name', (backend) => {
     expect((await store.orders.get(orderId))?.correlation_id).toBe('corr-main-flow');
   });
 
+  it('opens GET /orders to anyone by default (local), and only to the admin token with ORDERS_LIST_ADMIN_ONLY (deployed); GET /orders/{id} stays open', async () => {
+    const local = await setup();
+    const mine = (await local.post(order())).json().order_id;
+    const open = await local.app.inject({ method: 'GET', url: '/orders' });
+    expect(open.statusCode).toBe(200);
+    expect(open.json().orders.map((o: { order_id: string }) => o.order_id)).toEqual([mine]);
+
+    const deployed = await setup({ env: { ORDERS_LIST_ADMIN_ONLY: 'true' } });
+    const orderId = (await deployed.post(order({ user_id: 'user-private' }))).json().order_id;
+    for (const headers of [{}, { authorization: 'Bearer not-the-admin-token' }]) {
+      const refused = await deployed.app.inject({ method: 'GET', url: '/orders?limit=5', headers });
+      expect(refused.statusCode).toBe(401);
+      expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(refused.body).not.toContain('user-private');
+    }
+    const admin = await deployed.app.inject({ method: 'GET', url: '/orders', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(admin.statusCode).toBe(200);
+    expect(admin.json().orders).toEqual([expect.objectContaining({ order_id: orderId, user_id: 'user-private' })]);
+    const one = await deployed.app.inject({ method: 'GET', url: `/orders/${orderId}` });
+    expect(one.statusCode).toBe(200);
+    expect(one.json()).toMatchObject({ order_id: orderId, status: 'accepted' });
+    // Without any admin token configured, the list is closed to everyone in that mode.
+    const noToken = await setup({ env: { ORDERS_LIST_ADMIN_ONLY: 'true', ADMIN_TOKEN: '' } });
+    expect(
+      (await noToken.app.inject({ method: 'GET', url: '/orders', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).statusCode,
+    ).toBe(401);
+  });
+
   it('pages GET /orders newest first, without repeats, until next_cursor is null', async () => {
     const { app, post } = await setup();
     const created: string[] = [];

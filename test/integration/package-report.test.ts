@@ -163,6 +163,8 @@ describe('npm run package', () => {
         AMQP_URL: params.amqpUrl,
         DATABASE_URL: params.databaseUrl,
         AMQP_VHOST: params.virtualHost,
+        // Every user's orders only with the admin token in a deployment.
+        ORDERS_LIST_ADMIN_ONLY: 'true',
       });
       // In the broker's and the database's VPC, from the subnetIds and securityGroupIds params.
       expect(props.VpcConfig).toEqual({ SubnetIds: params.subnetIds.split(','), SecurityGroupIds: [params.securityGroupIds] });
