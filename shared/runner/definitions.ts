@@ -74,21 +74,31 @@ function awsValidationMessage(event: Record<string, unknown>): string | undefine
   return `${violations.length} validation error${violations.length === 1 ? '' : 's'} detected: ${violations.join('; ')}`;
 }
 
-/** Throws AWS's ValidationException message, naming the function and event, when a bound is not met. */
+/**
+ * Throws AWS's message, naming the function and event, when a bound is not met (CreateEventSourceMapping's
+ * ValidationException), or when the batching window is not whole seconds: AWS's MaximumBatchingWindowInSeconds is
+ * an integer, and CloudFormation refuses the resource on its schema. A shorter window for the local trigger alone
+ * is `custom.rabbitmqTrigger.localBatchingWindow` (settings.ts), which nothing deploys.
+ */
 function checkAwsLimits(functionKey: string, index: number, event: Record<string, unknown>): void {
+  const where = `Function '${functionKey}', event ${index + 1} (rabbitmq): AWS would refuse this event source mapping`;
   const outOfRange = awsValidationMessage(event);
-  if (!outOfRange) return;
-  throw new TriggerDefinitionError(
-    `Function '${functionKey}', event ${index + 1} (rabbitmq): AWS would refuse this event source mapping ` +
-      `(CreateEventSourceMapping: ValidationException): ${outOfRange}`,
-  );
+  if (outOfRange) throw new TriggerDefinitionError(`${where} (CreateEventSourceMapping: ValidationException): ${outOfRange}`);
+  const window = event.maximumBatchingWindow;
+  if (typeof window === 'number' && !Number.isInteger(window)) {
+    throw new TriggerDefinitionError(
+      `${where} (CloudFormation: Properties validation failed for AWS::Lambda::EventSourceMapping): ` +
+        `#/MaximumBatchingWindowInSeconds: expected type: Integer, found: Number (maximumBatchingWindow ${window}: AWS takes ` +
+        'whole seconds; a shorter window for the local trigger only is custom.rabbitmqTrigger.localBatchingWindow)',
+    );
+  }
 }
 
 /**
- * Checks only the bounds AWS checks (batch size, batching window) of every rabbitmq event whose value is already a
- * number, enabled or not; anything else is left to triggersFromFunctions. For a caller that sees the
- * configuration before all its variables are resolved: the serverless-offline plugin, before osls's own schema
- * check, so that the message is AWS's.
+ * Checks only the bounds AWS checks (batch size, batching window, whole seconds) of every rabbitmq event whose
+ * value is already a number, enabled or not; anything else is left to triggersFromFunctions. For a caller that
+ * sees the configuration before all its variables are resolved: the plugin, before osls's own schema check, for
+ * `serverless offline start` and for `serverless package` / `deploy`, so that the message is AWS's.
  */
 export function checkRabbitmqLimits(functions: Record<string, unknown>): void {
   for (const [functionKey, fn] of Object.entries(functions)) {

@@ -17,9 +17,10 @@ export default class RabbitMQTriggerOfflinePlugin {
         async () => (await load()).hooks[hook](),
       ]),
     );
-    // Before osls checks the configuration: the trigger's limits with AWS's message (`serverless offline` only).
+    // Before osls checks the configuration: the trigger's limits with AWS's message, for `serverless offline` and
+    // for what builds or ships a deployment (`package`, `deploy`: CloudFormation would refuse it there).
     this.asyncInit = async () => {
-      if (serverless.processedInput?.commands?.[0] === 'offline') await (await load()).asyncInit();
+      if (['offline', 'package', 'deploy'].includes(serverless.processedInput?.commands?.[0])) await (await load()).asyncInit();
     };
   }
 }

@@ -4,7 +4,7 @@
  * (port 3002 by default), so its code reloading and worker isolation keep working.
  *
  * Settings: serverless.yml `custom.rabbitmqTrigger` (see settings.ts): `concurrency`, `functions`,
- * `deadLetterExchange`, `hooks`, `statusDir`. The broker comes from the functions' environment (AMQP_URL /
+ * `deadLetterExchange`, `hooks`, `statusDir`, `localBatchingWindow`. The broker comes from the functions' environment (AMQP_URL /
  * AMQP_URLS); the triggers' counts are served for Prometheus on METRICS_PORT (default 9464, `off`: none). The
  * settings and the rabbitmq events are checked before serverless-offline starts anything: a definition AWS
  * would refuse stops `serverless offline start` with AWS's message, nothing served or consumed.
@@ -14,7 +14,15 @@ import { checkRabbitmqLimits, type TriggerDefinition, TriggerDefinitionError, tr
 import { OfflineInvoker } from './invokers';
 import { metricsPort } from './metrics';
 import { Runner } from './runner';
-import { brokerUrls, createRunnerLogger, loadHooks, statusDirectory, type TriggerSettings, triggerSettings } from './settings';
+import {
+  brokerUrls,
+  createRunnerLogger,
+  loadHooks,
+  localTriggers,
+  statusDirectory,
+  type TriggerSettings,
+  triggerSettings,
+} from './settings';
 
 interface ServerlessLike {
   serviceDir?: string;
@@ -52,7 +60,8 @@ export default class RabbitMQTriggerOfflinePlugin {
 
   /**
    * Runs (through the .mjs shim) before osls checks the configuration against its schema, so a batch size or
-   * window out of AWS's range is refused with AWS's message rather than osls's. Only for `serverless offline`.
+   * window AWS would refuse (out of range, or not whole seconds) is refused with AWS's message rather than
+   * osls's, or rather than by CloudFormation at deploy time: for `serverless offline`, `package` and `deploy`.
    */
   async asyncInit(): Promise<void> {
     const { service } = this.serverless;
@@ -88,12 +97,15 @@ export default class RabbitMQTriggerOfflinePlugin {
     const { service } = this.serverless;
     const settings = triggerSettings(service.custom);
     const functions = Object.fromEntries(service.getAllFunctions().map((key) => [key, service.getFunction(key)]));
-    let triggers = triggersFromFunctions(functions, {
-      service: service.service,
-      stage: this.serverless.getProvider('aws').getStage(),
-      ...(service.provider.timeout ? { timeout: service.provider.timeout } : {}),
-      ...(service.provider.memorySize ? { memorySize: service.provider.memorySize } : {}),
-    });
+    let triggers = localTriggers(
+      triggersFromFunctions(functions, {
+        service: service.service,
+        stage: this.serverless.getProvider('aws').getStage(),
+        ...(service.provider.timeout ? { timeout: service.provider.timeout } : {}),
+        ...(service.provider.memorySize ? { memorySize: service.provider.memorySize } : {}),
+      }),
+      settings,
+    );
     if (settings.functions) triggers = triggers.filter((t) => settings.functions!.includes(t.functionKey));
     this.prepared = { settings, triggers, metricsPort: metricsPort(this.environment()) };
     return this.prepared;

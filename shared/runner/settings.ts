@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { type DestinationStream, destination, type Logger, pino, stdTimeFunctions } from 'pino';
 import { z } from 'zod';
 import { logFormat, prettyDestination } from '../lib/log-format';
-import { TriggerDefinitionError } from './definitions';
+import { type TriggerDefinition, TriggerDefinitionError } from './definitions';
 import type { RunnerHooks } from './runner';
 import { DEFAULT_STATUS_DIR } from './status-file';
 
@@ -27,6 +27,12 @@ const Settings = z
      * default `.build/rabbitmq-trigger`, which .gitignore's `.build/` covers). See status-file.ts.
      */
     statusDir: z.string().min(1).optional(),
+    /**
+     * Local only, never deployed: the batching window in seconds every trigger of this runner uses instead of its
+     * event's `maximumBatchingWindow` (fractions allowed, 0..300). AWS takes whole seconds, so a rabbitmq event with
+     * a fractional window is refused (it would not deploy); a test suite that wants 0.1 s batches sets it here.
+     */
+    localBatchingWindow: z.number().min(0).max(300).optional(),
   })
   .strict();
 
@@ -38,6 +44,12 @@ export function triggerSettings(custom: Record<string, unknown> | undefined): Tr
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || 'value'}: ${issue.message}`);
   throw new TriggerDefinitionError(`custom.rabbitmqTrigger: ${problems.join('; ')}`);
+}
+
+/** The triggers as this runner runs them: `localBatchingWindow`, when set, replaces every event's window. */
+export function localTriggers(triggers: readonly TriggerDefinition[], settings: TriggerSettings): TriggerDefinition[] {
+  const window = settings.localBatchingWindow;
+  return triggers.map((trigger) => (window === undefined ? trigger : { ...trigger, maximumBatchingWindow: window }));
 }
 
 /** The directory the runners of the service in `serviceDir` keep their status files in. */

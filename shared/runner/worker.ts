@@ -18,7 +18,7 @@ import { loadService, TriggerDefinitionError, triggersFromFunctions } from './de
 import { bundledHandlerLoader, InProcessInvoker } from './invokers';
 import { metricsPort } from './metrics';
 import { Runner } from './runner';
-import { brokerUrls, createRunnerLogger, loadHooks, statusDirectory, triggerSettings } from './settings';
+import { brokerUrls, createRunnerLogger, loadHooks, localTriggers, statusDirectory, triggerSettings } from './settings';
 
 const usage = `Usage: npm run worker -- [--functions name,name] [--concurrency N] [--stage STAGE] [--service-dir DIR]
 
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(concurrency) || concurrency < 1)
     throw new UsageError(`--concurrency must be a positive integer, got '${values.concurrency}'`);
 
-  let triggers = triggersFromFunctions(service.functions, service.info);
+  let triggers = localTriggers(triggersFromFunctions(service.functions, service.info), settings);
   const wanted =
     values.functions
       ?.split(',')

@@ -232,6 +232,33 @@ describe('serverless offline start with a rabbitmq event AWS would refuse', () =
   }, 90_000);
 });
 
+describe('a fractional maximumBatchingWindow (AWS takes whole seconds)', () => {
+  const fractionalDir = join(root, 'test/fixtures/offline-service-fractional');
+  const refusal =
+    "Function 'halfSecond', event 1 (rabbitmq): AWS would refuse this event source mapping (CloudFormation: Properties validation failed " +
+    'for AWS::Lambda::EventSourceMapping): #/MaximumBatchingWindowInSeconds: expected type: Integer, found: Number (maximumBatchingWindow 0.5';
+  const serverless = (args: string[]) =>
+    run(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), ...args], {
+      cwd: fractionalDir,
+      env: { ...process.env, CI: 'true', HTTP_PORT: '3120', LAMBDA_PORT: '3122' },
+      timeout: 60_000,
+    }).then(
+      () => ({ code: 0, text: '' }),
+      (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code, text: `${error.stdout}${error.stderr}` }),
+    );
+
+  it('stops serverless offline start (npm start) before serving anything, and serverless package before building anything', async () => {
+    const offline = await serverless(['offline', 'start']);
+    expect(offline.code).toBe(1);
+    expect(offline.text).toContain(refusal);
+    expect(offline.text).not.toMatch(/Server ready|Offline \[http for lambda\] listening/);
+    const packaged = await serverless(['package', '--package', join(mkdtempSync(join(tmpdir(), 'fractional-')), 'package')]);
+    expect(packaged.code).toBe(1);
+    expect(packaged.text).toContain(refusal);
+    expect(packaged.text).not.toContain('Packaging');
+  }, 120_000);
+});
+
 /** Runs a command in the project root and resolves with its stdout (rejects with its output on failure). */
 async function execFileText(command: string, args: string[]): Promise<string> {
   const { stdout } = await run(command, args, { cwd: root, env: { ...process.env, LOG_LEVEL: 'silent' }, timeout: 60_000 });

@@ -5,8 +5,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { Batcher } from '../../shared/runner/batcher';
-import { AWS_MQ_DEFAULTS, loadService, TriggerDefinitionError, triggersFromFunctions } from '../../shared/runner/definitions';
+import {
+  AWS_MQ_DEFAULTS,
+  checkRabbitmqLimits,
+  loadService,
+  TriggerDefinitionError,
+  triggersFromFunctions,
+} from '../../shared/runner/definitions';
 import { classifyConnectError, type EventSourceMappingStatus, mappingConfiguration, mappingUuid } from '../../shared/runner/mapping';
+import { localTriggers, triggerSettings } from '../../shared/runner/settings';
 import { pruneRunnerStatus, RunnerStatusFile, readRunnerStatus } from '../../shared/runner/status-file';
 
 const serviceDir = fileURLToPath(new URL('../..', import.meta.url));
@@ -116,6 +123,38 @@ describe("configuration limits, with CreateEventSourceMapping's ValidationExcept
       const [t] = triggersFromFunctions(withEvent({ batchSize, maximumBatchingWindow }), info);
       expect(t).toMatchObject({ batchSize, maximumBatchingWindow });
     }
+  });
+});
+
+describe('batching windows AWS takes (whole seconds), and the local-only window', () => {
+  it("refuses a fractional maximumBatchingWindow with CloudFormation's message, and says where a local-only one goes", () => {
+    for (const window of [0.5, 0.05, 1.25]) {
+      expect(refusal({ maximumBatchingWindow: window })).toBe(
+        "Function 'fn', event 1 (rabbitmq): AWS would refuse this event source mapping (CloudFormation: Properties validation failed " +
+          'for AWS::Lambda::EventSourceMapping): #/MaximumBatchingWindowInSeconds: expected type: Integer, found: Number ' +
+          `(maximumBatchingWindow ${window}: AWS takes whole seconds; a shorter window for the local trigger only is ` +
+          'custom.rabbitmqTrigger.localBatchingWindow)',
+      );
+    }
+    // The same check for the plugin, which sees the configuration before osls does.
+    expect(() => checkRabbitmqLimits(withEvent({ maximumBatchingWindow: 0.2 }))).toThrow(/expected type: Integer, found: Number/);
+    expect(() => checkRabbitmqLimits(withEvent({ maximumBatchingWindow: 2 }))).not.toThrow();
+  });
+
+  it('runs every trigger with custom.rabbitmqTrigger.localBatchingWindow when set, fractions allowed; the events as written otherwise', () => {
+    const triggers = triggersFromFunctions(
+      {
+        a: { handler: 'h/a.handler', events: [{ rabbitmq: { queue: 'qa', maximumBatchingWindow: 2 } }] },
+        b: { handler: 'h/b.handler', events: [{ rabbitmq: { queue: 'qb' } }] },
+      },
+      info,
+    );
+    expect(localTriggers(triggers, triggerSettings({})).map((t) => t.maximumBatchingWindow)).toEqual([2, 0.5]);
+    const local = triggerSettings({ rabbitmqTrigger: { localBatchingWindow: 0.1 } });
+    expect(localTriggers(triggers, local).map((t) => t.maximumBatchingWindow)).toEqual([0.1, 0.1]);
+    expect(() => triggerSettings({ rabbitmqTrigger: { localBatchingWindow: 301 } })).toThrow(
+      /custom\.rabbitmqTrigger: localBatchingWindow: /,
+    );
   });
 });
 
