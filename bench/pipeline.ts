@@ -231,11 +231,11 @@ class TimedInvoker implements Invoker {
 
   constructor(private readonly inner: Invoker) {}
 
-  async invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<void> {
+  async invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<unknown> {
     const records = Object.values(event.rmqMessagesByQueue).reduce((n, list) => n + list.length, 0);
     const start = performance.now();
     try {
-      await this.inner.invoke(trigger, event, invocation);
+      return await this.inner.invoke(trigger, event, invocation);
     } finally {
       const list = this.samples.get(trigger.functionKey) ?? [];
       list.push({ records, ms: performance.now() - start });

@@ -83,6 +83,9 @@ export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctio
     publisher: () => deps.publisher(),
     retryDelaysMs: () => deps.retryDelaysMs(),
     logger: () => deps.logger(),
+    // EMF lines for CloudWatch: on in a deployed function, off locally unless METRICS_EMF=true (the local runner
+    // serves Prometheus instead).
+    cloudWatchMetrics: () => config().cloudWatchMetrics,
     // In the batch's transaction: the outbox rows of every record that succeeded, one statement. Published by
     // publishCommitted below; the relays leave them alone until the invocation could be over and the publish
     // waited out, and after a crash they send them then.

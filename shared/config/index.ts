@@ -5,6 +5,7 @@
  * process with a ConfigError that names the variable and says what was expected.
  */
 import { z } from 'zod';
+import { inLambda } from '../lib/log-format';
 
 /** Thrown when an environment variable is missing or malformed; `setting` names it. */
 export class ConfigError extends Error {
@@ -65,6 +66,12 @@ const envSchema = z.object({
     z.enum(['json', 'pretty']).optional(),
   ),
   SERVICE_NAME: z.string().trim().min(1).default('rabbit-functions'),
+  /** CloudWatch embedded-metric-format lines from the queue functions; unset: on in AWS Lambda only (shared/metrics). */
+  METRICS_EMF: z.enum(['true', 'false']).optional(),
+  /** The CloudWatch namespace of those metrics (Powertools' own variable). */
+  POWERTOOLS_METRICS_NAMESPACE: z.string().trim().min(1).default('rabbit-functions'),
+  /** Their `service` dimension (Powertools' own variable); default SERVICE_NAME. */
+  POWERTOOLS_SERVICE_NAME: z.string().trim().min(1).optional(),
   /** Delays before each transient retry, in milliseconds; the list's length is the number of retries. */
   RETRY_DELAYS_MS: delayList.default([1_000, 10_000, 60_000]),
   /** Broker-side safety net: deliveries of one message before the quorum queue dead-letters it. */
@@ -117,6 +124,8 @@ export type Config = Readonly<{
   /** As set; the format in force is logFormat()'s choice (shared/lib/log-format.ts). */
   logFormat: 'json' | 'pretty' | undefined;
   serviceName: string;
+  /** CloudWatch embedded-metric-format lines from the queue functions: on, namespace and service dimension. */
+  cloudWatchMetrics: Readonly<{ enabled: boolean; namespace: string; service: string }>;
   retryDelaysMs: readonly number[];
   deliveryLimit: number;
   adminToken: string | undefined;
@@ -152,6 +161,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
     serviceName: e.SERVICE_NAME,
+    cloudWatchMetrics: Object.freeze({
+      enabled: e.METRICS_EMF === undefined ? inLambda(env) : e.METRICS_EMF === 'true',
+      namespace: e.POWERTOOLS_METRICS_NAMESPACE,
+      service: e.POWERTOOLS_SERVICE_NAME ?? e.SERVICE_NAME,
+    }),
     retryDelaysMs: Object.freeze(e.RETRY_DELAYS_MS),
     deliveryLimit: e.DELIVERY_LIMIT,
     adminToken: e.ADMIN_TOKEN,

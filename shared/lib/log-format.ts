@@ -18,7 +18,7 @@ import type PinoPretty from 'pino-pretty';
 export type LogFormat = 'json' | 'pretty';
 
 /** In AWS Lambda (not serverless-offline or invoke local, which set the same variable for their handlers). */
-const inLambda = (env: NodeJS.ProcessEnv) => Boolean(env.AWS_LAMBDA_FUNCTION_NAME) && !env.IS_OFFLINE && !env.IS_LOCAL;
+export const inLambda = (env: NodeJS.ProcessEnv) => Boolean(env.AWS_LAMBDA_FUNCTION_NAME) && !env.IS_OFFLINE && !env.IS_LOCAL;
 
 /**
  * JSON always in Lambda; else `LOG_FORMAT` (`json` or `pretty`) when set; else pretty when standard output is a

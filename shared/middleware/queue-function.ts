@@ -6,6 +6,7 @@
  *
  * Batch level (`before` top-down, `after`/`onError` bottom-up):
  *   structuredLogging   outermost: the logger exists before anything can fail, and it sees every failure
+ *   cloudWatchMetrics   (when given) outside the unit of work, so its `after` counts only a committed batch
  *   idempotency.batch   the batch's one transaction: begun by the first record that needs it, committed after
  *                       the last (then the records' afterCommit tasks and `onCommitted`), rolled back on a throw
  *   rabbitmqRecords     decodes the aws:rmq event into records
@@ -25,6 +26,7 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
+import { type CloudWatchMetricsOptions, cloudWatchMetrics } from '../metrics';
 import type { RabbitMQEvent } from '../rmq-event';
 import { type InboxStore, idempotency } from './idempotency';
 import { structuredLogging } from './logging';
@@ -61,6 +63,8 @@ export interface QueueFunctionOptions<T, Tx> {
   onCommitting?: (invocation: Context, tx: Tx) => Promise<void>;
   /** Runs once the batch's transaction has committed, with the invocation's context (e.g. to publish its events). */
   onCommitted?: (invocation: Context) => Promise<void>;
+  /** CloudWatch embedded-metric-format lines per invocation (shared/metrics/cloudwatch.ts); asked at the first invocation. */
+  cloudWatchMetrics?: CloudWatchMetricsOptions | (() => CloudWatchMetricsOptions);
 }
 
 export function queueFunction<T, Tx>(options: QueueFunctionOptions<T, Tx>) {
@@ -90,8 +94,12 @@ export function queueFunction<T, Tx>(options: QueueFunctionOptions<T, Tx>) {
     .use(unitOfWork.record)
     .handler(options.handle);
 
-  return middy<RabbitMQEvent, BatchReport>()
-    .use(structuredLogging({ functionName: options.name, ...(options.logger ? { logger: options.logger } : {}) }))
+  const handler = middy<RabbitMQEvent, BatchReport>().use(
+    structuredLogging({ functionName: options.name, ...(options.logger ? { logger: options.logger } : {}) }),
+  );
+  if (options.cloudWatchMetrics)
+    handler.use(cloudWatchMetrics(options.cloudWatchMetrics) as middy.MiddlewareObj<RabbitMQEvent, BatchReport>);
+  return handler
     .use(unitOfWork.batch as middy.MiddlewareObj<RabbitMQEvent, BatchReport>)
     .use(rabbitmqRecords())
     .handler(forEachRecord(perRecord as unknown as Parameters<typeof forEachRecord>[0]));

@@ -47,11 +47,5 @@ export interface RecordContext<Tx = unknown> extends Context {
   afterCommit(task: () => Promise<void> | void): void;
 }
 
-/** The whole invocation's report, returned by the handler (Lambda ignores it for MQ; tests read it). */
-export interface BatchReport {
-  records: number;
-  processed: number;
-  duplicates: number;
-  retried: number;
-  deadLettered: number;
-}
+/** The whole invocation's report, returned by the handler (Lambda ignores it for MQ; the local trigger counts it). */
+export type { BatchReport } from '../metrics';

@@ -45,7 +45,11 @@ export interface Invocation {
 }
 
 export interface Invoker {
-  invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<void>;
+  /**
+   * Resolves with the function's result (what the handler returned; through serverless-offline, its JSON
+   * payload parsed), which the trigger reads as a batch report when it is one (shared/metrics/report.ts).
+   */
+  invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<unknown>;
 }
 
 export type HandlerLoader = (trigger: TriggerDefinition) => Promise<Handler<RabbitMQEvent, unknown>>;
@@ -58,7 +62,7 @@ export type HandlerLoader = (trigger: TriggerDefinition) => Promise<Handler<Rabb
 export class InProcessInvoker implements Invoker {
   constructor(private readonly load: HandlerLoader) {}
 
-  async invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<void> {
+  async invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<unknown> {
     let handler: Handler<RabbitMQEvent, unknown>;
     try {
       handler = await this.load(trigger);
@@ -81,7 +85,7 @@ export class InProcessInvoker implements Invoker {
       requestId: invocation.requestId,
     });
     try {
-      await callHandler(handler, event, context, trigger.timeout);
+      return await callHandler(handler, event, context, trigger.timeout);
     } catch (error) {
       if (error instanceof InvocationError) throw error;
       const cause = error instanceof Error ? error : new Error(String(error));
@@ -243,7 +247,7 @@ export interface OfflineInvokerOptions {
 export class OfflineInvoker implements Invoker {
   constructor(private readonly options: OfflineInvokerOptions) {}
 
-  async invoke(trigger: TriggerDefinition, event: RabbitMQEvent): Promise<void> {
+  async invoke(trigger: TriggerDefinition, event: RabbitMQEvent): Promise<unknown> {
     const url = `${this.options.endpoint}/2015-03-31/functions/${encodeURIComponent(trigger.functionName)}/invocations`;
     const limitMs = trigger.timeout * 1000 + (this.options.graceMs ?? 5_000);
     let response: Response;
@@ -262,7 +266,7 @@ export class OfflineInvoker implements Invoker {
     }
     const text = await response.text();
     const functionError = response.headers.get('x-amz-function-error') ?? response.headers.get('x-amzn-errortype');
-    if (response.ok && !functionError) return;
+    if (response.ok && !functionError) return parsePayload(text);
     let payload: { errorMessage?: string; errorType?: string; Message?: string; trace?: unknown } = {};
     try {
       payload = JSON.parse(text) as typeof payload;
@@ -278,6 +282,16 @@ export class OfflineInvoker implements Invoker {
     if (loadFailure)
       throw new HandlerLoadError(`Handler '${trigger.handler}' of function '${trigger.functionKey}' did not load: ${message}`, loadFailure);
     throw /timed? ?out/i.test(message) ? new InvocationTimeoutError(message, type) : new InvocationError(message, type);
+  }
+}
+
+/** A successful invocation's payload: the handler's result as JSON, or undefined when there is none or it is not JSON. */
+function parsePayload(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
   }
 }
 

@@ -9,7 +9,7 @@
  * A broker that refuses the login (EVENT_SOURCE_AUTHN_ERROR) or the virtual host (EVENT_SOURCE_AUTHZ_ERROR)
  * stops every trigger (State Failed) and the reconnecting, as AWS stops the consumer: retrying would not
  * change its mind. With `statusFile`, the runner keeps a status file of its mappings for `npm run status`; with
- * `metricsPort`, it serves their counts for Prometheus (metrics.ts).
+ * `metricsPort`, it serves their counts and their functions' metrics for Prometheus (metrics.ts).
  */
 import type { ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
@@ -184,7 +184,17 @@ export class Runner {
   /** Connects and starts every trigger and background task; resolves once each is consuming (or retrying). */
   async start(): Promise<void> {
     if (this.options.metricsPort !== undefined && !this.metrics && !this.stopping) {
-      this.metrics = serveMetrics({ port: this.options.metricsPort, mappings: () => this.mappings(), logger: this.log });
+      this.metrics = serveMetrics({
+        port: this.options.metricsPort,
+        mappings: () => this.mappings(),
+        functions: () =>
+          this.triggers.map((trigger) => ({
+            functionKey: trigger.definition.functionKey,
+            queue: trigger.definition.queue,
+            metrics: trigger.metrics,
+          })),
+        logger: this.log,
+      });
       await this.metrics;
     }
     if (this.statusFile && !this.statusTimer && !this.stopping) {

@@ -44,7 +44,7 @@ import {
 import { Batcher } from './batcher';
 import type { TriggerDefinition } from './definitions';
 import { compileFilterPatterns, type RecordFilter } from './filters';
-import { HandlerLoadError, type Invoker } from './invokers';
+import { HandlerLoadError, InvocationTimeoutError, type Invoker } from './invokers';
 import {
   type EventSourceMappingStatus,
   isAccessRefused,
@@ -54,6 +54,7 @@ import {
   type StateTransitionReason,
   type TriggerCounts,
 } from './mapping';
+import { FunctionMetrics } from './metrics';
 
 export interface TriggerOptions {
   /** Invocations in flight at once for this trigger; AWS runs exactly one (the default). */
@@ -153,6 +154,8 @@ export class QueueTrigger {
     filtered: 0,
     rejected: 0,
   };
+  /** What the function did with the records (its batch reports), its invocations' durations and errors, message ages. */
+  readonly metrics = new FunctionMetrics();
 
   constructor(
     readonly definition: TriggerDefinition,
@@ -366,6 +369,7 @@ export class QueueTrigger {
         }
         if (!session.open || this.state === 'stopping' || this.state === 'failed') return; // closing the channel gives it back
         this.counts.received++;
+        this.metrics.delivered(message.properties.timestamp);
         if (!this.passes(message)) return this.discard(session, message);
         session.batcher.add(this.prepare(message));
       },
@@ -509,8 +513,10 @@ export class QueueTrigger {
       this.counts.invocations++;
       outcome = 'ack';
       let unloadable: HandlerLoadError | undefined;
+      const invoked = performance.now();
       try {
-        await this.invoker.invoke(this.definition, event, { requestId });
+        const result = await this.invoker.invoke(this.definition, event, { requestId });
+        this.metrics.succeeded(performance.now() - invoked, records.length, result);
         this.failedInARow = 0;
         this.requeueDelay = 0;
         this.loadFailures = 0;
@@ -519,6 +525,8 @@ export class QueueTrigger {
         outcome = 'nack';
         this.counts.failedInvocations++;
         const loadFailed = error instanceof HandlerLoadError;
+        const kind = loadFailed ? 'not_loaded' : error instanceof InvocationTimeoutError ? 'timeout' : 'error';
+        this.metrics.failed(performance.now() - invoked, kind);
         if (loadFailed) this.loadFailures++;
         if (loadFailed && this.loadFailures >= (this.options.handlerLoadAttempts ?? 3)) {
           unloadable = error;

@@ -8,6 +8,7 @@
  *
  * And the real `npm run worker` (shared/runner/worker.ts) serves the same on METRICS_PORT.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,10 +20,12 @@ import { createLogger } from '../../shared/logging';
 import { dlqName } from '../../shared/messaging';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event';
 import { InProcessInvoker, Runner } from '../../shared/runner';
+import { openStore, type Store } from '../../shared/store';
 import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
 import { publishOrderPlaced } from '../support/orders';
 import { freePort } from '../support/ports';
-import { deleteQueues, LogCapture, trigger, uniqueQueue, waitFor } from '../support/runner';
+import { reservationFunction } from '../support/reservation-function';
+import { deleteQueues, LogCapture, testRunner, trigger, uniqueQueue, waitFor } from '../support/runner';
 import { createVhost, openAmqp, type TestVhost, type VhostAmqp } from '../support/vhost';
 import { killAll, spawnWorker, type WorkerProcess } from '../support/worker-process';
 
@@ -129,6 +132,21 @@ describe('the runner serves its triggers’ counts for Prometheus', () => {
     };
     const got = Object.fromEntries(Object.keys(expected).map((name) => [name, [s.get(`${name}{${a}}`), s.get(`${name}{${b}}`)]]));
     expect(got, text).toEqual(expected);
+    // The function's side: the handler returned no batch report (it is not a queueFunction), one invocation threw;
+    // every invocation was timed; no message carried an AMQP timestamp a date can hold.
+    const fn: Record<string, [number, number]> = {
+      rabbitmq_function_unreported_invocations_total: [3, 2],
+      'rabbitmq_function_errors_total{kind="error"}': [1, 0],
+      'rabbitmq_function_errors_total{kind="timeout"}': [0, 0],
+      'rabbitmq_function_records_total{outcome="processed"}': [0, 0],
+      rabbitmq_function_batch_duration_seconds_count: [4, 2],
+      rabbitmq_trigger_message_age_seconds_count: [0, 0],
+    };
+    const labelled = (name: string, labels: string) => {
+      const [metric, extra] = name.split('{');
+      return s.get(`${metric}{${labels}${extra ? `,${extra.slice(0, -1)}` : ''}}`);
+    };
+    expect(Object.fromEntries(Object.keys(fn).map((name) => [name, [labelled(name, a), labelled(name, b)]])), text).toEqual(fn);
     for (const name of Object.keys(expected)) {
       expect(text).toContain(`# TYPE ${name} counter`);
       expect(text).toMatch(new RegExp(`# HELP ${name} \\S`));
@@ -149,6 +167,116 @@ describe('the runner serves its triggers’ counts for Prometheus', () => {
     await runner.stop();
     await expect(fetch(url)).rejects.toThrow();
   });
+});
+
+describe('the functions’ record outcomes, batch durations and message ages, in-process', () => {
+  // The real middleware (the app's queue-function wiring, test/support/reservation-function.ts) on a SQLite file.
+  const queue = uniqueQueue('metrics-fn');
+  const dir = mkdtempSync(join(tmpdir(), 'metrics-fn-'));
+  const series = `function="reserve",queue="${queue}"`;
+  let amqp: TestAmqp;
+  let store: Store;
+  let runner: Runner;
+  let url: string;
+
+  beforeAll(async () => {
+    amqp = await openTestAmqp();
+    store = await openStore({ sqlitePath: join(dir, 'app.sqlite') });
+    await store.stock.upsert({ widget: 100, flaky: 10 });
+    const handler = reservationFunction({ store, logger: createLogger({ level: 'silent' }), retryDelaysMs: [200, 400] });
+    ({ runner } = testRunner(
+      [
+        trigger(queue, {
+          functionKey: 'reserve',
+          batchSize: 10,
+          maximumBatchingWindow: 0.1,
+          filterPatterns: [{ data: { event_type: ['OrderPlaced'] } }],
+        }),
+      ],
+      { reserve: handler },
+      { env: { RETRY_DELAYS_MS: '200,400' }, metricsPort: 0 },
+    ));
+    await runner.start();
+    url = (await runner.metricsUrl())!;
+  });
+
+  afterAll(async () => {
+    await runner?.stop();
+    await store?.close();
+    await deleteQueues(amqp, [queue]);
+    await amqp?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('counts 5 orders, 2 duplicates, 1 retried then processed, 1 poison message and 1 filtered record exactly', async () => {
+    // Published two minutes ago, as far as their AMQP timestamps tell: each delivery is 120 s old or a little more.
+    const sentAt = Math.floor(Date.now() / 1000) - 120;
+    const send = (body: string | object, properties: Record<string, unknown> = {}) => {
+      const event = typeof body === 'object' ? (body as { event_id: string; event_type: string }) : undefined;
+      amqp.channel.sendToQueue(queue, Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)), {
+        persistent: true,
+        contentType: 'application/json',
+        timestamp: sentAt,
+        ...(event ? { messageId: event.event_id, type: event.event_type } : {}),
+        ...properties,
+      });
+    };
+    const orders = Array.from({ length: 5 }, (_, i) =>
+      newEvent('OrderPlaced', { order_id: randomUUID(), user_id: `u-${i}`, item: 'widget', quantity: 1 }),
+    );
+    for (const order of orders) send(order);
+    send(newEvent('OrderPlaced', { order_id: randomUUID(), user_id: 'u-f', item: 'flaky', quantity: 1 })); // fails once
+    // A poison message: an OrderPlaced the schema refuses (valid JSON, so the filter lets it through); no timestamp: no age.
+    send({ event_id: 'poison-1', event_type: 'OrderPlaced', quantity: 'lots' }, { timestamp: undefined });
+    send({ event_id: 'other-1', event_type: 'PriceChanged' }); // matches no filter pattern
+    const value = async (name: string, labels = series) => samples(await (await fetch(url)).text()).get(`${name}{${labels}}`);
+    const outcome = (name: string) => `${series},outcome="${name}"`;
+    await waitFor(
+      async () => (await value('rabbitmq_function_records_total', outcome('processed'))) === 6,
+      'the six orders processed',
+      20_000,
+    );
+    // Two of the orders again, as a publisher retrying after a lost confirm would send them.
+    send(orders[0]!);
+    send(orders[3]!);
+    await waitFor(async () => (await value('rabbitmq_function_records_total', outcome('duplicate'))) === 2, 'both duplicates seen', 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // nothing more is to come
+
+    const text = await (await fetch(url)).text();
+    const s = samples(text);
+    const get = (name: string, extra = '') => s.get(`${name}{${series}${extra}}`);
+    expect(
+      Object.fromEntries(
+        ['processed', 'duplicate', 'retried', 'dead_lettered'].map((o) => [o, get('rabbitmq_function_records_total', `,outcome="${o}"`)]),
+      ),
+      text,
+    ).toEqual({ processed: 6, duplicate: 2, retried: 1, dead_lettered: 1 });
+    expect(get('rabbitmq_trigger_records_filtered_total')).toBe(1);
+    // 5 orders + their retry + 2 duplicates + the poison message + the filtered one; all acked.
+    expect(get('rabbitmq_trigger_records_received_total')).toBe(11);
+    expect(get('rabbitmq_trigger_records_acked_total')).toBe(11);
+    expect(get('rabbitmq_function_unreported_invocations_total')).toBe(0);
+    for (const kind of ['error', 'timeout', 'not_loaded']) expect(get('rabbitmq_function_errors_total', `,kind="${kind}"`)).toBe(0);
+    // One duration per invocation; batching decides how many there were.
+    const invocations = get('rabbitmq_trigger_invocations_total')!;
+    expect(invocations).toBeGreaterThanOrEqual(3);
+    expect(get('rabbitmq_function_batch_duration_seconds_count')).toBe(invocations);
+    expect(get('rabbitmq_function_batch_duration_seconds_bucket', ',le="+Inf"')).toBe(invocations);
+    expect(get('rabbitmq_function_batch_duration_seconds_sum')).toBeGreaterThan(0);
+    // An age for every delivery with a timestamp (all but the poison message; the retry keeps its timestamp),
+    // each between two and five minutes.
+    expect(get('rabbitmq_trigger_message_age_seconds_count')).toBe(10);
+    expect(get('rabbitmq_trigger_message_age_seconds_bucket', ',le="60"')).toBe(0);
+    expect(get('rabbitmq_trigger_message_age_seconds_bucket', ',le="300"')).toBe(10);
+    expect(get('rabbitmq_trigger_message_age_seconds_sum')).toBeGreaterThanOrEqual(1_200);
+    expect(text).toContain('# TYPE rabbitmq_function_records_total counter');
+    expect(text).toContain('# TYPE rabbitmq_function_batch_duration_seconds histogram');
+    expect(text).toContain('# TYPE rabbitmq_trigger_message_age_seconds histogram');
+    // What the store and the broker say of the same flow.
+    expect((await store.stock.get('widget'))?.available).toBe(95);
+    expect((await store.stock.get('flaky'))?.available).toBe(9);
+    expect(await queueDepth(amqp.connection, dlqName(queue))).toBe(1);
+  }, 60_000);
 });
 
 describe('npm run worker serves its metrics on METRICS_PORT', () => {
@@ -185,7 +313,7 @@ describe('npm run worker serves its metrics on METRICS_PORT', () => {
     expect(worker.output()).toContain(`"url":"${url}"`);
 
     await publishOrderPlaced(amqp.channel, [
-      newEvent('OrderPlaced', { order_id: 'metrics-order-1', user_id: 'u-1', item: 'Burger', quantity: 1 }),
+      newEvent('OrderPlaced', { order_id: randomUUID(), user_id: 'u-1', item: 'Burger', quantity: 1 }),
     ]);
     amqp.channel.publish('orders', 'order.placed', Buffer.from('{}'), { messageId: 'bad-1', timestamp: 10 ** 13 });
     await amqp.channel.waitForConfirms();
@@ -217,6 +345,16 @@ describe('npm run worker serves its metrics on METRICS_PORT', () => {
       records_filtered: 0,
       records_rejected: 0,
     });
+    // What the function's middleware did, learnt from its batch report in the worker's process; the order's age.
+    const fn = (name: string, extra = '') => s.get(`${name}{${series}${extra}}`);
+    expect({
+      processed: fn('rabbitmq_function_records_total', ',outcome="processed"'),
+      duplicate: fn('rabbitmq_function_records_total', ',outcome="duplicate"'),
+      dead_lettered: fn('rabbitmq_function_records_total', ',outcome="dead_lettered"'),
+      unreported: fn('rabbitmq_function_unreported_invocations_total'),
+      durations: fn('rabbitmq_function_batch_duration_seconds_count'),
+      ages: fn('rabbitmq_trigger_message_age_seconds_count'),
+    }).toEqual({ processed: 1, duplicate: 0, dead_lettered: 0, unreported: 0, durations: 1, ages: 1 });
     // Only the function asked for.
     expect([...s.keys()].filter((k) => k.includes('function="notification"'))).toEqual([]);
     await worker.kill('SIGINT');

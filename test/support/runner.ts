@@ -57,6 +57,8 @@ export function testRunner(
     invoker?: Invoker;
     requeueDelayMs?: number;
     maxRequeueDelayMs?: number;
+    /** Serve the metrics endpoint on this port (0: any free one). */
+    metricsPort?: number;
   } = {},
 ): { runner: Runner; logs: LogCapture } {
   const logs = options.logs ?? new LogCapture();
@@ -79,6 +81,7 @@ export function testRunner(
     logger: createLogger({ level: 'debug', destination: logs }),
     ...(options.concurrency ? { concurrency: options.concurrency } : {}),
     ...(options.deadLetterExchange ? { deadLetterExchange: options.deadLetterExchange } : {}),
+    ...(options.metricsPort !== undefined ? { metricsPort: options.metricsPort } : {}),
   });
   return { runner, logs };
 }
