@@ -191,6 +191,18 @@ describe('correlation ids under serverless offline start', () => {
       expect(invocations).toBeGreaterThanOrEqual(1);
       expect(invocations).toBeLessThanOrEqual(ORDERS);
       expect(value('rabbitmq_trigger_state', fn, `${queue}",state="Enabled`)).toBe(1);
+      // What each function's middleware did, learnt from the batch report in serverless-offline's Invoke answer
+      // (the functions run in its worker threads); every message the orders caused carries an AMQP timestamp.
+      const outcomes = Object.fromEntries(
+        ['processed', 'duplicate', 'retried', 'dead_lettered'].map((o) => [
+          o,
+          value('rabbitmq_function_records_total', fn, `${queue}",outcome="${o}`),
+        ]),
+      );
+      expect(outcomes, `${fn}\n${text}`).toEqual({ processed: ORDERS, duplicate: 0, retried: 0, dead_lettered: 0 });
+      expect(value('rabbitmq_function_unreported_invocations_total', fn, queue)).toBe(0);
+      expect(value('rabbitmq_function_batch_duration_seconds_count', fn, queue)).toBe(invocations);
+      expect(value('rabbitmq_trigger_message_age_seconds_count', fn, queue)).toBe(ORDERS);
     }
   }, 60_000);
 });
