@@ -25,6 +25,8 @@ const config: KnipConfig = {
     // The trivial service bench/http.ts starts with `serverless offline start` (its serverless.yml names it).
     'bench/offline-service/*.mjs',
     'test/**/*.test.ts',
+    // The console's browser script: bundled for the page by shared/console/build-assets.mjs, imported by nothing.
+    'shared/console/web/main.ts',
     // Spawned as a child process (node --import tsx) by test/integration/middleware.test.ts.
     'test/support/crash-worker.ts',
     // The service test/integration/offline-plugin.test.ts runs `serverless offline start` in.

@@ -21,4 +21,24 @@ const zodWithoutLocales = {
   },
 };
 
-module.exports = [zodWithoutLocales];
+/**
+ * console-assets: the DLQ reprocessor serves the web console (shared/console). Its module assets.ts builds the
+ * browser assets with esbuild when run from source; in a bundle it is replaced by the assets built here, at
+ * bundle time, so the function's zip carries them as strings (imported lazily: /console only) and no esbuild.
+ */
+const consoleAssetsModule = /[\\/]shared[\\/]console[\\/]assets\.ts$/;
+
+const consoleAssets = {
+  name: 'console-assets',
+  setup(build) {
+    build.onLoad({ filter: consoleAssetsModule }, async () => {
+      const { pathToFileURL } = require('node:url');
+      const { join } = require('node:path');
+      const { buildConsoleAssets } = await import(pathToFileURL(join(__dirname, '../shared/console/build-assets.mjs')).href);
+      const assets = await buildConsoleAssets();
+      return { contents: `export const consoleAssets = async () => (${JSON.stringify(assets)});`, loader: 'js' };
+    });
+  },
+};
+
+module.exports = [zodWithoutLocales, consoleAssets];

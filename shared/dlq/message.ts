@@ -283,5 +283,44 @@ export function parkedCopy(message: Message, dlq: string, maxRedrives: number, n
   });
 }
 
+/** One message in full, for the console's "show message": the summary, every property, the whole body. */
+export interface DlqMessageDetail extends DlqMessageSummary {
+  /** The AMQP properties with their headers, as JSON (byte strings as text, 64-bit numbers as strings). */
+  properties: Record<string, unknown>;
+  /** The body: JSON pretty-printed with personal fields masked; other bodies as text; very large ones cut. */
+  body: string;
+}
+
+/** Bodies shown in full up to this size; JSON up to this size is parsed to mask personal fields. */
+const MAX_SHOWN_BYTES = 1024 * 1024;
+
+const jsonSafe = (value: unknown, depth = 0): unknown => {
+  if (depth > 32) return '[nested too deep]';
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (typeof value === 'bigint') return value.toString();
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) return value.map((item) => jsonSafe(item, depth + 1));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, jsonSafe(item, depth + 1)]));
+  }
+  return typeof value === 'number' && !Number.isFinite(value) ? String(value) : value;
+};
+
+/** The whole body as text, personal fields masked as in the previews (a large JSON body is not shown unmasked). */
+function fullBody(body: Buffer): string {
+  if (body.length > MAX_SHOWN_BYTES) return bodyPreview(body, 4_096);
+  try {
+    return JSON.stringify(mask(JSON.parse(body.toString('utf8'))), null, 2);
+  } catch {
+    // Not JSON: as text, broken JSON with the recognisable personal pairs masked (bodyPreview's rule).
+    return bodyPreview(body, body.length);
+  }
+}
+
+/** The summary plus every property and the whole body. */
+export function describeMessage(message: Message, summary: DlqMessageSummary): DlqMessageDetail {
+  return { ...summary, properties: jsonSafe(message.properties) as Record<string, unknown>, body: fullBody(message.content) };
+}
+
 /** How a message is named in reports: its messageId, else `#<position>` in the DLQ when it was read. */
 export const reportId = (message: Message, position: number): string => text(message.properties.messageId) ?? `#${position}`;

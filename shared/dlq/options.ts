@@ -38,6 +38,13 @@ const ListRequest = z.strictObject({
   sample: z.coerce.number().int().min(0).max(MAX_SAMPLE_SIZE).optional(),
 });
 
+/** GET /dlq/message query: one message by its position, optionally checked against the id the caller saw there. */
+const MessageRequest = z.strictObject({
+  queue: DlqName,
+  position: z.coerce.number().int().min(1).max(MAX_SAMPLE_SIZE),
+  message_id: z.string().min(1).max(255).optional(),
+});
+
 /** What a redrive does; the reprocessor fills in what is left out from configuration. */
 export interface RedriveOptions {
   /** The DLQ, `<queue>-dlq`. */
@@ -56,6 +63,23 @@ export interface RedriveOptions {
   maxDurationMs?: number;
   /** Stops before the next message when aborted; what was moved stays moved, the rest stays in the DLQ. */
   signal?: AbortSignal;
+  /**
+   * Called with the report so far once the DLQ is locked and its depth read, then before each message (a
+   * redrive job publishes its progress from it). It must not throw or keep the report.
+   */
+  onProgress?: (report: Readonly<RedriveReportSoFar>) => void;
+}
+
+/** The counts a redrive's progress shows (the report's fields, read while it runs). */
+export interface RedriveReportSoFar {
+  dlq: string;
+  dryRun: boolean;
+  moved: readonly string[];
+  parked: readonly string[];
+  skipped: readonly string[];
+  failed: readonly unknown[];
+  examined: number;
+  depthBefore: number;
 }
 
 export interface ListOptions {
@@ -98,5 +122,23 @@ export function parseListRequest(input: unknown): ListOptions {
   return {
     ...(request.queue !== undefined ? { queues: request.queue } : {}),
     ...(request.sample !== undefined ? { sampleSize: request.sample } : {}),
+  };
+}
+
+export interface MessageOptions {
+  queue: string;
+  /** 1-based position in the DLQ (at most the largest sample a listing shows). */
+  position: number;
+  /** The messageId the caller saw at that position; MessageMovedError when another message is there now. */
+  messageId?: string;
+}
+
+/** Validates a message request (HTTP query). */
+export function parseMessageRequest(input: unknown): MessageOptions {
+  const request = parse(MessageRequest, input);
+  return {
+    queue: request.queue,
+    position: request.position,
+    ...(request.message_id !== undefined ? { messageId: request.message_id } : {}),
   };
 }

@@ -40,11 +40,14 @@ import {
   UnroutableError,
   WORK_QUEUES,
 } from '../messaging';
-import { DlqBusyError, NotADlqError } from './errors';
+import { extractTraceContext, publishSpan, startTracing, withTraceHeaders } from '../tracing';
+import { DlqBusyError, DlqMessageMovedError, DlqMessageNotFoundError, NotADlqError } from './errors';
 import { withDlqLock } from './lock';
 import {
   type DlqErrorClass,
+  type DlqMessageDetail,
   type DlqMessageSummary,
+  describeMessage,
   errorClassOf,
   parkedCopy,
   redriveCopy,
@@ -53,8 +56,8 @@ import {
   reportId,
   summarize,
 } from './message';
-import type { ListOptions, RedriveOptions } from './options';
-import { DlqReader, queueStats } from './reader';
+import type { ListOptions, MessageOptions, RedriveOptions } from './options';
+import { DlqReader, type QueueStats, queueStats } from './reader';
 
 type DlqSettings = Pick<
   Config,
@@ -212,33 +215,66 @@ export class DlqReprocessor {
     return withDlqLock(this.broker, queue, async () => {
       const baseline = await queueStats(this.broker, queue);
       const { depth, consumers } = baseline;
-      const wanted = Math.min(sampleSize, depth);
       const sample: DlqMessageSummary[] = [];
-      if (wanted > 0) {
-        const reader = await DlqReader.open(this.broker, queue, {
-          baseline,
-          scanLimit: this.settings.dlqScanLimit,
-          idleTimeoutMs: this.idleTimeoutMs,
-        });
-        try {
-          while (sample.length < wanted) {
-            const message = await reader.next();
-            if (!message) break;
-            sample.push(
-              summarize(message, {
-                dlq: queue,
-                position: sample.length + 1,
-                maxRedrives: this.settings.dlqMaxRedrives,
-                previewChars: this.settings.dlqPreviewChars,
-              }),
-            );
-          }
-        } finally {
-          await reader.close();
-        }
-      }
+      await this.readHead(queue, baseline, sampleSize, (message, position) => {
+        sample.push(this.summary(message, queue, position));
+      });
       return { queue, source: queue.replace(/-dlq$/, ''), status: 'ok', depth, consumers, sample };
     });
+  }
+
+  /**
+   * One message in full (every property, the whole body with personal fields masked), read in place as
+   * `inspect` reads: nothing moves. DlqMessageNotFoundError past the end; DlqMessageMovedError when
+   * `messageId` is given and another message is at that position now.
+   */
+  async message(options: MessageOptions): Promise<DlqMessageDetail> {
+    const { queue, position, messageId } = options;
+    assertDlqName(queue);
+    return withDlqLock(this.broker, queue, async () => {
+      const baseline = await queueStats(this.broker, queue);
+      let found: DlqMessageDetail | undefined;
+      await this.readHead(queue, baseline, position, (message, at) => {
+        if (at === position) found = describeMessage(message, this.summary(message, queue, at));
+      });
+      if (!found) throw new DlqMessageNotFoundError(queue, position);
+      if (messageId !== undefined && found.messageId !== messageId) throw new DlqMessageMovedError(queue, position, messageId);
+      return found;
+    });
+  }
+
+  private summary(message: ConsumeMessage, dlq: string, position: number): DlqMessageSummary {
+    return summarize(message, {
+      dlq,
+      position,
+      maxRedrives: this.settings.dlqMaxRedrives,
+      previewChars: this.settings.dlqPreviewChars,
+    });
+  }
+
+  /** Reads the first `count` messages of a locked DLQ in order, holding them, then hands them all back in place. */
+  private async readHead(
+    queue: string,
+    baseline: QueueStats,
+    count: number,
+    visit: (message: ConsumeMessage, position: number) => void,
+  ): Promise<void> {
+    const wanted = Math.min(count, baseline.depth);
+    if (wanted <= 0) return;
+    const reader = await DlqReader.open(this.broker, queue, {
+      baseline,
+      scanLimit: this.settings.dlqScanLimit,
+      idleTimeoutMs: this.idleTimeoutMs,
+    });
+    try {
+      for (let position = 1; position <= wanted; position++) {
+        const message = await reader.next();
+        if (!message) break;
+        visit(message, position);
+      }
+    } finally {
+      await reader.close();
+    }
   }
 
   /**
@@ -273,6 +309,7 @@ export class DlqReprocessor {
         depthAfter: null,
         stopped: 'done',
       };
+      options.onProgress?.(report);
       // Only what is there now: a copy that fails again and comes back meanwhile waits for the next run.
       const toExamine = Math.min(depth, this.settings.dlqScanLimit);
       if (toExamine === 0) {
@@ -285,6 +322,7 @@ export class DlqReprocessor {
       let nextSlot = Date.now();
       try {
         for (;;) {
+          options.onProgress?.(report);
           if (report.moved.length + report.parked.length >= limit) {
             report.stopped = 'limit';
             break;
@@ -349,7 +387,14 @@ export class DlqReprocessor {
                   options: parkedCopy(message, dlq, maxRedrives, now),
                 };
           try {
-            await this.publisher.publish(publish);
+            // A publish span under the trace the dead letter carries; the copy carries the span's context on.
+            await startTracing();
+            await publishSpan(publish, extractTraceContext(message.properties.headers), (trace) =>
+              this.publisher.publish({
+                ...publish,
+                options: { ...publish.options, headers: withTraceHeaders(publish.options.headers ?? {}, trace) },
+              }),
+            );
           } catch (error) {
             // Without a confirm the broker may still have taken the copy: then the message is in both queues.
             const maybe = messageLevel(error) ? '' : ` (the copy may have reached ${publish.routingKey} all the same)`;

@@ -2,18 +2,33 @@
  * The DLQ reprocessor's admin API, on the same base as order intake (createHttpApp) and behind the same
  * admin-token plugin:
  *
- *   GET  /dlq?queue=<dlq>&sample=<n>   each DLQ's depth and first messages (nothing removed, order kept),
- *                                      and the parking lot's depth                       → 200 DlqListing
- *   POST /dlq/redrive                  {queue, limit?, rate?, error_class?, error_name?, dry_run?}
- *                                      moves messages back to their work queue           → 200 RedriveReport
+ *   GET  /dlq?queue=<dlq>&sample=<n>           each DLQ's depth and first messages (nothing removed, order
+ *                                              kept), and the parking lot's depth               → 200 DlqListing
+ *   GET  /dlq/message?queue=<dlq>&position=<n>[&message_id=<id>]
+ *                                              one message in full (properties, body masked)   → 200 DlqMessageDetail
+ *   POST /dlq/redrive                          {queue, limit?, rate?, error_class?, error_name?, dry_run?}
+ *                                              starts a redrive job                             → 202 RedriveJob, Location
+ *   GET  /dlq/redrive/jobs/<id>                the job's state, progress, and report once done  → 200 RedriveJob
+ *   POST /dlq/redrive/jobs/<id>/cancel         stops it before its next message                 → 202 RedriveJob
  *
- * Both need `Authorization: Bearer <ADMIN_TOKEN>` (401 without it, with a wrong one, or when ADMIN_TOKEN is
- * unset). Bad input is a 400 problem+json naming the field; a DLQ another list/redrive is reading is a 409
- * (the reprocessor's errors carry those answers).
+ * A redrive runs as a job (shared/dlq/jobs.ts), as SQS's message move tasks do, so no request outlives API
+ * Gateway's 30 s; `npm run dlq -- redrive` stays synchronous. All of it needs `Authorization: Bearer
+ * <ADMIN_TOKEN>` (401 without it, with a wrong one, or when ADMIN_TOKEN is unset). Bad input is a 400
+ * problem+json naming the field; a DLQ another list/redrive is reading is a 409 (the reprocessor's errors carry
+ * those answers). The web console (shared/console) is served under /console by the same app.
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { type Config, config as processConfig } from '../config';
-import { DlqReprocessor, parseListRequest, parseRedriveRequest } from '../dlq';
+import { consoleRoutes } from '../console/routes';
+import {
+  DlqReprocessor,
+  parseListRequest,
+  parseMessageRequest,
+  parseRedriveRequest,
+  type RedriveJob,
+  RedriveJobs,
+  type RedriveJobsOptions,
+} from '../dlq';
 import { type Logger, logger as processLogger } from '../logging';
 import { type Broker, messaging, type Publisher } from '../messaging';
 import { adminAuth } from './admin-auth';
@@ -30,37 +45,45 @@ export interface DlqAppOptions {
   logger?: Logger;
   /** DLQs shown besides the work queues' own. */
   extraQueues?: readonly string[];
-  /** A redrive starts no new message after this long, to answer inside the function's timeout (default 45 s). */
-  maxDurationMs?: number;
   /** How long a read waits for the next message before deciding there is none (default 2 s). */
   idleTimeoutMs?: number;
+  /** How redrive jobs report (tests shorten the heartbeat). */
+  redriveJobs?: Pick<RedriveJobsOptions, 'heartbeatMs' | 'staleAfterMs'>;
 }
 
-const defaults = { maxDurationMs: 45_000 };
+/** Where a job's state is read. */
+const jobPath = (id: string): string => `/dlq/redrive/jobs/${id}`;
 
-const dlqRoutes: FastifyPluginAsync<{ reprocessor: DlqReprocessor; config: Config; maxDurationMs: number }> = async (
+const jobView = (job: RedriveJob) => ({ ...job, statusUrl: jobPath(job.id) });
+
+const dlqRoutes: FastifyPluginAsync<{ reprocessor: DlqReprocessor; jobs: RedriveJobs; config: Config }> = async (
   app,
-  { reprocessor, config, maxDurationMs },
+  { reprocessor, jobs, config },
 ) => {
   await app.register(adminAuth, { token: config.adminToken });
 
   app.get('/dlq', async (request) => reprocessor.list(parseListRequest(request.query)));
 
-  app.post('/dlq/redrive', async (request) => {
-    const report = await reprocessor.redrive({ ...parseRedriveRequest(request.body), maxDurationMs });
-    const { dlq, dryRun, moved, parked, skipped, failed, stopped } = report;
-    request.log.info(
-      { dlq, dryRun, moved: moved.length, parked: parked.length, skipped: skipped.length, failed: failed.length, stopped },
-      'dlq redrive requested',
-    );
-    return report;
+  app.get('/dlq/message', async (request) => reprocessor.message(parseMessageRequest(request.query)));
+
+  app.post('/dlq/redrive', async (request, reply) => {
+    const job = await jobs.start(parseRedriveRequest(request.body));
+    request.log.info({ jobId: job.id, dlq: job.dlq, dryRun: job.request.dryRun }, 'dlq redrive job requested');
+    return reply.code(202).header('location', jobPath(job.id)).send(jobView(job));
+  });
+
+  app.get<{ Params: { id: string } }>('/dlq/redrive/jobs/:id', async (request) => jobView(await jobs.get(request.params.id)));
+
+  app.post<{ Params: { id: string } }>('/dlq/redrive/jobs/:id/cancel', async (request, reply) => {
+    const job = await jobs.cancel(request.params.id);
+    request.log.info({ jobId: job.id, dlq: job.dlq }, 'dlq redrive job cancel requested');
+    return reply.code(202).header('location', jobPath(job.id)).send(jobView(job));
   });
 };
 
 /** The app behind the DLQ handler; tests build their own with injected broker, publisher and config. */
 export function buildDlqApp(options: DlqAppOptions = {}): FastifyInstance {
   if (Boolean(options.broker) !== Boolean(options.publisher)) throw new TypeError('buildDlqApp: pass broker and publisher together');
-  const { maxDurationMs } = { ...defaults, ...options };
   const config = options.config ?? processConfig();
   const logger = options.logger ?? processLogger().child({ function: DLQ_FUNCTION_NAME });
   const { broker, publisher } =
@@ -73,7 +96,9 @@ export function buildDlqApp(options: DlqAppOptions = {}): FastifyInstance {
     ...(options.extraQueues ? { extraQueues: options.extraQueues } : {}),
     ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
   });
+  const jobs = new RedriveJobs({ ...options.redriveJobs, broker, publisher, reprocessor, logger });
   const app = createHttpApp({ functionName: DLQ_FUNCTION_NAME, logger });
-  app.register(dlqRoutes, { reprocessor, config, maxDurationMs });
+  app.register(dlqRoutes, { reprocessor, jobs, config });
+  app.register(consoleRoutes, { config });
   return app;
 }

@@ -9,7 +9,8 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from '
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../shared/config';
-import { REDRIVE_HEADERS } from '../../shared/dlq';
+import { REDRIVE_HEADERS, type RedriveJob } from '../../shared/dlq';
+import { EXIT, runCli } from '../../shared/dlq/command';
 import { createLogger } from '../../shared/logging';
 import { Broker, closeMessaging, declareTopology, dlqName, Publisher, topologyOptions } from '../../shared/messaging';
 import { FAILURE_HEADERS } from '../../shared/middleware/poison-messages';
@@ -53,6 +54,56 @@ async function seed(ids: readonly string[], errorClass: 'permanent' | 'transient
   await channel.close();
 }
 
+/** The job the POST started, polled until it ends (through `via`, default this app). */
+async function pollJob(statusUrl: string, via: FastifyInstance = app) {
+  let job = { state: 'running' } as RedriveJob & { statusUrl: string };
+  await waitFor(
+    async () => {
+      const response = await via.inject({ method: 'GET', url: statusUrl, headers: auth });
+      expect(response.statusCode).toBe(200);
+      job = response.json();
+      return !['running', 'cancelling'].includes(job.state);
+    },
+    `redrive job ${statusUrl} to end`,
+    20_000,
+  );
+  return job;
+}
+
+/** POST /dlq/redrive: 202 with Location = statusUrl, then the job polled to its end. */
+async function runJob(payload: Record<string, unknown>) {
+  const response = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload });
+  expect(response.statusCode, response.body).toBe(202);
+  const started = response.json();
+  expect(started.state).toBe('running');
+  expect(response.headers.location).toBe(started.statusUrl);
+  return pollJob(started.statusUrl);
+}
+
+/** Another instance of the function: its own app over its own broker connection. */
+async function secondInstance() {
+  const otherBroker = new Broker({ urls: [AMQP_URL], connectionName: 'dlq-http-test-2' });
+  const otherPublisher = new Publisher(otherBroker);
+  const other = buildDlqApp({
+    broker: otherBroker,
+    publisher: otherPublisher,
+    config: cfg,
+    logger: silent,
+    idleTimeoutMs: 500,
+    redriveJobs: { heartbeatMs: 200, staleAfterMs: 1_500 },
+  });
+  await other.ready();
+  return {
+    app: other,
+    broker: otherBroker,
+    close: async () => {
+      await other.close();
+      await otherBroker.close();
+      await otherPublisher.close();
+    },
+  };
+}
+
 beforeAll(async () => {
   amqp = await openTestAmqp();
   broker = new Broker({ urls: [AMQP_URL], connectionName: 'dlq-http-test' });
@@ -61,7 +112,15 @@ beforeAll(async () => {
   );
   await broker.connect();
   publisher = new Publisher(broker);
-  app = buildDlqApp({ broker, publisher, config: cfg, logger: silent, extraQueues: [dlq], idleTimeoutMs: 500 });
+  app = buildDlqApp({
+    broker,
+    publisher,
+    config: cfg,
+    logger: silent,
+    extraQueues: [dlq],
+    idleTimeoutMs: 500,
+    redriveJobs: { heartbeatMs: 200, staleAfterMs: 1_500 },
+  });
   await app.ready();
 });
 
@@ -153,37 +212,136 @@ describe('POST /dlq/redrive', () => {
     expect(notJson.statusCode).toBe(400);
   });
 
-  it('reports a dry run without changing anything, then redrives for real', async () => {
+  it('runs a redrive as a job: 202 with its status URL, polled to completion; a dry run first changes nothing', async () => {
     await waitFor(async () => (await queueDepth(amqp.connection, dlq)) === 3, 'the listed messages back in the DLQ');
-    const dry = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, dry_run: true, limit: 2 } });
-    expect(dry.statusCode).toBe(200);
-    expect(dry.json()).toMatchObject({ dlq, dryRun: true, parked: [], skipped: [], failed: [], stopped: 'limit', depthAfter: 3 });
-    expect(dry.json().moved).toHaveLength(2);
+    const dry = await runJob({ queue: dlq, dry_run: true, limit: 2 });
+    expect(dry).toMatchObject({ dlq, state: 'completed', request: { dryRun: true, limit: 2 } });
+    expect(dry.report).toMatchObject({ dlq, dryRun: true, parked: [], skipped: [], failed: [], stopped: 'limit', depthAfter: 3 });
+    expect(dry.report!.moved).toHaveLength(2);
     expect(await queueDepth(amqp.connection, queue)).toBe(0);
 
-    const real = await app.inject({
-      method: 'POST',
-      url: '/dlq/redrive',
-      headers: auth,
-      payload: { queue: dlq, error_class: ['permanent'], rate: 50 },
-    });
-    expect(real.statusCode).toBe(200);
-    expect(real.json()).toMatchObject({ dryRun: false, stopped: 'done', depthAfter: 0, targets: { [queue]: 3 } });
+    const real = await runJob({ queue: dlq, error_class: ['permanent'], rate: 50 });
+    expect(real).toMatchObject({ state: 'completed', progress: { moved: 3, examined: 3, depthBefore: 3 } });
+    expect(real.report).toMatchObject({ dryRun: false, stopped: 'done', depthAfter: 0, targets: { [queue]: 3 } });
     const moved = await amqp.channel.get(queue, { noAck: true });
     if (moved === false) throw new Error(`no redriven message in ${queue}`);
     expect(moved.properties.headers?.[REDRIVE_HEADERS.count]).toBe(1);
     await amqp.channel.purgeQueue(queue);
   });
 
-  it('answers 409 while another redrive holds the DLQ', async () => {
+  it('answers 409 at once while another redrive holds the DLQ, and any instance of the function reads the job', async () => {
     await seed([1, 2, 3, 4].map((i) => `http-busy-${i}-${randomUUID()}`));
-    const slow = app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 4 } });
-    await waitFor(async () => (await queueDepth(amqp.connection, queue)) > 0, 'the first redrive to start');
+    const started = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 4 } });
+    expect(started.statusCode).toBe(202);
     const busy = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq } });
     expect(busy.statusCode).toBe(409);
     expect(busy.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(busy.json().detail).toMatch(/Another inspection or redrive/);
-    expect((await slow).json().moved).toHaveLength(4);
+    // Another instance (its own broker connection, as a second serverless-offline or Lambda instance has) polls it.
+    const other = await secondInstance();
+    try {
+      const job = await pollJob(started.json().statusUrl, other.app);
+      expect(job).toMatchObject({ state: 'completed', progress: { moved: 4 } });
+    } finally {
+      await other.close();
+    }
+    await amqp.channel.purgeQueue(queue);
+  });
+
+  it('cancels a running job before its next message: what moved stays moved, the rest stays in the DLQ', async () => {
+    const ids = [1, 2, 3, 4, 5, 6].map((i) => `http-cancel-${i}-${randomUUID()}`);
+    await seed(ids);
+    const started = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 2 } });
+    expect(started.statusCode).toBe(202);
+    const { statusUrl } = started.json() as { statusUrl: string };
+    await waitFor(async () => (await queueDepth(amqp.connection, queue)) >= 1, 'the first message to move');
+    const cancel = await app.inject({ method: 'POST', url: `${statusUrl}/cancel`, headers: auth, payload: {} });
+    expect(cancel.statusCode).toBe(202);
+    expect(cancel.json().state).toBe('cancelling');
+    const job = await pollJob(statusUrl);
+    expect(job).toMatchObject({ state: 'cancelled', report: { stopped: 'aborted' } });
+    const movedCount = job.report!.moved.length;
+    expect(movedCount).toBeGreaterThanOrEqual(1);
+    expect(movedCount).toBeLessThan(6);
+    await waitFor(async () => (await queueDepth(amqp.connection, dlq)) === 6 - movedCount, 'the rest back in the DLQ');
+    expect(await queueDepth(amqp.connection, queue)).toBe(movedCount);
+
+    const again = await app.inject({ method: 'POST', url: `${statusUrl}/cancel`, headers: auth, payload: {} });
+    expect(again.statusCode).toBe(409);
+    expect(again.json().detail).toMatch(/is cancelled; only a running job can be cancelled/);
+    await amqp.channel.purgeQueue(queue);
+    await amqp.channel.purgeQueue(dlq);
+  });
+
+  it('reports a job whose process went away as failed, and loses nothing', async () => {
+    await seed([1, 2, 3, 4, 5].map((i) => `http-gone-${i}-${randomUUID()}`));
+    const other = await secondInstance();
+    const started = await other.app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 1 } });
+    expect(started.statusCode).toBe(202);
+    await waitFor(async () => (await queueDepth(amqp.connection, queue)) >= 1, 'the first message to move');
+    await other.broker.close(); // the process dies: its connection, lock and heartbeat go with it
+    const job = await pollJob(started.json().statusUrl);
+    expect(job.state).toBe('failed');
+    expect(job.error).toMatch(/stopped reporting/);
+    await waitFor(
+      async () => (await queueDepth(amqp.connection, dlq)) + (await queueDepth(amqp.connection, queue)) === 5,
+      'every message in exactly one of DLQ and work queue',
+    );
+    // Both instances share this test's process, so the dead one's in-process lock lasts until its redrive unwinds.
+    await waitFor(async () => {
+      const listing = await app.inject({ method: 'GET', url: `/dlq?queue=${dlq}&sample=0`, headers: auth });
+      return listing.json().dlqs[0].status === 'ok';
+    }, 'the dead instance to let go of the DLQ');
+    await other.close();
+    await amqp.channel.purgeQueue(queue);
+    await amqp.channel.purgeQueue(dlq);
+  }, 30_000);
+
+  it('answers 404 for a job it does not know', async () => {
+    for (const id of [randomUUID(), 'not-a-job']) {
+      const response = await app.inject({ method: 'GET', url: `/dlq/redrive/jobs/${id}`, headers: auth });
+      expect(response.statusCode).toBe(404);
+      expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+      const cancel = await app.inject({ method: 'POST', url: `/dlq/redrive/jobs/${id}/cancel`, headers: auth, payload: {} });
+      expect(cancel.statusCode).toBe(404);
+    }
+  });
+});
+
+describe('GET /dlq/message', () => {
+  it('shows one message in full, personal fields masked, and leaves the DLQ as it was', async () => {
+    const ids = [1, 2].map((i) => `http-message-${i}-${randomUUID()}`);
+    await seed(ids);
+    const url = `/dlq/message?queue=${dlq}&position=2&message_id=${ids[1]}`;
+    const response = await app.inject({ method: 'GET', url, headers: auth });
+    expect(response.statusCode, response.body).toBe(200);
+    const detail = response.json();
+    expect(detail).toMatchObject({ position: 2, messageId: ids[1], errorClass: 'permanent', errorName: 'SchemaViolationError' });
+    expect(detail.properties).toMatchObject({ messageId: ids[1], contentType: 'application/json' });
+    expect(detail.properties.headers).toMatchObject({ [FAILURE_HEADERS.originalQueue]: queue });
+    expect(JSON.parse(detail.body)).toEqual({ event_id: ids[1], user_id: '[redacted]' });
+    await waitFor(async () => (await queueDepth(amqp.connection, dlq)) === 2, 'the messages back in the DLQ');
+
+    const moved = await app.inject({ method: 'GET', url: `/dlq/message?queue=${dlq}&position=1&message_id=${ids[1]}`, headers: auth });
+    expect(moved.statusCode).toBe(409);
+    const past = await app.inject({ method: 'GET', url: `/dlq/message?queue=${dlq}&position=3`, headers: auth });
+    expect(past.statusCode).toBe(404);
+    const bad = await app.inject({ method: 'GET', url: `/dlq/message?queue=${dlq}&position=0`, headers: auth });
+    expect(bad.json().errors).toEqual([expect.objectContaining({ field: 'position' })]);
+    await amqp.channel.purgeQueue(dlq);
+  });
+});
+
+describe('npm run dlq -- redrive', () => {
+  it('stays synchronous: when it returns, the messages have moved', async () => {
+    const ids = [1, 2, 3].map((i) => `cli-sync-${i}-${randomUUID()}`);
+    await seed(ids);
+    const out: string[] = [];
+    const io = { out: (line: string) => out.push(line), err: (line: string) => out.push(line) };
+    const code = await runCli(['redrive', '--queue', dlq, '--rate', '50', '--json'], io, { config: cfg });
+    expect(code, out.join('\n')).toBe(EXIT.ok);
+    expect(JSON.parse(out.join('\n'))).toMatchObject({ moved: ids, stopped: 'done', depthAfter: 0 });
+    expect(await queueDepth(amqp.connection, queue)).toBe(3);
     await amqp.channel.purgeQueue(queue);
   });
 });
@@ -208,8 +366,16 @@ describe('the Lambda handler with the fixtures', () => {
 
     const before = await queueDepth(amqp.connection, 'order-events-dlq');
     const dry = await invoke(fixture('redrive-dry-run.json'));
-    expect(dry.statusCode).toBe(200);
-    expect(JSON.parse(dry.body!)).toMatchObject({ dlq: 'order-events-dlq', dryRun: true });
+    expect(dry.statusCode).toBe(202);
+    const job = JSON.parse(dry.body!);
+    expect(job).toMatchObject({ dlq: 'order-events-dlq', request: { dryRun: true } });
+    expect(dry.headers?.location).toBe(job.statusUrl);
+    const status = fixture('list.json');
+    status.rawPath = job.statusUrl;
+    status.rawQueryString = '';
+    status.requestContext.http.path = job.statusUrl;
+    status.routeKey = 'GET /dlq/redrive/jobs/{id}';
+    await waitFor(async () => JSON.parse((await invoke(status)).body!).state === 'completed', 'the dry run job to complete');
     expect(await queueDepth(amqp.connection, 'order-events-dlq')).toBe(before);
 
     const wrong = fixture('list.json');
