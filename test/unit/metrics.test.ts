@@ -2,7 +2,15 @@
 import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../shared/logging';
-import { type EventSourceMappingStatus, metricsPort, prometheusText, serveMetrics, TriggerDefinitionError } from '../../shared/runner';
+import { readBatchReport } from '../../shared/metrics';
+import {
+  type EventSourceMappingStatus,
+  FunctionMetrics,
+  metricsPort,
+  prometheusText,
+  serveMetrics,
+  TriggerDefinitionError,
+} from '../../shared/runner';
 import { LogCapture } from '../support/runner';
 
 const counts = { received: 7, invocations: 3, failedInvocations: 1, acked: 6, requeued: 1, deadLettered: 0, filtered: 2, rejected: 0 };
@@ -62,5 +70,85 @@ describe('serveMetrics', () => {
     } finally {
       await new Promise((resolve) => busy.close(resolve));
     }
+  });
+});
+
+describe('the batch report a function returns, as the trigger reads it', () => {
+  const report = { records: 4, processed: 1, duplicates: 1, retried: 1, deadLettered: 1 };
+
+  it('believes a whole, consistent report, and keeps only its counts', () => {
+    expect(readBatchReport({ ...report, extra: 'x' })).toEqual(report);
+    expect(readBatchReport({ ...report, processed: 0 })).toEqual({ ...report, processed: 0 }); // one record not reported
+  });
+
+  it('refuses anything else: not an object, a missing, negative, fractional or huge count, outcomes beyond the records', () => {
+    for (const bad of [
+      undefined,
+      null,
+      'ok',
+      42,
+      [report],
+      { ...report, retried: undefined },
+      { ...report, duplicates: -1 },
+      { ...report, processed: 1.5 },
+      { ...report, processed: '1' },
+      { ...report, records: 2 ** 60 },
+      { ...report, records: 3 },
+    ])
+      expect(readBatchReport(bad), JSON.stringify(bad)).toBeUndefined();
+  });
+});
+
+describe('FunctionMetrics', () => {
+  it('counts a report only for the batch it was invoked with; anything else is an unreported invocation', () => {
+    const metrics = new FunctionMetrics();
+    metrics.succeeded(12, 3, { records: 3, processed: 2, duplicates: 1, retried: 0, deadLettered: 0 });
+    metrics.succeeded(5, 2, { records: 3, processed: 3, duplicates: 0, retried: 0, deadLettered: 0 }); // not this batch's
+    metrics.succeeded(5, 1, undefined);
+    metrics.failed(30_000, 'timeout');
+    expect(metrics.records).toEqual({ processed: 2, duplicates: 1, retried: 0, deadLettered: 0 });
+    expect(metrics.unreported).toBe(2);
+    expect(metrics.errors).toEqual({ error: 0, timeout: 1, not_loaded: 0 });
+    expect(metrics.duration.count).toBe(4);
+    expect(metrics.duration.sum).toBeCloseTo(30.022, 6);
+  });
+
+  it('takes a message age from a believable AMQP timestamp only', () => {
+    const metrics = new FunctionMetrics();
+    const now = 1_800_000_000_000;
+    metrics.delivered(now / 1000 - 42, now); // 42 s old
+    metrics.delivered(now / 1000 + 60, now); // a minute ahead (another clock): age 0
+    for (const odd of [undefined, '1800000000', Number.NaN, -1, 10 ** 13, now / 1000 + 3_600]) metrics.delivered(odd, now);
+    expect(metrics.age.count).toBe(2);
+    expect(metrics.age.sum).toBe(42);
+    expect(metrics.age.cumulative().slice(0, 6)).toEqual([
+      ['1', 1],
+      ['2', 1],
+      ['5', 1],
+      ['10', 1],
+      ['30', 1],
+      ['60', 2],
+    ]);
+  });
+
+  it('writes them in the text format: outcomes, errors, and cumulative histograms with +Inf, _sum and _count', () => {
+    const metrics = new FunctionMetrics();
+    metrics.succeeded(20, 2, { records: 2, processed: 1, duplicates: 0, retried: 0, deadLettered: 1 });
+    metrics.succeeded(2_000, 1, { records: 1, processed: 1, duplicates: 0, retried: 0, deadLettered: 0 });
+    const text = prometheusText([], [{ functionKey: 'notification', queue: 'inventory-events', metrics }]);
+    const at = 'function="notification",queue="inventory-events"';
+    expect(text).toContain('# TYPE rabbitmq_function_records_total counter\n');
+    expect(text).toContain(`rabbitmq_function_records_total{${at},outcome="processed"} 2\n`);
+    expect(text).toContain(`rabbitmq_function_records_total{${at},outcome="dead_lettered"} 1\n`);
+    expect(text).toContain(`rabbitmq_function_errors_total{${at},kind="not_loaded"} 0\n`);
+    expect(text).toContain('# TYPE rabbitmq_function_batch_duration_seconds histogram\n');
+    expect(text).toContain(`rabbitmq_function_batch_duration_seconds_bucket{${at},le="0.025"} 1\n`);
+    expect(text).toContain(`rabbitmq_function_batch_duration_seconds_bucket{${at},le="1"} 1\n`);
+    expect(text).toContain(`rabbitmq_function_batch_duration_seconds_bucket{${at},le="2.5"} 2\n`);
+    expect(text).toContain(`rabbitmq_function_batch_duration_seconds_bucket{${at},le="+Inf"} 2\n`);
+    expect(text).toContain(`rabbitmq_function_batch_duration_seconds_sum{${at}} 2.02\n`);
+    expect(text).toContain(`rabbitmq_function_batch_duration_seconds_count{${at}} 2\n`);
+    expect(text).toContain(`rabbitmq_trigger_message_age_seconds_count{${at}} 0\n`);
+    for (const line of text.split('\n').filter((l) => l && !l.startsWith('#'))) expect(line).toMatch(/^[a-z_]+\{[^}]*\} [\d.]+$/);
   });
 });
