@@ -7,12 +7,13 @@
  */
 import middy from '@middy/core';
 import type { Context, ScheduledEvent } from 'aws-lambda';
-import { processStore } from '../shared/app/queue-function';
 import { takeColdStart } from '../shared/lib/cold-start';
+import { lazy } from '../shared/lib/lazy';
 import { type Logger, logger as processLogger } from '../shared/logging';
 import { messaging, type Publisher } from '../shared/messaging';
 import type { RelayStore } from '../shared/outbox';
 import { type DrainResult, drainOutbox } from '../shared/outbox';
+import { openStore } from '../shared/store';
 
 /** What the relay function talks to; each has the process's own as default (tests pass their own). */
 export interface RelayDeps {
@@ -22,6 +23,9 @@ export interface RelayDeps {
   /** Rows per round (default 100). */
   limit?: number;
 }
+
+/** The process-wide store, opened on first use (a Lambda container reuses it); not the queue functions' module, whose middleware this function does not need. */
+const processStore = lazy(() => openStore());
 
 export const createHandler = (deps: Partial<RelayDeps> = {}) => {
   const { store = processStore, publisher = () => messaging().publisher, logger = processLogger, limit } = deps;

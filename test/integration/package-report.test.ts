@@ -35,6 +35,7 @@ interface Resource {
   Properties: {
     FunctionName?: unknown;
     Runtime?: string;
+    Timeout?: number;
     Handler?: string;
     Code?: { S3Key?: string };
     Environment?: { Variables?: Record<string, unknown> };
@@ -169,6 +170,20 @@ describe('npm run package', () => {
       // In the broker's and the database's VPC, from the subnetIds and securityGroupIds params.
       expect(props.VpcConfig).toEqual({ SubnetIds: params.subnetIds.split(','), SecurityGroupIds: [params.securityGroupIds] });
     }
+  });
+
+  it("gives orderIntake a timeout below API Gateway's 30 s, and osls warns about none of this change's functions", () => {
+    expect(resources[logicalIdOf('orderIntake')!]!.Properties.Timeout).toBeLessThan(30);
+    // dlqReprocessor's own timeout is the DLQ reprocessor's work (a redrive over HTTP as a job), not checked here.
+    for (const key of ['orderIntake', 'outboxRelay', 'inventoryReservation', 'notification', 'orderStatus']) {
+      expect(output).not.toMatch(new RegExp(`Warning:[^\\n]*\\b${key}\\b`));
+    }
+  });
+
+  it('runs the outbox relay every minute, as a scheduled function', () => {
+    const rules = Object.values(resources).filter((r) => r.Type === 'AWS::Events::Rule');
+    expect(rules.map((r) => (r.Properties as { ScheduleExpression?: string }).ScheduleExpression)).toEqual(['rate(1 minute)']);
+    expect(JSON.stringify(rules[0]!.Properties)).toContain(logicalIdOf('outboxRelay')!);
   });
 
   it('turns each rabbitmq event into an Amazon MQ event source mapping for the right queue, batch size and window', () => {
