@@ -7,7 +7,9 @@
  *   Records, RecordsProcessed, RecordsDuplicate, RecordsRetried, RecordsDeadLettered   (Count, from the batch report)
  *   InvocationErrors   (Count: 1 when the invocation threw, its batch to be redelivered)
  *   BatchDuration      (Milliseconds, from the middleware's `before` to its `after` or `onError`)
- *   MessageAge         (Seconds, one value per record that has an AMQP timestamp: its age when the batch began)
+ *   MessageAge         (Seconds: the age of the batch's oldest record when it began, from the AMQP timestamps;
+ *                      absent when no record has one). One value per invocation, not per record, so a batch of
+ *                      10,000 still writes one line (Powertools flushes a line at 100 values of one metric).
  * and Powertools' own ColdStart metric.
  *
  * Powertools is imported on the first invocation, not with the module: a function that keeps metrics off never
@@ -55,7 +57,7 @@ type Powertools = typeof import('@aws-lambda-powertools/metrics');
 type MetricsInstance = InstanceType<Powertools['Metrics']>;
 type Units = Powertools['MetricUnit'];
 // Keys of its own in middy's shared `internal` (structured logging keeps its `startedAt` there).
-type Internal = { metricsStartedAt?: number; metricsAges?: number[] };
+type Internal = { metricsStartedAt?: number; metricsOldest?: number };
 type Request = middy.Request<unknown, unknown, Error, Context, Internal>;
 
 interface Loaded {
@@ -64,22 +66,22 @@ interface Loaded {
   flush: middy.MiddlewareObj;
 }
 
-/** The queue name and the records' ages (seconds, whole) of an `aws:rmq` event, read without decoding it all. */
-function queueAndAges(event: unknown, nowSeconds: number): { queue: string | undefined; ages: number[] } {
+/** The queue name and the oldest record's age (seconds) of an `aws:rmq` event, read without decoding it all. */
+function queueAndOldest(event: unknown, nowSeconds: number): { queue: string | undefined; oldest: number | undefined } {
   const byQueue = (event as { rmqMessagesByQueue?: unknown } | null)?.rmqMessagesByQueue;
-  const ages: number[] = [];
+  let oldest: number | undefined;
   let queue: string | undefined;
-  if (typeof byQueue !== 'object' || byQueue === null) return { queue, ages };
+  if (typeof byQueue !== 'object' || byQueue === null) return { queue, oldest };
   for (const [key, messages] of Object.entries(byQueue)) {
     queue ??= key.split('::')[0];
     if (!Array.isArray(messages)) continue;
     for (const message of messages) {
       const text = (message as { basicProperties?: { timestamp?: unknown } } | null)?.basicProperties?.timestamp;
       const seconds = typeof text === 'string' ? parseAmqpTimestamp(text) : undefined;
-      if (seconds !== undefined) ages.push(Math.max(0, nowSeconds - seconds));
+      if (seconds !== undefined) oldest = Math.max(oldest ?? 0, nowSeconds - seconds);
     }
   }
-  return { queue, ages };
+  return { queue, oldest };
 }
 
 /** Warns on the invocation's logger (structured logging's), or on standard error without one. */
@@ -125,8 +127,8 @@ export function cloudWatchMetrics(
     }
     const { metrics, flush } = loaded;
     request.internal.metricsStartedAt = performance.now();
-    const { queue, ages } = queueAndAges(request.event, Date.now() / 1000);
-    request.internal.metricsAges = ages;
+    const { queue, oldest } = queueAndOldest(request.event, Date.now() / 1000);
+    request.internal.metricsOldest = oldest;
     // Default dimensions, so they survive Powertools' flush at 100 values; set again only when they change
     // (Powertools warns on every overwrite).
     const dimensions = { function: settings().functionName ?? request.context.functionName, ...(queue ? { queue } : {}) };
@@ -145,7 +147,8 @@ export function cloudWatchMetrics(
     const names = CLOUDWATCH_METRICS;
     metrics.addMetric(names.duration, units.Milliseconds, Math.round((performance.now() - request.internal.metricsStartedAt) * 10) / 10);
     metrics.addMetric(names.errors, units.Count, failed ? 1 : 0);
-    for (const age of request.internal.metricsAges ?? []) metrics.addMetric(names.age, units.Seconds, age);
+    const oldest = request.internal.metricsOldest;
+    if (oldest !== undefined) metrics.addMetric(names.age, units.Seconds, Math.round(oldest * 10) / 10);
     const report = failed ? undefined : readBatchReport(request.response);
     if (report) {
       metrics.addMetric(names.records, units.Count, report.records);
