@@ -157,13 +157,16 @@ function encodableNumber(value: number, notes: string[], path: string): unknown 
 
 /**
  * The headers this system writes on a copy (why it failed, its attempt, where a retry goes, the original
- * user): the last entries dropped from a table that is too large, whatever the sizes of the others.
+ * user, its trace context): the last entries dropped from a table that is too large, whatever the sizes of the others.
  */
 const OWN_HEADERS: ReadonlySet<string> = new Set([
   ...Object.values(FAILURE_HEADERS),
   ATTEMPT_HEADER,
   RETRY_DELAY_HEADER,
   'x-original-user-id',
+  // The trace the copy continues (W3C trace context).
+  'traceparent',
+  'tracestate',
 ]);
 
 /**

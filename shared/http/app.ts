@@ -19,6 +19,7 @@ import { BODY_LIMIT_BYTES } from './limits';
 import { ordersRoutes } from './orders-routes';
 import { problemPlugin } from './problem-plugin';
 import { resolveServices, type ServiceOptions, servicesPlugin } from './services';
+import { tracingPlugin } from './tracing';
 
 export const FUNCTION_NAME = 'order-intake';
 
@@ -37,6 +38,8 @@ export function createHttpApp(options: { functionName: string; logger?: Logger |
     bodyLimit: BODY_LIMIT_BYTES,
   });
   app.register(problemPlugin);
+  // First of the hooks: a span per request, active for all that follows (W3C trace context in, see tracing.ts).
+  app.register(tracingPlugin, { functionName: options.functionName });
   // JSON only, in UTF-8: a text/plain body is a 415, not a string for the schema to puzzle over.
   app.register(jsonBodyPlugin);
   app.register(correlationPlugin);

@@ -10,6 +10,7 @@ import type middy from '@middy/core';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { takeColdStart } from '../lib/cold-start';
 import { type Logger, logger as processLogger } from '../logging';
+import { flushTracing } from '../tracing';
 import { uniqueApiRequestId } from './correlation';
 
 export interface HttpLoggingOptions {
@@ -39,11 +40,14 @@ export function httpLogging(options: HttpLoggingOptions): middy.MiddlewareObj<AP
         coldStart: takeColdStart(),
       });
     },
-    after: (request: Request) => {
+    // Ended spans are exported before the invocation returns (Lambda may freeze the process right after).
+    after: async (request: Request) => {
       request.internal.log?.info({ statusCode: request.response?.statusCode, durationMs: elapsed(request) }, 'invocation finished');
+      await flushTracing();
     },
-    onError: (request: Request) => {
+    onError: async (request: Request) => {
       (request.internal.log ?? base()).error({ err: request.error, durationMs: elapsed(request) }, 'invocation failed');
+      await flushTracing();
     },
   };
 }

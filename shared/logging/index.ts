@@ -7,6 +7,7 @@
 import { type DestinationStream, destination, type Logger, pino, stdSerializers, stdTimeFunctions } from 'pino';
 import { config } from '../config';
 import { type LogFormat, logFormat, prettyDestination } from '../lib/log-format';
+import { traceMixin } from '../tracing';
 
 export type { Logger } from 'pino';
 
@@ -57,6 +58,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       messageKey: 'message',
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths, censor: '[redacted]' },
+      // trace_id and span_id on every line written in a span (shared/tracing).
+      mixin: traceMixin,
       hooks: {
         logMethod(args, method) {
           const masked = args.map((arg) => (typeof arg === 'string' ? maskUrlCredentials(arg) : arg));

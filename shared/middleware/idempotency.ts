@@ -19,6 +19,8 @@
  */
 import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
+import { runInContext } from '../tracing';
+import { invocationContext } from '../tracing/invocation';
 import { MessageInFlightError, MissingMessageIdError } from './errors';
 import type { QueueRecord, RecordContext, RecordOutcome } from './types';
 
@@ -89,7 +91,8 @@ export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptio
   const unitFor = (invocation: Context): Promise<UnitOfWork<Tx>> => {
     const state = batches.get(invocation);
     if (!state) throw new Error('idempotency: the batch middleware is not in the stack (use both `batch` and `record`)');
-    state.unit ??= getStore().then((inbox) => inbox.begin());
+    // Begun in the invocation's trace context: the batch's transaction belongs to the batch, not to its first record.
+    state.unit ??= runInContext(invocationContext(invocation), () => getStore().then((inbox) => inbox.begin()));
     state.unit.catch(() => (state.unit = undefined)); // a failed begin is tried again by the next record
     return state.unit;
   };

@@ -16,6 +16,7 @@ import type { OutgoingMessage } from '../amqp/publisher';
 import { republishProperties } from '../amqp/republish';
 import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders, RETRY_DELAY_HEADER } from '../contract/headers';
 import { EXCHANGES } from '../contract/routes';
+import { publishSpan, withTraceHeaders } from '../tracing';
 import { classifyError, DeadLetterPublishError } from './errors';
 import type { QueueRecord, RecordContext, RecordOutcome } from './types';
 
@@ -87,7 +88,15 @@ export function poisonMessages<T = unknown>(
     // Retries go back to the queue the message came from; dead letters to that queue's DLQ (dlx, keyed by queue).
     const target = { exchange: retry ? retryExchange : deadLetterExchange, routingKey: record.queue };
     try {
-      await publisher().publish({ ...target, body: record.body, options: republishProperties(record.properties, headers) });
+      // In a publish span under the record's: the copy carries that span's trace context (not the one it came
+      // with), so the retried delivery or the dead letter continues the same trace, one step further.
+      await publishSpan({ ...target, messageId: record.messageId }, undefined, (trace) =>
+        publisher().publish({
+          ...target,
+          body: record.body,
+          options: republishProperties(record.properties, withTraceHeaders(headers, trace)),
+        }),
+      );
     } catch (publishError) {
       throw new DeadLetterPublishError(
         `Could not ${retry ? 'schedule a retry for' : 'dead-letter'} message ${record.messageId ?? '(no id)'}: ${(publishError as Error).message}`,

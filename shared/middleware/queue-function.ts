@@ -7,6 +7,8 @@
  * Batch level (`before` top-down, `after`/`onError` bottom-up):
  *   structuredLogging   outermost: the logger exists before anything can fail, and it sees every failure
  *   cloudWatchMetrics   (when given) outside the unit of work, so its `after` counts only a committed batch
+ *   invocationTracing   the invocation's span, around the unit of work so its transaction and publishes are in it;
+ *                       its logger carries the span's ids (each record's span: forEachRecord)
  *   idempotency.batch   the batch's one transaction: begun by the first record that needs it, committed after
  *                       the last (then the records' afterCommit tasks and `onCommitted`), rolled back on a throw
  *   rabbitmqRecords     decodes the aws:rmq event into records
@@ -28,6 +30,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { type CloudWatchMetricsOptions, cloudWatchMetrics } from '../metrics';
 import type { RabbitMQEvent } from '../rmq-event';
+import { invocationTracing } from '../tracing/invocation';
 import { type InboxStore, idempotency } from './idempotency';
 import { structuredLogging } from './logging';
 import { parseBody } from './parse-body';
@@ -100,6 +103,7 @@ export function queueFunction<T, Tx>(options: QueueFunctionOptions<T, Tx>) {
   if (options.cloudWatchMetrics)
     handler.use(cloudWatchMetrics(options.cloudWatchMetrics) as middy.MiddlewareObj<RabbitMQEvent, BatchReport>);
   return handler
+    .use(invocationTracing({ functionName: options.name }) as middy.MiddlewareObj<RabbitMQEvent, BatchReport>)
     .use(unitOfWork.batch as middy.MiddlewareObj<RabbitMQEvent, BatchReport>)
     .use(rabbitmqRecords())
     .handler(forEachRecord(perRecord as unknown as Parameters<typeof forEachRecord>[0]));

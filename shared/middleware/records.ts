@@ -11,6 +11,8 @@ import type { Context } from 'aws-lambda';
 import type { Logger } from 'pino';
 import { attemptOf } from '../contract/headers';
 import { decodeRabbitMQEvent, type RabbitMQEvent } from '../rmq-event';
+import { loggerWithSpan, runInContext } from '../tracing';
+import { endRecordSpan, startRecordSpan } from '../tracing/invocation';
 import { defaultLogger } from './logging';
 import type { BatchReport, QueueRecord, RecordContext, RecordOutcome } from './types';
 
@@ -72,19 +74,29 @@ export function forEachRecord(pipeline: RecordPipeline) {
       'dead-lettered': 'deadLettered',
     };
     for (const record of batch.records) {
-      const logger = (context.logger ?? defaultLogger()).child({
+      // The record's span continues the trace its message carries; the record runs with it active.
+      const traced = startRecordSpan(record, context);
+      const childLogger = (context.logger ?? defaultLogger()).child({
         messageId: record.messageId,
         queue: record.queue,
         attempt: record.attempt,
         correlationId: record.correlationId,
       });
+      const logger = loggerWithSpan(childLogger, traced.span);
       const started = performance.now();
       // The record's own context: the invocation's fields, its logger, and a link to the invocation's context
       // (what batch-level middleware keys its state by); the middleware adds tx and afterCommit.
       const recordContext = { ...context, logger, invocation: context } as unknown as RecordContext<never>;
-      const result = (await pipeline(record as QueueRecord<never>, recordContext, {
-        signal: new AbortController().signal,
-      })) as RecordOutcome;
+      let result: RecordOutcome;
+      try {
+        result = (await runInContext(traced.context, () =>
+          pipeline(record as QueueRecord<never>, recordContext, { signal: new AbortController().signal }),
+        )) as RecordOutcome;
+      } catch (error) {
+        endRecordSpan(traced.span, undefined, error);
+        throw error;
+      }
+      endRecordSpan(traced.span, result as { outcome: string; error?: string });
       report[counters[result.outcome]]++;
       const { outcome, ...details } = result;
       logger[outcome === 'processed' || outcome === 'duplicate' ? 'info' : 'warn'](

@@ -1,7 +1,11 @@
-/** The outbox row of an event: where it goes (its route) and the AMQP properties it is published with. */
+/**
+ * The outbox row of an event: where it goes (its route), the AMQP properties it is published with, and the
+ * trace context of the span that caused it (the active one: the HTTP request, or the record being handled).
+ */
 import { toShortstr } from '../amqp/republish';
 import { type DomainEvent, eventProperties, ROUTES } from '../events';
 import type { NewOutboxMessage } from '../store';
+import { traceHeaders } from '../tracing';
 
 export function outboxMessage(event: DomainEvent, appId: string, correlationId?: string): NewOutboxMessage {
   const route = ROUTES[event.event_type];
@@ -13,5 +17,6 @@ export function outboxMessage(event: DomainEvent, appId: string, correlationId?:
     // Cut to a shortstr: a correlationId that arrived with bytes that are not UTF-8 can be longer once
     // decoded, and an event amqplib refuses to publish would stay in the outbox for ever.
     properties: eventProperties(event, appId, toShortstr(correlationId)),
+    ...traceHeaders(),
   };
 }

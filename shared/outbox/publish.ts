@@ -16,6 +16,7 @@ import { within } from '../lib/within';
 import type { Logger } from '../logging';
 import { BrokerUnavailableError, type OutgoingMessage, type Publisher } from '../messaging';
 import type { NewOutboxMessage, OutboxMessage, Store } from '../store';
+import { extractTraceContext, publishSpan, type TraceHeaders } from '../tracing';
 
 /** What the relay logs with: any pino-style logger (fastify's request logger too). */
 export type OutboxLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -60,15 +61,34 @@ const inFlightOf = (publisher: Publisher): Set<string> => {
 /** True while `publisher` is still waiting for the broker on this event. */
 export const isInFlight = (publisher: Publisher, eventId: string): boolean => inFlightOf(publisher).has(eventId);
 
+/** The AMQP publish options of an outbox message: its stored properties, messageId = event_id, the publish span's trace headers. */
+const publishOptions = (message: Pick<NewOutboxMessage, 'event_id' | 'properties'>, trace: TraceHeaders): Options.Publish => {
+  const properties = message.properties as Options.Publish;
+  return { ...properties, messageId: message.event_id, headers: { ...properties.headers, ...trace } };
+};
+
+/**
+ * Publishes one outbox message in a span of its own, a child of the span that caused the event (stored with
+ * the row): the message carries the publish span's context, so the consumer continues the same trace.
+ */
+const publishTraced = (
+  publisher: Publisher,
+  message: { event_id: string; exchange: string; routing_key: string; traceparent?: string | null; tracestate?: string | null },
+  outgoing: (trace: TraceHeaders) => OutgoingMessage,
+): Promise<void> =>
+  publishSpan(
+    { exchange: message.exchange, routingKey: message.routing_key, messageId: message.event_id },
+    extractTraceContext({ traceparent: message.traceparent, tracestate: message.tracestate }),
+    (trace) => publisher.publish(outgoing(trace)),
+  );
+
 /** The AMQP message for a row: the stored body byte for byte, its properties, messageId = event_id. */
-function toOutgoing(row: OutboxMessage): OutgoingMessage {
-  return {
-    exchange: row.exchange,
-    routingKey: row.routing_key,
-    body: Buffer.from(row.body),
-    options: { ...(row.properties as Options.Publish), messageId: row.event_id },
-  };
-}
+const toOutgoing = (row: OutboxMessage, trace: TraceHeaders): OutgoingMessage => ({
+  exchange: row.exchange,
+  routingKey: row.routing_key,
+  body: Buffer.from(row.body),
+  options: publishOptions(row, trace),
+});
 
 /**
  * Sends one row and waits (bounded) for its confirm; resolves to the error, or undefined when confirmed.
@@ -78,7 +98,7 @@ function toOutgoing(row: OutboxMessage): OutgoingMessage {
 export async function sendRow(store: RelayStore, publisher: Publisher, row: OutboxMessage, timeoutMs: number): Promise<unknown> {
   const flying = inFlightOf(publisher);
   flying.add(row.event_id);
-  const attempt = publisher.publish(toOutgoing(row)).finally(() => flying.delete(row.event_id));
+  const attempt = publishTraced(publisher, row, (trace) => toOutgoing(row, trace)).finally(() => flying.delete(row.event_id));
   try {
     await within(attempt, timeoutMs, () => new OutboxPublishTimeoutError(row.event_id, timeoutMs));
     return undefined;
@@ -107,11 +127,11 @@ export async function settleRow(store: RelayStore, row: OutboxMessage, error: un
 }
 
 /** The AMQP message for an event just committed: the body as the outbox stored it (its JSON), its properties. */
-const outgoingOf = (message: NewOutboxMessage): OutgoingMessage => ({
+const outgoingOf = (message: NewOutboxMessage, trace: TraceHeaders): OutgoingMessage => ({
   exchange: message.exchange,
   routingKey: message.routing_key,
   body: Buffer.from(JSON.stringify(message.body)),
-  options: { ...(message.properties as Options.Publish), messageId: message.event_id },
+  options: publishOptions(message, trace),
 });
 
 /**
@@ -133,7 +153,7 @@ export async function publishCommitted(
   const flying = inFlightOf(publisher);
   const attempts = messages.map((message) => {
     flying.add(message.event_id);
-    return publisher.publish(outgoingOf(message)).finally(() => flying.delete(message.event_id));
+    return publishTraced(publisher, message, (trace) => outgoingOf(message, trace)).finally(() => flying.delete(message.event_id));
   });
   const errors = await Promise.all(
     attempts.map((attempt, i) =>

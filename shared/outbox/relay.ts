@@ -6,6 +6,7 @@
  * messageId on a re-send; consumers dedupe).
  */
 import { PublishError, type Publisher } from '../messaging';
+import { startTracing } from '../tracing';
 import {
   DEFAULT_PUBLISH_TIMEOUT_MS,
   isInFlight,
@@ -48,6 +49,7 @@ const DEFAULT_RELAY_LIMIT = 100;
  */
 export async function publishPending(store: RelayStore, publisher: Publisher, options: PublishPendingOptions = {}): Promise<RelayRound> {
   if (publisher.brokerDown) return { published: 0, failed: 0, deferred: await store.outbox.backlog(), skipped: 0 };
+  await startTracing(); // each row is sent in a span continuing the trace stored with it
   const timeoutMs = options.timeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
   const rows = await store.outbox.claim(options.limit ?? DEFAULT_RELAY_LIMIT, 2 * timeoutMs);
   const due = rows.filter((row) => !isInFlight(publisher, row.event_id));

@@ -17,6 +17,7 @@ import { resolve } from 'node:path';
 import { Kysely, sql } from 'kysely';
 import { config, redactUrl } from '../config';
 import type { UnitOfWork as MiddlewareUnitOfWork } from '../middleware/idempotency';
+import { recordFailure, startSpan, traced } from '../tracing';
 import { describeError, MigrationError, StoreError } from './errors';
 import { Inbox } from './inbox';
 import { type DialectName, migrate } from './migrations';
@@ -25,6 +26,7 @@ import { Orders } from './orders';
 import { Outbox } from './outbox';
 import { createPostgresDialect } from './postgres';
 import type { Database } from './schema';
+import { TRANSACTION_SPAN, transactionSpanOptions } from './spans';
 import { openSqliteFile, StoreSqliteDialect } from './sqlite';
 import { Stock } from './stock';
 
@@ -80,7 +82,9 @@ export class Store extends Repositories {
    * the write lock is taken at the start (`begin immediate`), so concurrent writers queue instead of failing.
    */
   async transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.db.transaction().execute((trx) => fn(new Repositories(trx, this.dialect)));
+    return traced(TRANSACTION_SPAN, transactionSpanOptions(this.dialect), () =>
+      this.db.transaction().execute((trx) => fn(new Repositories(trx, this.dialect))),
+    );
   }
 
   /**
@@ -88,14 +92,34 @@ export class Store extends Repositories {
    * record). Same write lock as `transaction`; the caller must commit or roll back.
    */
   async begin(): Promise<UnitOfWork> {
-    const trx = await this.db.startTransaction().execute();
+    // The transaction's span, from begin to commit or rollback, under the active context (the batch's).
+    const span = startSpan(TRANSACTION_SPAN, transactionSpanOptions(this.dialect));
+    const ending = async (end: Promise<void>, outcome: 'commit' | 'rollback') => {
+      span.setAttribute('db.transaction.outcome', outcome);
+      try {
+        await end;
+      } catch (error) {
+        recordFailure(span, error);
+        throw error;
+      } finally {
+        span.end();
+      }
+    };
+    let trx: Awaited<ReturnType<ReturnType<Kysely<Database>['startTransaction']>['execute']>>;
+    try {
+      trx = await this.db.startTransaction().execute();
+    } catch (error) {
+      recordFailure(span, error);
+      span.end();
+      throw error;
+    }
     return {
       tx: new Repositories(trx, this.dialect),
       savepoint: async (name) => void (await trx.savepoint(name).execute()),
       rollbackToSavepoint: async (name) => void (await trx.rollbackToSavepoint(name as never).execute()),
       releaseSavepoint: async (name) => void (await trx.releaseSavepoint(name as never).execute()),
-      commit: () => trx.commit().execute(),
-      rollback: () => trx.rollback().execute(),
+      commit: () => ending(trx.commit().execute(), 'commit'),
+      rollback: () => ending(trx.rollback().execute(), 'rollback'),
     };
   }
 

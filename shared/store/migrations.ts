@@ -92,6 +92,14 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable('outbox').addColumn('claimed_until', 'text').execute();
       },
     },
+    // W3C trace context of the event (the span that caused it): whoever publishes the row, now or after a
+    // crash, continues that trace. Nullable: rows written before it, and events caused outside any trace.
+    '0003_outbox_trace_context': {
+      async up(db: SchemaAtMigration) {
+        await db.schema.alterTable('outbox').addColumn('traceparent', 'text').execute();
+        await db.schema.alterTable('outbox').addColumn('tracestate', 'text').execute();
+      },
+    },
   };
 }
 

@@ -1,9 +1,11 @@
 /** Orders: what intake stores, the status projection updates, and GET /orders reads (newest first). */
 import type { Kysely } from 'kysely';
+import { traced } from '../tracing';
 import { DuplicateError, InvalidCursorError, isUniqueViolation } from './errors';
 import type { DialectName } from './migrations';
 import { type NewOutboxMessage, outboxRows } from './outbox';
 import { type Database, type Order, type OrderStatus, toIso } from './schema';
+import { TRANSACTION_SPAN, transactionSpanOptions } from './spans';
 
 export interface NewOrder {
   order_id: string;
@@ -44,24 +46,29 @@ export class Orders {
     const row = orderRow(order);
     const outbox = outboxRows(messages, options);
     try {
-      if (this.dialect === 'postgres') {
-        await this.db
-          .with('placed', (db) => db.insertInto('orders').values(row).returning('order_id'))
-          .insertInto('outbox')
-          .values(outbox)
-          .execute();
-      } else {
-        await this.db.transaction().execute(async (trx) => {
-          await trx.insertInto('orders').values(row).execute();
-          await trx.insertInto('outbox').values(outbox).execute();
-        });
-      }
+      // One transaction: a single statement on PostgreSQL, a transaction of two on SQLite.
+      await traced(TRANSACTION_SPAN, transactionSpanOptions(this.dialect), () => this.insertBoth(row, outbox));
     } catch (error) {
       if (isUniqueViolation(error))
         throw new DuplicateError(`Order ${order.order_id} or its idempotency key already exists`, { cause: error });
       throw error;
     }
     return row;
+  }
+
+  private async insertBoth(row: ReturnType<typeof orderRow>, outbox: ReturnType<typeof outboxRows>): Promise<void> {
+    if (this.dialect === 'postgres') {
+      await this.db
+        .with('placed', (db) => db.insertInto('orders').values(row).returning('order_id'))
+        .insertInto('outbox')
+        .values(outbox)
+        .execute();
+    } else {
+      await this.db.transaction().execute(async (trx) => {
+        await trx.insertInto('orders').values(row).execute();
+        await trx.insertInto('outbox').values(outbox).execute();
+      });
+    }
   }
 
   /** Stores a new order. Throws DuplicateError when the order id or idempotency key already exists. */

@@ -15,6 +15,9 @@ export interface NewOutboxMessage {
   body: unknown;
   /** The AMQP publish options (e.g. eventProperties(...)); stored as JSON text. */
   properties: object;
+  /** W3C trace context of the span that caused the event (see shared/tracing); the publish continues it. */
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
 }
 
 export interface OutboxMessage {
@@ -28,6 +31,8 @@ export interface OutboxMessage {
   created_at: string;
   attempts: number;
   last_error: string | null;
+  traceparent: string | null;
+  tracestate: string | null;
 }
 
 const parsed = <Row extends { properties: string }>(row: Row) => ({
@@ -50,11 +55,25 @@ export function outboxRows(messages: readonly NewOutboxMessage[], options: { lea
     properties: JSON.stringify(m.properties),
     created_at: createdAt,
     claimed_until: claimedUntil,
+    traceparent: m.traceparent ?? null,
+    tracestate: m.tracestate ?? null,
   }));
 }
 
 /** The columns of a row as the relay reads it. */
-const ROW = ['id', 'event_id', 'exchange', 'routing_key', 'body', 'properties', 'created_at', 'attempts', 'last_error'] as const;
+const ROW = [
+  'id',
+  'event_id',
+  'exchange',
+  'routing_key',
+  'body',
+  'properties',
+  'created_at',
+  'attempts',
+  'last_error',
+  'traceparent',
+  'tracestate',
+] as const;
 
 /** Rows per INSERT statement of `add` (about ten parameters each). */
 const ADD_SLICE = 500;

@@ -69,6 +69,9 @@ interface OutboxTable {
   last_error: string | null;
   /** Until then no relay sends the row: its producer publishes it itself, or a relay has claimed it. */
   claimed_until: string | null;
+  /** W3C trace context of the span that caused the event; the publish continues that trace. */
+  traceparent: string | null;
+  tracestate: string | null;
 }
 
 export interface Database {

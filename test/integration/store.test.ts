@@ -137,7 +137,11 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
       const first = await Promise.all([openStore(fresh), openStore(fresh), openStore(fresh)]);
       try {
         // One of them applies every migration; the others find the schema up to date.
-        expect(first.map((s) => s.appliedMigrations.join()).sort()).toEqual(['', '', '0001_initial,0002_outbox_claims']);
+        expect(first.map((s) => s.appliedMigrations.join()).sort()).toEqual([
+          '',
+          '',
+          '0001_initial,0002_outbox_claims,0003_outbox_trace_context',
+        ]);
         expect(first.every((s) => s.dialect === backend.name)).toBe(true);
         const again = await openStore(fresh);
         expect(again.appliedMigrations).toEqual([]);
@@ -153,7 +157,7 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
       const runs = await Promise.all([runMigrateCli(env), runMigrateCli(env)]);
       expect(runs.map((r) => r.code)).toEqual([0, 0]);
       const lines = runs.map((r) => r.stdout.trim()).sort();
-      expect(lines[0]).toMatch(/^Store ready: .* \(applied 0001_initial, 0002_outbox_claims\)$/);
+      expect(lines[0]).toMatch(/^Store ready: .* \(applied 0001_initial, 0002_outbox_claims, 0003_outbox_trace_context\)$/);
       expect(lines[1]).toMatch(/^Store ready: .* \(schema already up to date\)$/);
     });
 
@@ -296,6 +300,26 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
   });
 
   describe('outbox', () => {
+    it('keeps the trace context an event was caused in, for whoever publishes it (null when there was none)', async () => {
+      const traced = randomUUID();
+      const untraced = randomUUID();
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      const message = (event_id: string) => ({
+        event_id,
+        exchange: 'orders',
+        routing_key: 'order.placed',
+        body: { event_id },
+        properties: {},
+      });
+      await store.outbox.add([{ ...message(traced), traceparent, tracestate: 'vendor=1' }, message(untraced)]);
+      const rows = (await store.outbox.claim(1000, 1_000)).filter((row) => row.event_id === traced || row.event_id === untraced);
+      expect(rows.map(({ event_id, traceparent, tracestate }) => ({ event_id, traceparent, tracestate }))).toEqual([
+        { event_id: traced, traceparent, tracestate: 'vendor=1' },
+        { event_id: untraced, traceparent: null, tracestate: null },
+      ]);
+      await store.outbox.markPublished(rows.map((row) => row.id));
+    });
+
     it('keeps messages pending, oldest first, until published; counts failures; backlog follows', async () => {
       // Start from an empty backlog.
       for (let rows = await store.outbox.pending(1000); rows.length > 0; rows = await store.outbox.pending(1000)) {
