@@ -52,8 +52,7 @@ const DEPLOY_PARAMS = [
   {
     name: 'amqpUrl',
     env: 'AMQP_URL',
-    placeholder: (region: string) =>
-      `amqps://placeholder:placeholder@b-00000000-0000-0000-0000-000000000000.mq.${region}.amazonaws.com:5671`,
+    placeholder: (region: string) => `amqps://b-00000000-0000-0000-0000-000000000000.mq.${region}.amazonaws.com:5671`,
   },
   { name: 'databaseUrl', env: 'DATABASE_URL', placeholder: () => 'postgres://placeholder:placeholder@placeholder.invalid:5432/app' },
 ] as const;
@@ -222,6 +221,13 @@ export function bundledFrom(sourceMap: { sources?: string[] }): string[] {
   return [...origins].sort();
 }
 
+/**
+ * The function's variables whose values are known here: a CloudFormation dynamic reference (`{{resolve:...}}`, a
+ * secret in Secrets Manager or Parameter Store) is resolved only when CloudFormation deploys, so it is left out.
+ */
+const resolvedHere = (environment: Record<string, string>) =>
+  Object.fromEntries(Object.entries(environment).filter(([, value]) => !String(value).includes('{{resolve:')));
+
 /** Imports `file` in a fresh node process `runs` times, with the function's environment; median and runs. */
 function coldImport(fn: TemplateFunction, dir: string, file: string, exportName: string, runs: number, node: string) {
   const code = [
@@ -236,7 +242,7 @@ function coldImport(fn: TemplateFunction, dir: string, file: string, exportName:
     const result = spawnSync(node, ['--input-type=module', '-e', code], {
       cwd: dir,
       // What Lambda gives the function: its own variables, no node_modules, the task root as working directory.
-      env: { PATH: process.env.PATH ?? '', ...fn.environment, LAMBDA_TASK_ROOT: dir, AWS_REGION: 'eu-west-1' },
+      env: { PATH: process.env.PATH ?? '', ...resolvedHere(fn.environment), LAMBDA_TASK_ROOT: dir, AWS_REGION: 'eu-west-1' },
       encoding: 'utf8',
       timeout: 30_000,
     });

@@ -51,6 +51,12 @@ const envSchema = z.object({
         .filter(Boolean),
     )
     .pipe(z.array(amqpUrl).min(1, 'must list at least one URL').optional()),
+  /**
+   * The broker user, instead of the one in the URLs (both or neither): a deployment takes them from the Secrets
+   * Manager secret its event source mappings log in with, so the password is in one place (serverless.yml).
+   */
+  AMQP_USERNAME: z.string().optional(),
+  AMQP_PASSWORD: z.string().optional(),
   /** PostgreSQL connection string; when absent the SQLite file at SQLITE_PATH is used. */
   DATABASE_URL: z
     .string()
@@ -144,6 +150,14 @@ export type Config = Readonly<{
   dlqPreviewChars: number;
 }>;
 
+/** `url` logging in as `username` / `password` (any characters: they are percent-encoded into the URL). */
+function withUser(url: string, username: string, password: string): string {
+  const parsed = new URL(url);
+  parsed.username = encodeURIComponent(username);
+  parsed.password = encodeURIComponent(password);
+  return parsed.toString();
+}
+
 /** Parses configuration from `env` (process.env by default); throws ConfigError naming the bad setting. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty variable means "not set", as serverless.yml's `${env:X, ''}` produces.
@@ -154,8 +168,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(String(issue.path[0] ?? 'environment'), issue.message.replace(/^Invalid input: /, ''));
   }
   const e = result.data;
+  if ((e.AMQP_USERNAME === undefined) !== (e.AMQP_PASSWORD === undefined)) {
+    throw new ConfigError(
+      e.AMQP_USERNAME === undefined ? 'AMQP_USERNAME' : 'AMQP_PASSWORD',
+      'must be set with AMQP_PASSWORD / AMQP_USERNAME, or neither',
+    );
+  }
+  const urls = e.AMQP_URLS ?? [e.AMQP_URL];
   return Object.freeze({
-    amqpUrls: Object.freeze(e.AMQP_URLS ?? [e.AMQP_URL]),
+    amqpUrls: Object.freeze(e.AMQP_USERNAME === undefined ? urls : urls.map((url) => withUser(url, e.AMQP_USERNAME!, e.AMQP_PASSWORD!))),
     databaseUrl: e.DATABASE_URL,
     sqlitePath: e.SQLITE_PATH,
     logLevel: e.LOG_LEVEL,

@@ -20,8 +20,11 @@ const params = {
   brokerArn: 'arn:aws:mq:eu-west-1:123456789012:broker:orders:b-1234abcd-56ef-78ab-90cd-1234567890ab',
   brokerSecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:orders-rabbitmq-AbCdEf',
   virtualHost: '/orders',
-  amqpUrl: 'amqps://functions:pw@b-1234abcd-56ef-78ab-90cd-1234567890ab.mq.eu-west-1.amazonaws.com:5671/orders',
-  databaseUrl: 'postgres://functions:pw@orders.cluster-abc.eu-west-1.rds.amazonaws.com:5432/orders',
+  // No password here: the functions log in with the broker secret's user (AMQP_USERNAME / AMQP_PASSWORD below).
+  amqpUrl: 'amqps://b-1234abcd-56ef-78ab-90cd-1234567890ab.mq.eu-west-1.amazonaws.com:5671/orders',
+  // Secrets as CloudFormation dynamic references, resolved by CloudFormation at deploy time, never written here.
+  databaseUrl: '{{resolve:secretsmanager:prod/rabbit-functions/db:SecretString:url}}',
+  adminToken: '{{resolve:ssm:/rabbit-functions/prod/admin-token}}',
   subnetIds: 'subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788',
   securityGroupIds: 'sg-0123456789abcdef0',
 };
@@ -178,6 +181,26 @@ describe('npm run package', () => {
     for (const key of ['orderIntake', 'outboxRelay', 'inventoryReservation', 'notification', 'orderStatus']) {
       expect(output).not.toMatch(new RegExp(`Warning:[^\\n]*\\b${key}\\b`));
     }
+  });
+
+  it("takes secrets from Secrets Manager and SSM references, and the broker user from the event source mappings' own secret", () => {
+    const secret = (key: string) => `{{resolve:secretsmanager:${params.brokerSecretArn}:SecretString:${key}}}`;
+    for (const [key] of lambdas()) {
+      const variables = resources[key]!.Properties.Environment?.Variables;
+      expect(variables).toMatchObject({
+        DATABASE_URL: params.databaseUrl,
+        ADMIN_TOKEN: params.adminToken,
+        AMQP_URL: params.amqpUrl,
+        AMQP_USERNAME: secret('username'),
+        AMQP_PASSWORD: secret('password'),
+      });
+    }
+    // The same secret the event source mappings log in with.
+    const mapping = Object.values(resources).find((r) => r.Type === 'AWS::Lambda::EventSourceMapping')!;
+    expect(mapping.Properties.SourceAccessConfigurations).toContainEqual({ Type: 'BASIC_AUTH', URI: params.brokerSecretArn });
+    // No secret in the template in clear: only references.
+    const template = readFileSync(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8');
+    expect(template).not.toMatch(/postgres:\/\/[^{"]*:[^{"]*@/);
   });
 
   it('runs the outbox relay every minute, as a scheduled function', () => {
