@@ -575,6 +575,7 @@ async function lookUpOrder(id: string): Promise<void> {
   try {
     renderOrder(await api<Order>(`/orders/${encodeURIComponent(id)}`));
     $('orders-status').textContent = '';
+    void loadOrders();
   } catch (error) {
     $('orders-status').textContent = `No such order: ${(error as Error).message}`;
   }
