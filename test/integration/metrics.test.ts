@@ -43,6 +43,7 @@ function samples(text: string): Map<string, number> {
 describe('the runner serves its triggers’ counts for Prometheus', () => {
   const queueA = uniqueQueue('metrics-a');
   const queueB = uniqueQueue('metrics-b');
+  const queueC = uniqueQueue('metrics-c');
   const seen: string[] = [];
   const failed = new Set<string>();
   let amqp: TestAmqp;
@@ -57,6 +58,10 @@ describe('the runner serves its triggers’ counts for Prometheus', () => {
         failed.add(body);
         throw new Error('first invocation fails');
       }
+      if (body === 'slow-once' && !failed.has(body)) {
+        failed.add(body);
+        await new Promise((resolve) => setTimeout(resolve, 1_000)); // past metricsC's 0.3 s timeout
+      }
     }
   };
 
@@ -69,6 +74,7 @@ describe('the runner serves its triggers’ counts for Prometheus', () => {
       hooks: appHooks({ relayStore: false }),
       triggers: [
         trigger(queueA, { functionKey: 'metricsA', batchSize: 1, maximumBatchingWindow: 0.05 }),
+        trigger(queueC, { functionKey: 'metricsC', batchSize: 1, maximumBatchingWindow: 0.05, timeout: 0.3 }),
         trigger(queueB, {
           functionKey: 'metricsB',
           batchSize: 1,
@@ -88,7 +94,7 @@ describe('the runner serves its triggers’ counts for Prometheus', () => {
 
   afterAll(async () => {
     await runner?.stop();
-    await deleteQueues(amqp, [queueA, queueB]);
+    await deleteQueues(amqp, [queueA, queueB, queueC]);
     await amqp?.close();
   });
 
@@ -161,6 +167,28 @@ describe('the runner serves its triggers’ counts for Prometheus', () => {
     const status = runner.mappings().find((m) => m.Local.functionKey === 'metricsA')!;
     expect(status.Local.counts).toMatchObject({ invocations: 4, received: 5, acked: 4, requeued: 1, deadLettered: 1 });
   }, 30_000);
+
+  it('counts an invocation that outlived its timeout as a timeout error; its batch came back and went through', async () => {
+    amqp.channel.sendToQueue(queueC, Buffer.from('slow-once'), { persistent: true });
+    const c = `function="metricsC",queue="${queueC}"`;
+    let s = new Map<string, number>();
+    await waitFor(
+      async () => {
+        s = samples(await (await fetch(url)).text());
+        return s.get(`rabbitmq_trigger_records_acked_total{${c}}`) === 1;
+      },
+      'the slow message settled',
+      20_000,
+    );
+    expect({
+      invocations: s.get(`rabbitmq_trigger_invocations_total{${c}}`),
+      requeued: s.get(`rabbitmq_trigger_records_requeued_total{${c}}`),
+      timeout: s.get(`rabbitmq_function_errors_total{${c},kind="timeout"}`),
+      error: s.get(`rabbitmq_function_errors_total{${c},kind="error"}`),
+      durations: s.get(`rabbitmq_function_batch_duration_seconds_count{${c}}`),
+      unreported: s.get(`rabbitmq_function_unreported_invocations_total{${c}}`),
+    }).toEqual({ invocations: 2, requeued: 1, timeout: 1, error: 0, durations: 2, unreported: 1 });
+  });
 
   it('answers 404 elsewhere, and stops serving when the runner stops', async () => {
     expect((await fetch(url.replace('/metrics', '/'))).status).toBe(404);
