@@ -5,7 +5,7 @@
  * so its record is retried once through the retry queue. Every span the order causes must be in the client's
  * trace, each parented on the span that caused it, and every log line of it must name its trace and span.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,7 +17,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTracing, stopTracing } from '../../shared/tracing';
 import { LogCapture, waitFor } from '../support/runner';
-import { createVhost, type TestVhost } from '../support/vhost';
+import { createVhost, openAmqp, type TestVhost } from '../support/vhost';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const sqlitePath = join(mkdtempSync(join(tmpdir(), 'tracing-')), 'app.sqlite');
@@ -189,6 +189,56 @@ describe('one order, one trace: intake, inventory, notification and status', () 
       expect(orderRow).toEqual({ traceparent: `00-${clientTrace}-${idOf(request!)}-01`, tracestate: 'vendor=opaque' });
     } finally {
       await reader.close();
+    }
+  }, 60_000);
+
+  it('carries the trace through a dead letter and its redrive: each copy is the child of the span that sent it', async () => {
+    const { Broker, Publisher } = await import('../../shared/messaging');
+    const { DlqReprocessor } = await import('../../shared/dlq');
+    const { loadConfig } = await import('../../shared/config');
+    const clientTrace = hex(16);
+    const clientSpan = hex(8);
+    const eventId = randomUUID();
+    // A schema violation (no order_id): permanent, dead-lettered at once, and again after a redrive.
+    const amqp = await openAmqp(vhost.url);
+    const broker = new Broker({ urls: [loadConfig().amqpUrls[0]!], connectionName: 'tracing-test-dlq' });
+    try {
+      amqp.channel.publish('orders', 'order.placed', Buffer.from(JSON.stringify({ event_id: eventId, event_type: 'OrderPlaced' })), {
+        messageId: eventId,
+        type: 'OrderPlaced',
+        contentType: 'application/json',
+        persistent: true,
+        headers: { traceparent: `00-${clientTrace}-${clientSpan}-01` },
+      });
+      await amqp.channel.waitForConfirms();
+      const records = () =>
+        exporter
+          .getFinishedSpans()
+          .filter((span) => span.spanContext().traceId === clientTrace && span.name === 'order-events process')
+          .sort((a, b) => a.startTime[0] - b.startTime[0] || a.startTime[1] - b.startTime[1]);
+      await waitFor(() => records().length === 1, 'the record to be dead-lettered', 15_000);
+      const spans = () => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === clientTrace);
+      const [first] = records();
+      expect(parentOf(first!)).toBe(clientSpan);
+      expect(first!.attributes['app.record.outcome']).toBe('dead-lettered');
+      const deadLetter = spans().find((span) => span.name === 'dlx publish' && parentOf(span) === idOf(first!));
+      expect(deadLetter).toBeDefined();
+
+      const report = await new DlqReprocessor({ broker, publisher: new Publisher(broker) }).redrive({ queue: 'order-events-dlq' });
+      expect(report.moved).toHaveLength(1);
+      await waitFor(() => records().length === 2, 'the redriven record to be processed', 15_000);
+      const redrive = spans().find((span) => span.name === '(default) publish' && parentOf(span) === idOf(deadLetter!));
+      expect(redrive).toBeDefined();
+      const [, second] = records();
+      expect(parentOf(second!)).toBe(idOf(redrive!));
+      const again = spans().find((span) => span.name === 'dlx publish' && parentOf(span) === idOf(second!));
+      // The dead letter in the queue now carries that last publish span's context.
+      await waitFor(async () => (await amqp.channel.checkQueue('order-events-dlq')).messageCount === 1, 'the dead letter', 15_000);
+      const message = await amqp.channel.get('order-events-dlq', { noAck: true });
+      expect(message ? message.properties.headers?.traceparent : undefined).toBe(`00-${clientTrace}-${idOf(again!)}-01`);
+    } finally {
+      await broker.close();
+      await amqp.close();
     }
   }, 60_000);
 
