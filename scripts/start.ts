@@ -260,6 +260,7 @@ function banner(cfg: Config, apiUrl: string, management: string, triggers: strin
     '------------------------------------------------------------------------------------------',
     'rabbit-functions is running (stage local)',
     `  API            ${apiUrl}`,
+    `  Console        ${apiUrl}/console  (${cfg.adminToken ? 'sign in with ADMIN_TOKEN' : 'set ADMIN_TOKEN to sign in: admin is off without it'})`,
     `  Queue triggers ${triggers}`,
     `  Metrics        ${metrics}`,
     `  RabbitMQ       ${cfg.amqpUrls.map(redactUrl).join(', ')}`,

@@ -152,6 +152,7 @@ describe('npm start: the whole system on this machine', () => {
     );
     expect(output).toMatch(/Database\s+SQLite at .*app\.sqlite/);
     expect(output).toContain(`  Metrics        http://localhost:${system.metricsPort}/metrics (Prometheus text`);
+    expect(output).toMatch(new RegExp(`  Console        ${api}/console  \\((sign in with ADMIN_TOKEN|set ADMIN_TOKEN to sign in)`));
     expect(output).toContain(
       `curl -s -X POST ${api}/order -H 'content-type: application/json' -d '{"user_id":"user123","item":"Burger","quantity":2}'`,
     );
