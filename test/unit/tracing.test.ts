@@ -1,9 +1,13 @@
 /** W3C trace context: what is accepted from the wire, what is written, when export is on, and the log fields. */
+
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { context, ROOT_CONTEXT, TraceFlags, trace } from '@opentelemetry/api';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../shared/logging';
 import {
   extractTraceContext,
+  flushTracing,
   loggerWithSpan,
   startSpan,
   startTracing,
@@ -93,6 +97,47 @@ describe('spans and headers without export (the default)', () => {
     expect(lines.lines[0]).toMatchObject({ message: 'bound child', more: 1, ...ids(bound) });
     expect(lines.lines[1]).toMatchObject({ message: 'in a span', ...ids(active) });
     expect(lines.lines[2]).not.toHaveProperty('trace_id');
+  });
+});
+
+describe('export over OTLP/HTTP', () => {
+  afterEach(() => stopTracing());
+
+  it('sends ended spans as OTLP JSON to OTEL_EXPORTER_OTLP_ENDPOINT, named by OTEL_SERVICE_NAME, when flushed', async () => {
+    const received: Array<{ path: string | undefined; body: string }> = [];
+    const collector = createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk: Buffer) => {
+        body += chunk.toString();
+      });
+      request.on('end', () => {
+        received.push({ path: request.url, body });
+        response.setHeader('content-type', 'application/json');
+        response.end('{}');
+      });
+    });
+    await new Promise<void>((done) => collector.listen(0, '127.0.0.1', done));
+    const env = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
+      OTEL_SERVICE_NAME: 'tracing-unit-test',
+    };
+    const saved = { ...process.env };
+    Object.assign(process.env, env); // the exporter and the resource read the process's own variables
+    try {
+      await startTracing({ env });
+      const span = startSpan('exported', {}, ROOT_CONTEXT);
+      span.end();
+      await flushTracing();
+      expect(received).toHaveLength(1);
+      expect(received[0]!.path).toBe('/v1/traces');
+      const sent = JSON.stringify(JSON.parse(received[0]!.body));
+      expect(sent).toContain(span.spanContext().traceId);
+      expect(sent).toContain('"name":"exported"');
+      expect(sent).toContain('tracing-unit-test');
+    } finally {
+      process.env = saved;
+      collector.close();
+    }
   });
 });
 
