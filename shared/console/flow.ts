@@ -1,9 +1,9 @@
 /**
  * What the console's Flow view shows: the queues and the triggers exactly as `npm run status` collects them
- * (management API when it answers, else AMQP; the runners' status files of this service), so there is one
- * copy of that logic. Deployed, there are no local runners: the triggers are AWS's event source mappings.
+ * (scripts/lib/status.ts: management API when it answers, else AMQP; the runners' status files in the
+ * service's default status directory), so there is one copy of that logic. Deployed, there are no local runners: the triggers are AWS's event source mappings.
  */
-import { collectStatus, collectTriggers, type StatusReport, type TriggersReport } from '../../scripts/status';
+import { collectStatus, type StatusReport, type TriggersReport, triggersIn } from '../../scripts/lib/status';
 import type { Config } from '../config';
 
 export interface Flow {
@@ -15,7 +15,8 @@ export interface Flow {
 }
 
 export async function collectFlow(config: Config): Promise<Flow> {
-  const triggers = collectTriggers(process.cwd());
+  // The runners of `npm start` keep their status files in the service's directory, serverless-offline's cwd.
+  const triggers = triggersIn();
   try {
     return { queues: await collectStatus(config), queuesError: null, triggers, at: new Date().toISOString() };
   } catch (error) {
