@@ -22,6 +22,8 @@ interface OrderView {
   created_at: string;
   updated_at: string;
   notified_at: string | null;
+  /** The id every log line and message this order caused carries (the console shows it to search the logs). */
+  correlation_id: string | null;
 }
 
 const toOrderView = (order: Order): OrderView => ({
@@ -34,6 +36,7 @@ const toOrderView = (order: Order): OrderView => ({
   created_at: order.created_at,
   updated_at: order.updated_at,
   notified_at: order.notified_at,
+  correlation_id: order.correlation_id,
 });
 
 /** The 202 body: the same for the first request and for any retry with the same Idempotency-Key. */

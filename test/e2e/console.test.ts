@@ -46,6 +46,7 @@ describe('the web console in a real browser', () => {
   let page: Page;
   const [transient] = makeOrders(1, seededRandom(15), 'console-user');
   const htmlEventId = randomUUID();
+  const placedIds: string[] = [];
 
   const depth = async (queue: string) => (await amqp.channel.checkQueue(queue)).messageCount;
   const shot = (name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
@@ -67,10 +68,11 @@ describe('the web console in a real browser', () => {
     for (const item of ['Burger', 'Sushi']) {
       const placed = await fetch(`${offline.api}/order`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', 'x-correlation-id': `console-${item}` },
         body: JSON.stringify({ user_id: 'console-user', item, quantity: 1 }),
       });
       expect(placed.status).toBe(202);
+      placedIds.push(((await placed.json()) as { order_id: string }).order_id);
     }
     // A poison message and one carrying HTML, from any AMQP client: both dead-lettered as permanent failures.
     const route = ROUTES.OrderPlaced;
@@ -239,5 +241,9 @@ describe('the web console in a real browser', () => {
     expect(await page.locator('#order-timeline').textContent()).toMatch(/accepted.*rejected.*\(unknown_item\).*notified/s);
     expect(await page.locator('#orders tbody tr').count()).toBeGreaterThanOrEqual(3);
     await shot('orders');
+    // An order placed over HTTP: reserved from the menu, with the correlation id to search the logs for.
+    await page.locator(`#orders tr[data-order-id="${placedIds[0]}"]`).getByRole('button').click();
+    await expect.poll(() => page.locator('#order-facts').textContent(), { timeout: 15_000 }).toContain('console-Burger');
+    expect(await page.locator('#order-timeline').textContent()).toMatch(/accepted.*reserved/s);
   }, 90_000);
 });

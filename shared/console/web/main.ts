@@ -537,7 +537,7 @@ interface Order {
   created_at: string;
   updated_at: string;
   notified_at: string | null;
-  correlation_id?: string | null;
+  correlation_id: string | null;
 }
 
 function renderOrder(order: Order): void {
@@ -564,7 +564,7 @@ function renderOrder(order: Order): void {
     ['item', `${order.quantity} × ${order.item}`],
     ['status', order.status],
     ['reason', order.reason],
-    ['correlation id (search the logs for it)', order.correlation_id ?? 'not shown by this version of GET /orders/{id}'],
+    ['correlation id (search the logs for it)', order.correlation_id],
   ];
   $('order-facts').replaceChildren(...facts.flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, text(value))]));
   $('order').hidden = false;
