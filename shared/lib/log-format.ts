@@ -49,7 +49,7 @@ const SHOWN = [
   'attempt',
   'error',
 ];
-const NOISE = ['pid', 'hostname', 'service', 'requestId', 'reqId', 'coldStart', 'correlationId'];
+const NOISE = ['pid', 'hostname', 'service', 'requestId', 'reqId', 'coldStart', 'correlationId', 'trace_id', 'span_id'];
 
 const text = (value: unknown): string | undefined =>
   typeof value === 'string' && value !== '' ? value : typeof value === 'number' ? String(value) : undefined;

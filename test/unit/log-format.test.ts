@@ -4,9 +4,11 @@
  */
 import { PassThrough } from 'node:stream';
 import { stripVTControlCharacters } from 'node:util';
+import { TraceFlags, trace } from '@opentelemetry/api';
 import { describe, expect, it } from 'vitest';
 import { logFormat, readableMessage } from '../../shared/lib/log-format';
 import { createLogger, type Logger } from '../../shared/logging';
+import { loggerWithSpan } from '../../shared/tracing';
 
 const LAMBDA = { AWS_LAMBDA_FUNCTION_NAME: 'rabbit-functions-prod-notification' };
 
@@ -45,9 +47,13 @@ function capture(format: 'json' | 'pretty'): { logger: Logger; output: () => Pro
 }
 
 /** A record line as the queue middleware writes it (shared/middleware/records.ts), with personal data in it. */
+const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
+const SPAN_ID = '00f067aa0ba902b7';
+
 function logRecord(logger: Logger): void {
-  logger
-    .child({ function: 'inventoryReservation', requestId: 'req-1', coldStart: false })
+  // Bound to its record's span, as forEachRecord binds it: the line carries trace_id and span_id.
+  const span = trace.wrapSpanContext({ traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: TraceFlags.SAMPLED });
+  loggerWithSpan(logger.child({ function: 'inventoryReservation', requestId: 'req-1', coldStart: false }), span)
     .child({ messageId: 'msg-7f3a', queue: 'order-events', attempt: 1, correlationId: 'corr-1' })
     .info(
       { outcome: 'processed', durationMs: 4.2, result: { user_id: 'alice-secret', order: { email: 'alice@example.com' } } },
@@ -67,6 +73,7 @@ describe('readable lines', () => {
     );
     expect(text).toContain('[redacted]');
     expect(text).not.toContain('alice');
+    expect(text).not.toContain(TRACE_ID); // the ids are for JSON lines and trace viewers, not the readable line
   });
 
   it('redacts the same fields in JSON lines', async () => {
@@ -78,6 +85,8 @@ describe('readable lines', () => {
       outcome: 'processed',
       messageId: 'msg-7f3a',
       message: 'record handled',
+      trace_id: TRACE_ID,
+      span_id: SPAN_ID,
     });
     expect(line.result).toEqual({ user_id: '[redacted]', order: { email: '[redacted]' } });
   });
