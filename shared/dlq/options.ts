@@ -3,6 +3,7 @@
  * names: snake_case, as the HTTP body has them). Bad input is an InvalidDlqOptionsError naming the field.
  */
 import { z } from 'zod';
+import { PARKING_LOT_QUEUE } from '../messaging';
 import { type DlqOptionIssue, InvalidDlqOptionsError } from './errors';
 import { DLQ_ERROR_CLASSES, type DlqErrorClass } from './message';
 
@@ -40,7 +41,7 @@ const ListRequest = z.strictObject({
 
 /** GET /dlq/message query: one message by its position, optionally checked against the id the caller saw there. */
 const MessageRequest = z.strictObject({
-  queue: DlqName,
+  queue: z.union([z.literal(PARKING_LOT_QUEUE), DlqName], { error: 'must be the name of a DLQ (`<queue>-dlq`) or parking-lot' }),
   position: z.coerce.number().int().min(1).max(MAX_SAMPLE_SIZE),
   message_id: z.string().min(1).max(255).optional(),
 });

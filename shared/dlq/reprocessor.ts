@@ -96,7 +96,8 @@ export interface DlqInspection {
 
 export interface DlqListing {
   dlqs: DlqInspection[];
-  parkingLot: { queue: string; depth: number | null };
+  /** The parking lot as a DLQ is shown (its first messages too, unless the listing named its DLQs). */
+  parkingLot: { queue: string; status: DlqInspection['status']; depth: number | null; sample: DlqMessageSummary[] };
 }
 
 /** Why a redrive stopped. */
@@ -166,6 +167,11 @@ function assertDlqName(queue: string): void {
   if (!/^[A-Za-z0-9._:-]+-dlq$/.test(queue)) throw new NotADlqError(queue, 'its name must be `<queue>-dlq`');
 }
 
+/** What may be read (listed, a message shown): a DLQ, or the parking lot. Only a DLQ may be redriven. */
+function assertReadable(queue: string): void {
+  if (queue !== PARKING_LOT_QUEUE) assertDlqName(queue);
+}
+
 /** A publish failure that concerns only this message (the channel is fine): keep going with the next one. */
 const messageLevel = (error: unknown): boolean => error instanceof UnroutableError || error instanceof PublishNackedError;
 
@@ -194,24 +200,19 @@ export class DlqReprocessor {
     return [...new Set([...WORK_QUEUES.map((queue) => dlqName(queue.name)), ...this.extraQueues])];
   }
 
-  /** Each DLQ's depth and first messages, and the parking lot's depth. Reading changes nothing (see above). */
+  /** Each DLQ's depth and first messages, and the parking lot's. Reading changes nothing (see above). */
   async list(options: ListOptions = {}): Promise<DlqListing> {
     const queues = options.queues && options.queues.length > 0 ? [...new Set(options.queues)] : this.queues;
     const dlqs: DlqInspection[] = [];
     for (const queue of queues) dlqs.push(await this.inspectQuietly(queue, options.sampleSize));
-    const parkingDepth = await queueStats(this.broker, PARKING_LOT_QUEUE).then(
-      (stats) => stats.depth,
-      (error: unknown) => {
-        if (error instanceof NotADlqError) return null;
-        throw error;
-      },
-    );
-    return { dlqs, parkingLot: { queue: PARKING_LOT_QUEUE, depth: parkingDepth } };
+    const named = options.queues && options.queues.length > 0;
+    const { status, depth, sample } = await this.inspectQuietly(PARKING_LOT_QUEUE, named ? 0 : options.sampleSize);
+    return { dlqs, parkingLot: { queue: PARKING_LOT_QUEUE, status, depth, sample } };
   }
 
-  /** One DLQ's depth and first `sampleSize` messages, in queue order; DlqBusyError / NotADlqError. */
+  /** One DLQ's (or the parking lot's) depth and first `sampleSize` messages, in queue order; DlqBusyError / NotADlqError. */
   async inspect(queue: string, sampleSize: number = this.settings.dlqSampleSize): Promise<DlqInspection> {
-    assertDlqName(queue);
+    assertReadable(queue);
     return withDlqLock(this.broker, queue, async () => {
       const baseline = await queueStats(this.broker, queue);
       const { depth, consumers } = baseline;
@@ -230,7 +231,7 @@ export class DlqReprocessor {
    */
   async message(options: MessageOptions): Promise<DlqMessageDetail> {
     const { queue, position, messageId } = options;
-    assertDlqName(queue);
+    assertReadable(queue);
     return withDlqLock(this.broker, queue, async () => {
       const baseline = await queueStats(this.broker, queue);
       let found: DlqMessageDetail | undefined;

@@ -332,6 +332,36 @@ describe('GET /dlq/message', () => {
   });
 });
 
+describe('the parking lot', () => {
+  it('is listed like a DLQ, its messages shown in full, and never redriven', async () => {
+    await amqp.channel.purgeQueue('parking-lot');
+    const id = `parked-${randomUUID()}`;
+    const channel = await amqp.connection.createConfirmChannel();
+    channel.sendToQueue('parking-lot', Buffer.from(JSON.stringify({ event_id: id, user_id: 'bob' })), {
+      messageId: id,
+      contentType: 'application/json',
+      headers: { [FAILURE_HEADERS.errorClass]: 'transient', [REDRIVE_HEADERS.count]: 3, [REDRIVE_HEADERS.parkedFrom]: dlq },
+    });
+    await channel.waitForConfirms();
+    await channel.close();
+
+    const listing = await app.inject({ method: 'GET', url: '/dlq?sample=5', headers: auth });
+    expect(listing.json().parkingLot).toMatchObject({
+      queue: 'parking-lot',
+      status: 'ok',
+      depth: 1,
+      sample: [expect.objectContaining({ messageId: id, errorClass: 'transient', redriveCount: 3 })],
+    });
+    const one = await app.inject({ method: 'GET', url: `/dlq/message?queue=parking-lot&position=1&message_id=${id}`, headers: auth });
+    expect(one.statusCode, one.body).toBe(200);
+    expect(one.json().properties.headers).toMatchObject({ [REDRIVE_HEADERS.parkedFrom]: dlq });
+    const redrive = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: 'parking-lot' } });
+    expect(redrive.statusCode).toBe(400);
+    await waitFor(async () => (await queueDepth(amqp.connection, 'parking-lot')) === 1, 'the parked message back in place');
+    await amqp.channel.purgeQueue('parking-lot');
+  });
+});
+
 describe('npm run dlq -- redrive', () => {
   it('stays synchronous: when it returns, the messages have moved', async () => {
     const ids = [1, 2, 3].map((i) => `cli-sync-${i}-${randomUUID()}`);

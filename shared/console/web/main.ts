@@ -270,21 +270,22 @@ interface Summary {
 }
 interface Inspection {
   queue: string;
-  source: string;
+  /** The work queue a DLQ belongs to; null for the parking lot. */
+  source: string | null;
   status: 'ok' | 'busy' | 'missing';
   depth: number | null;
   sample: Summary[];
 }
 interface Listing {
   dlqs: Inspection[];
-  parkingLot: { queue: string; depth: number | null };
+  parkingLot: Omit<Inspection, 'source'>;
 }
 
 function fillClassChoices(select: HTMLSelectElement): void {
   for (const name of ERROR_CLASSES) select.append(h('option', { value: name }, name));
 }
 
-function summaryRow(dlq: string, s: Summary): HTMLElement {
+function summaryRow(dlq: string, s: Summary, parked: boolean): HTMLElement {
   const reason = s.errorClass === 'broker' && s.death ? `${s.death.reason} in ${s.death.queue} ×${s.death.count}` : s.errorMessage;
   const show = h('button', { type: 'button', 'aria-label': `Show message ${s.position} of ${dlq}` }, 'Show');
   show.addEventListener('click', () => void showMessage(dlq, s));
@@ -299,7 +300,7 @@ function summaryRow(dlq: string, s: Summary): HTMLElement {
     cell(s.attempts, true),
     cell(time(s.firstFailedAt)),
     cell(s.originalQueue),
-    cell(s.wouldPark ? `${s.redriveCount} (would be parked)` : s.redriveCount, true),
+    cell(s.wouldPark && !parked ? `${s.redriveCount} (would be parked)` : s.redriveCount, true),
     h('td', { class: 'preview body-preview' }, text(s.bodyPreview)),
     h('td', {}, show),
   );
@@ -318,7 +319,8 @@ async function loadDeadLetters(): Promise<void> {
     status.textContent = `Could not read the DLQs: ${(error as Error).message}`;
     return;
   }
-  const sections = listing.dlqs.map((dlq) => {
+  const queues: Inspection[] = [...listing.dlqs, { ...listing.parkingLot, source: null }];
+  const sections = queues.map((dlq) => {
     const shown = dlq.sample.filter((s) => (!errorClass || s.errorClass === errorClass) && (!errorName || s.errorName === errorName));
     const state =
       dlq.status === 'ok'
@@ -330,7 +332,7 @@ async function loadDeadLetters(): Promise<void> {
     const table = h(
       'table',
       { 'data-dlq': dlq.queue },
-      h('caption', {}, `${dlq.queue} (from ${dlq.source}): ${state}${more}`),
+      h('caption', {}, `${dlq.queue} (${dlq.source ? `from ${dlq.source}` : 'redriven too often, not redriven again'}): ${state}${more}`),
       h(
         'thead',
         {},
@@ -356,17 +358,14 @@ async function loadDeadLetters(): Promise<void> {
     );
     setRows(
       table.querySelector('tbody')!,
-      shown.map((s) => summaryRow(dlq.queue, s)),
+      shown.map((s) => summaryRow(dlq.queue, s, dlq.source === null)),
       dlq.sample.length > 0 ? 'No message matches the filter.' : 'Empty.',
       11,
     );
     return table;
   });
   knownDlqs = listing.dlqs.filter((d) => d.status !== 'missing').map((d) => d.queue);
-  list.replaceChildren(
-    ...sections,
-    h('p', { id: 'parking-lot' }, `${listing.parkingLot.queue}: ${text(listing.parkingLot.depth)} message(s) parked (redriven too often).`),
-  );
+  list.replaceChildren(...sections);
   status.textContent = `Read at ${new Date().toLocaleTimeString()}.`;
 }
 
