@@ -22,6 +22,10 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const ORDERS = 5;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/** The trace id of a `traceparent` header (version 00), if it is one. */
+const traceIdOf = (traceparent: unknown): string | undefined =>
+  typeof traceparent === 'string' ? /^00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent)?.[1] : undefined;
+
 describe('correlation ids under serverless offline start', () => {
   const dir = mkdtempSync(join(tmpdir(), 'correlation-offline-'));
   const sqlitePath = join(dir, 'app.sqlite');
@@ -99,7 +103,7 @@ describe('correlation ids under serverless offline start', () => {
     const byOrder = new Map(placed.map((p) => [p.orderId, p.correlationId]));
 
     // Each order causes OrderPlaced and then InventoryReserved (Burger) or InventoryFailed (Sushi: sold out).
-    const messages: Array<{ type: string; orderId: string; correlationId: unknown }> = [];
+    const messages: Array<{ type: string; orderId: string; correlationId: unknown; traceId: string | undefined }> = [];
     await waitFor(
       async () => {
         for (;;) {
@@ -110,6 +114,7 @@ describe('correlation ids under serverless offline start', () => {
             type: message.properties.type as string,
             orderId: body.order_id,
             correlationId: message.properties.correlationId,
+            traceId: traceIdOf(message.properties.headers?.traceparent),
           });
         }
         return messages.length >= ORDERS * 2;
@@ -122,17 +127,28 @@ describe('correlation ids under serverless offline start', () => {
     expect(messages).toHaveLength(ORDERS * 2);
     for (const message of messages) expect(message.correlationId, message.type).toBe(byOrder.get(message.orderId));
     expect(messages.filter((m) => m.type === 'OrderPlaced')).toHaveLength(ORDERS);
+    // W3C trace context, through serverless-offline's worker threads: an order's two messages are in one
+    // trace (begun by its request), each order in a trace of its own.
+    const traceOf = new Map(messages.filter((m) => m.type === 'OrderPlaced').map((m) => [m.orderId, m.traceId]));
+    for (const message of messages) expect(message.traceId, message.type).toBe(traceOf.get(message.orderId));
+    expect(new Set(traceOf.values()).size).toBe(ORDERS);
+    for (const traceId of traceOf.values()) expect(traceId).toMatch(/^[0-9a-f]{32}$/);
 
     const db = new Database(sqlitePath, { readonly: true, fileMustExist: true });
     try {
       const rows = db.prepare('SELECT order_id, correlation_id FROM orders').all() as Array<{ order_id: string; correlation_id: string }>;
       expect(rows).toHaveLength(ORDERS);
       for (const row of rows) expect(row.correlation_id).toBe(byOrder.get(row.order_id));
-      const outbox = db.prepare('SELECT body, properties FROM outbox').all() as Array<{ body: string; properties: string }>;
+      const outbox = db.prepare('SELECT body, properties, traceparent FROM outbox').all() as Array<{
+        body: string;
+        properties: string;
+        traceparent: string | null;
+      }>;
       expect(outbox).toHaveLength(ORDERS * 2);
       for (const row of outbox) {
         const { order_id: orderId } = JSON.parse(row.body) as { order_id: string };
         expect((JSON.parse(row.properties) as { correlationId?: string }).correlationId).toBe(byOrder.get(orderId));
+        expect(traceIdOf(row.traceparent)).toBe(traceOf.get(orderId));
       }
     } finally {
       db.close();
@@ -141,6 +157,7 @@ describe('correlation ids under serverless offline start', () => {
     // The request's log lines carry its own id; none carries serverless-offline's constant.
     expect(output).not.toContain('offlineContext_resourceId');
     for (const id of ids) expect(output).toContain(`"correlationId":"${id}"`);
+    for (const traceId of traceOf.values()) expect(output).toContain(`"trace_id":"${traceId}"`);
   }, 120_000);
 
   it("serves the triggers' counts for Prometheus on METRICS_PORT: every order through each queue function once", async () => {
