@@ -4,6 +4,7 @@
  * the poison-message middleware: a refusal (4xx other than 408/425/429) is permanent, anything else transient.
  */
 import { PermanentError, TransientError } from '../contract/errors';
+import { SpanKind, type TraceHeaders, traced, traceHeaders } from '../tracing';
 
 class WebhookRejectedError extends PermanentError {
   override readonly name = 'WebhookRejectedError';
@@ -23,7 +24,20 @@ export interface WebhookCall {
 
 const RETRYABLE_4XX = new Set([408, 425, 429]);
 
+/**
+ * In a CLIENT span under the active one (the record's), whose W3C `traceparent`/`tracestate` the request carries,
+ * so the receiver can continue the order's trace.
+ */
 export async function postWebhook(call: WebhookCall): Promise<number> {
+  const attributes = { 'http.request.method': 'POST', 'server.address': URL.canParse(call.url) ? new URL(call.url).host : '' };
+  return traced('POST webhook', { kind: SpanKind.CLIENT, attributes }, async (span) => {
+    const status = await send(call, traceHeaders());
+    span.setAttribute('http.response.status_code', status);
+    return status;
+  });
+}
+
+async function send(call: WebhookCall, trace: TraceHeaders): Promise<number> {
   let response: Response;
   try {
     response = await fetch(call.url, {
@@ -32,6 +46,7 @@ export async function postWebhook(call: WebhookCall): Promise<number> {
         'content-type': 'application/json',
         'idempotency-key': call.idempotencyKey,
         ...(call.correlationId ? { 'x-correlation-id': call.correlationId } : {}),
+        ...trace,
       },
       body: JSON.stringify(call.payload),
       signal: AbortSignal.timeout(call.timeoutMs),

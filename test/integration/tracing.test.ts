@@ -34,6 +34,7 @@ describe('one order, one trace: intake, inventory, notification and status', () 
   let base: string;
   let webhook: Server;
   let webhookCalls = 0;
+  const webhookTraceparents: unknown[] = [];
   let stopAll: () => Promise<void>;
 
   beforeAll(async () => {
@@ -41,6 +42,7 @@ describe('one order, one trace: intake, inventory, notification and status', () 
     // The webhook is down for its first call: the notification record fails (transient) and is retried once.
     webhook = createServer((request, response) => {
       request.resume();
+      webhookTraceparents.push(request.headers.traceparent);
       response.statusCode = ++webhookCalls === 1 ? 503 : 200;
       response.end();
     });
@@ -166,6 +168,13 @@ describe('one order, one trace: intake, inventory, notification and status', () 
       expect(batchTx?.attributes['db.transaction.outcome']).toBe('commit');
     }
     expect(webhookCalls).toBe(2);
+    // Each webhook call is a client span under its attempt, and the receiver gets that span's context.
+    const calls = named('POST webhook');
+    expect(calls.map(parentOf).sort()).toEqual([idOf(first), idOf(second)].sort());
+    const callOf = (attempt: ReadableSpan) => calls.find((span) => parentOf(span) === idOf(attempt))!;
+    expect(callOf(first).attributes['http.response.status_code']).toBeUndefined(); // it failed: 503
+    expect(callOf(second).attributes['http.response.status_code']).toBe(200);
+    expect(webhookTraceparents).toEqual([first, second].map((attempt) => `00-${clientTrace}-${idOf(callOf(attempt))}-01`));
 
     // Log lines: the request's and each record's carry their span's ids.
     const line = (pick: (l: Record<string, unknown>) => boolean) => logs.lines.filter(pick);
