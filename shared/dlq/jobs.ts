@@ -83,6 +83,16 @@ const progressOf = (report: Readonly<RedriveReportSoFar>): RedriveJob['progress'
 const endState = (report: RedriveReport): RedriveJobState =>
   report.stopped === 'aborted' ? 'cancelled' : report.stopped === 'interrupted' ? 'failed' : 'completed';
 
+/** A state message as the runner wrote it; anything else in the record queue (another client's) is ignored. */
+function parseState(content: Buffer): RedriveJob[] {
+  try {
+    const state = JSON.parse(content.toString('utf8')) as RedriveJob;
+    return state && typeof state === 'object' && typeof state.version === 'number' && typeof state.state === 'string' ? [state] : [];
+  } catch {
+    return [];
+  }
+}
+
 export class RedriveJobs {
   private readonly broker: Broker;
   private readonly publisher: Publisher;
@@ -296,8 +306,8 @@ export class RedriveJobs {
       for (let message = await channel.get(queue); message !== false; message = await channel.get(queue)) taken.push(message);
       if (taken.length > 0) {
         channel.nackAll(true);
-        const states = taken.map((message) => JSON.parse(message.content.toString('utf8')) as RedriveJob);
-        return states.reduce((newest, state) => (state.version > newest.version ? state : newest));
+        const states = taken.flatMap((message) => parseState(message.content));
+        if (states.length > 0) return states.reduce((newest, state) => (state.version > newest.version ? state : newest));
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }

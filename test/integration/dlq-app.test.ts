@@ -90,7 +90,7 @@ async function secondInstance() {
     config: cfg,
     logger: silent,
     idleTimeoutMs: 500,
-    redriveJobs: { heartbeatMs: 200, staleAfterMs: 1_500 },
+    redriveJobs: { heartbeatMs: 200, staleAfterMs: 5_000 },
   });
   await other.ready();
   return {
@@ -119,7 +119,7 @@ beforeAll(async () => {
     logger: silent,
     extraQueues: [dlq],
     idleTimeoutMs: 500,
-    redriveJobs: { heartbeatMs: 200, staleAfterMs: 1_500 },
+    redriveJobs: { heartbeatMs: 200, staleAfterMs: 5_000 },
   });
   await app.ready();
 });
@@ -330,6 +330,30 @@ describe('GET /dlq/message', () => {
     expect(bad.json().errors).toEqual([expect.objectContaining({ field: 'position' })]);
     await amqp.channel.purgeQueue(dlq);
   });
+});
+
+describe('the console', () => {
+  it('serves its page, script and style with a CSP that allows no inline script; its API needs the token', async () => {
+    const page = await app.inject({ method: 'GET', url: '/console' });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toMatch(/^text\/html/);
+    expect(page.headers['content-security-policy']).toMatch(/script-src 'self'/);
+    expect(page.headers['content-security-policy']).not.toMatch(/unsafe-inline/);
+    expect(page.body).toContain('<script src="/console/console.js" defer></script>');
+    expect(page.body).not.toMatch(/<script>/);
+    const script = await app.inject({ method: 'GET', url: '/console/console.js' });
+    expect(script.headers['content-type']).toMatch(/^text\/javascript/);
+    expect(script.body).toContain('sessionStorage');
+    expect(script.body).not.toContain('innerHTML');
+    expect((await app.inject({ method: 'GET', url: '/console/console.css' })).headers['content-type']).toMatch(/^text\/css/);
+    expect((await app.inject({ method: 'GET', url: '/console/secrets.txt' })).statusCode).toBe(404);
+
+    expect((await app.inject({ method: 'GET', url: '/console/api/flow' })).statusCode).toBe(401);
+    const flow = await app.inject({ method: 'GET', url: '/console/api/flow', headers: auth });
+    expect(flow.statusCode).toBe(200);
+    expect(flow.json().queues.queues.map((q: { name: string }) => q.name)).toContain('order-events-dlq');
+    expect(flow.json().triggers).toHaveProperty('EventSourceMappings');
+  }, 60_000);
 });
 
 describe('the parking lot', () => {
