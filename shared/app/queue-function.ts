@@ -18,6 +18,7 @@ import { messaging, type Publisher } from '../messaging';
 import { type InboxStore, type QueueRecord, queueFunction, type RecordContext } from '../middleware';
 import { DEFAULT_PUBLISH_TIMEOUT_MS, outboxMessage, publishCommitted as publishFromMemory } from '../outbox';
 import { type NewOutboxMessage, openStore, type Store, type Tx } from '../store';
+import { ORDER_ID_ATTRIBUTE, tagActiveSpan } from '../tracing';
 
 /** What an invocation is assumed to have left when its context cannot say (a hand-made context in a test). */
 const DEFAULT_INVOCATION_MS = 30_000;
@@ -107,6 +108,7 @@ export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctio
       if (left) (invocation as Context & { logger?: Logger }).logger?.warn({ events: left }, 'events left in the outbox for the relay');
     },
     handle: async (record, context) => {
+      tagActiveSpan({ [ORDER_ID_ATTRIBUTE]: record.payload.order_id }); // the record's span: find the order's trace by its id
       const emitted: NewOutboxMessage[] = [];
       const emit = async (event: DomainEvent) => {
         emitted.push(outboxMessage(event, consumer, record.correlationId));

@@ -8,6 +8,7 @@ import { parseInput, ValidationError } from '../contract/validation';
 import { getOrder, ListOrdersQuery, listOrders, OrderId, PlaceOrderRequest, placeOrder } from '../domain/orders';
 import { publishCommitted } from '../outbox';
 import type { Order } from '../store';
+import { ORDER_ID_ATTRIBUTE, tagActiveSpan } from '../tracing';
 import { adminAuth } from './admin-auth';
 import { MAX_KEY_LENGTH } from './limits';
 
@@ -74,6 +75,7 @@ export const ordersRoutes: FastifyPluginAsync = async (app) => {
       // (not while the broker is known down: then the relay sends it as soon as the broker is back).
       ...(publisher.brokerDown ? {} : { publishLeaseMs: 2 * config.intakePublishWaitMs }),
     });
+    tagActiveSpan({ [ORDER_ID_ATTRIBUTE]: result.order.order_id }); // the request's span: find the order's trace by its id
     if (result.created) {
       // The order is committed; whatever happens here, the answer is 202 and the relay sends what is left.
       const eventId = result.event.event_id;

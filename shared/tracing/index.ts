@@ -117,6 +117,14 @@ export const withSpan = (span: Span, parent: Context = context.active()): Contex
 /** Runs `fn` with `ctx` as the active context (its spans and log lines belong to it). */
 export const runInContext = <T>(ctx: Context, fn: () => T): T => context.with(ctx, fn);
 
+/** The span attribute naming the order a request or record is about: search a trace viewer by it. */
+export const ORDER_ID_ATTRIBUTE = 'app.order_id';
+
+/** Sets attributes on the active span (e.g. the order id, so a trace viewer finds an order's trace by it). */
+export const tagActiveSpan = (attributes: Attributes): void => {
+  trace.getActiveSpan()?.setAttributes(attributes);
+};
+
 /** Marks `span` failed with `error` (status and exception event). */
 export function recordFailure(span: Span, error: unknown): void {
   const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error);

@@ -157,6 +157,9 @@ describe('one order, one trace: intake, inventory, notification and status', () 
     expect(parentOf(status!)).toBe(idOf(inventoryPublish!));
     expect(status!.attributes['app.record.outcome']).toBe('processed');
 
+    // A trace viewer finds the order's trace by its id: the request and every record name it.
+    for (const span of [request!, reservation!, first, second, status!]) expect(span.attributes['app.order_id']).toBe(orderId);
+
     // Each record links to its invocation's span: a root of its own (a batch serves many traces), which holds
     // the batch's transaction.
     const all = exporter.getFinishedSpans();
