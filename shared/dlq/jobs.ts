@@ -100,8 +100,6 @@ export class RedriveJobs {
   private readonly log: Logger;
   private readonly heartbeatMs: number;
   private readonly staleAfterMs: number;
-  /** Jobs running in this process, so a stop can wait for their last state. */
-  private readonly running = new Set<Promise<void>>();
 
   constructor(options: RedriveJobsOptions) {
     const merged = { ...defaults, ...options };
@@ -181,20 +179,30 @@ export class RedriveJobs {
       throw refused;
     }
 
-    const { consumerTag } = await channel.consume(cancelQueueName(id), (message) => {
-      if (!message) return;
-      channel.ack(message);
-      if (job.state !== 'running') return;
-      job.state = 'cancelling';
-      publisher.publish();
+    let consumerTag: string;
+    try {
+      ({ consumerTag } = await channel.consume(cancelQueueName(id), (message) => {
+        if (!message) return;
+        channel.ack(message);
+        if (job.state !== 'running') return;
+        job.state = 'cancelling';
+        publisher.publish();
+        abort.abort();
+      }));
+    } catch (error) {
+      // No way to cancel it: stop the redrive before its next message and answer the failure instead.
       abort.abort();
-    });
+      await redrive.catch(() => undefined);
+      await this.deleteRecord(channel, id);
+      throw error;
+    }
     await publisher.publish();
     const heartbeat = setInterval(() => publisher.publish(), this.heartbeatMs);
     const log = this.log.child({ jobId: id, dlq: job.dlq, dryRun: job.request.dryRun });
     log.info('dlq redrive job started');
 
-    const run = redrive
+    // The job goes on after the answer; its end is recorded on the broker, never thrown.
+    void redrive
       .then(
         (report) => {
           job.report = report;
@@ -216,8 +224,6 @@ export class RedriveJobs {
         log.info({ state: job.state, ...job.progress }, 'dlq redrive job ended');
       })
       .catch((error: unknown) => log.error({ err: error }, 'dlq redrive job could not record its end'));
-    this.running.add(run);
-    void run.finally(() => this.running.delete(run));
     return { ...job };
   }
 
@@ -260,11 +266,6 @@ export class RedriveJobs {
       throw error;
     }
     return { ...job, state: 'cancelling' };
-  }
-
-  /** Waits for the jobs running in this process to end and record it (tests; a clean stop). */
-  async settled(): Promise<void> {
-    await Promise.all([...this.running]);
   }
 
   /** Publishes the job's state, one publish at a time, newest last; a failed publish is logged, never thrown. */
