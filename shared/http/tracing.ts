@@ -13,7 +13,7 @@ const spans = new WeakMap<FastifyRequest, Span>();
 
 export const tracingPlugin = expose<{ functionName: string }>('tracing', async (app, options) => {
   app.addHook('onRequest', (request, _reply, done) => {
-    startTracing({ serviceName: options.functionName }).then(() => {
+    startTracing().then(() => {
       const parent = extractTraceContext(request.headers);
       const route = request.routeOptions.url;
       const span = startSpan(

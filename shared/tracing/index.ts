@@ -9,7 +9,7 @@
  * with dynamic imports (./export.ts). Spans are ended by whoever started them; a function that ends its
  * invocation calls `flushTracing()` so nothing waits in a buffer while Lambda freezes the process.
  *
- *   await startTracing({ serviceName: 'inventory-reservation' });
+ *   await startTracing();
  *   await traced('orders publish', { kind: SpanKind.PRODUCER }, async (span) => ...);
  *   const parent = extractTraceContext(message.properties.headers);   // a new trace when absent or invalid
  *   const headers = { ...headers, ...traceHeaders(spanContext) };     // traceparent and tracestate
@@ -47,7 +47,11 @@ const propagator = new W3CTraceContextPropagator();
 context.setGlobalContextManager(new AsyncLocalStorageContextManager());
 
 export interface StartTracingOptions {
-  /** `service.name` of exported spans, unless OTEL_SERVICE_NAME says otherwise (default SERVICE_NAME, else rabbit-functions). */
+  /**
+   * `service.name` of exported spans, unless OTEL_SERVICE_NAME says otherwise (default SERVICE_NAME, else
+   * rabbit-functions): one per process, and `npm run worker` runs every function in one, so spans name their
+   * function in `faas.name` instead.
+   */
   serviceName?: string;
   /** Export to this exporter instead of OTLP, whatever the environment says (tests: an InMemorySpanExporter). */
   exporter?: SpanExporter;

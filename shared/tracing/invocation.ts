@@ -14,6 +14,8 @@ import { extractTraceContext, flushTracing, loggerWithSpan, recordFailure, start
 
 /** Each invocation's span, by its Lambda context (what batch-level middleware keys its state by). */
 const invocations = new WeakMap<Context, Span>();
+/** Each invocation's function name, for its records' spans. */
+const batchFunction = new WeakMap<Context, string>();
 
 /** The invocation's context (its span active), for work of the batch as a whole: its transaction. */
 export const invocationContext = (invocation: Context): OtelContext => {
@@ -24,7 +26,7 @@ export const invocationContext = (invocation: Context): OtelContext => {
 type Request = middy.Request<unknown, unknown, Error, Context & { logger?: Logger }>;
 
 export interface InvocationTracingOptions {
-  /** The function's name (the span's name and, unless OTEL_SERVICE_NAME is set, the exported service name). */
+  /** The function's name: the invocation span's name, and `faas.name` on it and on its records' spans. */
   functionName: string;
 }
 
@@ -41,7 +43,7 @@ export function invocationTracing(
   };
   return {
     before: async (request: Request) => {
-      await startTracing({ serviceName: options.functionName });
+      await startTracing();
       const { context } = request;
       const span = startSpan(
         options.functionName,
@@ -59,6 +61,7 @@ export function invocationTracing(
         ROOT_CONTEXT,
       );
       invocations.set(context, span);
+      batchFunction.set(context, options.functionName);
       if (context.logger) context.logger = loggerWithSpan(context.logger, span);
     },
     after: (request: Request) => end(request),
@@ -91,6 +94,7 @@ export function startRecordSpan(record: TracedRecord, invocation: Context): { sp
         'messaging.system': 'rabbitmq',
         'messaging.operation.type': 'process',
         'messaging.destination.name': record.queue,
+        ...(batchFunction.get(invocation) ? { 'faas.name': batchFunction.get(invocation) } : {}),
         ...(record.messageId ? { 'messaging.message.id': record.messageId } : {}),
         ...(record.correlationId ? { 'messaging.message.conversation_id': record.correlationId } : {}),
         'messaging.rabbitmq.attempt': record.attempt,

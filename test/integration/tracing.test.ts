@@ -157,6 +157,14 @@ describe('one order, one trace: intake, inventory, notification and status', () 
     expect(parentOf(status!)).toBe(idOf(inventoryPublish!));
     expect(status!.attributes['app.record.outcome']).toBe('processed');
 
+    // Each span names its function (one service.name per process: npm run worker runs them all in one).
+    expect([request!, reservation!, first, status!].map((span) => span.attributes['faas.name'])).toEqual([
+      'order-intake',
+      'inventory-reservation',
+      'notification',
+      'order-status',
+    ]);
+
     // A trace viewer finds the order's trace by its id: the request and every record name it.
     for (const span of [request!, reservation!, first, second, status!]) expect(span.attributes['app.order_id']).toBe(orderId);
 
