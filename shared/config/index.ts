@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { inLambda } from '../lib/log-format';
+import { exportWanted, TracingConfigError } from '../tracing/settings';
 
 /** Thrown when an environment variable is missing or malformed; `setting` names it. */
 export class ConfigError extends Error {
@@ -173,6 +174,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       e.AMQP_USERNAME === undefined ? 'AMQP_USERNAME' : 'AMQP_PASSWORD',
       'must be set with AMQP_PASSWORD / AMQP_USERNAME, or neither',
     );
+  }
+  // The OTEL_* variables are read by shared/tracing when a function starts tracing; one it cannot honour stops
+  // here, at startup, like any other setting, rather than failing every invocation.
+  try {
+    exportWanted(env);
+  } catch (error) {
+    if (error instanceof TracingConfigError) throw new ConfigError(error.setting, error.detail);
+    throw error;
   }
   const urls = e.AMQP_URLS ?? [e.AMQP_URL];
   return Object.freeze({

@@ -12,7 +12,7 @@ export class TracingConfigError extends Error {
   override readonly name = 'TracingConfigError';
   constructor(
     readonly setting: string,
-    detail: string,
+    readonly detail: string,
   ) {
     super(`Invalid configuration: ${setting} ${detail}`);
   }

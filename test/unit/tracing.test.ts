@@ -4,6 +4,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { context, ROOT_CONTEXT, TraceFlags, trace } from '@opentelemetry/api';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logging';
 import {
   extractTraceContext,
@@ -155,8 +156,10 @@ describe('export settings (OTEL_*)', () => {
     [{ OTEL_TRACES_EXPORTER: 'zipkin' }, 'OTEL_TRACES_EXPORTER'],
     [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318' }, 'OTEL_EXPORTER_OTLP_ENDPOINT'],
     [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://localhost:4318', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }, 'OTEL_EXPORTER_OTLP_PROTOCOL'],
-  ])('refuses %o, naming %s', (env, setting) => {
+  ])('refuses %o, naming %s, and so does the configuration at startup', (env, setting) => {
     expect(() => exportWanted(env)).toThrow(TracingConfigError);
     expect(() => exportWanted(env)).toThrow(setting);
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(setting);
   });
 });
