@@ -3,6 +3,7 @@
  *
  *   GET /console                 the page (no data in it: it asks for the admin token, kept in sessionStorage)
  *   GET /console/console.js|css  its script and style
+ *   GET /console/api/session     admin: 204 when the token is right (the page's sign-in)
  *   GET /console/api/flow        admin: every queue of the topology and every trigger (as `npm run status`)
  *
  * The page reads everything else from the admin API (/dlq, /dlq/message, /dlq/redrive, its jobs) and the order
@@ -39,6 +40,8 @@ const assets = () => import('./assets').then((module) => module.consoleAssets())
 
 const flowRoutes: FastifyPluginAsync<{ config: Config }> = async (app, { config }) => {
   await app.register(adminAuth, { token: config.adminToken });
+  // Whether a token is the admin token, and nothing else: the page's sign-in asks this before it keeps one.
+  app.get('/console/api/session', async (_request, reply) => reply.code(204).send());
   app.get('/console/api/flow', async () => {
     const { collectFlow } = await import('./flow');
     return collectFlow(config);

@@ -71,8 +71,9 @@ describe('the web console in a real browser', () => {
         headers: { 'content-type': 'application/json', 'x-correlation-id': `console-${item}` },
         body: JSON.stringify({ user_id: 'console-user', item, quantity: 1 }),
       });
-      expect(placed.status).toBe(202);
-      placedIds.push(((await placed.json()) as { order_id: string }).order_id);
+      const answer = await placed.text();
+      expect(placed.status, answer).toBe(202);
+      placedIds.push((JSON.parse(answer) as { order_id: string }).order_id);
     }
     // A poison message and one carrying HTML, from any AMQP client: both dead-lettered as permanent failures.
     const route = ROUTES.OrderPlaced;
@@ -138,29 +139,29 @@ describe('the web console in a real browser', () => {
     const csp = response?.headers()['content-security-policy'] ?? '';
     expect(csp).toContain("script-src 'self'");
     expect(csp).not.toContain('unsafe-inline');
-    await expect.poll(() => page.locator('#login').isVisible(), { timeout: 15_000 }).toBe(true);
+    await expect.poll(() => page.locator('#login').isVisible(), { timeout: 60_000 }).toBe(true);
 
     await page.getByLabel('Admin token').fill(`${TOKEN}-wrong`);
     await page.getByRole('button', { name: 'Open the console' }).click();
-    await expect.poll(() => page.locator('#login-error').textContent(), { timeout: 15_000 }).toMatch(/refused the token \(401/);
+    await expect.poll(() => page.locator('#login-error').textContent(), { timeout: 60_000 }).toMatch(/refused the token \(401/);
     expect(await page.locator('#app').isVisible()).toBe(false);
     expect(await page.evaluate('sessionStorage.length')).toBe(0);
     await shot('login-refused');
-  });
+  }, 90_000);
 
   it('opens with the token (kept in sessionStorage, never in the URL) and shows the flow over AMQP', async () => {
     await page.getByLabel('Admin token').fill(TOKEN);
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.locator('#app').isVisible(), { timeout: 15_000 }).toBe(true);
+    await expect.poll(() => page.locator('#app').isVisible(), { timeout: 60_000 }).toBe(true);
     expect(page.url()).not.toContain(TOKEN);
     expect(await page.evaluate('Object.values(sessionStorage)')).toEqual([TOKEN]);
-    await expect.poll(() => flowCount(DLQ), { timeout: 15_000 }).toBe('3');
+    await expect.poll(() => flowCount(DLQ), { timeout: 60_000 }).toBe('3');
     expect(await page.locator('#flow-source').textContent()).toMatch(/from AMQP at/);
     // Every trigger of the running serverless offline, with its state.
     await expect.poll(() => page.locator('#triggers tbody tr').count(), { timeout: 15_000 }).toBeGreaterThanOrEqual(3);
     expect(await page.locator('#triggers tbody').textContent()).toContain('Enabled');
     await shot('flow');
-  });
+  }, 90_000);
 
   it('shows each dead letter with its reason, and the HTML one as text: nothing of it runs or renders', async () => {
     // The tabs work from the keyboard: arrow right from Flow selects Dead letters.
@@ -168,7 +169,7 @@ describe('the web console in a real browser', () => {
     await page.keyboard.press('ArrowRight');
     expect(await page.locator('#tab-dead').getAttribute('aria-selected')).toBe('true');
     const rows = page.locator(`table[data-dlq="${DLQ}"] tbody tr`);
-    await expect.poll(() => rows.count(), { timeout: 15_000 }).toBe(3);
+    await expect.poll(() => rows.count(), { timeout: 60_000 }).toBe(3);
 
     const poison = page.locator(`table[data-dlq="${DLQ}"] tr[data-message-id="poison-1"]`);
     expect(await poison.locator('td').nth(2).textContent()).toBe('permanent');
@@ -194,7 +195,7 @@ describe('the web console in a real browser', () => {
     await shot('dead-letters');
     // Reading changed nothing.
     await waitFor(async () => (await depth(DLQ)) === 3, 'the listed messages back in the DLQ');
-  });
+  }, 90_000);
 
   it('runs a dry run, then redrives one message: the DLQ count drops and the order reaches its status', async () => {
     await page.getByRole('tab', { name: 'Redrive' }).click();

@@ -349,6 +349,10 @@ describe('the console', () => {
     expect((await app.inject({ method: 'GET', url: '/console/secrets.txt' })).statusCode).toBe(404);
 
     expect((await app.inject({ method: 'GET', url: '/console/api/flow' })).statusCode).toBe(401);
+    expect((await app.inject({ method: 'GET', url: '/console/api/session', headers: { authorization: 'Bearer nope' } })).statusCode).toBe(
+      401,
+    );
+    expect((await app.inject({ method: 'GET', url: '/console/api/session', headers: auth })).statusCode).toBe(204);
     const flow = await app.inject({ method: 'GET', url: '/console/api/flow', headers: auth });
     expect(flow.statusCode).toBe(200);
     expect(flow.json().queues.queues.map((q: { name: string }) => q.name)).toContain('order-events-dlq');

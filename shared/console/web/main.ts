@@ -91,7 +91,7 @@ function signOut(reason = ''): void {
 async function signIn(candidate: string): Promise<void> {
   token = candidate;
   try {
-    await api('/console/api/flow');
+    await api('/console/api/session');
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401)) signOut(`Could not reach the console's API: ${(error as Error).message}`);
     return;
