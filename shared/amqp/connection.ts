@@ -10,7 +10,6 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ChannelModel } from 'amqplib';
-import amqp from 'amqplib';
 import { redactUrl } from '../lib/redact-url';
 
 export interface BrokerOptions {
@@ -267,6 +266,9 @@ export class Broker extends EventEmitter {
   }
 
   private async open(url: string): Promise<ChannelModel> {
+    // amqplib (and the net/tls it brings) is loaded with the first connection, not at import: cold starts that
+    // do not reach the broker yet (or at all) do not pay for it.
+    const { default: amqp } = await import('amqplib');
     const connection = await amqp.connect(url, {
       clientProperties: { connection_name: this.options.connectionName },
       heartbeat: this.options.heartbeatSeconds,

@@ -24,10 +24,8 @@ import { type DialectName, migrate } from './migrations';
 import { Notifications } from './notifications';
 import { Orders } from './orders';
 import { Outbox } from './outbox';
-import { createPostgresDialect } from './postgres';
 import type { Database } from './schema';
 import { TRANSACTION_SPAN, transactionSpanOptions } from './spans';
-import { openSqliteFile, StoreSqliteDialect } from './sqlite';
 import { Stock } from './stock';
 
 export * from './errors';
@@ -165,6 +163,9 @@ async function openPostgres(url: string): Promise<Store> {
   const where = `PostgreSQL at ${redactUrl(url)}`;
   let db: Kysely<Database> | undefined;
   try {
+    // Loaded on first use, not at import: the pg driver is a cold start's cost a function pays only when it opens
+    // its store (and a local SQLite process never).
+    const { createPostgresDialect } = await import('./postgres');
     db = new Kysely<Database>({ dialect: createPostgresDialect(url).dialect });
     // Kysely's migration bookkeeping goes into the schema our tables go into (the first on the search_path).
     const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db);
@@ -182,6 +183,8 @@ async function openSqlite(path: string): Promise<Store> {
   const location = path === ':memory:' ? path : resolve(path);
   let db: Kysely<Database> | undefined;
   try {
+    // Loaded on first use: a deployed function never opens SQLite.
+    const { openSqliteFile, StoreSqliteDialect } = await import('./sqlite');
     db = new Kysely<Database>({ dialect: new StoreSqliteDialect(openSqliteFile(path), path) });
     const applied = await migrate(db, 'sqlite');
     return new Store(db, 'sqlite', location, applied);
