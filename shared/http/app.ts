@@ -28,6 +28,31 @@ export interface AppOptions extends ServiceOptions {
   logger?: Logger;
 }
 
+/** A route declared a JSON schema: this app validates with zod at the edge (shared/contract/validation.ts). */
+export class RouteSchemaError extends Error {
+  override readonly name = 'RouteSchemaError';
+  constructor(kind: 'validation' | 'serialization') {
+    super(
+      `Route schemas are not compiled here (${kind}): validate requests with zod (shared/contract/validation.ts), ` +
+        "so fastify's schema compilers (ajv, fast-json-stringify) stay out of every HTTP function's cold start",
+    );
+  }
+}
+
+/**
+ * fastify loads its schema compilers (ajv and fast-json-stringify, a quarter of the intake bundle) when an app is
+ * created, unless given its own: these, which refuse a route schema at registration. serverless.yml leaves both
+ * compiler packages out of the bundles.
+ */
+const noSchemaCompilers = {
+  buildValidator: () => () => {
+    throw new RouteSchemaError('validation');
+  },
+  buildSerializer: () => () => {
+    throw new RouteSchemaError('serialization');
+  },
+};
+
 /** The base of every HTTP function: `functionName` on every log line (default logger: the process's). */
 export function createHttpApp(options: { functionName: string; logger?: Logger | undefined }): FastifyInstance {
   const app = Fastify({
@@ -36,6 +61,7 @@ export function createHttpApp(options: { functionName: string; logger?: Logger |
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     bodyLimit: BODY_LIMIT_BYTES,
+    schemaController: { compilersFactory: noSchemaCompilers },
   });
   app.register(problemPlugin);
   // First of the hooks: a span per request, active for all that follows (W3C trace context in, see tracing.ts).
