@@ -21,8 +21,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError, config } from '../shared/config';
 import { loadService } from '../shared/runner/definitions';
 import { statusDirectory, triggerSettings } from '../shared/runner/settings';
-import { DEFAULT_STATUS_DIR } from '../shared/runner/status-file';
-import { collectStatus, type StatusReport, type TriggersReport, triggersIn } from './lib/status';
+import { DEFAULT_STATUS_DIR, readRunnerStatus } from '../shared/runner/status-file';
+import { collectStatus, reportTriggers, type StatusReport, type TriggersReport } from './lib/status';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -36,7 +36,7 @@ export function collectTriggers(serviceDir: string): TriggersReport {
   } catch {
     // No readable serverless.yml: the default directory is the best guess.
   }
-  return triggersIn(directory);
+  return reportTriggers(directory, readRunnerStatus(directory));
 }
 
 const clock = (iso: string | undefined) => (iso ? new Date(iso).toTimeString().slice(0, 8) : '');

@@ -1,14 +1,13 @@
 /**
  * What `npm run status` and the console's Flow view (shared/console/flow.ts) show, collected: the queues of
- * the topology (management API when it answers, else AMQP) and the triggers of the runner processes in a
- * status directory. No command line and no serverless.yml here, so a function bundle can carry it.
+ * the topology (management API when it answers, else AMQP) and the report of the runners' triggers. No command
+ * line, no serverless.yml and no runner code here (types only), so a function bundle can carry it.
  */
-import { resolve } from 'node:path';
 import type { ChannelModel } from 'amqplib';
 import { type Config, redactUrl } from '../../shared/config';
 import { Broker, dlqName, PARKING_LOT_QUEUE, topology, topologyOptions, WORK_QUEUES } from '../../shared/messaging';
 import type { EventSourceMappingStatus } from '../../shared/runner/mapping';
-import { DEFAULT_STATUS_DIR, type FoundRunnerStatus, readRunnerStatus } from '../../shared/runner/status-file';
+import type { FoundRunnerStatus } from '../../shared/runner/status-file';
 import { type ManagementQueue, managementQueues, managementTarget } from './management';
 
 type QueueKind = 'work' | 'dead letters' | 'retry' | 'parking lot';
@@ -150,9 +149,8 @@ export interface TriggersReport {
   EventSourceMappings: MappingReport[];
 }
 
-/** The triggers of every runner process whose status file is in `directory` (default: the service's default one). */
-export function triggersIn(directory: string = resolve(DEFAULT_STATUS_DIR)): TriggersReport {
-  const found = readRunnerStatus(directory);
+/** The triggers of the runner processes whose status files (found in `directory`) a reader read. */
+export function reportTriggers(directory: string, found: readonly FoundRunnerStatus[]): TriggersReport {
   return {
     directory,
     runners: found.map(({ EventSourceMappings: _, ...runner }) => runner),
