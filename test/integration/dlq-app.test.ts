@@ -231,7 +231,7 @@ describe('POST /dlq/redrive', () => {
 
   it('answers 409 at once while another redrive holds the DLQ, and any instance of the function reads the job', async () => {
     await seed([1, 2, 3, 4].map((i) => `http-busy-${i}-${randomUUID()}`));
-    const started = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 4 } });
+    const started = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 2 } });
     expect(started.statusCode).toBe(202);
     const busy = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq } });
     expect(busy.statusCode).toBe(409);
@@ -249,9 +249,9 @@ describe('POST /dlq/redrive', () => {
   });
 
   it('cancels a running job before its next message: what moved stays moved, the rest stays in the DLQ', async () => {
-    const ids = [1, 2, 3, 4, 5, 6].map((i) => `http-cancel-${i}-${randomUUID()}`);
+    const ids = Array.from({ length: 10 }, (_, i) => `http-cancel-${i}-${randomUUID()}`);
     await seed(ids);
-    const started = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 2 } });
+    const started = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 1 } });
     expect(started.statusCode).toBe(202);
     const { statusUrl } = started.json() as { statusUrl: string };
     await waitFor(async () => (await queueDepth(amqp.connection, queue)) >= 1, 'the first message to move');
@@ -262,8 +262,8 @@ describe('POST /dlq/redrive', () => {
     expect(job).toMatchObject({ state: 'cancelled', report: { stopped: 'aborted' } });
     const movedCount = job.report!.moved.length;
     expect(movedCount).toBeGreaterThanOrEqual(1);
-    expect(movedCount).toBeLessThan(6);
-    await waitFor(async () => (await queueDepth(amqp.connection, dlq)) === 6 - movedCount, 'the rest back in the DLQ');
+    expect(movedCount).toBeLessThan(10);
+    await waitFor(async () => (await queueDepth(amqp.connection, dlq)) === 10 - movedCount, 'the rest back in the DLQ');
     expect(await queueDepth(amqp.connection, queue)).toBe(movedCount);
 
     const again = await app.inject({ method: 'POST', url: `${statusUrl}/cancel`, headers: auth, payload: {} });
