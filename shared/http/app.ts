@@ -29,7 +29,7 @@ export interface AppOptions extends ServiceOptions {
 }
 
 /** A route declared a JSON schema: this app validates with zod at the edge (shared/contract/validation.ts). */
-export class RouteSchemaError extends Error {
+class RouteSchemaError extends Error {
   override readonly name = 'RouteSchemaError';
   constructor(kind: 'validation' | 'serialization') {
     super(
