@@ -41,4 +41,30 @@ const consoleAssets = {
   },
 };
 
-module.exports = [zodWithoutLocales, consoleAssets];
+/**
+ * opentelemetry-esm: under the `tracing` stage param the OpenTelemetry SDK and OTLP exporter are bundled
+ * (scripts/esbuild-external.cjs). On platform node esbuild takes a package's `main` (CommonJS) before its
+ * `module` (ESM), and CommonJS cannot be tree-shaken: the OTLP transformer's index would bring the metrics and
+ * logs SDKs and their serializers along. This resolves the OpenTelemetry packages that have no `exports` map to
+ * their ESM build (they declare `sideEffects: false`), so only what trace export uses is bundled. The API
+ * (`@opentelemetry/api`, bundled always and registered globally) and packages marked external are left alone.
+ */
+const { dirname, join } = require('node:path');
+const { readFileSync } = require('node:fs');
+
+const openTelemetryEsm = {
+  name: 'opentelemetry-esm',
+  setup(build) {
+    const external = new Set(build.initialOptions.external ?? []);
+    build.onResolve({ filter: /^@opentelemetry\/[^/]+$/ }, async (args) => {
+      if (args.path === '@opentelemetry/api' || external.has(args.path)) return undefined;
+      const manifest = await build.resolve(`${args.path}/package.json`, { kind: args.kind, resolveDir: args.resolveDir });
+      if (manifest.errors.length) return undefined;
+      const pkg = JSON.parse(readFileSync(manifest.path, 'utf8'));
+      if (pkg.exports || typeof pkg.module !== 'string') return undefined;
+      return { path: join(dirname(manifest.path), pkg.module) };
+    });
+  },
+};
+
+module.exports = [zodWithoutLocales, consoleAssets, openTelemetryEsm];
