@@ -3,7 +3,6 @@
  * deployed: one small bundle per function, and a CloudFormation template whose rabbitmq events became Amazon
  * MQ event source mappings. Runs once, without AWS credentials, with deployment params given as --param.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { listZip, readEntry, zipEntries } from '../../scripts/lib/zip';
 import type { PackageReport } from '../../scripts/package-report';
+import { packageService } from '../support/packaged';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');
 
 const params = {
   brokerArn: 'arn:aws:mq:eu-west-1:123456789012:broker:orders:b-1234abcd-56ef-78ab-90cd-1234567890ab',
@@ -85,36 +84,9 @@ describe('npm run package', () => {
   const definitions = functionDefinitions();
 
   beforeAll(async () => {
-    // No AWS credentials of any kind: packaging must not need (or contact) AWS.
-    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('AWS_')));
-    Object.assign(env, {
-      AWS_SHARED_CREDENTIALS_FILE: join(dir, 'none'),
-      AWS_CONFIG_FILE: join(dir, 'none'),
-      AWS_EC2_METADATA_DISABLED: 'true',
-      CI: 'true',
-    });
-    const child = spawn(
-      process.execPath,
-      [
-        tsx,
-        'scripts/package-report.ts',
-        '--package',
-        packageDir,
-        '--runs',
-        '3',
-        '--json',
-        join(dir, 'report.json'),
-        ...Object.entries(params).map(([k, v]) => `--param=${k}=${v}`),
-      ],
-      { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-    exitCode = await new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    clearTimeout(timer);
+    const run = await packageService(dir, ['--runs', '3', ...Object.entries(params).map(([k, v]) => `--param=${k}=${v}`)]);
+    ({ output, exitCode, report } = run);
     expect(exitCode, output).toBe(0);
-    report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as PackageReport;
     resources = (
       JSON.parse(readFileSync(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8')) as {
         Resources: Record<string, Resource>;
@@ -276,6 +248,14 @@ describe('npm run package', () => {
     expect(bundled.inventoryReservation).not.toContain('shared/http');
     expect(bundled.orderIntake).toContain('fastify');
     expect(bundled.orderIntake).not.toContain('shared/middleware');
+    // Without the tracing param the OpenTelemetry SDK and exporter stay out (only the API): package-tracing.test.ts.
+    for (const f of report.functions) {
+      expect(f.bundled, f.function).toContain('@opentelemetry/api');
+      expect(
+        f.bundled.filter((origin) => origin.startsWith('@opentelemetry/')),
+        f.function,
+      ).toEqual(['@opentelemetry/api']);
+    }
   });
 
   it('minifies, links the source map and leaves the sources out of it', () => {
