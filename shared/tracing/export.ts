@@ -1,8 +1,10 @@
 /**
  * The OpenTelemetry SDK with its OTLP/HTTP exporter, imported (dynamically) only when export is configured, so
- * a cold start without it never loads them. They are left out of the deployment bundles (`external` in
- * serverless.yml: they would take the HTTP function's zip over its 1 MB budget), so a deployed function finds
- * them only where a layer provides them; without them export is off, with a warning, and nothing else changes.
+ * a cold start without it never loads them. A deployment packaged with the `tracing` stage param
+ * (`--param="tracing=true"`) bundles them: these imports then resolve to code inside the bundle, evaluated only
+ * here. By default they are left out of the zips (`external`, scripts/esbuild-external.cjs), and a deployed
+ * function asked to export finds them only where a layer provides them; without them export is off, with a
+ * warning, and nothing else changes.
  * A test passes its own exporter (an InMemorySpanExporter), whose spans are handed over as each ends.
  */
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';

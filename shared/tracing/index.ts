@@ -78,10 +78,11 @@ export function startTracing(options: StartTracingOptions = {}): Promise<void> {
     try {
       started = await startExport({ serviceName, exporter: options.exporter });
     } catch (error) {
-      // The SDK is not where this bundle runs (a deployed function without the layer): ids only, said once.
-      process.emitWarning(`OpenTelemetry export is configured but cannot start, spans are not exported: ${String(error)}`, {
-        code: 'TRACING_EXPORT_UNAVAILABLE',
-      });
+      // The SDK is not where this bundle runs (a deployment packaged without the tracing param): ids only, said once.
+      process.emitWarning(
+        `OpenTelemetry export is configured but cannot start, spans are not exported (a deployed function needs the SDK in its zip: package with --param="tracing=true"): ${String(error)}`,
+        { code: 'TRACING_EXPORT_UNAVAILABLE' },
+      );
       trace.setGlobalTracerProvider(new IdOnlyTracerProvider());
       return;
     }

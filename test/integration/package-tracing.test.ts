@@ -49,12 +49,9 @@ describe('npm run package with the tracing param', () => {
   let collector: Server;
   let run: PackageRun;
   let invocation: Invocation;
+  let otlpEndpoint: string;
 
   beforeAll(async () => {
-    // A stage of its own: its esbuild work folder (.esbuild/<stage>) is not the one `npm run package` uses.
-    run = await packageService(dir, ['--stage', 'tracing', '--param=tracing=true', '--runs', '1']);
-    expect(run.exitCode, run.output).toBe(0);
-
     collector = createServer((request, response) => {
       let body = '';
       request.on('data', (chunk: Buffer) => (body += chunk.toString()));
@@ -64,7 +61,11 @@ describe('npm run package with the tracing param', () => {
       });
     });
     await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
-    const otlpPort = (collector.address() as AddressInfo).port;
+    otlpEndpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`;
+    // A stage of its own: its esbuild work folder (.esbuild/<stage>) is not the one `npm run package` uses. The
+    // endpoint reaches the function's environment through the otlpEndpoint param, as in a deployment.
+    run = await packageService(dir, ['--stage', 'tracing', '--param=tracing=true', `--param=otlpEndpoint=${otlpEndpoint}`, '--runs', '1']);
+    expect(run.exitCode, run.output).toBe(0);
     // Broker and database down (nothing listens there): the invalid order needs neither, and GET /health
     // reports both down, logging each failure with its error.
     const closed = await freePort();
@@ -73,7 +74,6 @@ describe('npm run package with the tracing param', () => {
       'orderIntake',
       ['fixtures/order-intake/post-order-invalid.json', 'fixtures/order-intake/health.json'],
       {
-        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpPort}`,
         AMQP_URL: `amqp://127.0.0.1:${closed}`,
         DATABASE_URL: `postgres://app:secret@127.0.0.1:${closed}/app`,
         LOG_LEVEL: 'info',
@@ -102,6 +102,12 @@ describe('npm run package with the tracing param', () => {
   });
 
   it('exports the request spans of a deployed function to OTEL_EXPORTER_OTLP_ENDPOINT as OTLP/HTTP JSON', () => {
+    const template = JSON.parse(readFileSync(join(run.packageDir, 'cloudformation-template-update-stack.json'), 'utf8')) as {
+      Resources: Record<string, { Type: string; Properties: { Environment?: { Variables?: Record<string, string> } } }>;
+    };
+    for (const resource of Object.values(template.Resources).filter((r) => r.Type === 'AWS::Lambda::Function')) {
+      expect(resource.Properties.Environment?.Variables?.OTEL_EXPORTER_OTLP_ENDPOINT).toBe(otlpEndpoint);
+    }
     expect(invocation.results).toMatchObject([{ statusCode: 400 }, { statusCode: 503 }]);
     expect(invocation.output).not.toContain('TRACING_EXPORT_UNAVAILABLE');
     const traces = received.filter((r) => r.url === '/v1/traces');
