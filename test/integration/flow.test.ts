@@ -3,7 +3,6 @@
  * the three queue functions fed by the runner from the real broker, one SQLite file, the outbox relay.
  */
 
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +18,7 @@ import { Broker, Publisher } from '../../shared/messaging';
 import { type HandlerLoader, InProcessInvoker, loadService, Runner, triggersFromFunctions } from '../../shared/runner';
 import { type Order, openStore, type Store } from '../../shared/store';
 import { openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
+import { brokerControl } from '../support/broker-control';
 import { waitFor } from '../support/runner';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -119,7 +119,8 @@ describe('order flow through HTTP, the broker and every function', () => {
 
   it('loses no order while the broker is stopped: all are accepted, and flow on once it is back', async () => {
     const ids: string[] = [];
-    execFileSync('rabbitmqctl', ['stop_app'], { stdio: 'ignore' });
+    const control = await brokerControl();
+    await control.stop();
     try {
       for (let i = 0; i < 5; i++) {
         const answer = await post({ user_id: `u-down-${i}`, item: 'Pizza', quantity: 1 });
@@ -128,8 +129,7 @@ describe('order flow through HTTP, the broker and every function', () => {
       }
       expect(await store.outbox.backlog()).toBeGreaterThanOrEqual(5);
     } finally {
-      execFileSync('rabbitmqctl', ['start_app'], { stdio: 'ignore' });
-      execFileSync('rabbitmqctl', ['await_startup'], { stdio: 'ignore' });
+      await control.start();
       amqp = await openTestAmqp(); // the test's own connection went down with the broker
     }
     await settled(ids);

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +10,7 @@ import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event'
 import type { Runner } from '../../shared/runner';
 import { openStore } from '../../shared/store';
 import { getMessage, openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
+import { brokerControl } from '../support/broker-control';
 import { deleteQueues, type TestHandler, testRunner, trigger, uniqueQueue, waitFor } from '../support/runner';
 import { spawnWorker } from '../support/worker-process';
 
@@ -268,7 +268,7 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
     publish(queue, range(5, 'before'));
     await waitFor(() => fn.bodies().length === 5, 'messages before the cut');
 
-    execFileSync('rabbitmqctl', ['close_all_connections', 'test: forced close'], { stdio: 'ignore' });
+    await (await brokerControl()).closeAllConnections('test: forced close');
     amqp = await openTestAmqp(); // the test's own connection was closed too
     await waitFor(
       () => logs.lines.some((l) => l.message === 'channel closed; unacknowledged messages return to the queue; reconnecting'),

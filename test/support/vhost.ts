@@ -5,15 +5,11 @@
  * everything the test created. The code under test needs no change for it: the vhost is the path of
  * AMQP_URL (`amqp://guest:guest@127.0.0.1:5672/fault-1a2b3c4d`).
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import amqp from 'amqplib';
 import { AMQP_URL } from './amqp';
-
-const run = promisify(execFile);
+import { brokerControl } from './broker-control';
 
 export interface TestVhost {
   name: string;
@@ -25,31 +21,14 @@ export interface TestVhost {
   remove(): Promise<void>;
 }
 
-/**
- * Runs a rabbitmqctl command; while the broker's app is stopped (another suite on this broker stops and
- * starts it to test outages) it waits and tries again, for up to 90 s.
- */
-async function rabbitmqctl(...args: string[]): Promise<void> {
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    try {
-      await run('rabbitmqctl', ['-q', ...args], { timeout: 60_000 });
-      return;
-    } catch (error) {
-      const text = `${(error as { stderr?: string }).stderr ?? ''} ${(error as Error).message}`;
-      if (!/app to be running|nodedown|unable to perform an operation/i.test(text) || Date.now() > deadline) throw error;
-      await sleep(1_000);
-    }
-  }
-}
-
-/** Creates a fresh vhost (rabbitmqctl, as the existing broker-stop test uses) and grants the test user every right in it. */
+/** Creates a fresh vhost (rabbitmqctl or the management API: broker-control.ts) and grants the test user every right in it. */
 export async function createVhost(prefix: string): Promise<TestVhost> {
   const name = `${prefix}-${randomBytes(4).toString('hex')}`;
   const base = new URL(AMQP_URL);
   const user = decodeURIComponent(base.username || 'guest');
-  await rabbitmqctl('add_vhost', name);
-  await rabbitmqctl('set_permissions', '-p', name, user, '.*', '.*', '.*');
+  const control = await brokerControl();
+  await control.addVhost(name);
+  await control.setPermissions(name, user, '.*', '.*', '.*');
   const withVhost = (host: string, port: number) => {
     const url = new URL(AMQP_URL);
     url.hostname = host;
@@ -65,7 +44,7 @@ export async function createVhost(prefix: string): Promise<TestVhost> {
     remove: async () => {
       if (removed) return;
       removed = true;
-      await rabbitmqctl('delete_vhost', name);
+      await control.deleteVhost(name);
     },
   };
 }
