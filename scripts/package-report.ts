@@ -225,7 +225,7 @@ export function bundledFrom(sourceMap: { sources?: string[] }): string[] {
  * The function's variables whose values are known here: a CloudFormation dynamic reference (`{{resolve:...}}`, a
  * secret in Secrets Manager or Parameter Store) is resolved only when CloudFormation deploys, so it is left out.
  */
-const resolvedHere = (environment: Record<string, string>) =>
+export const resolvedHere = (environment: Record<string, string>) =>
   Object.fromEntries(Object.entries(environment).filter(([, value]) => !String(value).includes('{{resolve:')));
 
 /** Imports `file` in a fresh node process `runs` times, with the function's environment; median and runs. */

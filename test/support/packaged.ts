@@ -9,11 +9,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { extractZip } from '../../scripts/lib/zip';
-import { type PackageReport, templateFunctions } from '../../scripts/package-report';
+import { type PackageReport, resolvedHere, templateFunctions } from '../../scripts/package-report';
 import { parseHandler } from '../../shared/lib/handler-ref';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');
+
+/** Runs this node with `args`; its stdout and stderr together, and its exit code (null: killed after timeoutMs). */
+async function runNode(args: readonly string[], options: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number }) {
+  const child = spawn(process.execPath, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
+  const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  clearTimeout(timer);
+  return { exitCode, output };
+}
 
 export interface PackageRun {
   exitCode: number | null;
@@ -35,17 +47,11 @@ export async function packageService(dir: string, args: readonly string[]): Prom
     AWS_EC2_METADATA_DISABLED: 'true',
     CI: 'true',
   });
-  const child = spawn(process.execPath, [tsx, 'scripts/package-report.ts', '--package', packageDir, '--json', reportFile, ...args], {
+  const { exitCode, output } = await runNode([tsx, 'scripts/package-report.ts', '--package', packageDir, '--json', reportFile, ...args], {
     cwd: root,
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    timeoutMs: 240_000,
   });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-  const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  clearTimeout(timer);
   const report = exitCode === 0 ? (JSON.parse(readFileSync(reportFile, 'utf8')) as PackageReport) : (undefined as never);
   return { exitCode, output, report, packageDir };
 }
@@ -88,18 +94,11 @@ export async function invokePackaged(
       // Connections the handler opened (and their reconnect timers) would keep a Lambda-like process alive.
       'process.exit(0);',
     ].join('\n');
-    const variables = Object.fromEntries(Object.entries(fn.environment).filter(([, value]) => !String(value).includes('{{resolve:')));
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+    const { exitCode, output } = await runNode(['--input-type=module', '-e', code], {
       cwd: dir,
-      env: { PATH: process.env.PATH ?? '', ...variables, LAMBDA_TASK_ROOT: dir, AWS_REGION: 'eu-west-1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '', ...resolvedHere(fn.environment), LAMBDA_TASK_ROOT: dir, AWS_REGION: 'eu-west-1', ...env },
+      timeoutMs: 60_000,
     });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    clearTimeout(timer);
     const lines = output.split('\n');
     const results = lines.filter((line) => line.startsWith('RESULT ')).map((line) => JSON.parse(line.slice(7)) as unknown);
     const logs = lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
