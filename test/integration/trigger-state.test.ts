@@ -3,30 +3,27 @@
  * StateTransitionReason, LastProcessingResult and counts; a handler that does not load stops its own trigger
  * (FUNCTION_CONFIG_NOT_VALID) while the others run; a broker that refuses the login (EVENT_SOURCE_AUTHN_ERROR),
  * the virtual host or a queue (EVENT_SOURCE_AUTHZ_ERROR) stops what it refuses. Users and virtual hosts are the
- * test's own (rabbitmqctl), deleted afterwards.
+ * test's own (rabbitmqctl or the management API: support/broker-control.ts), deleted afterwards.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeRabbitMQEvent } from '../../shared/rmq-event';
 import { bundledHandlerLoader, InProcessInvoker, type Runner } from '../../shared/runner';
 import { openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { brokerControl } from '../support/broker-control';
 import { deleteQueues, type TestHandler, testRunner, trigger, uniqueQueue, waitFor } from '../support/runner';
 import { createVhost, openAmqp, type TestVhost } from '../support/vhost';
-
-const run = promisify(execFile);
-const rabbitmqctl = (...args: string[]) => run('rabbitmqctl', ['-q', ...args], { timeout: 60_000 });
 
 /** A RabbitMQ user of the test's own; `grant` gives it (configure, write, read) patterns in `vhost`. */
 async function createUser(prefix: string): Promise<{ name: string; password: string; remove(): Promise<void> }> {
   const name = `${prefix}-${randomBytes(4).toString('hex')}`;
   const password = randomBytes(12).toString('hex');
-  await rabbitmqctl('add_user', name, password);
-  return { name, password, remove: async () => void (await rabbitmqctl('delete_user', name).catch(() => undefined)) };
+  const control = await brokerControl();
+  await control.addUser(name, password);
+  return { name, password, remove: async () => void (await control.deleteUser(name).catch(() => undefined)) };
 }
 
 function urlFor(vhost: TestVhost, user: string, password: string): string {
@@ -177,7 +174,7 @@ describe('trigger state, as AWS reports an event source mapping (real broker)', 
     const vhost = await createVhost('state-authn');
     const user = await createUser('state-authn');
     cleanups.push(vhost.remove, user.remove);
-    await rabbitmqctl('set_permissions', '-p', vhost.name, user.name, '.*', '.*', '.*');
+    await (await brokerControl()).setPermissions(vhost.name, user.name, '.*', '.*', '.*');
     const { runner, logs } = testRunner(
       [trigger(uniqueQueue('state-authn-a'), { functionKey: 'a' }), trigger(uniqueQueue('state-authn-b'), { functionKey: 'b' })],
       {},
@@ -208,7 +205,7 @@ describe('trigger state, as AWS reports an event source mapping (real broker)', 
     cleanups.push(admin.close);
     for (const queue of [readable, forbidden]) await admin.channel.assertQueue(queue, { durable: true });
     // Configure nothing, write anything, read only `readable`.
-    await rabbitmqctl('set_permissions', '-p', vhost.name, user.name, '^$', '.*', `^${readable}$`);
+    await (await brokerControl()).setPermissions(vhost.name, user.name, '^$', '.*', `^${readable}$`);
     const seen: string[] = [];
     const { runner, logs } = testRunner(
       [

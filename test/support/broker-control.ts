@@ -1,5 +1,5 @@
 /**
- * What the tests that control the broker need of it (virtual hosts and permissions, closing every connection,
+ * What the tests that control the broker need of it (virtual hosts, users and permissions, closing every connection,
  * stopping and starting it), through whichever way this machine has, chosen once:
  * - `rabbitmqctl`, when RabbitMQ is installed here and answers it (CI, a Debian laptop);
  * - otherwise the management HTTP API (virtual hosts, permissions, connections: the broker URL's user, at
@@ -25,6 +25,8 @@ export interface BrokerControl {
   deleteVhost(name: string): Promise<void>;
   /** configure, write, read: regular expressions, as rabbitmqctl set_permissions takes them. */
   setPermissions(vhost: string, user: string, configure: string, write: string, read: string): Promise<void>;
+  addUser(name: string, password: string): Promise<void>;
+  deleteUser(name: string): Promise<void>;
   /** Closes every client connection, as a broker restart or an operator would. */
   closeAllConnections(reason: string): Promise<void>;
   /** Stops the broker (its port refuses connections); `start` brings it back and resolves once it accepts them. */
@@ -60,6 +62,8 @@ const viaRabbitmqctl: BrokerControl = {
   deleteVhost: async (name) => void (await rabbitmqctl('delete_vhost', name)),
   setPermissions: async (vhost, user, configure, write, read) =>
     void (await rabbitmqctl('set_permissions', '-p', vhost, user, configure, write, read)),
+  addUser: async (name, password) => void (await rabbitmqctl('add_user', name, password)),
+  deleteUser: async (name) => void (await rabbitmqctl('delete_user', name)),
   closeAllConnections: async (reason) => void (await rabbitmqctl('close_all_connections', reason)),
   stop: async () => void (await run('rabbitmqctl', ['stop_app'], { timeout: 60_000 })),
   start: async () => {
@@ -104,6 +108,8 @@ function viaManagement(target: ManagementTarget): BrokerControl {
         write,
         read,
       })),
+    addUser: async (name, password) => void (await management(target, 'PUT', `/users/${encodeURIComponent(name)}`, { password, tags: '' })),
+    deleteUser: async (name) => void (await management(target, 'DELETE', `/users/${encodeURIComponent(name)}`)),
     closeAllConnections: async (reason) => {
       const connections = (await management(target, 'GET', '/connections?columns=name')) as Array<{ name: string }>;
       await Promise.all(
