@@ -29,6 +29,8 @@ const config: KnipConfig = {
     'shared/console/web/main.ts',
     // Spawned as a child process (node --import tsx) by test/integration/middleware.test.ts.
     'test/support/crash-worker.ts',
+    // Spawned (spawnWorker's `script`) by test/integration/dlq-app.test.ts, which SIGKILLs it mid-job.
+    'test/support/redrive-job-worker.ts',
     // The service test/integration/offline-plugin.test.ts runs `serverless offline start` in.
     'test/fixtures/**/*.mjs',
     // Public APIs, to be published as npm packages: everything their index exports is meant for users

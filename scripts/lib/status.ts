@@ -5,7 +5,7 @@
  */
 import type { ChannelModel } from 'amqplib';
 import { type Config, redactUrl } from '../../shared/config';
-import { Broker, dlqName, PARKING_LOT_QUEUE, topology, topologyOptions, WORK_QUEUES } from '../../shared/messaging';
+import { Broker, dlqName, FUNCTION_QUEUES, PARKING_LOT_QUEUE, topology, topologyOptions, WORK_QUEUES } from '../../shared/messaging';
 import type { EventSourceMappingStatus } from '../../shared/runner/mapping';
 import type { FoundRunnerStatus } from '../../shared/runner/status-file';
 import { type ManagementQueue, managementQueues, managementTarget } from './management';
@@ -36,8 +36,8 @@ export interface StatusReport {
 
 /** The queues of the topology for this configuration, with their kind, in declaration order. */
 function statusQueues(cfg: Config): Array<{ name: string; kind: QueueKind }> {
-  const work = new Set(WORK_QUEUES.map((queue) => queue.name));
-  const dlqs = new Set(WORK_QUEUES.map((queue) => dlqName(queue.name)));
+  const work = new Set([...WORK_QUEUES, ...FUNCTION_QUEUES].map((queue) => queue.name));
+  const dlqs = new Set([...work].map(dlqName));
   return topology(topologyOptions(cfg)).queues.map(({ name }) => ({
     name,
     kind: work.has(name) ? 'work' : dlqs.has(name) ? 'dead letters' : name === PARKING_LOT_QUEUE ? 'parking lot' : 'retry',

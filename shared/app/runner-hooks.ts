@@ -9,7 +9,7 @@
  */
 import { loadConfig } from '../config';
 import { createLogger } from '../logging';
-import { declareTopology, Publisher, topologyOptions, WORK_QUEUES, type WorkQueue } from '../messaging';
+import { declareTopology, FUNCTION_QUEUES, Publisher, topologyOptions, WORK_QUEUES, type WorkQueue } from '../messaging';
 import { type RelayStore, startOutboxRelay } from '../outbox';
 import type { RunnerHooks } from '../runner';
 import { openStore } from '../store';
@@ -22,7 +22,7 @@ export interface AppHookOptions {
 export function appHooks(options: AppHookOptions = {}): RunnerHooks {
   const hooks: RunnerHooks = {
     async onConnect(connection, { triggers, env }) {
-      const known = new Set(WORK_QUEUES.map((queue) => queue.name));
+      const known = new Set([...WORK_QUEUES, ...FUNCTION_QUEUES].map((queue) => queue.name));
       const extraQueues: WorkQueue[] = [...new Set(triggers.map((t) => t.queue))]
         .filter((name) => !known.has(name))
         .map((name) => ({ name, bindings: [] }));

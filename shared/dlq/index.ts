@@ -3,7 +3,13 @@
  * command (`npm run dlq`, shared/dlq/cli.ts). See reprocessor.ts for what it guarantees.
  */
 export * from './errors';
-export { type RedriveJob, RedriveJobs, type RedriveJobsOptions } from './jobs';
+export {
+  REDRIVE_JOB_MESSAGE_TYPE,
+  type RedriveJob,
+  RedriveJobMessage,
+  RedriveJobs,
+  type RedriveJobsOptions,
+} from './jobs';
 export { lockQueueName } from './lock';
 export * from './message';
 export * from './options';

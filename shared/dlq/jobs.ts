@@ -1,28 +1,41 @@
 /**
- * Redrive jobs: a redrive asked for over HTTP runs in the background and is polled, as SQS's message move
- * tasks are (StartMessageMoveTask, ListMessageMoveTasks, CancelMessageMoveTask), so no request waits for a
- * redrive and API Gateway's 30 s never cuts one off. `npm run dlq -- redrive` still runs synchronously.
+ * Redrive jobs: a redrive asked for over HTTP runs as a job and is polled, as SQS's message move tasks are
+ * (StartMessageMoveTask, ListMessageMoveTasks, CancelMessageMoveTask), so no request waits for a redrive and
+ * API Gateway's 30 s never cuts one off. `npm run dlq -- redrive` still runs synchronously.
  *
  *   const jobs = new RedriveJobs({ broker, publisher, reprocessor });
- *   const job = await jobs.start({ queue: 'order-events-dlq', limit: 10 });   // running (or 409 / 400 at once)
+ *   const job = await jobs.submit({ queue: 'order-events-dlq', limit: 10 });  // HTTP: accepted (or 409 / 400 at once)
+ *   await jobs.run(message, { remainingMs });                                 // the job function: runs it to its end
  *   await jobs.get(job.id);                                                   // progress, then the report
  *   await jobs.cancel(job.id);                                                // stops before the next message
  *
- * The job runs in the process that accepted it, holding the DLQ's lock (one redrive per DLQ, as SQS allows one
- * task per source queue). Its record lives on the broker, so any instance of the function (serverless-offline
- * starts several; so does Lambda) answers for any job:
+ * The HTTP function only accepts a job: it checks what it can at once (not a DLQ: 400; another list or
+ * redrive holds the DLQ: 409, by briefly taking the DLQ's lock), records the job's first state and publishes
+ * a job message, with confirms, to `dlq-redrive-jobs`. The `dlqRedriveJob` function, fed from that queue by an
+ * event source mapping (locally by the RabbitMQ trigger), runs the redrive holding the DLQ's lock, so the job
+ * advances in an invocation of its own instead of an HTTP instance Lambda freezes after the answer. If another
+ * reader took the DLQ between the answer and the job's start, the job ends `failed`, saying so; nothing moved.
+ * The job stops before its function's timeout (`failed`, what moved stays moved, the rest is in the DLQ).
+ *
+ * Its record lives on the broker, so any instance of either function answers for any job:
  * - `dlq-redrive-job.<id>` holds one message, the job's latest state as JSON (`x-max-length` 1, drop-head):
- *   the runner republishes it on progress and every HEARTBEAT_MS; a reader takes it and hands it back;
- * - `dlq-redrive-job.<id>.cancel` is consumed by the runner: a message there cancels the job.
- * Both expire an hour after their last use. A job whose state has not been refreshed for STALE_AFTER_MS is
- * reported `failed`: the process running it has gone (what it moved stays moved, the rest is in the DLQ).
+ *   the job function republishes it on progress and every HEARTBEAT_MS; a reader takes it and hands it back;
+ * - `dlq-redrive-job.<id>.cancel` is read by the job function: a message there cancels the job (before it
+ *   starts, or before its next message).
+ * Both expire an hour after their last use. A job is run once: its message carries its id, the function claims
+ * it (an exclusive queue, `dlq-redrive-job.<id>.run`) and runs it only if its record says no function picked
+ * it up yet, so a redelivered or duplicated job message is a no-op. A picked-up job whose state has not been
+ * refreshed for STALE_AFTER_MS is reported `failed`: the invocation running it has gone (what it moved stays
+ * moved, the rest is in the DLQ). A job waiting for the function (`pickedUpAt` null) is `running`, not stale.
  */
 import { randomUUID } from 'node:crypto';
 import type { Channel, GetMessage } from 'amqplib';
+import { z } from 'zod';
 import { type Logger, logger as processLogger } from '../logging';
-import type { Broker, Publisher } from '../messaging';
+import { type Broker, type Publisher, REDRIVE_JOBS_QUEUE } from '../messaging';
 import { RedriveJobNotFoundError, RedriveJobNotRunningError } from './errors';
-import type { RedriveOptions, RedriveReportSoFar } from './options';
+import { withQueueLock } from './lock';
+import { type RedriveOptions, type RedriveReportSoFar, RedriveRequest, redriveOptionsOf } from './options';
 import type { DlqReprocessor, RedriveReport } from './reprocessor';
 
 /** SQS's task states, in lower case. */
@@ -40,24 +53,45 @@ export interface RedriveJob {
   /** Why it failed or was interrupted. */
   error: string | null;
   startedAt: string;
+  /** When the job function took it up; null while it waits in `dlq-redrive-jobs`. */
+  pickedUpAt: string | null;
   updatedAt: string;
   finishedAt: string | null;
   /** Grows with every published state, so a reader keeps the newest. */
   version: number;
 }
 
+/** The job message's `type` property. */
+export const REDRIVE_JOB_MESSAGE_TYPE = 'DlqRedriveJob';
+
+/** A job message's body: the redrive request as POST /dlq/redrive takes it, and the job's id (= its messageId). */
+export const RedriveJobMessage = RedriveRequest.extend({ job_id: z.uuid() });
+export type RedriveJobMessage = z.infer<typeof RedriveJobMessage>;
+
 export interface RedriveJobsOptions {
   broker: Broker;
   publisher: Publisher;
-  reprocessor: Pick<DlqReprocessor, 'redrive'>;
+  reprocessor: Pick<DlqReprocessor, 'redrive' | 'inspect'>;
   logger?: Logger;
   /** How often a running job republishes its state (default 2 s). */
   heartbeatMs?: number;
-  /** A running job not refreshed for this long is reported failed (default 15 s). */
+  /** A picked-up job not refreshed for this long is reported failed (default 15 s). */
   staleAfterMs?: number;
+  /** The job function stops a redrive this long before its timeout (default 10 s). */
+  stopBeforeTimeoutMs?: number;
+  /** The queue job messages go to (default `dlq-redrive-jobs`; tests use their own). */
+  jobQueue?: string;
 }
 
-const defaults = { heartbeatMs: 2_000, staleAfterMs: 15_000 };
+/** What the job function has to go by: the time its invocation has left. */
+export interface RedriveJobLimits {
+  remainingMs: () => number;
+}
+
+/** What became of one job message: run to its end, or not run (already run, running elsewhere, or gone). */
+export type RedriveJobRun = { ran: true; job: RedriveJob } | { ran: false; jobId: string; reason: string };
+
+const defaults = { heartbeatMs: 2_000, staleAfterMs: 15_000, stopBeforeTimeoutMs: 10_000, jobQueue: REDRIVE_JOBS_QUEUE };
 /** Progress is published at most this often between heartbeats. */
 const PROGRESS_EVERY_MS = 250;
 /** The job's queues live on for an hour after their last use. */
@@ -66,7 +100,9 @@ const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const jobQueueName = (id: string): string => `dlq-redrive-job.${id}`;
 const cancelQueueName = (id: string): string => `${jobQueueName(id)}.cancel`;
+const claimQueueName = (id: string): string => `${jobQueueName(id)}.run`;
 const recordQueueArguments = { 'x-queue-type': 'classic', 'x-max-length': 1, 'x-overflow': 'drop-head', 'x-expires': RECORD_TTL_MS };
+const cancelQueueArguments = { ...recordQueueArguments, 'x-max-length': 10 };
 
 const finished = (state: RedriveJobState) => state === 'completed' || state === 'cancelled' || state === 'failed';
 
@@ -79,27 +115,46 @@ const progressOf = (report: Readonly<RedriveReportSoFar>): RedriveJob['progress'
   depthBefore: report.depthBefore,
 });
 
-/** The state a finished redrive leaves its job in. */
-const endState = (report: RedriveReport): RedriveJobState =>
-  report.stopped === 'aborted' ? 'cancelled' : report.stopped === 'interrupted' ? 'failed' : 'completed';
-
-/** A state message as the runner wrote it; anything else in the record queue (another client's) is ignored. */
+/** A state message as a job function wrote it; anything else in the record queue (another client's) is ignored. */
 function parseState(content: Buffer): RedriveJob[] {
   try {
     const state = JSON.parse(content.toString('utf8')) as RedriveJob;
-    return state && typeof state === 'object' && typeof state.version === 'number' && typeof state.state === 'string' ? [state] : [];
+    return state && typeof state === 'object' && typeof state.version === 'number' && typeof state.state === 'string'
+      ? [{ ...state, pickedUpAt: state.pickedUpAt ?? null }]
+      : [];
   } catch {
     return [];
   }
 }
 
+/** The job message's body for these options (POST /dlq/redrive's field names). */
+function jobMessageBody(id: string, options: RedriveOptions): Buffer {
+  const message: RedriveJobMessage = {
+    job_id: id,
+    queue: options.queue,
+    ...(options.limit !== undefined ? { limit: options.limit } : {}),
+    ...(options.rate !== undefined ? { rate: options.rate } : {}),
+    ...(options.errorClasses ? { error_class: [...options.errorClasses] } : {}),
+    ...(options.errorName !== undefined ? { error_name: options.errorName } : {}),
+    dry_run: options.dryRun ?? false,
+  };
+  return Buffer.from(JSON.stringify(message));
+}
+
+/** Thrown inside the claim when another delivery of the job's message holds it. */
+class JobClaimedElsewhere extends Error {
+  override readonly name = 'JobClaimedElsewhere';
+}
+
 export class RedriveJobs {
   private readonly broker: Broker;
   private readonly publisher: Publisher;
-  private readonly reprocessor: Pick<DlqReprocessor, 'redrive'>;
+  private readonly reprocessor: Pick<DlqReprocessor, 'redrive' | 'inspect'>;
   private readonly log: Logger;
   private readonly heartbeatMs: number;
   private readonly staleAfterMs: number;
+  private readonly stopBeforeTimeoutMs: number;
+  private readonly jobQueue: string;
 
   constructor(options: RedriveJobsOptions) {
     const merged = { ...defaults, ...options };
@@ -109,13 +164,18 @@ export class RedriveJobs {
     this.log = (merged.logger ?? processLogger()).child({ component: 'dlq-redrive-jobs' });
     this.heartbeatMs = merged.heartbeatMs;
     this.staleAfterMs = merged.staleAfterMs;
+    this.stopBeforeTimeoutMs = merged.stopBeforeTimeoutMs;
+    this.jobQueue = merged.jobQueue;
   }
 
   /**
-   * Starts a redrive in the background and resolves once it holds the DLQ (its first state is published):
-   * a DLQ that is busy or not a DLQ rejects here (DlqBusyError, NotADlqError), as a synchronous redrive would.
+   * Accepts a redrive as a job (the HTTP side): rejects at once a queue that is not a DLQ (NotADlqError) or a
+   * DLQ another reader holds (DlqBusyError), records the job's first state, and publishes its message with
+   * confirms. Resolves with the job (`running`, `pickedUpAt` null) once the broker has both.
    */
-  async start(options: Omit<RedriveOptions, 'signal' | 'onProgress'>): Promise<RedriveJob> {
+  async submit(options: Omit<RedriveOptions, 'signal' | 'onProgress' | 'maxDurationMs'>): Promise<RedriveJob> {
+    // Takes the DLQ's lock and lets go: the job function takes it again for the redrive.
+    await this.reprocessor.inspect(options.queue, 0);
     const id = randomUUID();
     const now = new Date().toISOString();
     const job: RedriveJob = {
@@ -133,98 +193,163 @@ export class RedriveJobs {
       report: null,
       error: null,
       startedAt: now,
+      pickedUpAt: null,
       updatedAt: now,
       finishedAt: null,
-      version: 0,
+      version: 1,
     };
-    const abort = new AbortController();
     const channel = await this.broker.createChannel();
     channel.on('error', () => undefined);
     try {
       await channel.assertQueue(jobQueueName(id), { durable: true, arguments: recordQueueArguments });
-      await channel.assertQueue(cancelQueueName(id), { durable: true, arguments: { ...recordQueueArguments, 'x-max-length': 10 } });
+      await channel.assertQueue(cancelQueueName(id), { durable: true, arguments: cancelQueueArguments });
+      await this.publishState(job);
+      await this.publisher.publish({
+        exchange: '',
+        routingKey: this.jobQueue,
+        body: jobMessageBody(id, options),
+        options: {
+          contentType: 'application/json',
+          persistent: true,
+          messageId: id,
+          type: REDRIVE_JOB_MESSAGE_TYPE,
+          timestamp: Math.floor(Date.now() / 1000),
+        },
+      });
     } catch (error) {
-      await channel.close().catch(() => undefined);
+      await this.deleteRecord(channel, id);
       throw error;
     }
+    await channel.close().catch(() => undefined);
+    this.log.info({ jobId: id, dlq: job.dlq, dryRun: job.request.dryRun }, 'dlq redrive job accepted');
+    return job;
+  }
 
-    const publisher = this.statePublisher(job);
-    let started: () => void = () => undefined;
-    const holding = new Promise<void>((resolve) => {
-      started = resolve;
-    });
-    let lastProgressAt = 0;
-    const redrive = this.reprocessor.redrive({
-      ...options,
-      signal: abort.signal,
-      onProgress: (report) => {
-        job.progress = progressOf(report);
-        started();
-        if (Date.now() - lastProgressAt >= PROGRESS_EVERY_MS) {
-          lastProgressAt = Date.now();
-          publisher.publish();
-        }
-      },
-    });
-    // Busy, not a DLQ, broker gone: the redrive rejects before it reports any progress.
-    const refused = await Promise.race([
-      holding.then(() => undefined),
-      redrive.then(
-        () => undefined,
-        (error: unknown) => error,
-      ),
-    ]);
-    if (refused !== undefined) {
-      await this.deleteRecord(channel, id);
-      throw refused;
+  /**
+   * Runs the job a job message names to its end (the job function): once, whatever the deliveries. Not run
+   * when another delivery holds it, when its record says a function already took it up (a redelivery after a
+   * crash, a duplicate) or has expired. Its end (completed, cancelled, failed) is recorded, never thrown; it
+   * throws only when it could not start (broker unreachable), and then nothing has moved.
+   */
+  async run(message: RedriveJobMessage, limits: RedriveJobLimits): Promise<RedriveJobRun> {
+    const { job_id: id, ...request } = message;
+    const options = redriveOptionsOf(request);
+    try {
+      return await withQueueLock(
+        this.broker,
+        claimQueueName(id),
+        () => new JobClaimedElsewhere(id),
+        () => this.runClaimed(id, options, limits),
+      );
+    } catch (error) {
+      if (error instanceof JobClaimedElsewhere) return { ran: false, jobId: id, reason: 'another invocation is running this job' };
+      throw error;
     }
+  }
 
+  private async runClaimed(id: string, options: RedriveOptions, limits: RedriveJobLimits): Promise<RedriveJobRun> {
+    const channel = await this.broker.createChannel();
+    channel.on('error', () => undefined);
+    let job: RedriveJob;
+    try {
+      job = await this.readRecord(channel, id);
+    } catch (error) {
+      await channel.close().catch(() => undefined);
+      if (error instanceof RedriveJobNotFoundError)
+        return { ran: false, jobId: id, reason: 'no record of this job (it expired or was never accepted)' };
+      throw error;
+    }
+    if (job.pickedUpAt !== null || finished(job.state)) {
+      await channel.close().catch(() => undefined);
+      return { ran: false, jobId: id, reason: `a function took this job up at ${job.pickedUpAt ?? job.updatedAt} (it is ${job.state})` };
+    }
+    if (job.dlq !== options.queue) {
+      await channel.close().catch(() => undefined);
+      return { ran: false, jobId: id, reason: `the message names ${options.queue}, the job's record ${job.dlq}` };
+    }
+    try {
+      return { ran: true, job: await this.execute(channel, job, options, limits) };
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
+  }
+
+  /** Runs the redrive of a claimed job, publishing its progress, and records how it ended. */
+  private async execute(channel: Channel, job: RedriveJob, options: RedriveOptions, limits: RedriveJobLimits): Promise<RedriveJob> {
+    const log = this.log.child({ jobId: job.id, dlq: job.dlq, dryRun: job.request.dryRun });
+    const publisher = this.statePublisher(job);
+    const end = async (state: RedriveJobState, error: string | null): Promise<RedriveJob> => {
+      job.state = state;
+      job.error = error;
+      job.finishedAt = new Date().toISOString();
+      await publisher.publish();
+      log.info({ state, ...job.progress, ...(error ? { error } : {}) }, 'dlq redrive job ended');
+      return { ...job };
+    };
+    job.pickedUpAt = new Date().toISOString();
+    const cancelQueue = cancelQueueName(job.id);
+    // Recreated if it expired while the job waited; a cancel asked for before the job started ends it here.
+    await channel.assertQueue(cancelQueue, { durable: true, arguments: cancelQueueArguments });
+    if (await channel.get(cancelQueue, { noAck: true })) return end('cancelled', null);
+    // From here on, every other delivery of the job's message leaves it alone.
+    await publisher.publish();
+
+    const abort = new AbortController();
+    let stoppedFor: 'cancel' | 'timeout' | undefined;
+    const stop = (why: 'cancel' | 'timeout') => {
+      stoppedFor ??= why;
+      abort.abort();
+    };
     let consumerTag: string;
     try {
-      ({ consumerTag } = await channel.consume(cancelQueueName(id), (message) => {
+      ({ consumerTag } = await channel.consume(cancelQueue, (message) => {
         if (!message) return;
         channel.ack(message);
         if (job.state !== 'running') return;
         job.state = 'cancelling';
         publisher.publish();
-        abort.abort();
+        stop('cancel');
       }));
     } catch (error) {
-      // No way to cancel it: stop the redrive before its next message and answer the failure instead.
-      abort.abort();
-      await redrive.catch(() => undefined);
-      await this.deleteRecord(channel, id);
-      throw error;
+      return end('failed', `could not watch for a cancel (${(error as Error).message}); nothing was moved`);
     }
-    await publisher.publish();
-    const heartbeat = setInterval(() => publisher.publish(), this.heartbeatMs);
-    const log = this.log.child({ jobId: id, dlq: job.dlq, dryRun: job.request.dryRun });
     log.info('dlq redrive job started');
-
-    // The job goes on after the answer; its end is recorded on the broker, never thrown.
-    void redrive
-      .then(
-        (report) => {
-          job.report = report;
-          job.progress = progressOf(report);
-          job.state = endState(report);
-          job.error = report.error ?? null;
+    const budgetMs = Math.max(0, limits.remainingMs() - this.stopBeforeTimeoutMs);
+    const timeout = setTimeout(() => stop('timeout'), budgetMs);
+    const heartbeat = setInterval(() => publisher.publish(), this.heartbeatMs);
+    let lastProgressAt = 0;
+    try {
+      const report = await this.reprocessor.redrive({
+        ...options,
+        signal: abort.signal,
+        maxDurationMs: budgetMs,
+        onProgress: (soFar) => {
+          job.progress = progressOf(soFar);
+          if (Date.now() - lastProgressAt >= PROGRESS_EVERY_MS) {
+            lastProgressAt = Date.now();
+            publisher.publish();
+          }
         },
-        (error: unknown) => {
-          job.state = 'failed';
-          job.error = `${(error as Error).name}: ${(error as Error).message}`;
-        },
-      )
-      .then(async () => {
-        clearInterval(heartbeat);
-        job.finishedAt = new Date().toISOString();
-        await publisher.publish();
-        await channel.cancel(consumerTag).catch(() => undefined);
-        await channel.close().catch(() => undefined);
-        log.info({ state: job.state, ...job.progress }, 'dlq redrive job ended');
-      })
-      .catch((error: unknown) => log.error({ err: error }, 'dlq redrive job could not record its end'));
-    return { ...job };
+      });
+      job.report = report;
+      job.progress = progressOf(report);
+      if (report.stopped === 'deadline' || (report.stopped === 'aborted' && stoppedFor === 'timeout')) {
+        return await end(
+          'failed',
+          `stopped before the function's timeout, after ${report.examined} message(s): what moved stays moved, the rest is still in the DLQ; start another redrive for it`,
+        );
+      }
+      if (report.stopped === 'aborted') return await end('cancelled', null);
+      if (report.stopped === 'interrupted') return await end('failed', report.error ?? 'interrupted');
+      return await end('completed', null);
+    } catch (error) {
+      // DlqBusyError: another reader took the DLQ between the request's answer and now; nothing was moved.
+      return await end('failed', `${(error as Error).name}: ${(error as Error).message}`);
+    } finally {
+      clearTimeout(timeout);
+      clearInterval(heartbeat);
+      await channel.cancel(consumerTag).catch(() => undefined);
+    }
   }
 
   /** The job's latest state; RedriveJobNotFoundError for an unknown id. */
@@ -234,11 +359,11 @@ export class RedriveJobs {
     channel.on('error', () => undefined);
     try {
       const job = await this.readRecord(channel, id);
-      if (!finished(job.state) && Date.now() - Date.parse(job.updatedAt) > this.staleAfterMs) {
+      if (job.pickedUpAt !== null && !finished(job.state) && Date.now() - Date.parse(job.updatedAt) > this.staleAfterMs) {
         return {
           ...job,
           state: 'failed',
-          error: `the process running this job stopped reporting at ${job.updatedAt}: what it moved stays moved, the rest is still in the DLQ`,
+          error: `the function running this job stopped reporting at ${job.updatedAt}: what it moved stays moved, the rest is still in the DLQ`,
         };
       }
       return job;
@@ -247,7 +372,7 @@ export class RedriveJobs {
     }
   }
 
-  /** Asks a running job to stop before its next message; resolves with its state (`cancelling`). */
+  /** Asks a job to stop before its next message (or not to start); resolves with its state (`cancelling`). */
   async cancel(id: string): Promise<RedriveJob> {
     const job = await this.get(id);
     if (job.state === 'cancelling') return job;
@@ -268,6 +393,16 @@ export class RedriveJobs {
     return { ...job, state: 'cancelling' };
   }
 
+  /** Publishes this state of the job as its record, with confirms. */
+  private publishState(job: RedriveJob): Promise<void> {
+    return this.publisher.publish({
+      exchange: '',
+      routingKey: jobQueueName(job.id),
+      body: Buffer.from(JSON.stringify(job)),
+      options: { contentType: 'application/json', persistent: true, messageId: `${job.id}.${job.version}` },
+    });
+  }
+
   /** Publishes the job's state, one publish at a time, newest last; a failed publish is logged, never thrown. */
   private statePublisher(job: RedriveJob): { publish(): Promise<void> } {
     let chain = Promise.resolve();
@@ -277,12 +412,7 @@ export class RedriveJobs {
           job.version++;
           job.updatedAt = new Date().toISOString();
           try {
-            await this.publisher.publish({
-              exchange: '',
-              routingKey: jobQueueName(job.id),
-              body: Buffer.from(JSON.stringify(job)),
-              options: { contentType: 'application/json', persistent: true, messageId: `${job.id}.${job.version}` },
-            });
+            await this.publishState(job);
           } catch (error) {
             this.log.warn({ jobId: job.id, err: error }, 'could not record the redrive job state; the next one will');
           }

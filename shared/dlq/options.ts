@@ -23,8 +23,8 @@ const ErrorClass = z.enum(DLQ_ERROR_CLASSES as [DlqErrorClass, ...DlqErrorClass[
   error: `must be one of ${DLQ_ERROR_CLASSES.join(', ')}`,
 });
 
-/** POST /dlq/redrive body, and `dlq redrive` flags. */
-const RedriveRequest = z.strictObject({
+/** POST /dlq/redrive body, and `dlq redrive` flags (and, with the job's id, a redrive job's message: jobs.ts). */
+export const RedriveRequest = z.strictObject({
   queue: DlqName,
   limit: z.number().int().min(1).max(MAX_REDRIVE_LIMIT).optional(),
   rate: z.number().positive().max(MAX_REDRIVE_RATE).optional(),
@@ -105,7 +105,11 @@ function parse<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
 
 /** Validates a redrive request (HTTP body or command-line flags); InvalidDlqOptionsError names the bad fields. */
 export function parseRedriveRequest(input: unknown): RedriveOptions {
-  const request = parse(RedriveRequest, input);
+  return redriveOptionsOf(parse(RedriveRequest, input));
+}
+
+/** A validated redrive request as the reprocessor's options. */
+export function redriveOptionsOf(request: z.infer<typeof RedriveRequest>): RedriveOptions {
   const classes = request.error_class;
   return {
     queue: request.queue,

@@ -12,7 +12,9 @@
  *   POST /dlq/redrive/jobs/<id>/cancel         stops it before its next message                 → 202 RedriveJob
  *
  * A redrive runs as a job (shared/dlq/jobs.ts), as SQS's message move tasks do, so no request outlives API
- * Gateway's 30 s; `npm run dlq -- redrive` stays synchronous. All of it needs `Authorization: Bearer
+ * Gateway's 30 s: this app only accepts it (a job message on `dlq-redrive-jobs`), and the `dlqRedriveJob`
+ * queue function runs it, so the job advances even while Lambda freezes this instance between requests.
+ * `npm run dlq -- redrive` stays synchronous. All of it needs `Authorization: Bearer
  * <ADMIN_TOKEN>` (401 without it, with a wrong one, or when ADMIN_TOKEN is unset). Bad input is a 400
  * problem+json naming the field; a DLQ another list/redrive is reading is a 409 (the reprocessor's errors carry
  * those answers). The web console (shared/console) is served under /console by the same app.
@@ -47,8 +49,8 @@ export interface DlqAppOptions {
   extraQueues?: readonly string[];
   /** How long a read waits for the next message before deciding there is none (default 2 s). */
   idleTimeoutMs?: number;
-  /** How redrive jobs report (tests shorten the heartbeat). */
-  redriveJobs?: Pick<RedriveJobsOptions, 'heartbeatMs' | 'staleAfterMs'>;
+  /** How redrive jobs are read (tests shorten the staleness) and where they are sent (tests use a queue of their own). */
+  redriveJobs?: Pick<RedriveJobsOptions, 'staleAfterMs' | 'jobQueue'>;
 }
 
 /** Where a job's state is read. */
@@ -67,7 +69,7 @@ const dlqRoutes: FastifyPluginAsync<{ reprocessor: DlqReprocessor; jobs: Redrive
   app.get('/dlq/message', async (request) => reprocessor.message(parseMessageRequest(request.query)));
 
   app.post('/dlq/redrive', async (request, reply) => {
-    const job = await jobs.start(parseRedriveRequest(request.body));
+    const job = await jobs.submit(parseRedriveRequest(request.body));
     request.log.info({ jobId: job.id, dlq: job.dlq, dryRun: job.request.dryRun }, 'dlq redrive job requested');
     return reply.code(202).header('location', jobPath(job.id)).send(jobView(job));
   });

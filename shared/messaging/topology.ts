@@ -10,6 +10,9 @@
  *   dead-lettered through the default exchange, whose routing key (the work queue's name) brings it home.
  *   One queue per delay keeps every message in it on the same TTL, so none waits behind a longer one.
  * - `parking-lot` (quorum): messages redriven too often are parked here, bound to `dlx` as `parking-lot`.
+ * - `dlq-redrive-jobs` (quorum, with its DLQ): the app's own queue, outside the wire contract, that feeds the
+ *   `dlqRedriveJob` function the redrive jobs `POST /dlq/redrive` accepts (shared/dlq/jobs.ts). Declared like a
+ *   work queue, so a job message that cannot run is dead-lettered with its reason, never dropped.
  */
 import type { Channel, ChannelModel } from 'amqplib';
 import { RETRY_DELAY_HEADER } from '../contract/headers';
@@ -30,6 +33,12 @@ export const WORK_QUEUES: readonly WorkQueue[] = [
 ];
 
 export const PARKING_LOT_QUEUE = 'parking-lot';
+
+/** The queue the DLQ redrive job function is fed from (functions/dlq-redrive-job.yml). */
+export const REDRIVE_JOBS_QUEUE = 'dlq-redrive-jobs';
+
+/** Queues of the app's own functions, outside the wire contract: declared as work queues (with a DLQ) too. */
+export const FUNCTION_QUEUES: readonly WorkQueue[] = [{ name: REDRIVE_JOBS_QUEUE, bindings: [] }];
 
 export const dlqName = (queue: string): string => `${queue}-dlq`;
 export const retryQueueName = (delayMs: number): string => `retry-${delayMs}ms`;
@@ -66,7 +75,8 @@ const safeDeadLettering = { 'x-dead-letter-strategy': 'at-least-once', 'x-overfl
 
 /** The full topology for these options, as data: what `declareTopology` declares. */
 export function topology(options: TopologyOptions): Topology {
-  const workQueues = [...WORK_QUEUES, ...(options.extraQueues ?? [])];
+  const known = new Set([...WORK_QUEUES, ...FUNCTION_QUEUES].map((queue) => queue.name));
+  const workQueues = [...WORK_QUEUES, ...FUNCTION_QUEUES, ...(options.extraQueues ?? []).filter((queue) => !known.has(queue.name))];
   const quorum = { 'x-queue-type': 'quorum' };
   // Terminal queues (nothing to dead-letter to): never drop a message for having been read too often.
   const terminal = (options.brokerMajorVersion ?? 3) >= 4 ? { ...quorum, 'x-delivery-limit': -1 } : quorum;

@@ -2,21 +2,28 @@
  * The DLQ reprocessor's admin HTTP API: the fastify app with app.inject(), and the Lambda handler with the
  * fixtures. The fixtures carry `Authorization: Bearer replace-with-your-admin-token`; that must equal
  * ADMIN_TOKEN (set below before the handler module loads), as fixtures/dlq-reprocessor/README.md says.
+ *
+ * Redrive jobs run in the dlqRedriveJob function (handlers/dlq-redrive-job.ts), fed by the real RabbitMQ
+ * trigger from a job queue of this test's own (in this process, over a broker connection of its own, or in a
+ * child process that is SIGKILLed), never by the app that answered the POST.
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHandler as redriveJobFunction } from '../../handlers/dlq-redrive-job';
 import { loadConfig } from '../../shared/config';
 import { REDRIVE_HEADERS, type RedriveJob } from '../../shared/dlq';
 import { EXIT, runCli } from '../../shared/dlq/command';
 import { createLogger } from '../../shared/logging';
-import { Broker, closeMessaging, declareTopology, dlqName, Publisher, topologyOptions } from '../../shared/messaging';
+import { Broker, closeMessaging, declareTopology, dlqName, Publisher, REDRIVE_JOBS_QUEUE, topologyOptions } from '../../shared/messaging';
 import { FAILURE_HEADERS } from '../../shared/middleware/poison-messages';
+import type { Runner } from '../../shared/runner';
 import { createLambdaContext } from '../../shared/runner/context';
 import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
-import { deleteQueues, uniqueQueue, waitFor } from '../support/runner';
+import { deleteQueues, LogCapture, redriveJobTrigger, testRunner, uniqueQueue, waitFor } from '../support/runner';
+import { spawnWorker } from '../support/worker-process';
 
 const FIXTURE_TOKEN = 'replace-with-your-admin-token';
 const TOKEN = `test-admin-token-${randomUUID()}`;
@@ -27,6 +34,8 @@ const { buildDlqApp } = await import('../../shared/http/dlq-app');
 
 const queue = uniqueQueue('dlq-http');
 const dlq = dlqName(queue);
+/** Where this test's app sends redrive jobs, and the job function's runner takes them from. */
+const jobQueue = uniqueQueue('dlq-http-jobs');
 const cfg = loadConfig({ AMQP_URL, ADMIN_TOKEN: TOKEN, DLQ_REDRIVE_RATE: '100' });
 const silent = createLogger({ level: 'silent' });
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -35,6 +44,26 @@ let amqp: TestAmqp;
 let broker: Broker;
 let publisher: Publisher;
 let app: FastifyInstance;
+/** The job function's own connection (as another function instance has) and its runner. */
+let jobBroker: Broker;
+let jobPublisher: Publisher;
+let jobRunner: Runner;
+const jobLogs = new LogCapture();
+
+/** The dlqRedriveJob function over the given connection, logging into `logs`. */
+const jobFunction = (over: { broker: Broker; publisher: Publisher }, logs: LogCapture, stopBeforeTimeoutMs?: number) => {
+  const logger = createLogger({ level: 'info', destination: logs });
+  return redriveJobFunction({
+    messaging: () => over,
+    config: () => cfg,
+    logger: () => logger,
+    redriveJobs: { heartbeatMs: 200, ...(stopBeforeTimeoutMs !== undefined ? { stopBeforeTimeoutMs } : {}) },
+  });
+};
+
+/** The job function's log line for a job message it handled with this outcome. */
+const handled = (logs: LogCapture, jobId: string, outcome: string) =>
+  logs.lines.some((line) => line.message === 'record handled' && line.messageId === jobId && line.outcome === outcome);
 
 async function seed(ids: readonly string[], errorClass: 'permanent' | 'transient' = 'permanent'): Promise<void> {
   const channel = await amqp.connection.createConfirmChannel();
@@ -55,14 +84,18 @@ async function seed(ids: readonly string[], errorClass: 'permanent' | 'transient
 }
 
 /** The job the POST started, polled until it ends (through `via`, default this app). */
-async function pollJob(statusUrl: string, via: FastifyInstance = app) {
+async function pollJob(
+  statusUrl: string,
+  via: FastifyInstance = app,
+  until = (job: RedriveJob) => !['running', 'cancelling'].includes(job.state),
+) {
   let job = { state: 'running' } as RedriveJob & { statusUrl: string };
   await waitFor(
     async () => {
       const response = await via.inject({ method: 'GET', url: statusUrl, headers: auth });
       expect(response.statusCode).toBe(200);
       job = response.json();
-      return !['running', 'cancelling'].includes(job.state);
+      return until(job);
     },
     `redrive job ${statusUrl} to end`,
     20_000,
@@ -80,8 +113,8 @@ async function runJob(payload: Record<string, unknown>) {
   return pollJob(started.statusUrl);
 }
 
-/** Another instance of the function: its own app over its own broker connection. */
-async function secondInstance() {
+/** Another instance of the function: its own app over its own broker connection (its jobs to `jobs`, default this test's job queue). */
+async function secondInstance(jobs = jobQueue) {
   const otherBroker = new Broker({ urls: [AMQP_URL], connectionName: 'dlq-http-test-2' });
   const otherPublisher = new Publisher(otherBroker);
   const other = buildDlqApp({
@@ -90,7 +123,7 @@ async function secondInstance() {
     config: cfg,
     logger: silent,
     idleTimeoutMs: 500,
-    redriveJobs: { heartbeatMs: 200, staleAfterMs: 5_000 },
+    redriveJobs: { staleAfterMs: 5_000, jobQueue: jobs },
   });
   await other.ready();
   return {
@@ -119,16 +152,25 @@ beforeAll(async () => {
     logger: silent,
     extraQueues: [dlq],
     idleTimeoutMs: 500,
-    redriveJobs: { heartbeatMs: 200, staleAfterMs: 5_000 },
+    redriveJobs: { staleAfterMs: 5_000, jobQueue },
   });
   await app.ready();
+  jobBroker = new Broker({ urls: [AMQP_URL], connectionName: 'dlq-http-test-jobs' });
+  jobPublisher = new Publisher(jobBroker);
+  ({ runner: jobRunner } = testRunner([redriveJobTrigger(jobQueue)], {
+    dlqRedriveJob: jobFunction({ broker: jobBroker, publisher: jobPublisher }, jobLogs),
+  }));
+  await jobRunner.start();
 });
 
 afterAll(async () => {
+  await jobRunner.stop();
+  await jobBroker.close();
+  await jobPublisher.close();
   await app.close();
   await publisher.close();
   await broker.close();
-  await deleteQueues(amqp, [queue]);
+  await deleteQueues(amqp, [queue, jobQueue]);
   await amqp.close();
 });
 
@@ -233,6 +275,9 @@ describe('POST /dlq/redrive', () => {
     await seed([1, 2, 3, 4].map((i) => `http-busy-${i}-${randomUUID()}`));
     const started = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 2 } });
     expect(started.statusCode).toBe(202);
+    expect(started.json().pickedUpAt).toBeNull();
+    // Once the job function holds the DLQ, a second request is refused at once.
+    await pollJob(started.json().statusUrl, app, (job) => job.pickedUpAt !== null);
     const busy = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq } });
     expect(busy.statusCode).toBe(409);
     expect(busy.headers['content-type']).toMatch(/^application\/problem\+json/);
@@ -273,26 +318,146 @@ describe('POST /dlq/redrive', () => {
     await amqp.channel.purgeQueue(dlq);
   });
 
-  it('reports a job whose process went away as failed, and loses nothing', async () => {
-    await seed([1, 2, 3, 4, 5].map((i) => `http-gone-${i}-${randomUUID()}`));
+  it('reports a job whose function process was killed as failed, loses nothing, and does not run it again when its message comes back', async () => {
+    const ids = [1, 2, 3, 4, 5].map((i) => `http-gone-${i}-${randomUUID()}`);
+    await seed(ids);
+    // An instance of the app whose jobs go to a queue that only a killable job function process consumes.
+    const killableJobs = uniqueQueue('dlq-http-jobs-killed');
+    const other = await secondInstance(killableJobs);
+    const worker = spawnWorker({ AMQP_URL, JOB_QUEUE: killableJobs, LOG_LEVEL: 'warn' }, { script: 'test/support/redrive-job-worker.ts' });
+    const afterKill = new LogCapture();
+    let rerun: Runner | undefined;
+    try {
+      await waitFor(() => worker.output().includes('ready'), `the job worker to start: ${worker.output()}`, 30_000);
+      const started = await other.app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 1 } });
+      expect(started.statusCode).toBe(202);
+      const { id, statusUrl } = started.json() as { id: string; statusUrl: string };
+      await waitFor(async () => (await queueDepth(amqp.connection, queue)) >= 1, 'the first message to move', 20_000);
+      await worker.kill('SIGKILL'); // the function's process dies: its connection, lock, claim and heartbeat go with it
+      const job = await pollJob(statusUrl);
+      expect(job.state).toBe('failed');
+      expect(job.error).toMatch(/stopped reporting/);
+      await waitFor(
+        async () => (await queueDepth(amqp.connection, dlq)) + (await queueDepth(amqp.connection, queue)) === 5,
+        'every message in exactly one of DLQ and work queue',
+      );
+      const moved = await queueDepth(amqp.connection, queue);
+      expect(moved).toBeGreaterThanOrEqual(1);
+      expect(moved).toBeLessThan(5);
+
+      // The killed process never acked the job message: the broker hands it to the next function instance,
+      // which sees from the job's record that it was taken up already, and leaves it alone.
+      ({ runner: rerun } = testRunner([redriveJobTrigger(killableJobs)], {
+        dlqRedriveJob: jobFunction({ broker: jobBroker, publisher: jobPublisher }, afterKill),
+      }));
+      await rerun.start();
+      await waitFor(
+        () => handled(afterKill, id, 'duplicate'),
+        `the redelivered job message to be handled: ${JSON.stringify(afterKill.lines)}`,
+      );
+      expect(await queueDepth(amqp.connection, queue)).toBe(moved);
+      expect(await queueDepth(amqp.connection, dlq)).toBe(5 - moved);
+      expect((await pollJob(statusUrl)).state).toBe('failed');
+    } finally {
+      await rerun?.stop();
+      await worker.kill('SIGKILL');
+      await other.close();
+      await deleteQueues(amqp, [killableJobs]);
+    }
+    await amqp.channel.purgeQueue(queue);
+    await amqp.channel.purgeQueue(dlq);
+  }, 90_000);
+
+  it('completes a job after the instance that accepted it has gone away', async () => {
+    const ids = [1, 2, 3].map((i) => `http-left-${i}-${randomUUID()}`);
+    await seed(ids);
     const other = await secondInstance();
-    const started = await other.app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 1 } });
+    const started = await other.app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 20 } });
     expect(started.statusCode).toBe(202);
-    await waitFor(async () => (await queueDepth(amqp.connection, queue)) >= 1, 'the first message to move');
-    await other.broker.close(); // the process dies: its connection, lock and heartbeat go with it
+    await other.close(); // right after the 202, as Lambda freezes (or ends) the HTTP instance
     const job = await pollJob(started.json().statusUrl);
-    expect(job.state).toBe('failed');
-    expect(job.error).toMatch(/stopped reporting/);
-    await waitFor(
-      async () => (await queueDepth(amqp.connection, dlq)) + (await queueDepth(amqp.connection, queue)) === 5,
-      'every message in exactly one of DLQ and work queue',
-    );
-    // Both instances share this test's process, so the dead one's in-process lock lasts until its redrive unwinds.
-    await waitFor(async () => {
-      const listing = await app.inject({ method: 'GET', url: `/dlq?queue=${dlq}&sample=0`, headers: auth });
-      return listing.json().dlqs[0].status === 'ok';
-    }, 'the dead instance to let go of the DLQ');
-    await other.close();
+    expect(job).toMatchObject({ state: 'completed', progress: { moved: 3 }, report: { moved: ids, stopped: 'done', depthAfter: 0 } });
+    expect(job.pickedUpAt).not.toBeNull();
+    expect(await queueDepth(amqp.connection, queue)).toBe(3);
+    await amqp.channel.purgeQueue(queue);
+  });
+
+  it('runs a job once: its message delivered again after the job completed moves nothing', async () => {
+    const first = [1, 2].map((i) => `http-once-${i}-${randomUUID()}`);
+    await seed(first);
+    const response = await app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 50 } });
+    expect(response.statusCode).toBe(202);
+    const { id, statusUrl } = response.json() as { id: string; statusUrl: string };
+    expect(await pollJob(statusUrl)).toMatchObject({ state: 'completed', progress: { moved: 2 } });
+    // New dead letters arrive; then the job's message comes again (a duplicate publish, a redelivery).
+    const later = [1, 2].map((i) => `http-once-later-${i}-${randomUUID()}`);
+    await seed(later);
+    const channel = await amqp.connection.createConfirmChannel();
+    channel.sendToQueue(jobQueue, Buffer.from(JSON.stringify({ job_id: id, queue: dlq, rate: 50, dry_run: false })), {
+      messageId: id,
+      type: 'DlqRedriveJob',
+      contentType: 'application/json',
+      persistent: true,
+    });
+    await channel.waitForConfirms();
+    await channel.close();
+    await waitFor(() => handled(jobLogs, id, 'duplicate'), 'the job message delivered again to be handled');
+    expect(await queueDepth(amqp.connection, dlq)).toBe(2);
+    expect(await queueDepth(amqp.connection, queue)).toBe(2);
+    expect(await pollJob(statusUrl)).toMatchObject({ state: 'completed', progress: { moved: 2 } });
+    await amqp.channel.purgeQueue(queue);
+    await amqp.channel.purgeQueue(dlq);
+  });
+
+  it('dead-letters a message on the job queue that is not a job, with the reason, and runs nothing', async () => {
+    await seed([`http-not-a-job-${randomUUID()}`]);
+    const channel = await amqp.connection.createConfirmChannel();
+    const id = randomUUID();
+    channel.sendToQueue(jobQueue, Buffer.from(JSON.stringify({ job_id: id, queue: 'order-events', dry_run: false })), {
+      messageId: id,
+      type: 'DlqRedriveJob',
+      contentType: 'application/json',
+    });
+    await channel.waitForConfirms();
+    await channel.close();
+    await waitFor(async () => (await queueDepth(amqp.connection, dlqName(jobQueue))) === 1, 'the bad job message in its DLQ');
+    const dead = await amqp.channel.get(dlqName(jobQueue), { noAck: true });
+    if (dead === false) throw new Error('no dead letter');
+    expect(dead.properties.headers).toMatchObject({
+      [FAILURE_HEADERS.errorClass]: 'permanent',
+      [FAILURE_HEADERS.errorName]: 'SchemaViolationError',
+      [FAILURE_HEADERS.originalQueue]: jobQueue,
+    });
+    expect(String(dead.properties.headers?.[FAILURE_HEADERS.errorMessage])).toMatch(/queue/);
+    expect(await queueDepth(amqp.connection, dlq)).toBe(1);
+    await amqp.channel.purgeQueue(dlq);
+  });
+
+  it("stops a job before its function's timeout: failed, what moved stays moved, the rest stays in the DLQ", async () => {
+    const ids = Array.from({ length: 10 }, (_, i) => `http-timeout-${i}-${randomUUID()}`);
+    await seed(ids);
+    const shortJobs = uniqueQueue('dlq-http-jobs-short');
+    const other = await secondInstance(shortJobs);
+    // A function with 6 s to live that stops 3 s before it, redriving 1 message a second.
+    const { runner: short } = testRunner([redriveJobTrigger(shortJobs, { timeout: 6 })], {
+      dlqRedriveJob: jobFunction({ broker: jobBroker, publisher: jobPublisher }, new LogCapture(), 3_000),
+    });
+    try {
+      await short.start();
+      const started = await other.app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq, rate: 1 } });
+      expect(started.statusCode).toBe(202);
+      const job = await pollJob(started.json().statusUrl);
+      expect(job.state).toBe('failed');
+      expect(job.error).toMatch(/before the function's timeout/);
+      const moved = job.report!.moved.length;
+      expect(moved).toBeLessThan(10);
+      await waitFor(async () => (await queueDepth(amqp.connection, dlq)) === 10 - moved, 'the rest back in the DLQ');
+      expect(await queueDepth(amqp.connection, queue)).toBe(moved);
+    } finally {
+      await short.stop();
+      await other.close();
+      await deleteQueues(amqp, [shortJobs]);
+    }
     await amqp.channel.purgeQueue(queue);
     await amqp.channel.purgeQueue(dlq);
   }, 30_000);
@@ -407,8 +572,17 @@ describe('npm run dlq -- redrive', () => {
 describe('the Lambda handler with the fixtures', () => {
   const fixture = (name: string) => JSON.parse(readFileSync(`fixtures/dlq-reprocessor/${name}`, 'utf8')) as APIGatewayProxyEventV2;
   const context = createLambdaContext({ functionName: 'rabbit-functions-local-dlqReprocessor', timeoutSeconds: 60, memorySize: 512 });
+  let realJobs: Runner;
+
+  beforeAll(async () => {
+    // The deployed pair: the job function's own handler (the process's connection) on `dlq-redrive-jobs`.
+    const { handler } = await import('../../handlers/dlq-redrive-job');
+    ({ runner: realJobs } = testRunner([redriveJobTrigger(REDRIVE_JOBS_QUEUE)], { dlqRedriveJob: handler }));
+    await realJobs.start();
+  });
 
   afterAll(async () => {
+    await realJobs.stop();
     const module = await import('../../handlers/dlq-reprocessor');
     await module.app.close();
     await closeMessaging();

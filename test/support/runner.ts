@@ -33,6 +33,10 @@ export function trigger(queue: string, overrides: Partial<TriggerDefinition> = {
   };
 }
 
+/** The DLQ redrive job function's trigger (functions/dlq-redrive-job.yml: one job per invocation) on a test's own queue. */
+export const redriveJobTrigger = (queue: string, overrides: Partial<TriggerDefinition> = {}): TriggerDefinition =>
+  trigger(queue, { functionKey: 'dlqRedriveJob', batchSize: 1, maximumBatchingWindow: 0, timeout: 900, ...overrides });
+
 /** Log lines the runner wrote, parsed; tests read them to see what it reported. */
 export class LogCapture extends Writable {
   readonly lines: Array<Record<string, unknown>> = [];

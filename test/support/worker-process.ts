@@ -22,10 +22,17 @@ export interface WorkerProcess {
 
 const KEEP = 4 * 1024 * 1024;
 
-export function spawnWorker(env: NodeJS.ProcessEnv, options: { args?: string[]; count?: string[] } = {}): WorkerProcess {
+export function spawnWorker(
+  env: NodeJS.ProcessEnv,
+  options: {
+    args?: string[];
+    count?: string[] /** Instead of the worker, another script run the same way (relative to the repository). */;
+    script?: string;
+  } = {},
+): WorkerProcess {
   const args = options.args ?? [];
   const counts: Record<string, number> = Object.fromEntries((options.count ?? []).map((needle) => [needle, 0]));
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, 'shared/runner/worker.ts'), ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, options.script ?? 'shared/runner/worker.ts'), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

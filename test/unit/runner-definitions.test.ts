@@ -26,9 +26,18 @@ describe('trigger definitions from serverless.yml', () => {
       ['inventoryReservation', 'order-events'],
       ['notification', 'inventory-events'],
       ['orderStatus', 'order-status-events'],
+      ['dlqRedriveJob', 'dlq-redrive-jobs'],
     ]);
     for (const t of triggers) {
-      expect(t).toMatchObject({ batchSize: 100, maximumBatchingWindow: 0.5, enabled: true, virtualHost: '/', timeout: 30 });
+      const redriveJobs = t.functionKey === 'dlqRedriveJob';
+      expect(t).toMatchObject({
+        // One redrive job per invocation, with Lambda's longest timeout (functions/dlq-redrive-job.yml).
+        batchSize: redriveJobs ? 1 : 100,
+        maximumBatchingWindow: 0.5,
+        enabled: true,
+        virtualHost: '/',
+        timeout: redriveJobs ? 900 : 30,
+      });
       expect(t.functionName).toBe(`rabbit-functions-local-${t.functionKey}`);
       expect(t.brokerArn).toMatch(/^arn:aws:mq:/);
     }

@@ -7,8 +7,9 @@ describe('topology per broker version', () => {
       topology({ deliveryLimit: 10, retryDelaysMs: [1000], brokerMajorVersion: major })
         .queues.filter((q) => q.name.endsWith('-dlq') || q.name === 'parking-lot')
         .map((q) => q.arguments['x-delivery-limit']);
-    expect(terminalArgs(4)).toEqual([-1, -1, -1, -1]);
-    expect(terminalArgs(3)).toEqual([undefined, undefined, undefined, undefined]);
+    // The three contract DLQs, dlq-redrive-jobs-dlq and the parking lot.
+    expect(terminalArgs(4)).toEqual([-1, -1, -1, -1, -1]);
+    expect(terminalArgs(3)).toEqual([undefined, undefined, undefined, undefined, undefined]);
     const work = topology({ deliveryLimit: 10, retryDelaysMs: [1000], brokerMajorVersion: 4 }).queues.find(
       (q) => q.name === 'order-events',
     );
