@@ -145,7 +145,7 @@ describe('npm start: the whole system on this machine', () => {
     expect(api).toBe(`http://localhost:${system.httpPort}`);
     // Printed once the queue functions consume (every trigger queue has a consumer).
     expect(output).toMatch(
-      /Queue triggers order-events -> inventoryReservation, inventory-events -> notification, order-status-events -> orderStatus\n/,
+      /Queue triggers order-events -> inventoryReservation, inventory-events -> notification, order-status-events -> orderStatus, dlq-redrive-jobs -> dlqRedriveJob\n/,
     );
     expect(output).toMatch(
       /Management UI\s+not answering at http:\/\/127\.0\.0\.1:\d+: enable it with `rabbitmq-plugins enable rabbitmq_management`/,
