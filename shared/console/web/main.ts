@@ -408,6 +408,8 @@ interface Job {
   progress: { examined: number; moved: number; parked: number; skipped: number; failed: number; depthBefore: number };
   report: Report | null;
   error: string | null;
+  /** Null while the job waits for the redrive job function to take it up. */
+  pickedUpAt: string | null;
   statusUrl: string;
 }
 
@@ -461,6 +463,7 @@ function renderJob(job: Job): void {
       { id: 'job-state' },
       `${job.request.dryRun ? 'Dry run' : 'Redrive'} of ${job.dlq}: `,
       h('span', { class: `state-${job.state}` }, job.state),
+      job.state === 'running' && job.pickedUpAt === null ? ' (waiting for the redrive job function to take it up)' : '',
     ),
     h(
       'p',
