@@ -179,6 +179,8 @@ describe('npm run package', () => {
   it('runs the outbox relay every minute, as a scheduled function', () => {
     const rules = Object.values(resources).filter((r) => r.Type === 'AWS::Events::Rule');
     expect(rules.map((r) => (r.Properties as { ScheduleExpression?: string }).ScheduleExpression)).toEqual(['rate(1 minute)']);
+    // Enabled when deployed (locally the runner's hooks run the relay, and serverless-offline leaves it disabled).
+    expect((rules[0]!.Properties as { State?: string }).State).toBe('ENABLED');
     expect(JSON.stringify(rules[0]!.Properties)).toContain(logicalIdOf('outboxRelay')!);
   });
 
