@@ -4,50 +4,22 @@
  * GET /orders/{id}, then Ctrl-C (SIGINT to the process group) and a clean exit. Plus what `npm start` says
  * when it cannot start.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redactUrl } from '../../shared/config';
 import { AMQP_URL } from '../support/amqp';
 import { freePort } from '../support/ports';
 import { waitFor } from '../support/runner';
+import { createVhost } from '../support/vhost';
 import { groupAlive } from '../support/worker-process';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');
-
-/**
- * A virtual host of this test's own (rabbitmqctl, as the other broker tests use it), so the system under test
- * has the contract's queues to itself: no other consumer takes its messages, nothing left over reaches it.
- * Waits while another suite has the broker's app stopped.
- */
-async function createVhost(): Promise<{ url: string; remove: () => Promise<void> }> {
-  const run = promisify(execFile);
-  const ctl = async (...args: string[]) => {
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      try {
-        return await run('rabbitmqctl', ['-q', ...args], { timeout: 60_000 });
-      } catch (error) {
-        const text = `${(error as { stderr?: string }).stderr ?? ''} ${(error as Error).message}`;
-        if (!/app to be running|nodedown|unable to perform an operation/i.test(text) || Date.now() > deadline) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 1_000));
-      }
-    }
-  };
-  const name = `system-${randomBytes(4).toString('hex')}`;
-  const url = new URL(AMQP_URL);
-  await ctl('add_vhost', name);
-  await ctl('set_permissions', '-p', name, decodeURIComponent(url.username || 'guest'), '.*', '.*', '.*');
-  url.pathname = `/${name}`;
-  return { url: url.toString(), remove: async () => void (await ctl('delete_vhost', name).catch(() => undefined)) };
-}
 
 async function portIsFree(port: number): Promise<boolean> {
   const server = createServer();
@@ -128,7 +100,7 @@ describe('npm start: the whole system on this machine', () => {
   let system: System;
 
   beforeAll(async () => {
-    vhost = await createVhost();
+    vhost = await createVhost('system');
     system = await startSystem(dir, vhost.url);
   }, 240_000);
 
@@ -208,7 +180,7 @@ describe('npm start and SIGTERM', () => {
   }, 120_000);
 
   it('stops everything cleanly when only npm gets SIGTERM (as a process manager sends it)', async () => {
-    vhost = await createVhost();
+    vhost = await createVhost('system');
     system = await startSystem(dir, vhost.url);
     system.process.kill('SIGTERM');
     await expectCleanStop(system);
