@@ -250,24 +250,19 @@ export class RedriveJobs {
   private async runClaimed(id: string, options: RedriveOptions, limits: RedriveJobLimits): Promise<RedriveJobRun> {
     const channel = await this.broker.createChannel();
     channel.on('error', () => undefined);
-    let job: RedriveJob;
     try {
-      job = await this.readRecord(channel, id);
-    } catch (error) {
-      await channel.close().catch(() => undefined);
-      if (error instanceof RedriveJobNotFoundError)
-        return { ran: false, jobId: id, reason: 'no record of this job (it expired or was never accepted)' };
-      throw error;
-    }
-    if (job.pickedUpAt !== null || finished(job.state)) {
-      await channel.close().catch(() => undefined);
-      return { ran: false, jobId: id, reason: `a function took this job up at ${job.pickedUpAt ?? job.updatedAt} (it is ${job.state})` };
-    }
-    if (job.dlq !== options.queue) {
-      await channel.close().catch(() => undefined);
-      return { ran: false, jobId: id, reason: `the message names ${options.queue}, the job's record ${job.dlq}` };
-    }
-    try {
+      const job = await this.readRecord(channel, id).catch((error: unknown) => {
+        if (error instanceof RedriveJobNotFoundError) return undefined;
+        throw error;
+      });
+      const refusal = !job
+        ? 'no record of this job (it expired or was never accepted)'
+        : job.pickedUpAt !== null || finished(job.state)
+          ? `a function took this job up at ${job.pickedUpAt ?? job.updatedAt} (it is ${job.state})`
+          : job.dlq !== options.queue
+            ? `the message names ${options.queue}, the job's record ${job.dlq}`
+            : undefined;
+      if (!job || refusal !== undefined) return { ran: false, jobId: id, reason: refusal ?? 'no record' };
       return { ran: true, job: await this.execute(channel, job, options, limits) };
     } finally {
       await channel.close().catch(() => undefined);

@@ -61,6 +61,19 @@ const jobFunction = (over: { broker: Broker; publisher: Publisher }, logs: LogCa
   });
 };
 
+/** Publishes a job message to this test's job queue as any AMQP client could (confirmed). */
+async function publishJobMessage(body: Record<string, unknown>, id: string): Promise<void> {
+  const channel = await amqp.connection.createConfirmChannel();
+  channel.sendToQueue(jobQueue, Buffer.from(JSON.stringify(body)), {
+    messageId: id,
+    type: 'DlqRedriveJob',
+    contentType: 'application/json',
+    persistent: true,
+  });
+  await channel.waitForConfirms();
+  await channel.close();
+}
+
 /** The job function's log line for a job message it handled with this outcome. */
 const handled = (logs: LogCapture, jobId: string, outcome: string) =>
   logs.lines.some((line) => line.message === 'record handled' && line.messageId === jobId && line.outcome === outcome);
@@ -392,15 +405,7 @@ describe('POST /dlq/redrive', () => {
     // New dead letters arrive; then the job's message comes again (a duplicate publish, a redelivery).
     const later = [1, 2].map((i) => `http-once-later-${i}-${randomUUID()}`);
     await seed(later);
-    const channel = await amqp.connection.createConfirmChannel();
-    channel.sendToQueue(jobQueue, Buffer.from(JSON.stringify({ job_id: id, queue: dlq, rate: 50, dry_run: false })), {
-      messageId: id,
-      type: 'DlqRedriveJob',
-      contentType: 'application/json',
-      persistent: true,
-    });
-    await channel.waitForConfirms();
-    await channel.close();
+    await publishJobMessage({ job_id: id, queue: dlq, rate: 50, dry_run: false }, id);
     await waitFor(() => handled(jobLogs, id, 'duplicate'), 'the job message delivered again to be handled');
     expect(await queueDepth(amqp.connection, dlq)).toBe(2);
     expect(await queueDepth(amqp.connection, queue)).toBe(2);
@@ -411,15 +416,8 @@ describe('POST /dlq/redrive', () => {
 
   it('dead-letters a message on the job queue that is not a job, with the reason, and runs nothing', async () => {
     await seed([`http-not-a-job-${randomUUID()}`]);
-    const channel = await amqp.connection.createConfirmChannel();
     const id = randomUUID();
-    channel.sendToQueue(jobQueue, Buffer.from(JSON.stringify({ job_id: id, queue: 'order-events', dry_run: false })), {
-      messageId: id,
-      type: 'DlqRedriveJob',
-      contentType: 'application/json',
-    });
-    await channel.waitForConfirms();
-    await channel.close();
+    await publishJobMessage({ job_id: id, queue: 'order-events', dry_run: false }, id);
     await waitFor(async () => (await queueDepth(amqp.connection, dlqName(jobQueue))) === 1, 'the bad job message in its DLQ');
     const dead = await amqp.channel.get(dlqName(jobQueue), { noAck: true });
     if (dead === false) throw new Error('no dead letter');

@@ -203,7 +203,8 @@ describe('npm run package', () => {
       const p = mapping!.Properties;
       expect(p.FunctionName).toEqual({ 'Fn::GetAtt': [logicalIdOf(key), 'Arn'] });
       expect(p.Queues).toEqual([event.queue]);
-      expect(p.BatchSize).toBe(100);
+      // 100 for the event functions; 1 for dlqRedriveJob (one redrive job per invocation).
+      expect(p.BatchSize).toBe(key === 'dlqRedriveJob' ? 1 : 100);
       expect(p.BatchSize).toBe(event.batchSize);
       // As functions/*.yml says; absent there means absent here (AWS's default window for Amazon MQ, 500 ms).
       expect(p.MaximumBatchingWindowInSeconds).toBe(event.maximumBatchingWindow);
@@ -250,6 +251,10 @@ describe('npm run package', () => {
     expect(bundled.inventoryReservation).not.toContain('shared/http');
     expect(bundled.orderIntake).toContain('fastify');
     expect(bundled.orderIntake).not.toContain('shared/middleware');
+    // The redrive job function needs neither HTTP nor a database: the job's record is on the broker.
+    expect(bundled.dlqRedriveJob).toContain('shared/dlq');
+    expect(bundled.dlqRedriveJob).not.toContain('fastify');
+    expect(bundled.dlqRedriveJob).not.toContain('shared/store');
     // Without the tracing param the OpenTelemetry SDK and exporter stay out (only the API): package-tracing.test.ts.
     for (const f of report.functions) {
       expect(f.bundled, f.function).toContain('@opentelemetry/api');
