@@ -16,6 +16,7 @@ import { createHandler as redriveJobFunction } from '../../handlers/dlq-redrive-
 import { loadConfig } from '../../shared/config';
 import { REDRIVE_HEADERS, type RedriveJob } from '../../shared/dlq';
 import { EXIT, runCli } from '../../shared/dlq/command';
+import { withDlqLock } from '../../shared/dlq/lock';
 import { createLogger } from '../../shared/logging';
 import { Broker, closeMessaging, declareTopology, dlqName, Publisher, REDRIVE_JOBS_QUEUE, topologyOptions } from '../../shared/messaging';
 import { FAILURE_HEADERS } from '../../shared/middleware/poison-messages';
@@ -430,6 +431,39 @@ describe('POST /dlq/redrive', () => {
     expect(await queueDepth(amqp.connection, dlq)).toBe(1);
     await amqp.channel.purgeQueue(dlq);
   });
+
+  it('waits for the job function, then fails the job, moving nothing, when another reader took the DLQ meanwhile', async () => {
+    await seed([1, 2].map((i) => `http-race-${i}-${randomUUID()}`));
+    const laterJobs = uniqueQueue('dlq-http-jobs-later');
+    const other = await secondInstance(laterJobs);
+    const { runner: later } = testRunner([redriveJobTrigger(laterJobs)], {
+      dlqRedriveJob: jobFunction({ broker: jobBroker, publisher: jobPublisher }, new LogCapture()),
+    });
+    try {
+      // The job queue exists, and no job function consumes it yet.
+      await declareTopology(amqp.connection, topologyOptions(cfg, [{ name: laterJobs, bindings: [] }]));
+      const started = await other.app.inject({ method: 'POST', url: '/dlq/redrive', headers: auth, payload: { queue: dlq } });
+      expect(started.statusCode).toBe(202);
+      const { statusUrl } = started.json() as { statusUrl: string };
+      const waiting = await other.app.inject({ method: 'GET', url: statusUrl, headers: auth });
+      expect(waiting.json()).toMatchObject({ state: 'running', pickedUpAt: null, progress: { moved: 0 } });
+      // Another reader (say `npm run dlq -- list` elsewhere) takes the DLQ between the 202 and the job's start.
+      const job = await withDlqLock(other.broker, dlq, async () => {
+        await later.start();
+        return pollJob(statusUrl);
+      });
+      expect(job.state).toBe('failed');
+      expect(job.error).toMatch(/DlqBusyError: Another inspection or redrive/);
+      expect(job.pickedUpAt).not.toBeNull();
+      expect(await queueDepth(amqp.connection, queue)).toBe(0);
+      await waitFor(async () => (await queueDepth(amqp.connection, dlq)) === 2, 'both messages still in the DLQ');
+    } finally {
+      await later.stop();
+      await other.close();
+      await deleteQueues(amqp, [laterJobs]);
+    }
+    await amqp.channel.purgeQueue(dlq);
+  }, 30_000);
 
   it("stops a job before its function's timeout: failed, what moved stays moved, the rest stays in the DLQ", async () => {
     const ids = Array.from({ length: 10 }, (_, i) => `http-timeout-${i}-${randomUUID()}`);
