@@ -27,6 +27,7 @@ const FUNCTIONS: Record<string, string> = {
   notification: 'notification',
   'order-status': 'orderStatus',
   'dlq-reprocessor': 'dlqReprocessor',
+  'dlq-redrive-job': 'dlqRedriveJob',
 };
 const fixtures = Object.entries(FUNCTIONS).flatMap(([folder, fn]) =>
   readdirSync(join(ROOT, 'fixtures', folder))
