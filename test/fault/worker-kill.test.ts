@@ -14,7 +14,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { declareTopology, dlqName, WORK_QUEUES } from '../../shared/messaging';
+import { declareTopology, dlqName, FUNCTION_QUEUES, WORK_QUEUES } from '../../shared/messaging';
 import { openStore, type Store } from '../../shared/store';
 import { queueDepth } from '../support/amqp';
 import { postgresBackend } from '../support/databases';
@@ -103,11 +103,12 @@ describe('the worker killed with SIGKILL while thousands of orders flow (Postgre
         amqp.channel,
         waves[life]!.map((o) => o.event),
       );
-      // Up (all three triggers consuming), then visibly at work: it claims messages of its own.
+      // Up (all four triggers consuming), then visibly at work: it claims messages of its own.
       await waitFor(
         () => {
           crashedOnItsOwn(worker);
-          return worker.counts[CONSUMING]! >= QUEUES.length;
+          // Every trigger: the three contract queues' and dlq-redrive-jobs'.
+          return worker.counts[CONSUMING]! >= QUEUES.length + FUNCTION_QUEUES.length;
         },
         `worker ${life + 1} to start consuming`,
         60_000,
