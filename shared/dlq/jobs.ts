@@ -286,8 +286,11 @@ export class RedriveJobs {
     // Recreated if it expired while the job waited; a cancel asked for before the job started ends it here.
     await channel.assertQueue(cancelQueue, { durable: true, arguments: cancelQueueArguments });
     if (await channel.get(cancelQueue, { noAck: true })) return end('cancelled', null);
-    // From here on, every other delivery of the job's message leaves it alone.
-    await publisher.publish();
+    // From here on, every other delivery of the job's message leaves it alone. Confirmed before anything moves:
+    // if the broker does not take it, this throws with nothing moved, and the message is retried.
+    job.version++;
+    job.updatedAt = new Date().toISOString();
+    await this.publishState(job);
 
     const abort = new AbortController();
     let stoppedFor: 'cancel' | 'timeout' | undefined;
