@@ -823,7 +823,7 @@ function markdown(r: Results): string {
           '',
         ]
       : []),
-    'Reproduce (RabbitMQ at `AMQP_URL` with `rabbitmqctl` on the PATH, PostgreSQL at `TEST_DATABASE_URL`; options: `npm run bench:http -- --help`):',
+    'Reproduce (RabbitMQ at `AMQP_URL` with `rabbitmqctl` or its management API, PostgreSQL at `TEST_DATABASE_URL`; options: `npm run bench:http -- --help`):',
     '',
     '```sh',
     COMMAND,

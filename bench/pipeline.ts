@@ -771,7 +771,7 @@ function markdown(r: Results): string {
     `The end-to-end latency includes the batching windows (${trig}): at a low rate a batch waits for its window, twice ` +
       '(inventory, then notification and status in parallel); that is the configuration, not overhead.',
     '',
-    'Reproduce (RabbitMQ at `AMQP_URL`, `rabbitmqctl` on the PATH, PostgreSQL at `TEST_DATABASE_URL`; options: `npm run bench:pipeline -- --help`):',
+    'Reproduce (RabbitMQ at `AMQP_URL` with `rabbitmqctl` or its management API, PostgreSQL at `TEST_DATABASE_URL`; options: `npm run bench:pipeline -- --help`):',
     '',
     '```sh',
     COMMAND,

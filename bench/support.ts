@@ -2,6 +2,7 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { arch, cpus, platform, release, totalmem } from 'node:os';
 import { dirname } from 'node:path';
+import { brokerControl } from '../test/support/broker-control';
 
 /** The middle value (mean of the two middle values for an even count); NaN for none. */
 export function median(values: readonly number[]): number {
@@ -104,37 +105,20 @@ export function bar(value: number, max: number, width = 40): string {
 }
 
 /**
- * Runs `rabbitmqctl -q ...args`; while the broker's app is stopped (other suites on a shared broker stop and
- * start it to test outages) it waits and tries again, for up to 90 s. Resolves to stdout.
- */
-export async function rabbitmqctl(...args: string[]): Promise<string> {
-  const { execFile } = await import('node:child_process');
-  const { promisify } = await import('node:util');
-  const run = promisify(execFile);
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    try {
-      return (await run('rabbitmqctl', ['-q', ...args], { timeout: 60_000 })).stdout;
-    } catch (error) {
-      const text = `${(error as { stderr?: string }).stderr ?? ''} ${(error as Error).message}`;
-      if (/already exists|vhost_already_exists/i.test(text)) return '';
-      if (!/app to be running|nodedown|unable to perform an operation/i.test(text) || Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-    }
-  }
-}
-
-/**
  * A RabbitMQ virtual host of the benchmark's own, so that it neither disturbs nor is disturbed by whatever else
- * uses the broker: created (idempotently) with every right for the URL's user; `url` is `baseUrl` with the vhost
+ * uses the broker: created afresh, through the tests' broker control (rabbitmqctl or the management API), with
+ * every right for the URL's user; `url` is `baseUrl` with the vhost
  * as its path (the code's configuration takes the vhost from AMQP_URL's path). `remove()` deletes it with
  * every queue and exchange in it; safe to call twice.
  */
 export async function benchVhost(name: string, baseUrl: string): Promise<{ name: string; url: string; remove(): Promise<void> }> {
   const url = new URL(baseUrl);
   const user = decodeURIComponent(url.username || 'guest');
-  await rabbitmqctl('add_vhost', name);
-  await rabbitmqctl('set_permissions', '-p', name, user, '.*', '.*', '.*');
+  const control = await brokerControl();
+  // A vhost left behind by an interrupted run is replaced, so every run starts empty.
+  await control.deleteVhost(name).catch(() => undefined);
+  await control.addVhost(name);
+  await control.setPermissions(name, user, '.*', '.*', '.*');
   url.pathname = `/${encodeURIComponent(name)}`;
   let removed = false;
   return {
@@ -143,19 +127,14 @@ export async function benchVhost(name: string, baseUrl: string): Promise<{ name:
     remove: async () => {
       if (removed) return;
       removed = true;
-      await rabbitmqctl('delete_vhost', name);
+      await control.deleteVhost(name);
     },
   };
 }
 
-/** Sorted queue names in a vhost (rabbitmqctl list_queues), to check where a topology was declared. */
+/** Sorted queue names in a vhost, to check where a topology was declared. */
 export async function vhostQueues(vhost: string): Promise<string[]> {
-  const out = await rabbitmqctl('list_queues', '-p', vhost, '--no-table-headers', 'name');
-  return out
-    .split('\n')
-    .map((line) => line.trim())
-    .filter(Boolean)
-    .sort();
+  return (await brokerControl()).listQueues(vhost);
 }
 
 /**

@@ -85,7 +85,7 @@ const usage = `Usage: npm run bench:workers -- [options]
   --log-level LEVEL     LOG_LEVEL of the workers (default warn: logging would dominate otherwise)
   --out-dir DIR         where workers.json and workers.md go (default bench/results)
 
-Needs RabbitMQ at AMQP_URL with rabbitmqctl on the PATH (vhost '${VHOST}', created and deleted by the run) and
+Needs RabbitMQ at AMQP_URL with rabbitmqctl or its management API (vhost '${VHOST}', created and deleted by the run) and
 PostgreSQL at TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test; a fresh schema per phase).`;
 
 function parseOptions(): Options {
@@ -534,7 +534,7 @@ function markdown(r: Results): string {
       "unknown-item ones) reserves the same item: each worker's inventoryReservation batch is one transaction that updates " +
       "that item's one stock row, so the workers' batches also wait for each other's commits on its row lock.",
     '',
-    'Reproduce (RabbitMQ at `AMQP_URL` with `rabbitmqctl` on the PATH, PostgreSQL at `TEST_DATABASE_URL`; options: `npm run bench:workers -- --help`):',
+    'Reproduce (RabbitMQ at `AMQP_URL` with `rabbitmqctl` or its management API, PostgreSQL at `TEST_DATABASE_URL`; options: `npm run bench:workers -- --help`):',
     '',
     '```sh',
     COMMAND,

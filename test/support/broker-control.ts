@@ -23,6 +23,8 @@ export interface BrokerControl {
   readonly via: 'rabbitmqctl' | 'management API and docker compose';
   addVhost(name: string): Promise<void>;
   deleteVhost(name: string): Promise<void>;
+  /** The names of the queues in a virtual host, sorted. */
+  listQueues(vhost: string): Promise<string[]>;
   /** configure, write, read: regular expressions, as rabbitmqctl set_permissions takes them. */
   setPermissions(vhost: string, user: string, configure: string, write: string, read: string): Promise<void>;
   addUser(name: string, password: string): Promise<void>;
@@ -60,6 +62,12 @@ const viaRabbitmqctl: BrokerControl = {
   via: 'rabbitmqctl',
   addVhost: async (name) => void (await rabbitmqctl('add_vhost', name)),
   deleteVhost: async (name) => void (await rabbitmqctl('delete_vhost', name)),
+  listQueues: async (vhost) =>
+    (await rabbitmqctl('list_queues', '-p', vhost, '--no-table-headers', 'name'))
+      .split('\n')
+      .map((line) => line.trim())
+      .filter(Boolean)
+      .sort(),
   setPermissions: async (vhost, user, configure, write, read) =>
     void (await rabbitmqctl('set_permissions', '-p', vhost, user, configure, write, read)),
   addUser: async (name, password) => void (await rabbitmqctl('add_user', name, password)),
@@ -102,6 +110,10 @@ function viaManagement(target: ManagementTarget): BrokerControl {
     via: 'management API and docker compose',
     addVhost: async (name) => void (await management(target, 'PUT', vhostPath(name), {})),
     deleteVhost: async (name) => void (await management(target, 'DELETE', vhostPath(name))),
+    listQueues: async (vhost) =>
+      ((await management(target, 'GET', `/queues/${encodeURIComponent(vhost)}?columns=name`)) as Array<{ name: string }>)
+        .map((q) => q.name)
+        .sort(),
     setPermissions: async (vhost, user, configure, write, read) =>
       void (await management(target, 'PUT', `/permissions/${encodeURIComponent(vhost)}/${encodeURIComponent(user)}`, {
         configure,
