@@ -22,7 +22,7 @@ import { Broker, closeMessaging, declareTopology, dlqName, Publisher, REDRIVE_JO
 import { FAILURE_HEADERS } from '../../shared/middleware/poison-messages';
 import type { Runner } from '../../shared/runner';
 import { createLambdaContext } from '../../shared/runner/context';
-import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { AMQP_URL, openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
 import { deleteQueues, LogCapture, redriveJobTrigger, testRunner, uniqueQueue, waitFor } from '../support/runner';
 import { spawnWorker } from '../support/worker-process';
 
@@ -609,6 +609,9 @@ describe('the Lambda handler with the fixtures', () => {
   beforeAll(async () => {
     // The deployed pair: the job function's own handler (the process's connection) on `dlq-redrive-jobs`.
     const { handler } = await import('../../handlers/dlq-redrive-job');
+    // The default vhost is shared: a job another suite submitted and nobody ran (invoke.test's redrive fixture)
+    // would otherwise be run here first and hold order-events-dlq, and this test's dry run would get 409.
+    await purgeQueues(amqp.connection, [REDRIVE_JOBS_QUEUE]);
     ({ runner: realJobs } = testRunner([redriveJobTrigger(REDRIVE_JOBS_QUEUE)], { dlqRedriveJob: handler }));
     await realJobs.start();
   });
