@@ -59,6 +59,24 @@ export class DeadLetterPublishError extends Error {
   override readonly name = 'DeadLetterPublishError';
 }
 
+/**
+ * SQLSTATEs of contention, not failure: a deadlock victim (40P01), a serialization failure (40001), a lock not
+ * obtained within lock_timeout (55P03). The same statement succeeds once the other transaction has ended.
+ */
+const CONTENTION_CODES = new Set(['40P01', '40001', '55P03']);
+
+/** True when the error (or an error it wraps) is database contention: retried without using up an attempt. */
+export function isLockContention(error: unknown): boolean {
+  for (
+    let e = error as { code?: unknown; cause?: unknown } | null | undefined, depth = 0;
+    e && depth < 4;
+    e = e.cause as typeof e, depth++
+  ) {
+    if (typeof e.code === 'string' && CONTENTION_CODES.has(e.code)) return true;
+  }
+  return false;
+}
+
 export type ErrorClass = 'permanent' | 'transient';
 
 /** Errors from libraries that are permanent by nature: a retry parses the same bytes the same way. */

@@ -17,7 +17,7 @@ import { republishProperties } from '../amqp/republish';
 import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders, RETRY_DELAY_HEADER } from '../contract/headers';
 import { EXCHANGES } from '../contract/routes';
 import { publishSpan, withTraceHeaders } from '../tracing';
-import { classifyError, DeadLetterPublishError } from './errors';
+import { classifyError, DeadLetterPublishError, isLockContention } from './errors';
 import type { QueueRecord, RecordContext, RecordOutcome } from './types';
 
 /** Headers this middleware adds to retried and dead-lettered messages (defined with the messaging contract). */
@@ -78,9 +78,10 @@ export function poisonMessages<T = unknown>(
       queue: record.queue,
       firstFailedAt: record.headers[FAILURE_HEADERS.firstFailedAt],
     });
-    // A message another invocation is processing right now has not failed: it waits the first delay and comes
-    // back with the same attempt (the other invocation ends within its timeout, so this cannot go on).
-    const notAnAttempt = (error as { countsAsAttempt?: unknown }).countsAsAttempt === false;
+    // A message another invocation is processing right now, or whose record met a lock another batch holds, has not
+    // failed: it waits the first delay and comes back with the same attempt (the other invocation ends within its
+    // timeout, so this cannot go on).
+    const notAnAttempt = (error as { countsAsAttempt?: unknown }).countsAsAttempt === false || isLockContention(error);
     const delayMs = errorClass !== 'transient' ? undefined : notAnAttempt ? retryDelaysMs[0] : retryDelaysMs[attempt - 1];
     const retry = delayMs !== undefined;
     const nextAttempt = notAnAttempt ? attempt : attempt + 1;

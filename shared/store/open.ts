@@ -85,10 +85,20 @@ export class Store extends Repositories {
         span.end();
       }
     };
-    let trx: Awaited<ReturnType<ReturnType<Kysely<Database>['startTransaction']>['execute']>>;
+    let trx: Awaited<ReturnType<ReturnType<Kysely<Database>['startTransaction']>['execute']>> | undefined;
     try {
       trx = await this.db.startTransaction().execute();
+      // A batch holds the rows it wrote until it commits, so a record of a concurrent batch (another worker, or
+      // concurrency > 1) that needs one of them would wait for that whole batch, and batches that wait on each
+      // other's rows chain into lock waits and deadlocks that take a second each to break. On PostgreSQL such a
+      // record gives up after BATCH_LOCK_TIMEOUT instead (lock_not_available) and is retried later without using
+      // up an attempt (shared/middleware/errors.ts isLockContention); its batch goes on.
+      if (this.dialect === 'postgres') await sql`select set_config('lock_timeout', ${BATCH_LOCK_TIMEOUT}, true)`.execute(trx);
     } catch (error) {
+      await trx
+        ?.rollback()
+        .execute()
+        .catch(() => undefined);
       recordFailure(span, error);
       span.end();
       throw error;
@@ -121,6 +131,9 @@ export class Store extends Repositories {
     await this.db.destroy();
   }
 }
+
+/** How long a statement of a queue function's batch waits for a row lock another transaction holds (PostgreSQL). */
+const BATCH_LOCK_TIMEOUT = '200ms';
 
 export async function openPostgres(url: string): Promise<Store> {
   const where = `PostgreSQL at ${redactUrl(url)}`;

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isLockContention } from '../../shared/middleware/errors';
 import {
   DuplicateError,
   InvalidCursorError,
@@ -476,6 +477,40 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
         await rm(dir, { recursive: true, force: true });
       }
     });
+  });
+});
+
+describe('batch transactions on postgres', () => {
+  const backend = postgresBackend();
+  let store: Store;
+
+  beforeAll(async () => {
+    await backend.setup();
+    store = await openStore(await backend.fresh());
+    await store.stock.upsert({ widget: 10 });
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    await backend.teardown();
+  });
+
+  it("gives up at once on a row another batch holds (lock_not_available), as contention, instead of waiting for that batch's commit", async () => {
+    const first = await store.begin();
+    const second = await store.begin();
+    try {
+      await first.tx.stock.reserve('widget', 1); // holds the widget row until the first batch ends
+      const blocked = await second.tx.stock.reserve('widget', 1).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect((blocked as { code?: string } | undefined)?.code).toBe('55P03');
+      expect(isLockContention(blocked)).toBe(true);
+    } finally {
+      await second.rollback();
+      await first.rollback();
+    }
+    expect((await store.stock.get('widget'))?.available).toBe(10);
   });
 });
 

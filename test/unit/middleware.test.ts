@@ -15,6 +15,7 @@ import {
   TransientError,
   UnknownEventTypeError,
 } from '../../shared/middleware';
+import { isLockContention } from '../../shared/middleware/errors';
 import { LogCapture } from '../support/runner';
 
 const record = (body: string, overrides: Partial<QueueRecord> = {}): QueueRecord => ({
@@ -40,6 +41,15 @@ describe('error classification', () => {
     expect(classifyError(new SyntaxError('bad json'))).toBe('permanent');
     expect(classifyError(new Error('connection reset'))).toBe('transient');
     expect(classifyError('a string')).toBe('transient');
+  });
+
+  it('tells database contention (deadlock, serialization, lock timeout), also wrapped, from failures', () => {
+    const pgError = (code: string) => Object.assign(new Error(`pg ${code}`), { code });
+    for (const code of ['40P01', '40001', '55P03']) expect(isLockContention(pgError(code)), code).toBe(true);
+    expect(isLockContention(new Error('wrapped', { cause: pgError('55P03') }))).toBe(true);
+    expect(isLockContention(pgError('23505'))).toBe(false); // a unique violation is not contention
+    expect(isLockContention(new Error('connection reset'))).toBe(false);
+    expect(isLockContention(undefined)).toBe(false);
   });
 
   it('reads the attempt header, counting anything odd as a first delivery', () => {
