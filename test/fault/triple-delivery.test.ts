@@ -15,7 +15,7 @@ import type { ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { declareTopology, dlqName, WORK_QUEUES } from '../../shared/messaging';
 import { type OpenStoreOptions, openStore, type Store } from '../../shared/store';
-import { queueDepth } from '../support/amqp';
+import { drainQueue, queueDepth } from '../support/amqp';
 import { type Backend, postgresBackend, sqliteBackend } from '../support/databases';
 import { FAULT_STOCK, makeOrders, publishOrderPlaced, seededRandom, storeOrders } from '../support/orders';
 import { allSettled, exactlyOnceProblems, readFlow } from '../support/outcomes';
@@ -156,6 +156,12 @@ describe.each(CASES)('every event delivered three times ($backend.name, concurre
     else expect(worker.counts[PROCESSED]).toBe(ORDERS * 3);
     expect(worker.counts[DUPLICATE]).toBeGreaterThanOrEqual(ORDERS * 3 * 2);
     expect(worker.counts[LOCKED] ?? 0).toBe(0);
-    for (const queue of QUEUES) expect(await queueDepth(amqp.connection, dlqName(queue)), `${dlqName(queue)} is empty`).toBe(0);
+    for (const queue of QUEUES) {
+      const dead = await drainQueue(amqp.channel, dlqName(queue));
+      const why = dead.map(
+        (m) => `${m.properties.messageId}: ${m.properties.headers?.['x-error-name']} ${m.properties.headers?.['x-error-message']}`,
+      );
+      expect(why, `${dlqName(queue)} is empty`).toEqual([]);
+    }
   }, 240_000);
 });
