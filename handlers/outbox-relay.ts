@@ -11,8 +11,7 @@ import { takeColdStart } from '../shared/lib/cold-start';
 import { lazy } from '../shared/lib/lazy';
 import { type Logger, logger as processLogger } from '../shared/logging';
 import { messaging, type Publisher } from '../shared/messaging';
-import type { RelayStore } from '../shared/outbox';
-import { type DrainResult, drainOutbox } from '../shared/outbox';
+import { type DrainResult, drainOutbox, type RelayStore } from '../shared/outbox';
 import { openStore } from '../shared/store';
 
 /** What the relay function talks to; each has the process's own as default (tests pass their own). */
