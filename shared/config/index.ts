@@ -4,7 +4,7 @@
  * Every setting has a local default so a fresh machine needs nothing but RabbitMQ; a bad value stops the
  * process with a ConfigError that names the variable and says what was expected.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { inLambda } from '../lib/log-format';
 import { exportWanted, TracingConfigError } from '../tracing/settings';
 

@@ -5,7 +5,7 @@
  * routes parse with them once); the functions take typed input.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { NotFoundError, ProblemError, type ProblemSpec, RETRY_AFTER_SECONDS, UnavailableError } from '../contract/errors';
 import { storableText, ValidationError } from '../contract/validation';
 import { newEvent, OrderPlaced } from '../events';

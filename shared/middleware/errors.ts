@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { PermanentError, TransientError } from '../contract/errors';
 import { InvalidRabbitMQEventError } from '../rmq-event/decode';
 
