@@ -1,8 +1,9 @@
 /**
  * `npm run package`: builds the deployment package (`serverless package`: one minified esbuild bundle per
- * function, zipped, plus the CloudFormation template) for a deployment stage, then reports what each
- * function ships: zip size, bundle and source map size, the packages bundled in (from the source map), and
- * the cold import time of the bundle in a fresh Node.js process, unzipped alone as Lambda would run it.
+ * function with the chunks it loads later, zipped, plus the CloudFormation template) for a deployment stage,
+ * then reports what each function ships: zip size, bundle, chunk and source map size, the packages bundled in
+ * (from the source maps), and the cold import time of the bundle in a fresh Node.js process, unzipped alone as
+ * Lambda would run it.
  *
  *   npm run package                                          # stage prod, placeholders for missing params
  *   npm run package -- --stage staging --param="brokerArn=arn:aws:mq:..." --param="databaseUrl=postgres://..."
