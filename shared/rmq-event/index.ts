@@ -20,6 +20,6 @@ export {
   InvalidRabbitMQEventError,
 } from './decode';
 export { rabbitMQEventFromBodies } from './fixtures';
-export { base64Length, envelopeBytes, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes } from './size';
+export { base64Length, envelopeBytes, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes, recordBytes } from './size';
 export { formatAmqpTimestamp, parseAmqpTimestamp } from './timestamp';
 export * from './types';

@@ -36,9 +36,9 @@ import {
   base64Length,
   envelopeBytes,
   MAX_INVOCATION_PAYLOAD_BYTES,
-  messageBytes,
   type RabbitMQEvent,
   type RabbitMQMessage,
+  recordBytes,
   toRabbitMQMessage,
 } from '../rmq-event';
 import { Batcher } from './batcher';
@@ -460,7 +460,7 @@ export class QueueTrigger {
     try {
       if (base64Length(message.content.length) > room) return this.tooLarge(message, base64Length(message.content.length));
       const record = toRabbitMQMessage(message);
-      const bytes = messageBytes(record);
+      const bytes = recordBytes(record);
       return bytes > room ? this.tooLarge(message, bytes) : { message, record, bytes: bytes + 1 };
     } catch (error) {
       const cause = error instanceof Error ? error : new Error(String(error));
