@@ -116,18 +116,23 @@ interface Deadline {
  * so it keeps the process alive exactly as a timer per invocation did.
  */
 class Deadlines {
-  private readonly pending = new Set<Deadline>();
+  /** A few at most (the triggers' concurrency): an array, no hashing per invocation. */
+  private readonly pending: Deadline[] = [];
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
 
   add(deadline: Deadline): void {
-    this.pending.add(deadline);
+    this.pending.push(deadline);
     if (deadline.at < this.timerAt) this.arm(deadline.at);
-    else if (this.pending.size === 1) this.timer?.ref();
+    else if (this.pending.length === 1) this.timer?.ref();
   }
 
   delete(deadline: Deadline): void {
-    if (this.pending.delete(deadline) && this.pending.size === 0) this.timer?.unref();
+    const index = this.pending.indexOf(deadline);
+    if (index < 0) return;
+    const last = this.pending.pop()!;
+    if (index < this.pending.length) this.pending[index] = last;
+    if (this.pending.length === 0) this.timer?.unref();
   }
 
   private arm(at: number): void {
@@ -141,14 +146,13 @@ class Deadlines {
     this.timer = undefined;
     this.timerAt = Number.POSITIVE_INFINITY;
     const now = performance.now();
+    const due = this.pending.filter((deadline) => deadline.at <= now);
+    for (const deadline of due) this.delete(deadline);
     let next = Number.POSITIVE_INFINITY;
-    for (const deadline of this.pending) {
-      if (deadline.at <= now) {
-        this.pending.delete(deadline);
-        deadline.reject(new InvocationTimeoutError(`Task timed out after ${deadline.timeoutSeconds.toFixed(2)} seconds`, 'Timeout'));
-      } else if (deadline.at < next) next = deadline.at;
-    }
+    for (const deadline of this.pending) if (deadline.at < next) next = deadline.at;
     if (next !== Number.POSITIVE_INFINITY) this.arm(next);
+    for (const deadline of due)
+      deadline.reject(new InvocationTimeoutError(`Task timed out after ${deadline.timeoutSeconds.toFixed(2)} seconds`, 'Timeout'));
   };
 }
 
