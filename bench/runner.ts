@@ -325,7 +325,7 @@ class Bench {
 
   /** The plain amqplib loop: consume, count, ack (one `multiple` ack per batchSize, or every message). */
   async drainPlain(queue: string, messages: number, batchSize: number): Promise<Drain> {
-    const connection = await amqp.connect(this.url, { clientProperties: { connection_name: `bench-plain-${this.runId}` } } as object);
+    const connection = await amqp.connect(this.url, plainSocketOptions(this.runId));
     connection.on('error', noop);
     let count = 0;
     let acks = 0;
@@ -510,7 +510,7 @@ class Bench {
     let lost: string | undefined;
     try {
       if (kind === 'plain') {
-        connection = await amqp.connect(this.url, { clientProperties: { connection_name: `bench-plain-${this.runId}` } } as object);
+        connection = await amqp.connect(this.url, plainSocketOptions(this.runId));
         connection.on('error', noop);
         connection.once('close', (error?: Error) => (lost ??= `plain consumer lost its connection: ${error?.message ?? 'closed'}`));
         const channel = await connection.createChannel();
@@ -570,6 +570,14 @@ class Bench {
  * by wrapping the consume callback of the channels this Runner instance's broker hands out (bench-side
  * instrumentation, nothing in shared/ changes; its cost, one extra call per message, is charged to the runner).
  */
+/**
+ * The plain loop's connection options: TCP_NODELAY as the runner's Broker sets it (4638b9a), so the two compare like
+ * for like; with Nagle on, an ack written while an earlier segment is unacknowledged waits for the broker's ACK.
+ */
+function plainSocketOptions(runId: string): object {
+  return { clientProperties: { connection_name: `bench-plain-${runId}` }, noDelay: true };
+}
+
 function observeDeliveries(runner: Runner, onDelivery: (message: ConsumeMessage) => void): void {
   const broker = runner.broker;
   const createChannel = broker.createChannel.bind(broker);
@@ -871,7 +879,7 @@ function markdown(results: Results): string {
       `maximumBatchingWindow ${p.runner.maximumBatchingWindowSeconds} s) versus a plain amqplib consume-and-ack loop, each draining ` +
       `the same backlog of persistent ${p.messageBytes}-byte JSON messages from a fresh quorum queue, ` +
       `side by side in one run: ${p.repeats} pairs per batch size, alternating which goes first, each drain timed from its ` +
-      `first delivery to its last ack. Both consume with prefetch = 2 x batch size; the plain loop sends ${p.plain.ack}.`,
+      `first delivery to its last ack. Both consume with prefetch = 2 x batch size on connections with TCP_NODELAY; the plain loop sends ${p.plain.ack}.`,
     '',
     `Run ${results.date} on ${machine.cpus} x ${machine.cpuModel} (${machine.platform} ${machine.osRelease}), node ${machine.node}, ` +
       `${machine.rabbitmq.product ?? 'RabbitMQ'} ${machine.rabbitmq.version ?? '?'} on the same machine; ${results.elapsedSeconds} s in all; ` +
