@@ -6,7 +6,16 @@
  */
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { FastifyRequest } from 'fastify';
-import { extractTraceContext, loggerWithSpan, runInContext, type Span, SpanKind, startSpan, startTracing, withSpan } from '../tracing';
+import {
+  extractTraceContext,
+  loggerWithSpan,
+  runInContext,
+  type Span,
+  SpanKind,
+  startSpan,
+  startTracing,
+  withSpan,
+} from 'middy-rabbitmq/tracing';
 import { expose } from './expose';
 
 const spans = new WeakMap<FastifyRequest, Span>();

@@ -19,10 +19,10 @@
  */
 import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { runInContext } from '../tracing';
-import { invocationContext } from '../tracing/invocation';
-import { MessageInFlightError, MissingMessageIdError } from './errors';
-import type { QueueRecord, RecordContext, RecordOutcome } from './types';
+import { MessageInFlightError, MissingMessageIdError } from './errors.js';
+import { runInContext } from './tracing/index.js';
+import { invocationContext } from './tracing/invocation.js';
+import type { QueueRecord, RecordContext, RecordOutcome } from './types.js';
 
 /** A transaction the middleware controls: one per batch, a savepoint per record. */
 export interface UnitOfWork<Tx> {

@@ -9,10 +9,10 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Context, Handler } from 'aws-lambda';
-import { parseHandler } from '../lib/handler-ref';
-import type { RabbitMQEvent } from '../rmq-event';
-import { createLambdaContext } from './context';
-import type { TriggerDefinition } from './definitions';
+import type { RabbitMQEvent } from 'middy-rabbitmq';
+import { createLambdaContext } from './context.js';
+import type { TriggerDefinition } from './definitions.js';
+import { parseHandler } from './lib/handler-ref.js';
 
 /** The function failed the invocation; the batch is redelivered. */
 export class InvocationError extends Error {

@@ -13,10 +13,10 @@
  * them, and the format is a few lines of text.
  */
 import { createServer, type Server } from 'node:http';
+import { type BatchReport, readBatchReport } from 'middy-rabbitmq';
 import type { Logger } from 'pino';
-import { type BatchReport, readBatchReport } from '../metrics';
-import { TriggerDefinitionError } from './definitions';
-import type { EventSourceMappingStatus, MappingState, TriggerCounts } from './mapping';
+import { TriggerDefinitionError } from './definitions.js';
+import type { EventSourceMappingStatus, MappingState, TriggerCounts } from './mapping.js';
 
 const DEFAULT_METRICS_PORT = 9464;
 

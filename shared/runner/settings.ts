@@ -7,10 +7,10 @@ import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type DestinationStream, destination, type Logger, pino, stdTimeFunctions } from 'pino';
 import { z } from 'zod';
-import { logFormat, prettyDestination } from '../lib/log-format';
-import { type TriggerDefinition, TriggerDefinitionError } from './definitions';
-import type { RunnerHooks } from './runner';
-import { DEFAULT_STATUS_DIR } from './status-file';
+import { type TriggerDefinition, TriggerDefinitionError } from './definitions.js';
+import { logFormat, prettyDestination } from './lib/log-format.js';
+import type { RunnerHooks } from './runner.js';
+import { DEFAULT_STATUS_DIR } from './status-file.js';
 
 const Settings = z
   .object({

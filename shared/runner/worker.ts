@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * `npm run worker`: the standalone runner. Feeds the queue functions of serverless.yml from RabbitMQ with
  * the handlers bundled and imported in this process, for throughput and for scaling out: start several
@@ -13,12 +14,12 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { UsageError } from '../lib/usage-error';
-import { loadService, TriggerDefinitionError, triggersFromFunctions } from './definitions';
-import { bundledHandlerLoader, InProcessInvoker } from './invokers';
-import { metricsPort } from './metrics';
-import { Runner } from './runner';
-import { brokerUrls, createRunnerLogger, loadHooks, localTriggers, statusDirectory, triggerSettings } from './settings';
+import { loadService, TriggerDefinitionError, triggersFromFunctions } from './definitions.js';
+import { bundledHandlerLoader, InProcessInvoker } from './invokers.js';
+import { UsageError } from './lib/usage-error.js';
+import { metricsPort } from './metrics.js';
+import { Runner } from './runner.js';
+import { brokerUrls, createRunnerLogger, loadHooks, localTriggers, statusDirectory, triggerSettings } from './settings.js';
 
 const usage = `Usage: npm run worker -- [--functions name,name] [--concurrency N] [--stage STAGE] [--service-dir DIR]
 

@@ -7,12 +7,12 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Channel, ConfirmChannel, Message, Options } from 'amqplib';
+import { FAILURE_HEADERS } from 'middy-rabbitmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../shared/config';
 import { DlqBusyError, DlqReprocessor, lockQueueName, NotADlqError, REDRIVE_HEADERS } from '../../shared/dlq';
 import { createLogger } from '../../shared/logging';
 import { Broker, declareTopology, dlqName, PARKING_LOT_QUEUE, Publisher, topologyOptions, type WorkQueue } from '../../shared/messaging';
-import { FAILURE_HEADERS } from '../../shared/middleware/poison-messages';
 import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
 import { deleteQueues, uniqueQueue, waitFor } from '../support/runner';
 

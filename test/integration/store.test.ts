@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sql } from 'kysely';
+import { isLockContention } from 'middy-rabbitmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isLockContention } from '../../shared/middleware/errors';
 import {
   DuplicateError,
   InvalidCursorError,

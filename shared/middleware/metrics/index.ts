@@ -3,5 +3,5 @@
  * which the local RabbitMQ trigger reads for its Prometheus endpoint (shared/runner/metrics.ts), and the
  * CloudWatch embedded-metric-format middleware for deployed functions (Powertools Metrics).
  */
-export * from './cloudwatch';
-export * from './report';
+export * from './cloudwatch.js';
+export * from './report.js';

@@ -3,6 +3,8 @@
  * (Broker), publishing with confirms (Publisher), and the properties of a copy of a received message
  * (republishProperties). The trigger, the middleware and the app's messaging build on it.
  */
-export * from './connection';
-export * from './publisher';
-export * from './republish';
+
+export { redactUrl } from '../lib/redact-url.js';
+export * from './connection.js';
+export * from './publisher.js';
+export * from './republish.js';
