@@ -8,6 +8,7 @@ export * from './headers.js';
 export * from './idempotency.js';
 export { takeColdStart } from './lib/cold-start.js';
 export * from './logging.js';
+export * from './memory-inbox.js';
 // The batch report a queue function returns, and the CloudWatch (embedded metric format) middleware.
 export * from './metrics/index.js';
 export * from './parse-body.js';
