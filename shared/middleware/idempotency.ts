@@ -11,7 +11,8 @@
  * that leave the database (a webhook) are at-least-once: pass the message id along as an idempotency key.
  *
  * The store is pluggable (InboxStore): any database with transactions, savepoints and a unique
- * (consumer, message id) key will do; this app's is its SQL inbox table.
+ * (consumer, message id) key will do, the transactional way (claims in the handler's own database);
+ * memoryInboxStore() keeps them in process memory, for tests and local runs.
  *
  *   const { batch, record } = idempotency({ store: () => openInbox(), consumer: 'inventory-reservation' });
  *   middy(batchHandler).use(batch)  // opens the transaction on the first record, commits after the batch

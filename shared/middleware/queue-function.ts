@@ -66,7 +66,7 @@ export interface QueueFunctionOptions<T, Tx> {
   onCommitting?: (invocation: Context, tx: Tx) => Promise<void>;
   /** Runs once the batch's transaction has committed, with the invocation's context (e.g. to publish its events). */
   onCommitted?: (invocation: Context) => Promise<void>;
-  /** CloudWatch embedded-metric-format lines per invocation (shared/metrics/cloudwatch.ts); asked at the first invocation. */
+  /** CloudWatch embedded-metric-format lines per invocation (metrics/cloudwatch.ts); asked at the first invocation. */
   cloudWatchMetrics?: CloudWatchMetricsOptions | (() => CloudWatchMetricsOptions);
 }
 

@@ -47,7 +47,7 @@ export interface Invocation {
 export interface Invoker {
   /**
    * Resolves with the function's result (what the handler returned; through serverless-offline, its JSON
-   * payload parsed), which the trigger reads as a batch report when it is one (shared/metrics/report.ts).
+   * payload parsed), which the trigger reads as a batch report when it is one (middy-rabbitmq's BatchReport).
    */
   invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<unknown>;
 }

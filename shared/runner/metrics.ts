@@ -6,7 +6,7 @@
  *
  * Beside them, each trigger's FunctionMetrics: what the function did with the records (processed, duplicates,
  * retried, dead-lettered: decided by its middleware and learnt from the batch report the function returns, see
- * shared/metrics/report.ts), how long its invocations took, how they failed, and how old each message was when
+ * middy-rabbitmq's metrics/report.ts), how long its invocations took, how they failed, and how old each message was when
  * it was delivered (from its AMQP timestamp).
  *
  * Written out by hand rather than through prom-client: the counts live in the triggers, a scrape only reads

@@ -91,7 +91,7 @@ export async function loadHooks(serviceDir: string, modulePath: string | undefin
 
 /**
  * The runner's logger (level from LOG_LEVEL), one line per event worth knowing: JSON lines, or readable ones
- * where the functions' own logs are readable (a terminal, LOG_FORMAT=pretty: shared/lib/log-format.ts), so the
+ * where the functions' own logs are readable (a terminal, LOG_FORMAT=pretty: lib/log-format.ts), so the
  * two interleave in one style. `env`: the functions' environment (default: the process's).
  */
 export function createRunnerLogger(options: {

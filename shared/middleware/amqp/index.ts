@@ -1,5 +1,5 @@
 /**
- * AMQP plumbing with nothing of this app in it: one connection per process with failover and backoff
+ * AMQP plumbing, nothing application-specific: one connection per process with failover and backoff
  * (Broker), publishing with confirms (Publisher), and the properties of a copy of a received message
  * (republishProperties). The trigger, the middleware and the app's messaging build on it.
  */
