@@ -18,6 +18,11 @@ export interface LoadResult {
   /** Requests not answered with the expected status. */
   failures: number;
   firstError?: string;
+  /**
+   * CPU time (user + system) of this process per measured request, ms: in-process, the handler's own cost
+   * plus the load generator's (the database and the broker run elsewhere). Less noisy than a rate on a shared machine.
+   */
+  cpuMsPerRequest: number;
 }
 
 export interface LoadOptions {
@@ -44,6 +49,7 @@ export async function runLoad(send: Send, options: LoadOptions): Promise<LoadRes
     let firstError: string | undefined;
     let started = 0;
     const start = performance.now();
+    const cpuAtStart = process.cpuUsage();
     const end = start + seconds * 1000;
     const worker = async () => {
       while (performance.now() < end && started < maxRequests) {
@@ -67,7 +73,8 @@ export async function runLoad(send: Send, options: LoadOptions): Promise<LoadRes
     };
     await Promise.all(Array.from({ length: options.concurrency }, worker));
     const elapsed = (performance.now() - start) / 1000;
-    return { latencies, statuses, failures, firstError, elapsed };
+    const cpu = process.cpuUsage(cpuAtStart);
+    return { latencies, statuses, failures, firstError, elapsed, cpuMs: (cpu.user + cpu.system) / 1000 };
   };
   if (options.warmupSeconds) await phase(options.warmupSeconds, Number.POSITIVE_INFINITY, false);
   const m = await phase(options.seconds, options.maxRequests ?? Number.POSITIVE_INFINITY, true);
@@ -77,6 +84,7 @@ export async function runLoad(send: Send, options: LoadOptions): Promise<LoadRes
     seconds: round(m.elapsed, 3),
     requestsPerSecond: round(m.latencies.length / m.elapsed, 1),
     latencyMs: summarizeLatencies(m.latencies),
+    cpuMsPerRequest: round(m.cpuMs / Math.max(1, m.latencies.length), 3),
     statuses: m.statuses,
     failures: m.failures,
     ...(m.firstError ? { firstError: m.firstError } : {}),

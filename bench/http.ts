@@ -19,6 +19,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
@@ -68,6 +69,10 @@ interface Options {
   outDir: string;
   child: StoreKind | undefined;
   resultFile: string | undefined;
+  /** In-process: each case under the V8 CPU profiler, `<store>-<kind>-c<concurrency>-r<round>.cpuprofile` in this directory. */
+  cpuProfileDir: string | undefined;
+  /** Cold burst: the real server's output, each line stamped with ms since its spawn, into this file (its LOG_LEVEL info). */
+  serverLog: string | undefined;
 }
 
 const usage = `Usage: npm run bench:http -- [options]
@@ -79,7 +84,9 @@ const usage = `Usage: npm run bench:http -- [options]
   --stores LIST        stores for the in-process case (default sqlite,postgres)
   --modes LIST         offline,in-process,cold-burst (default all three)
   --burst N            concurrent POST /order of the cold burst (default 16)
-  --out-dir DIR        where http.json and http.md go (default bench/results)`;
+  --out-dir DIR        where http.json and http.md go (default bench/results)
+  --server-log FILE    cold burst: the real server's output (LOG_LEVEL info) into FILE, each line stamped with ms since the spawn
+  --cpu-profile DIR    in-process: a CPU profile of each case (node:inspector) into DIR (slows it: not for the committed figures)`;
 
 function parseOptions(): Options {
   const { values } = parseArgs({
@@ -95,6 +102,8 @@ function parseOptions(): Options {
       'out-dir': { type: 'string', default: join(serviceDir, 'bench', 'results') },
       child: { type: 'string' },
       'result-file': { type: 'string' },
+      'cpu-profile': { type: 'string' },
+      'server-log': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -127,6 +136,8 @@ function parseOptions(): Options {
     outDir: resolve(values['out-dir']),
     child,
     resultFile: values['result-file'],
+    cpuProfileDir: values['cpu-profile'] === undefined ? undefined : resolve(values['cpu-profile']),
+    serverLog: values['server-log'] === undefined ? undefined : resolve(values['server-log']),
   };
 }
 
@@ -170,6 +181,7 @@ async function sideBySide(
   options: Options,
   label: (kind: Kind, concurrency: number) => Omit<Case, keyof LoadResult | 'repeat'>,
   log: (line: string) => void,
+  around: <T>(name: string, run: () => Promise<T>) => Promise<T> = (_name, run) => run(),
 ): Promise<Case[]> {
   const cases: Case[] = [];
   const kinds = (['trivial', 'real', 'baseline'] as const).filter((kind) => senders[kind]);
@@ -177,17 +189,20 @@ async function sideBySide(
     for (const [index, concurrency] of options.concurrency.entries()) {
       const order: Kind[] = (index + repeat) % 2 === 0 ? [...kinds] : [...kinds].reverse();
       for (const kind of order) {
-        const result = await runLoad(senders[kind]!, {
-          concurrency,
-          seconds: options.seconds,
-          warmupSeconds: options.warmupSeconds,
-          maxRequests: options.maxRequests,
-        });
-        const c = { repeat, ...label(kind, concurrency), ...result };
+        const labels = label(kind, concurrency);
+        const result = await around(`${labels.store}-${kind}-c${concurrency}-r${repeat + 1}`, () =>
+          runLoad(senders[kind]!, {
+            concurrency,
+            seconds: options.seconds,
+            warmupSeconds: options.warmupSeconds,
+            maxRequests: options.maxRequests,
+          }),
+        );
+        const c = { repeat, ...labels, ...result };
         cases.push(c);
         log(
           `${options.repeats > 1 ? `round ${repeat + 1}: ` : ''}${c.mode} ${c.store} ${kind.padEnd(8)} c=${concurrency}: ${fmt(result.requestsPerSecond, 1)} req/s, p50/p95/p99 ` +
-            `${result.latencyMs.p50}/${result.latencyMs.p95}/${result.latencyMs.p99} ms, ${result.failures} failed${result.firstError ? ` (${result.firstError})` : ''}`,
+            `${result.latencyMs.p50}/${result.latencyMs.p95}/${result.latencyMs.p99} ms, ${fmt(result.cpuMsPerRequest, 3)} CPU ms/request, ${result.failures} failed${result.firstError ? ` (${result.firstError})` : ''}`,
         );
       }
     }
@@ -247,6 +262,27 @@ function lambdaContext(seq: number): Context {
 
 type LambdaHttpHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<{ statusCode?: number } | undefined>;
 
+/** Runs each case under the V8 CPU profiler (node:inspector), writing `<name>.cpuprofile` into `dir`. */
+const profiledIn =
+  (dir: string) =>
+  async <T>(name: string, run: () => Promise<T>): Promise<T> => {
+    const { Session } = await import('node:inspector/promises');
+    const session = new Session();
+    session.connect();
+    try {
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+      try {
+        return await run();
+      } finally {
+        const { profile } = await session.post('Profiler.stop');
+        await writeResultFile(join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+      }
+    } finally {
+      session.disconnect();
+    }
+  };
+
 async function runChild(options: Options, store: StoreKind, resultFile: string): Promise<void> {
   const [{ default: awsLambdaFastify }, { default: middy }, { default: fastify }] = await Promise.all([
     import('@fastify/aws-lambda'),
@@ -280,6 +316,7 @@ async function runChild(options: Options, store: StoreKind, resultFile: string):
       options,
       (kind) => ({ mode: 'in-process', store: kind === 'trivial' ? 'none' : store, kind }),
       (line) => console.log(`[${store}] ${line}`),
+      options.cpuProfileDir ? profiledIn(options.cpuProfileDir) : undefined,
     );
     await writeResultFile(resultFile, JSON.stringify(cases));
   } finally {
@@ -320,11 +357,13 @@ interface ReadyOptions {
   anyStatus?: boolean;
   /** Between probes (default 500 ms). */
   pollMs?: number;
+  /** Every line the server prints, prefixed with the ms since the spawn, appended to this file. */
+  logFile?: string;
 }
 
 /** `serverless offline start` in `dir` on free ports; resolves once `GET /health` answers (200, unless `anyStatus`). */
 async function startOffline(dir: string, env: NodeJS.ProcessEnv, label: string, ready: ReadyOptions = {}): Promise<Offline> {
-  const { path: readyPath = '/health', anyStatus = false, pollMs = 500 } = ready;
+  const { path: readyPath = '/health', anyStatus = false, pollMs = 500, logFile } = ready;
   const [httpPort, lambdaPort] = [await freePort(), await freePort()];
   const spawnedAt = performance.now();
   const child = spawn(process.execPath, [join(serviceDir, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
@@ -335,7 +374,13 @@ async function startOffline(dir: string, env: NodeJS.ProcessEnv, label: string, 
   });
   // Keep only the tail: serverless-offline prints a line per request.
   let output = '';
-  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000));
+  const log = logFile ? createWriteStream(logFile, { flags: 'a' }) : undefined;
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-20_000);
+    const at = (performance.now() - spawnedAt).toFixed(0).padStart(6);
+    log?.write(`${chunk.toString().replace(/\n$/, '').replaceAll('\n', `\n${at} `).replace(/^/, `${at} `)}\n`);
+  };
+  child.once('exit', () => log?.end());
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   const url = `http://127.0.0.1:${httpPort}`;
@@ -459,7 +504,7 @@ interface Results {
   date: string;
   command: string;
   machine: ReturnType<typeof machineFacts> & { loadAverage: { atStart: number[]; atEnd: number[] } };
-  parameters: Omit<Options, 'outDir' | 'child' | 'resultFile'> & {
+  parameters: Omit<Options, 'outDir' | 'child' | 'resultFile' | 'cpuProfileDir' | 'serverLog'> & {
     vhost: string;
     body: string;
     loadGenerator: string;
@@ -570,18 +615,20 @@ async function runParent(options: Options): Promise<void> {
   try {
     console.log(`vhost '${VHOST}', node ${process.version}, ${machineFacts().cpus} cpus`);
     const burst = options.modes.includes('cold-burst');
+    // As `npm start` does: the topology first (the in-process cases too: without the queues every mandatory
+    // publish comes back unroutable, which the real handler treats as a failed publish and the baseline ignores).
+    await declareTopologyOnce(vhost.url);
     if (burst || options.modes.includes('offline')) {
-      // As `npm start` does: the topology first, then serverless offline; the cold burst goes out at the first
-      // answer to GET /health (polled every 50 ms, any status, as npm start waits for it).
-      await declareTopologyOnce(vhost.url);
+      // Then serverless offline; the cold burst goes out at the first answer to GET /health (polled every 50 ms,
+      // any status, as npm start waits for it).
       console.log(
         `starting serverless offline: the real service (esbuild bundles first)${burst ? `, ${options.burst} concurrent POST /order at its first answer` : ''} ...`,
       );
       const real = await startOffline(
         await snapshotService(tmp),
-        { ...baseEnv, SQLITE_PATH: join(tmp, 'offline.sqlite') },
+        { ...baseEnv, SQLITE_PATH: join(tmp, 'offline.sqlite'), ...(burst && options.serverLog ? { LOG_LEVEL: 'info' } : {}) },
         'real service',
-        burst ? { anyStatus: true, pollMs: 50 } : {},
+        burst ? { anyStatus: true, pollMs: 50, ...(options.serverLog ? { logFile: options.serverLog } : {}) } : {},
       );
       running.add(real);
       realServer = real;
@@ -646,6 +693,7 @@ async function runParent(options: Options): Promise<void> {
           String(options.maxRequests),
         );
         args.push('--concurrency', options.concurrency.join(','), '--repeats', String(options.repeats));
+        if (options.cpuProfileDir) args.push('--cpu-profile', options.cpuProfileDir);
         const child = spawn(process.execPath, args, { env, stdio: 'inherit' });
         const handle = { stop: async () => void (child.exitCode === null && child.kill('SIGKILL')) };
         running.add(handle);
@@ -664,7 +712,7 @@ async function runParent(options: Options): Promise<void> {
   } finally {
     await cleanup();
   }
-  const { outDir, child: _c, resultFile: _r, ...parameters } = options;
+  const { outDir, child: _c, resultFile: _r, cpuProfileDir: _p, serverLog: _s, ...parameters } = options;
   const results: Results = {
     benchmark: 'http',
     description:
@@ -779,11 +827,14 @@ function markdown(r: Results): string {
     '',
     '## Every case',
     '',
-    '| round | mode | store | handler | concurrency | requests | req/s | latency ms p50 / p95 / p99 | failed |',
-    '| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    '"CPU ms / request": CPU time (user + system) of the process serving the case per request; in-process that is the handler ' +
+      'and the load generator (database and broker are other processes), offline only the load generator.',
+    '',
+    '| round | mode | store | handler | concurrency | requests | req/s | latency ms p50 / p95 / p99 | CPU ms / request | failed |',
+    '| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...r.cases.map(
       (c) =>
-        `| ${c.repeat + 1} | ${c.mode} | ${c.store === 'none' ? '' : c.store} | ${c.kind} | ${c.concurrency} | ${fmt(c.requests)} | ${fmt(c.requestsPerSecond, 1)} | ${lat(c.latencyMs)} | ${c.failures} |`,
+        `| ${c.repeat + 1} | ${c.mode} | ${c.store === 'none' ? '' : c.store} | ${c.kind} | ${c.concurrency} | ${fmt(c.requests)} | ${fmt(c.requestsPerSecond, 1)} | ${lat(c.latencyMs)} | ${c.cpuMsPerRequest === undefined ? '' : fmt(c.cpuMsPerRequest, 3)} | ${c.failures} |`,
     ),
     '',
     '## Real / trivial, real / baseline',

@@ -67,4 +67,25 @@ const openTelemetryEsm = {
   },
 };
 
-module.exports = [zodWithoutLocales, consoleAssets, openTelemetryEsm];
+/**
+ * function-chunks: what a function loads only when it needs it (`await import(...)`: the store's kysely and
+ * PostgreSQL driver, amqplib, the console, the OpenTelemetry SDK) goes to chunk files of its own instead of
+ * the function's bundle, so a cold start neither parses nor compiles it: Node reads a chunk on first use. The
+ * chunks of `handlers/order-intake.ts` are `handlers/order-intake.chunks/*.mjs`: serverless-esbuild packs each
+ * function with every file of the build except the other functions' `<bundle>.*` files, so a function's zip
+ * carries its own chunks and no other function's (test/integration/package-report.test.ts). serverless-esbuild
+ * builds one entry point per esbuild build, which is what this applies to.
+ */
+const functionChunks = {
+  name: 'function-chunks',
+  setup(build) {
+    const options = build.initialOptions;
+    const entries = Array.isArray(options.entryPoints) ? options.entryPoints : [];
+    if (options.format !== 'esm' || entries.length !== 1 || typeof entries[0] !== 'string') return;
+    const name = entries[0].replace(/^.*[\\/]/, '').replace(/\.[^.]+$/, '');
+    options.splitting = true;
+    options.chunkNames = `${name}.chunks/[name]-[hash]`;
+  },
+};
+
+module.exports = [zodWithoutLocales, consoleAssets, openTelemetryEsm, functionChunks];

@@ -1,8 +1,9 @@
 /**
  * `npm run package`: builds the deployment package (`serverless package`: one minified esbuild bundle per
- * function, zipped, plus the CloudFormation template) for a deployment stage, then reports what each
- * function ships: zip size, bundle and source map size, the packages bundled in (from the source map), and
- * the cold import time of the bundle in a fresh Node.js process, unzipped alone as Lambda would run it.
+ * function with the chunks it loads later, zipped, plus the CloudFormation template) for a deployment stage,
+ * then reports what each function ships: zip size, bundle, chunk and source map size, the packages bundled in
+ * (from the source maps), and the cold import time of the bundle in a fresh Node.js process, unzipped alone as
+ * Lambda would run it.
  *
  *   npm run package                                          # stage prod, placeholders for missing params
  *   npm run package -- --stage staging --param="brokerArn=arn:aws:mq:..." --param="databaseUrl=postgres://..."
@@ -67,9 +68,13 @@ export interface FunctionReport {
   zip: string;
   zipBytes: number;
   entries: string[];
+  /** The handler's bundle, what a cold start imports (with the chunks it imports statically). */
   bundleBytes: number;
+  /** Its chunks (`<bundle>.chunks/`): code shared with what loads later, and what loads only on first use. */
+  chunkBytes: number;
+  /** Every source map in the zip, together. */
   sourceMapBytes: number;
-  /** Top-level packages (node_modules) and project folders the bundle was built from. */
+  /** Top-level packages (node_modules) and project folders the bundle and its chunks were built from. */
   bundled: string[];
   forbidden: string[];
   /** Median cold import time in ms, and every run's. */
@@ -280,12 +285,18 @@ export function inspectPackage(packageDir: string, runs: number, node = process.
       const bundle = entries.find(
         (entry) => /\.(mjs|cjs|js)$/.test(entry.name) && entry.name.replace(/\.(mjs|cjs|js)$/, '') === modulePath,
       );
-      const map = bundle && entries.find((entry) => entry.name === `${bundle.name}.map`);
-      const sourceMap = map ? (JSON.parse(readFileSync(join(dir, map.name), 'utf8')) as { sources?: string[] }) : {};
-      const bundled = bundledFrom(sourceMap);
+      // The bundle's chunks (scripts/esbuild-plugins.cjs, function-chunks): their code ships too.
+      const chunks = bundle
+        ? entries.filter((entry) => entry.name.startsWith(`${modulePath}.chunks/`) && /\.(mjs|cjs|js)$/.test(entry.name))
+        : [];
+      const maps = entries.filter((entry) => entry.name.endsWith('.map'));
+      const sources = maps.flatMap(
+        (map) => (JSON.parse(readFileSync(join(dir, map.name), 'utf8')) as { sources?: string[] }).sources ?? [],
+      );
+      const bundled = bundledFrom({ sources });
       const forbidden = [
         ...names.filter((name) => FORBIDDEN.test(name)),
-        ...(sourceMap.sources ?? []).filter((s) => FORBIDDEN.test(s.replace(/\\/g, '/'))),
+        ...[...new Set(sources)].filter((s) => FORBIDDEN.test(s.replace(/\\/g, '/'))),
       ];
       const imported = bundle
         ? coldImport(fn, dir, join(dir, bundle.name), exportName, runs, node)
@@ -304,7 +315,8 @@ export function inspectPackage(packageDir: string, runs: number, node = process.
         zipBytes,
         entries: names,
         bundleBytes: bundle?.size ?? 0,
-        sourceMapBytes: map?.size ?? 0,
+        chunkBytes: chunks.reduce((sum, chunk) => sum + chunk.size, 0),
+        sourceMapBytes: maps.reduce((sum, map) => sum + map.size, 0),
         bundled,
         forbidden,
         importMs: imported.median,
@@ -327,22 +339,29 @@ function print(report: PackageReport): void {
     `${f.runtime}/${f.architecture}`,
     kb(f.zipBytes),
     kb(f.bundleBytes),
+    kb(f.chunkBytes),
     kb(f.sourceMapBytes),
     f.importMs === null ? 'FAILED' : `${f.importMs} ms`,
     f.forbidden.length || f.importError || f.overBudget.length ? 'CHECK' : 'ok',
   ]);
-  const header = ['function', 'runtime', 'zip', 'bundle', 'source map', 'cold import', ''];
+  const header = ['function', 'runtime', 'zip', 'bundle', 'chunks', 'source maps', 'cold import', ''];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) =>
-    `  ${cells.map((c, i) => (i >= 2 && i <= 5 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ')}`;
+    `  ${cells.map((c, i) => (i >= 2 && i <= 6 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ')}`;
   console.log(
-    `\nPackage ${report.packageDir} (stage ${report.stage}); cold import = median of fresh node ${report.node} processes, bundle unzipped alone`,
+    `\nPackage ${report.packageDir} (stage ${report.stage}); cold import = median of fresh node ${report.node} processes, bundle unzipped alone` +
+      '\n(chunks: what the bundle imports at once and what it loads on first use, e.g. the database driver)',
   );
   console.log(line(header));
   for (const row of rows) console.log(line(row));
   console.log(`  budgets: zip under ${kb(BUDGET.zipBytes)}, cold import under ${BUDGET.importMs} ms`);
   for (const f of report.functions) {
-    console.log(`\n  ${f.function} (${f.handler}): ${f.entries.join(', ')}`);
+    const chunkFiles = f.entries.filter((name) => name.includes('.chunks/'));
+    const files = [
+      ...f.entries.filter((name) => !chunkFiles.includes(name)),
+      ...(chunkFiles.length ? [`${chunkFiles.length} chunk files`] : []),
+    ];
+    console.log(`\n  ${f.function} (${f.handler}): ${files.join(', ')}`);
     const code = f.bundled.filter((origin) => /^(handlers|shared)\//.test(origin));
     const packages = f.bundled.filter((origin) => !code.includes(origin));
     console.log(`    code: ${code.join(', ')}`);

@@ -6,7 +6,7 @@
  */
 
 import { exportWanted, TracingConfigError } from 'middy-rabbitmq/tracing';
-import { z } from 'zod';
+import * as z from 'zod';
 import { inLambda } from '../lib/log-format';
 
 /** Thrown when an environment variable is missing or malformed; `setting` names it. */
@@ -164,7 +164,9 @@ function withUser(url: string, username: string, password: string): string {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty variable means "not set", as serverless.yml's `${env:X, ''}` produces.
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ''));
-  const result = envSchema.safeParse(present);
+  // Parsed once per process: zod's compiled fast path (generated and compiled on an object schema's first parse)
+  // would cost more than it saves here, on every cold start.
+  const result = envSchema.safeParse(present, { jitless: true });
   if (!result.success) {
     const issue = result.error.issues[0]!;
     throw new ConfigError(String(issue.path[0] ?? 'environment'), issue.message.replace(/^Invalid input: /, ''));

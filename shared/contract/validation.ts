@@ -4,7 +4,7 @@
  * broker): a zod schema, and a ValidationError whose issues name each bad field. Validation happens once,
  * there; the domain steps take typed input and trust it.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { type FieldIssue, ValidationError } from './errors';
 
 export { ValidationError };

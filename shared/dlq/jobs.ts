@@ -30,7 +30,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Channel, GetMessage } from 'amqplib';
-import { z } from 'zod';
+import * as z from 'zod';
 import { type Logger, logger as processLogger } from '../logging';
 import { type Broker, type Publisher, REDRIVE_JOBS_QUEUE } from '../messaging';
 import { RedriveJobNotFoundError, RedriveJobNotRunningError } from './errors';

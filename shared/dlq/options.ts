@@ -2,7 +2,7 @@
  * The inputs of `list` and `redrive`, validated once for both the HTTP API and the command line (same field
  * names: snake_case, as the HTTP body has them). Bad input is an InvalidDlqOptionsError naming the field.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { PARKING_LOT_QUEUE } from '../messaging';
 import { type DlqOptionIssue, InvalidDlqOptionsError } from './errors';
 import { DLQ_ERROR_CLASSES, type DlqErrorClass } from './message';

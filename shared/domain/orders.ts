@@ -5,7 +5,7 @@
  * routes parse with them once); the functions take typed input.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { NotFoundError, ProblemError, type ProblemSpec, RETRY_AFTER_SECONDS, UnavailableError } from '../contract/errors';
 import { storableText, ValidationError } from '../contract/validation';
 import { newEvent, OrderPlaced } from '../events';
@@ -85,10 +85,16 @@ export class BacklogFullError extends UnavailableError {
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+    // A plain loop over the sorted keys (sort's default order is the code-unit order `<` gives): once per
+    // POST /order, where entries/filter/sort/map took 2.4% of intake's profile in bench:http (self time).
+    const object = value as Record<string, unknown>;
+    let text = '';
+    for (const key of Object.keys(object).sort()) {
+      const v = object[key];
+      if (v === undefined) continue;
+      text += `${text ? ',' : ''}${JSON.stringify(key)}:${canonicalJson(v)}`;
+    }
+    return `{${text}}`;
   }
   return JSON.stringify(value);
 }

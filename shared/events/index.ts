@@ -3,7 +3,7 @@
  * check, plus the AMQP properties every message carries.
  */
 import { randomUUID } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ROUTES as CONTRACT_ROUTES } from '../contract/routes';
 import { storableText } from '../contract/validation';
 

@@ -7,7 +7,7 @@
  *   POST /admin/stock/{item}/restock     {quantity}: adds to what is available
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseInput, storableText } from '../contract/validation';
 import type { StockRow } from '../store';
 import { adminAuth } from './admin-auth';

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import type { Logger } from '../logging';
 import { expose } from './expose';
 import { MAX_KEY_LENGTH } from './limits';
 
@@ -58,7 +59,10 @@ export const correlationPlugin = expose('correlation', async (app) => {
   app.decorateRequest('correlationId', '');
   app.addHook('onRequest', async (request, reply) => {
     request.correlationId = saneCorrelationId(request.headers[CORRELATION_HEADER]) ?? apiGatewayRequestId(request) ?? randomUUID();
-    request.log = request.log.child({ correlationId: request.correlationId });
+    // On fastify's logger for this request alone (see tracing.ts): bound in place, no second child per request.
+    const own = request.log as Partial<Pick<Logger, 'setBindings'>>;
+    if (request.log !== app.log && own.setBindings) own.setBindings({ correlationId: request.correlationId });
+    else request.log = request.log.child({ correlationId: request.correlationId });
     reply.header('X-Correlation-Id', request.correlationId);
   });
 });

@@ -34,7 +34,7 @@ import {
 import { type Logger, logger as processLogger } from '../logging';
 import { type Broker, messaging, type Publisher } from '../messaging';
 import { adminAuth } from './admin-auth';
-import { createHttpApp } from './app';
+import { createHttpApp } from './base-app';
 
 export const DLQ_FUNCTION_NAME = 'dlq-reprocessor';
 

@@ -7,6 +7,7 @@
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { FastifyRequest } from 'fastify';
 import {
+  bindSpanToLogger,
   extractTraceContext,
   loggerWithSpan,
   runInContext,
@@ -39,7 +40,10 @@ export const tracingPlugin = expose<{ functionName: string }>('tracing', async (
         parent,
       );
       spans.set(request, span);
-      request.log = loggerWithSpan(request.log, span);
+      // fastify's logger for this request alone (a child per request, as createHttpApp configures it): the span
+      // is bound to it in place; the app's own logger would get a child instead.
+      if (request.log === app.log) request.log = loggerWithSpan(request.log, span);
+      else bindSpanToLogger(request.log, span);
       // The rest of the request (hooks, body, handler) runs inside this call, so with the span active.
       runInContext(withSpan(span, parent), () => done());
     }, done);

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { PermanentError, TransientError } from './failure.js';
 import { InvalidRabbitMQEventError } from './rmq-event/decode.js';
 

@@ -6,7 +6,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type DestinationStream, destination, type Logger, pino, stdTimeFunctions } from 'pino';
-import { z } from 'zod';
+import * as z from 'zod';
 import { type TriggerDefinition, TriggerDefinitionError } from './definitions.js';
 import { logFormat, prettyDestination } from './lib/log-format.js';
 import type { RunnerHooks } from './runner.js';

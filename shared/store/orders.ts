@@ -1,9 +1,9 @@
 /** Orders: what intake stores, the status projection updates, and GET /orders reads (newest first). */
-import type { Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
 import { traced } from 'middy-rabbitmq/tracing';
 import { DuplicateError, InvalidCursorError, isUniqueViolation } from './errors';
 import type { DialectName } from './migrations';
-import { type NewOutboxMessage, outboxRows } from './outbox';
+import { type NewOutboxMessage, OUTBOX_COLUMNS, outboxRows, valueList } from './outbox';
 import { type Database, type Order, type OrderStatus, toIso } from './schema';
 import { TRANSACTION_SPAN, transactionSpanOptions } from './spans';
 
@@ -57,16 +57,17 @@ export class Orders {
   }
 
   private async insertBoth(row: ReturnType<typeof orderRow>, outbox: ReturnType<typeof outboxRows>): Promise<void> {
+    // Intake's hot path: the statements' text depends only on the number of events, so it is made once and
+    // only the values change (Kysely's builder compiled both inserts on every request: about a tenth of
+    // intake's CPU in bench:http's profile).
+    const orderValues = ORDER_COLUMNS.map((column) => row[column]);
+    const outboxValues = outbox.flatMap((r) => OUTBOX_COLUMNS.map((column) => r[column]));
     if (this.dialect === 'postgres') {
-      await this.db
-        .with('placed', (db) => db.insertInto('orders').values(row).returning('order_id'))
-        .insertInto('outbox')
-        .values(outbox)
-        .execute();
+      await this.db.executeQuery(CompiledQuery.raw(insertSql('postgres', outbox.length), [...orderValues, ...outboxValues]));
     } else {
       await this.db.transaction().execute(async (trx) => {
-        await trx.insertInto('orders').values(row).execute();
-        await trx.insertInto('outbox').values(outbox).execute();
+        await trx.executeQuery(CompiledQuery.raw(insertSql('sqlite', 0), orderValues));
+        if (outbox.length > 0) await trx.executeQuery(CompiledQuery.raw(insertSql('sqlite', outbox.length, 'outbox'), outboxValues));
       });
     }
   }
@@ -159,6 +160,48 @@ function decodeCursor(cursor: string): [string, string] {
 }
 
 /** An order row as stored, with its defaults filled in. */
+/** The columns intake's insert writes, in its statement's order. */
+const ORDER_COLUMNS = [
+  'order_id',
+  'user_id',
+  'item',
+  'quantity',
+  'status',
+  'reason',
+  'correlation_id',
+  'idempotency_key',
+  'request_hash',
+  'created_at',
+  'updated_at',
+  'notified_at',
+] as const satisfies readonly (keyof Order)[];
+
+const insertSqls = new Map<string, string>();
+
+/**
+ * The text of intake's insert: on PostgreSQL the order and its `events` outbox rows in one data-modifying WITH;
+ * on SQLite the order alone (`events` 0), or the outbox rows alone (`only` 'outbox'), for one transaction.
+ */
+function insertSql(dialect: DialectName, events: number, only?: 'outbox'): string {
+  const key = `${dialect}:${events}:${only ?? ''}`;
+  let text = insertSqls.get(key);
+  if (text === undefined) {
+    const order = `insert into orders (${ORDER_COLUMNS.join(', ')}) values ${valueList(dialect, 0, 1, ORDER_COLUMNS.length)}`;
+    const outbox = (offset: number) =>
+      `insert into outbox (${OUTBOX_COLUMNS.join(', ')}) values ${valueList(dialect, offset, events, OUTBOX_COLUMNS.length)}`;
+    text =
+      dialect === 'postgres'
+        ? events === 0
+          ? order
+          : `with placed as (${order} returning order_id) ${outbox(ORDER_COLUMNS.length)}`
+        : only
+          ? outbox(0)
+          : order;
+    insertSqls.set(key, text);
+  }
+  return text;
+}
+
 function orderRow(order: NewOrder): Order {
   const createdAt = toIso(order.created_at);
   return {

@@ -2,7 +2,7 @@
  * Outbox: events written in the same transaction as the state change that caused them, then published
  * with confirms by a relay (pending → publish → markPublished), so none is lost while the broker is down.
  */
-import type { Kysely } from 'kysely';
+import { CompiledQuery, type Kysely } from 'kysely';
 import type { DialectName } from './migrations';
 import { type Database, toIso } from './schema';
 
@@ -42,6 +42,32 @@ const parsed = <Row extends { properties: string }>(row: Row) => ({
 
 /** Longest error text kept per failed attempt. */
 const MAX_ERROR_LENGTH = 2_000;
+
+/** The columns of a new outbox row, in the order `outboxRows` and intake's insert (orders.ts) use. */
+export const OUTBOX_COLUMNS = [
+  'event_id',
+  'exchange',
+  'routing_key',
+  'body',
+  'properties',
+  'created_at',
+  'claimed_until',
+  'traceparent',
+  'tracestate',
+] as const;
+
+/** `rows` parenthesised lists of `width` placeholders for `dialect`, numbered from `offset` + 1 on PostgreSQL. */
+export function valueList(dialect: DialectName, offset: number, rows: number, width: number): string {
+  const tuples: string[] = [];
+  for (let r = 0; r < rows; r++) {
+    const marks: string[] = [];
+    for (let c = 0; c < width; c++) marks.push(dialect === 'postgres' ? `$${offset + r * width + c + 1}` : '?');
+    tuples.push(`(${marks.join(', ')})`);
+  }
+  return tuples.join(', ');
+}
+
+const markByEventIdSqls = new Map<string, string>();
 
 /** Outbox rows for `messages` as they are stored (JSON text), leased to their producer for `leaseMs`. */
 export function outboxRows(messages: readonly NewOutboxMessage[], options: { leaseMs?: number | undefined } = {}) {
@@ -163,13 +189,15 @@ export class Outbox {
   /** Marks the messages of these events as published (broker confirmed), in one statement; returns how many were marked. */
   async markPublishedByEventId(eventIds: readonly string[], at: Date | string = new Date()): Promise<number> {
     if (eventIds.length === 0) return 0;
-    const result = await this.db
-      .updateTable('outbox')
-      .set({ published_at: toIso(at) })
-      .where('event_id', 'in', eventIds)
-      .where('published_at', 'is', null)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows);
+    // After every intake request and batch: the text is kept per number of ids, not built by Kysely each time.
+    let text = markByEventIdSqls.get(`${this.dialect}:${eventIds.length}`);
+    if (text === undefined) {
+      const ids = valueList(this.dialect, 1, 1, eventIds.length);
+      text = `update outbox set published_at = ${this.dialect === 'postgres' ? '$1' : '?'} where event_id in ${ids} and published_at is null`;
+      markByEventIdSqls.set(`${this.dialect}:${eventIds.length}`, text);
+    }
+    const result = await this.db.executeQuery(CompiledQuery.raw(text, [toIso(at), ...eventIds]));
+    return Number(result.numAffectedRows ?? 0);
   }
 
   /** Counts a failed publish attempt and keeps its error; the message stays pending. */

@@ -38,13 +38,11 @@
  * the console, the worker's output to broker-fuzz-worker.log; on a failure the seed is in the error and the
  * offending messages in the report. BROKER_FUZZ_LOG_LEVEL=info makes the worker log every record.
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import type { GetMessage } from 'amqplib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,6 +50,7 @@ import { eventProperties, newEvent, OrderPlaced } from '../../shared/events';
 import { declareTopology, dlqName, PARKING_LOT_QUEUE, retryQueueName } from '../../shared/messaging';
 import { openStore, type Store } from '../../shared/store';
 import { queueDepth } from '../support/amqp';
+import { brokerControl } from '../support/broker-control';
 import { seededRandom } from '../support/orders';
 import {
   BrokerCloseError,
@@ -1078,7 +1077,6 @@ function describeOutgoing(m: Outgoing): Record<string, unknown> {
 
 // ---------------------------------------------------------------------------------------------------------
 
-const run = promisify(execFile);
 const sha = (b: Buffer) => `${b.length}:${createHash('sha256').update(b).digest('hex')}`;
 const headerText = (value: unknown) => (typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : undefined);
 
@@ -1150,16 +1148,12 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
     if (dir) await rm(dir, { recursive: true, force: true });
   }, 60_000);
 
-  /** Ready and unacknowledged messages of a queue, from the broker itself (a passive declare shows only ready ones). */
+  /**
+   * Ready and unacknowledged messages of a queue, from the broker itself (a passive declare shows only ready ones),
+   * through rabbitmqctl or the management API: as of the queue's last metrics update, every 5 s by default.
+   */
   async function queueTotals(queue: string): Promise<{ ready: number; unacked: number }> {
-    const { stdout } = await run(
-      'rabbitmqctl',
-      ['-q', 'list_queues', '-p', vhost.name, '--no-table-headers', 'name', 'messages_ready', 'messages_unacknowledged'],
-      { timeout: 60_000 },
-    );
-    const line = stdout.split('\n').find((l) => l.split('\t')[0] === queue);
-    const [, ready, unacked] = (line ?? '').split('\t');
-    return { ready: Number(ready ?? 0), unacked: Number(unacked ?? 0) };
+    return (await brokerControl()).queueTotals(vhost.name, queue);
   }
 
   async function drain(queue: string): Promise<GetMessage[]> {
@@ -1319,8 +1313,9 @@ describe('broker fuzz: arbitrary AMQP messages among valid orders, through the r
       );
     }
     // Nothing left unacknowledged in the work queue (a passive declare counts ready messages only).
+    // Up to 12 s: more than two metrics updates, so a count of messages already settled has time to refresh.
     let totals = await queueTotals(QUEUE);
-    for (let i = 0; i < 20 && totals.ready + totals.unacked > 0; i++) {
+    for (const waitUntil = Date.now() + 12_000; totals.ready + totals.unacked > 0 && Date.now() < waitUntil; ) {
       await new Promise((done) => setTimeout(done, 250));
       totals = await queueTotals(QUEUE);
     }

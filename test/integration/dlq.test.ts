@@ -3,9 +3,7 @@
  * declareTopology's extraQueues, so its DLQ exists); the shared parking lot is only touched for this test's
  * own message ids.
  */
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { promisify } from 'node:util';
 import type { Channel, ConfirmChannel, Message, Options } from 'amqplib';
 import { FAILURE_HEADERS } from 'middy-rabbitmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -14,9 +12,9 @@ import { DlqBusyError, DlqReprocessor, lockQueueName, NotADlqError, REDRIVE_HEAD
 import { createLogger } from '../../shared/logging';
 import { Broker, declareTopology, dlqName, PARKING_LOT_QUEUE, Publisher, topologyOptions, type WorkQueue } from '../../shared/messaging';
 import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
+import { brokerControl } from '../support/broker-control';
 import { deleteQueues, uniqueQueue, waitFor } from '../support/runner';
 
-const run = promisify(execFile);
 const cfg = loadConfig({ AMQP_URL, DLQ_MAX_REDRIVES: '3', DLQ_REDRIVE_RATE: '200', DLQ_PREVIEW_CHARS: '200' });
 const silent = createLogger({ level: 'silent' });
 
@@ -171,14 +169,10 @@ async function takeFromParkingLot(wanted: ReadonlySet<string>): Promise<Message[
   return taken;
 }
 
-/** Forces this test's broker connection closed, as a broker restart or network cut would. */
+/** Forces this test's broker connection closed, as a broker restart or network cut would (rabbitmqctl or the management API). */
 async function cutConnection(connectionName: string): Promise<void> {
-  const expression =
-    '[rabbit_networking:close_connection(Pid, "dlq test: simulated broker cut") || Pid <- rabbit_networking:connections(), ' +
-    '{client_properties, Props} <- rabbit_networking:connection_info(Pid, [client_properties]), ' +
-    `lists:member({<<"connection_name">>, longstr, <<"${connectionName}">>}, Props)].`;
-  const { stdout } = await run('rabbitmqctl', ['eval', expression]);
-  expect(stdout).toMatch(/ok/);
+  const closed = await (await brokerControl()).closeConnections({ clientName: connectionName }, 'dlq test: simulated broker cut');
+  expect(closed, `connections named ${connectionName} closed`).toBeGreaterThan(0);
 }
 
 beforeAll(async () => {
@@ -469,6 +463,14 @@ describe('DLQ redrive', () => {
     // Every fifth message has been redriven too often already and is parked rather than moved.
     await seedMany(dlq, queue, all, (_, i) => (i % 5 === 4 ? { redriveCount: 3 } : {}));
 
+    // The management API lists a connection only after its first statistics (up to 5 s): known before the redrive
+    // starts, the cut comes when meant to.
+    const control = await brokerControl();
+    await waitFor(
+      async () => (await control.listConnections()).some((c) => c.clientName === connectionName),
+      'the broker to list the connection',
+      15_000,
+    );
     // 10 a second: the cut comes after 8 moves, with some 3 s of redrive left, so a busy machine's slow polling
     // cannot let the redrive finish first (at 20 a second a loaded run once saw it done before the cut).
     const redrive = reprocessor.redrive({ queue: dlq, rate: 10 });

@@ -107,7 +107,7 @@ describe('npm run package', () => {
     expect(output).toContain('the functions run in that VPC');
   });
 
-  it('builds one zip per function, each with only its own bundle and source map', () => {
+  it('builds one zip per function, each with only its own bundle, its chunks and their source maps', () => {
     const zips = readdirSync(packageDir)
       .filter((f) => f.endsWith('.zip'))
       .sort();
@@ -118,12 +118,17 @@ describe('npm run package', () => {
     );
     for (const [key, fn] of Object.entries(definitions)) {
       const file = fn.handler.slice(0, fn.handler.lastIndexOf('.'));
-      expect(
-        listZip(join(packageDir, `${key}.zip`))
-          .map((e) => e.name)
-          .sort(),
-      ).toEqual([`${file}.mjs`, `${file}.mjs.map`]);
+      const names = listZip(join(packageDir, `${key}.zip`)).map((e) => e.name);
+      // What the bundle loads later (the store, amqplib) is in chunks of its own folder, never another function's.
+      const chunks = names.filter((name) => name.startsWith(`${file}.chunks/`));
+      expect(names.sort(), key).toEqual([`${file}.mjs`, `${file}.mjs.map`, ...chunks].sort());
+      for (const chunk of chunks) expect(chunk, key).toMatch(/\.chunks\/[\w-]+\.mjs(\.map)?$/);
+      for (const chunk of chunks.filter((name) => name.endsWith('.mjs'))) expect(chunks, key).toContain(`${chunk}.map`);
     }
+    // The store's driver loads on first use: order intake's bundle imports it from a chunk.
+    expect(
+      listZip(join(packageDir, 'orderIntake.zip')).some((e) => /^handlers\/order-intake\.chunks\/postgres-\w+\.mjs$/.test(e.name)),
+    ).toBe(true);
   });
 
   it('runs every function on nodejs22.x with the handler of its definition and the deployment params', () => {
@@ -233,8 +238,9 @@ describe('npm run package', () => {
       const data = readFileSync(join(packageDir, zip));
       const entries = zipEntries(data);
       for (const entry of entries) expect(entry.name, zip).not.toMatch(LOCAL_ONLY);
-      const map = entries.find((e) => e.name.endsWith('.map'))!;
-      const sources = (JSON.parse(readEntry(data, map).toString('utf8')) as { sources: string[] }).sources;
+      const sources = entries
+        .filter((e) => e.name.endsWith('.map'))
+        .flatMap((map) => (JSON.parse(readEntry(data, map).toString('utf8')) as { sources: string[] }).sources);
       expect(sources.length, zip).toBeGreaterThan(0);
       for (const source of sources) expect(source, zip).not.toMatch(LOCAL_ONLY);
       expect(
@@ -250,8 +256,10 @@ describe('npm run package', () => {
     // function uses; its queue middleware proper is what the HTTP function must not carry.
     const sourcesOf = (key: string): string[] => {
       const data = readFileSync(join(packageDir, `${key}.zip`));
-      const map = zipEntries(data).find((e) => e.name.endsWith('.map'))!;
-      return (JSON.parse(readEntry(data, map).toString('utf8')) as { sources: string[] }).sources;
+      // Every source map of the zip: the function's bundle and its chunks.
+      return zipEntries(data)
+        .filter((e) => e.name.endsWith('.map'))
+        .flatMap((map) => (JSON.parse(readEntry(data, map).toString('utf8')) as { sources: string[] }).sources);
     };
     const QUEUE_MIDDLEWARE = /shared\/middleware\/(records|idempotency|poison-messages|queue-function|parse-body|rmq-event\/)/;
     expect(sourcesOf('inventoryReservation').filter((s) => QUEUE_MIDDLEWARE.test(s)).length).toBeGreaterThan(0);
@@ -276,8 +284,8 @@ describe('npm run package', () => {
   it('minifies, links the source map and leaves the sources out of it', () => {
     const data = readFileSync(join(packageDir, 'inventoryReservation.zip'));
     const entries = zipEntries(data);
-    const code = readEntry(data, entries.find((e) => e.name.endsWith('.mjs'))!).toString('utf8');
-    const map = JSON.parse(readEntry(data, entries.find((e) => e.name.endsWith('.mjs.map'))!).toString('utf8')) as {
+    const code = readEntry(data, entries.find((e) => e.name === 'handlers/inventory-reservation.mjs')!).toString('utf8');
+    const map = JSON.parse(readEntry(data, entries.find((e) => e.name === 'handlers/inventory-reservation.mjs.map')!).toString('utf8')) as {
       sourcesContent?: unknown;
     };
     // Minified: a few very long lines (the newlines left are inside template literals).

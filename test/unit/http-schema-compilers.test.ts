@@ -4,7 +4,7 @@
  * app starts, with a message that says where validation lives, instead of failing on its first request.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createHttpApp } from '../../shared/http/app';
+import { createHttpApp } from '../../shared/http/base-app';
 import { createLogger } from '../../shared/logging';
 
 const apps: Array<{ close(): Promise<unknown> }> = [];

@@ -10,7 +10,7 @@
  * tables are plain JSON.
  */
 import type { Handler } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseAmqpTimestamp } from './timestamp.js';
 
 /** An AMQP long string header value: its UTF-8 bytes (AWS sends Java's signed bytes, -128..127). */
