@@ -22,15 +22,8 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { type Config, config as processConfig } from '../config';
 import { consoleRoutes } from '../console/routes';
-import {
-  DlqReprocessor,
-  parseListRequest,
-  parseMessageRequest,
-  parseRedriveRequest,
-  type RedriveJob,
-  RedriveJobs,
-  type RedriveJobsOptions,
-} from '../dlq';
+import type { DlqReprocessor, RedriveJob, RedriveJobs, RedriveJobsOptions } from '../dlq';
+import { lazy } from '../lib/lazy';
 import { type Logger, logger as processLogger } from '../logging';
 import { type Broker, messaging, type Publisher } from '../messaging';
 import { adminAuth } from './admin-auth';
@@ -58,25 +51,44 @@ const jobPath = (id: string): string => `/dlq/redrive/jobs/${id}`;
 
 const jobView = (job: RedriveJob) => ({ ...job, statusUrl: jobPath(job.id) });
 
-const dlqRoutes: FastifyPluginAsync<{ reprocessor: DlqReprocessor; jobs: RedriveJobs; config: Config }> = async (
-  app,
-  { reprocessor, jobs, config },
-) => {
+/**
+ * The reprocessor and its jobs, with the module they come from: loaded on the first /dlq request, not at the
+ * function's cold start (in a deployed zip, shared/dlq is a chunk of its own: scripts/esbuild-plugins.cjs).
+ */
+interface DlqServices {
+  reprocessor: DlqReprocessor;
+  jobs: RedriveJobs;
+  /** The requests' parsers (shared/dlq/options.ts). */
+  parse: Pick<typeof import('../dlq'), 'parseListRequest' | 'parseMessageRequest' | 'parseRedriveRequest'>;
+}
+
+const dlqRoutes: FastifyPluginAsync<{ services: () => Promise<DlqServices>; config: Config }> = async (app, { services, config }) => {
   await app.register(adminAuth, { token: config.adminToken });
 
-  app.get('/dlq', async (request) => reprocessor.list(parseListRequest(request.query)));
+  app.get('/dlq', async (request) => {
+    const { parse, reprocessor } = await services();
+    return reprocessor.list(parse.parseListRequest(request.query));
+  });
 
-  app.get('/dlq/message', async (request) => reprocessor.message(parseMessageRequest(request.query)));
+  app.get('/dlq/message', async (request) => {
+    const { parse, reprocessor } = await services();
+    return reprocessor.message(parse.parseMessageRequest(request.query));
+  });
 
   app.post('/dlq/redrive', async (request, reply) => {
-    const job = await jobs.submit(parseRedriveRequest(request.body));
+    const { parse, jobs } = await services();
+    const job = await jobs.submit(parse.parseRedriveRequest(request.body));
     request.log.info({ jobId: job.id, dlq: job.dlq, dryRun: job.request.dryRun }, 'dlq redrive job requested');
     return reply.code(202).header('location', jobPath(job.id)).send(jobView(job));
   });
 
-  app.get<{ Params: { id: string } }>('/dlq/redrive/jobs/:id', async (request) => jobView(await jobs.get(request.params.id)));
+  app.get<{ Params: { id: string } }>('/dlq/redrive/jobs/:id', async (request) => {
+    const { jobs } = await services();
+    return jobView(await jobs.get(request.params.id));
+  });
 
   app.post<{ Params: { id: string } }>('/dlq/redrive/jobs/:id/cancel', async (request, reply) => {
+    const { jobs } = await services();
     const job = await jobs.cancel(request.params.id);
     request.log.info({ jobId: job.id, dlq: job.dlq }, 'dlq redrive job cancel requested');
     return reply.code(202).header('location', jobPath(job.id)).send(jobView(job));
@@ -90,17 +102,21 @@ export function buildDlqApp(options: DlqAppOptions = {}): FastifyInstance {
   const logger = options.logger ?? processLogger().child({ function: DLQ_FUNCTION_NAME });
   const { broker, publisher } =
     options.broker && options.publisher ? { broker: options.broker, publisher: options.publisher } : messaging();
-  const reprocessor = new DlqReprocessor({
-    broker,
-    publisher,
-    config,
-    logger,
-    ...(options.extraQueues ? { extraQueues: options.extraQueues } : {}),
-    ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+  const services = lazy(async (): Promise<DlqServices> => {
+    const { DlqReprocessor, RedriveJobs, parseListRequest, parseMessageRequest, parseRedriveRequest } = await import('../dlq');
+    const reprocessor = new DlqReprocessor({
+      broker,
+      publisher,
+      config,
+      logger,
+      ...(options.extraQueues ? { extraQueues: options.extraQueues } : {}),
+      ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+    });
+    const jobs = new RedriveJobs({ ...options.redriveJobs, broker, publisher, reprocessor, logger });
+    return { reprocessor, jobs, parse: { parseListRequest, parseMessageRequest, parseRedriveRequest } };
   });
-  const jobs = new RedriveJobs({ ...options.redriveJobs, broker, publisher, reprocessor, logger });
   const app = createHttpApp({ functionName: DLQ_FUNCTION_NAME, logger });
-  app.register(dlqRoutes, { reprocessor, jobs, config });
+  app.register(dlqRoutes, { services, config });
   app.register(consoleRoutes, { config });
   return app;
 }
