@@ -29,7 +29,9 @@ export const topologyOptions = (cfg: Config, extraQueues?: readonly WorkQueue[])
 export function createBroker(cfg: Config = config(), options: Partial<BrokerOptions> = {}): Broker {
   const broker = new Broker({ urls: cfg.amqpUrls, connectionName: cfg.serviceName, ...options });
   broker.on('connected', (connection: ChannelModel) => {
-    declareTopology(connection, topologyOptions(cfg)).catch((error: unknown) =>
+    // The channel is left to end with the connection: closing it cost each cold container a stack capture
+    // that, with source maps on, parses a source map (bench:http's cold burst).
+    declareTopology(connection, topologyOptions(cfg), { keepChannel: true }).catch((error: unknown) =>
       logger().warn({ err: error }, 'could not declare the topology'),
     );
   });

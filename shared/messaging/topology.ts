@@ -130,9 +130,14 @@ export class TopologyMismatchError extends Error {
 
 /**
  * Declares every exchange, queue and binding; safe to run any number of times, from any process.
- * Uses its own channel, because a mismatch closes the channel it happens on.
+ * Uses its own channel, because a mismatch closes the channel it happens on; `keepChannel` leaves it open after
+ * a success (a connection that declares once, as a function container's does, saves the close).
  */
-export async function declareTopology(connection: ChannelModel, options: TopologyOptions): Promise<Topology> {
+export async function declareTopology(
+  connection: ChannelModel,
+  options: TopologyOptions,
+  { keepChannel = false }: { keepChannel?: boolean } = {},
+): Promise<Topology> {
   const wanted = topology({ brokerMajorVersion: brokerMajorVersion(connection), ...options });
   const channel = await connection.createChannel();
   channel.on('error', () => undefined);
@@ -150,6 +155,7 @@ export async function declareTopology(connection: ChannelModel, options: Topolog
       }
     }
   } catch (error) {
+    await closeQuietly(channel);
     const message = error instanceof Error ? error.message : String(error);
     if (/PRECONDITION_FAILED|inequivalent arg/.test(message)) {
       throw new TopologyMismatchError(
@@ -158,9 +164,10 @@ export async function declareTopology(connection: ChannelModel, options: Topolog
       );
     }
     throw error;
-  } finally {
-    await closeQuietly(channel);
   }
+  // keepChannel: the channel stays open, idle, and ends with its connection. Closing it costs amqplib two stack
+  // captures (the second when the broker's close-ok arrives, which nothing here can suppress).
+  if (!keepChannel) await closeQuietly(channel);
   return wanted;
 }
 

@@ -10,7 +10,11 @@
  *   the transaction it waits for, so two Store instances in one process must never wait on each other in
  *   SQLite itself;
  * - migrations run in one transaction (Kysely's SQLite adapter says it has no transactional DDL and takes
- *   no lock; SQLite has the first, and `begin immediate` is the second, across processes too).
+ *   no lock; SQLite has the first, and `begin immediate` is the second, across processes too);
+ * - waiting for another process's lock does not block the event loop: SQLite's own busy timeout sleeps inside
+ *   the synchronous call, stalling every function, timer and socket of the process (a worker's AMQP connects
+ *   timed out behind it and a locked file looked like a broker outage), so the busy timeout is 0 and a
+ *   statement SQLite answers SQLITE_BUSY is tried again after an asynchronous pause, for up to the same 5 s.
  *
  * better-sqlite3 (a native module) is loaded on first use, not imported: deployed bundles leave it out
  * (they use PostgreSQL), and a static import would make every function fail at load time without it.
@@ -18,20 +22,25 @@
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type BetterSqlite3 from 'better-sqlite3';
 import {
   CompiledQuery,
   type DatabaseConnection,
   type DialectAdapter,
   type Driver,
+  type QueryResult,
   SqliteAdapter,
   SqliteDialect,
   type SqliteDialectConfig,
   SqliteDriver,
 } from 'kysely';
 
-/** How long a connection waits for another process's write lock before failing with SQLITE_BUSY. */
+/** How long a statement waits for another process's lock before failing with SQLITE_BUSY ("database is locked"). */
 const BUSY_TIMEOUT_MS = 5_000;
+
+/** The pauses between tries while the file is locked: SQLite's default busy handler's, then its last one over and over. */
+const BUSY_PAUSES_MS = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
 
 let driver: typeof BetterSqlite3 | undefined;
 
@@ -59,7 +68,7 @@ export function openSqliteFile(path: string): BetterSqlite3.Database {
   if (!inMemory) mkdirSync(dirname(resolve(path)), { recursive: true });
   const db = new Database(path);
   try {
-    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    db.pragma('busy_timeout = 0'); // waited out asynchronously instead: see PatientConnection
     if (!inMemory) db.pragma('journal_mode = WAL');
     db.pragma('foreign_keys = ON');
     return db;
@@ -104,21 +113,57 @@ function lockFor(path: string): AsyncLock {
   return lock;
 }
 
+const isBusy = (error: unknown) => String((error as { code?: unknown } | undefined)?.code).startsWith('SQLITE_BUSY');
+
+/**
+ * A connection that waits for another process's lock without blocking the event loop: a statement answered
+ * SQLITE_BUSY is tried again after a pause (BUSY_PAUSES_MS) until BUSY_TIMEOUT_MS have passed, then its error
+ * is thrown. Only where trying again is what SQLite's busy handler would do: outside a transaction (a failed
+ * `begin immediate` or single statement changed nothing) and a `commit` (the transaction stays open).
+ */
+class PatientConnection implements DatabaseConnection {
+  constructor(
+    private readonly inner: DatabaseConnection,
+    private readonly database: BetterSqlite3.Database,
+  ) {}
+
+  async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    if (this.database.inTransaction && query.sql !== 'commit') return this.inner.executeQuery<R>(query);
+    const started = Date.now();
+    for (let tries = 0; ; tries++) {
+      try {
+        return await this.inner.executeQuery<R>(query);
+      } catch (error) {
+        const waited = Date.now() - started;
+        if (!isBusy(error) || waited >= BUSY_TIMEOUT_MS) throw error;
+        await sleep(Math.min(BUSY_PAUSES_MS[tries] ?? BUSY_PAUSES_MS.at(-1)!, BUSY_TIMEOUT_MS - waited));
+      }
+    }
+  }
+
+  streamQuery<R>(query: CompiledQuery, chunkSize: number): AsyncIterableIterator<QueryResult<R>> {
+    return this.inner.streamQuery<R>(query, chunkSize);
+  }
+}
+
 class StoreSqliteDriver extends SqliteDriver {
   readonly #fileLock: AsyncLock;
+  readonly #database: BetterSqlite3.Database;
   #release: (() => void) | undefined;
+  #connection: PatientConnection | undefined;
 
-  constructor(config: SqliteDialectConfig, fileLock: AsyncLock) {
+  constructor(config: SqliteDialectConfig, fileLock: AsyncLock, database: BetterSqlite3.Database) {
     super(config);
     this.#fileLock = fileLock;
+    this.#database = database;
   }
 
   override async acquireConnection(): Promise<DatabaseConnection> {
     const release = await this.#fileLock.lock();
     try {
-      const connection = await super.acquireConnection();
+      this.#connection ??= new PatientConnection(await super.acquireConnection(), this.#database);
       this.#release = release;
-      return connection;
+      return this.#connection;
     } catch (error) {
       release();
       throw error;
@@ -173,17 +218,19 @@ function withStatementCache(database: BetterSqlite3.Database): SqliteDialectConf
 /** Kysely's SqliteDialect with `begin immediate` transactions and a per-file lock (see the file comment). */
 export class StoreSqliteDialect extends SqliteDialect {
   readonly #config: SqliteDialectConfig;
+  readonly #database: BetterSqlite3.Database;
   readonly #path: string;
 
   constructor(database: BetterSqlite3.Database, path: string) {
     const config: SqliteDialectConfig = { database: withStatementCache(database) };
     super(config);
     this.#config = config;
+    this.#database = database;
     this.#path = path;
   }
 
   override createDriver(): Driver {
-    return new StoreSqliteDriver(this.#config, lockFor(this.#path));
+    return new StoreSqliteDriver(this.#config, lockFor(this.#path), this.#database);
   }
 
   override createAdapter(): DialectAdapter {

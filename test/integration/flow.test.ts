@@ -176,7 +176,7 @@ describe('order flow through HTTP, the broker and every function', () => {
       item: 'Sandwich',
       quantity: 1,
     };
-    // The cause: another program holds the database's write lock (better-sqlite3 waits its 5 s busy timeout per attempt).
+    // The cause: another program holds the database's write lock (the store waits its 5 s busy timeout per attempt).
     const locker = new Database(sqlitePath);
     locker.exec('BEGIN EXCLUSIVE');
     const broker = new Broker({ urls: [loadConfig().amqpUrls[0]!], connectionName: 'flow-test-dlq' });

@@ -10,6 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import Database from 'better-sqlite3';
 import { sql } from 'kysely';
 import { isLockContention } from 'middy-rabbitmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -511,6 +512,62 @@ describe('batch transactions on postgres', () => {
       await first.rollback();
     }
     expect((await store.stock.get('widget'))?.available).toBe(10);
+  });
+});
+
+describe('sqlite file locked by another program', () => {
+  let dir: string;
+  let store: Store;
+  let locker: Database.Database;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'store-locked-'));
+    store = await openStore({ sqlitePath: join(dir, 'app.sqlite') });
+    locker = new Database(join(dir, 'app.sqlite'));
+  });
+  afterAll(async () => {
+    locker?.close();
+    await store?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** The longest the event loop went without running a 10 ms timer while `work` ran. */
+  const longestStall = async (work: Promise<unknown>) => {
+    let last = performance.now();
+    let longest = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+    }, 10);
+    try {
+      await work.catch(() => undefined);
+    } finally {
+      clearInterval(ticker);
+    }
+    return longest;
+  };
+
+  it('waits for the lock without stopping the process: a write goes through once it is released', async () => {
+    locker.exec('BEGIN EXCLUSIVE');
+    // Released by a timer of this process: it can only fire if waiting for the lock leaves the event loop free.
+    setTimeout(() => locker.exec('ROLLBACK'), 300);
+    const write = store.orders.insert(newOrder());
+    expect(await longestStall(write)).toBeLessThan(1_000);
+    await expect(write).resolves.toMatchObject({ status: 'accepted' });
+  });
+
+  it('gives up after its 5 s busy timeout with "database is locked", the process running all along', async () => {
+    locker.exec('BEGIN EXCLUSIVE');
+    try {
+      const started = Date.now();
+      const write = store.orders.insert(newOrder());
+      expect(await longestStall(write)).toBeLessThan(1_000);
+      await expect(write).rejects.toMatchObject({ code: 'SQLITE_BUSY', message: 'database is locked' });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(4_900);
+    } finally {
+      locker.exec('ROLLBACK');
+    }
   });
 });
 
