@@ -18,7 +18,16 @@ export interface BatcherOptions<T> {
 export class Batcher<T> {
   private items: T[] = [];
   private bytes = 0;
-  private timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  /** When the current batch's window ends (performance.now() ms); undefined while the batch is empty. */
+  private windowEnd: number | undefined;
+  /**
+   * The window's timer. With a window it is left armed when a batch fills before its window ends (the usual case
+   * under load), so a batch costs no timer of its own: when it fires it hands on the batch whose window has ended,
+   * or re-arms for the current one's end. Referenced only while a batch waits, as a timer per batch was.
+   */
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
+  private immediate: NodeJS.Immediate | undefined;
 
   constructor(private readonly options: BatcherOptions<T>) {
     if (!Number.isInteger(options.batchSize) || options.batchSize < 1) throw new RangeError('batchSize must be a positive integer');
@@ -58,19 +67,42 @@ export class Batcher<T> {
   }
 
   /** The window's end: made once, not per batch. */
-  private readonly fire = (): void => {
-    this.timer = undefined;
+  private readonly fireImmediate = (): void => {
+    this.immediate = undefined;
     this.flush();
   };
 
+  /** The window timer fired: hand on the batch if its window has ended, else wait for the rest of it. */
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    if (this.windowEnd === undefined) return;
+    if (this.windowEnd <= performance.now()) this.flush();
+    else this.armTimer(this.windowEnd);
+  };
+
   private arm(): void {
-    this.timer = this.options.windowMs === 0 ? setImmediate(this.fire) : setTimeout(this.fire, this.options.windowMs);
+    if (this.options.windowMs === 0) {
+      this.immediate = setImmediate(this.fireImmediate);
+      return;
+    }
+    this.windowEnd = performance.now() + this.options.windowMs;
+    // A timer left from an earlier batch ends no later than this window: it re-arms for the rest when it fires.
+    if (this.timer && this.timerAt <= this.windowEnd) this.timer.ref();
+    else this.armTimer(this.windowEnd);
+  }
+
+  private armTimer(at: number): void {
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(this.fire, Math.max(1, at - performance.now()));
   }
 
   private disarm(): void {
-    if (this.timer === undefined) return;
-    clearTimeout(this.timer as NodeJS.Timeout);
-    clearImmediate(this.timer as NodeJS.Immediate);
-    this.timer = undefined;
+    this.windowEnd = undefined;
+    this.timer?.unref();
+    if (this.immediate === undefined) return;
+    clearImmediate(this.immediate);
+    this.immediate = undefined;
   }
 }

@@ -27,21 +27,33 @@ function remainingUntil(deadline: number): () => number {
   return () => Math.max(0, deadline - Date.now());
 }
 
-export function createLambdaContext(options: ContextOptions): Context {
+/**
+ * Contexts for one function: what does not change between its invocations (region, ARN, names) is worked out
+ * once, so an invocation pays for its deadline and one object. The region is read when the factory is made.
+ */
+export function lambdaContextFactory(options: Omit<ContextOptions, 'requestId'>): (requestId?: string) => Context {
+  const { functionName } = options;
   const region = options.region ?? process.env.AWS_REGION ?? 'local-1';
-  const deadline = Date.now() + options.timeoutSeconds * 1000;
-  return {
+  const invokedFunctionArn = `arn:aws:lambda:${region}:000000000000:function:${functionName}`;
+  const memoryLimitInMB = String(options.memorySize);
+  const logGroupName = `/aws/lambda/${functionName}`;
+  const timeoutMs = options.timeoutSeconds * 1000;
+  return (requestId) => ({
     callbackWaitsForEmptyEventLoop: true,
-    functionName: options.functionName,
+    functionName,
     functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:${region}:000000000000:function:${options.functionName}`,
-    memoryLimitInMB: String(options.memorySize),
-    awsRequestId: options.requestId ?? randomUUID(),
-    logGroupName: `/aws/lambda/${options.functionName}`,
+    invokedFunctionArn,
+    memoryLimitInMB,
+    awsRequestId: requestId ?? randomUUID(),
+    logGroupName,
     logStreamName,
-    getRemainingTimeInMillis: remainingUntil(deadline),
+    getRemainingTimeInMillis: remainingUntil(Date.now() + timeoutMs),
     done,
     fail,
     succeed,
-  };
+  });
+}
+
+export function createLambdaContext(options: ContextOptions): Context {
+  return lambdaContextFactory(options)(options.requestId);
 }

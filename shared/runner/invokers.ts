@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Context, Handler } from 'aws-lambda';
 import type { RabbitMQEvent } from 'middy-rabbitmq';
-import { createLambdaContext } from './context.js';
+import { lambdaContextFactory } from './context.js';
 import type { TriggerDefinition } from './definitions.js';
 import { parseHandler } from './lib/handler-ref.js';
 
@@ -60,6 +60,9 @@ export type HandlerLoader = (trigger: TriggerDefinition) => Promise<Handler<Rabb
  * so its late effects must be idempotent (the idempotency middleware makes them so).
  */
 export class InProcessInvoker implements Invoker {
+  /** Each trigger's context factory, made at its first invocation. */
+  private readonly contexts = new WeakMap<TriggerDefinition, ReturnType<typeof lambdaContextFactory>>();
+
   constructor(private readonly load: HandlerLoader) {}
 
   async invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<unknown> {
@@ -78,12 +81,16 @@ export class InProcessInvoker implements Invoker {
         { cause },
       );
     }
-    const context = createLambdaContext({
-      functionName: trigger.functionName,
-      timeoutSeconds: trigger.timeout,
-      memorySize: trigger.memorySize,
-      requestId: invocation.requestId,
-    });
+    let contextFor = this.contexts.get(trigger);
+    if (!contextFor) {
+      contextFor = lambdaContextFactory({
+        functionName: trigger.functionName,
+        timeoutSeconds: trigger.timeout,
+        memorySize: trigger.memorySize,
+      });
+      this.contexts.set(trigger, contextFor);
+    }
+    const context = contextFor(invocation.requestId);
     try {
       return await callHandler(handler, event, context, trigger.timeout);
     } catch (error) {
@@ -94,10 +101,67 @@ export class InProcessInvoker implements Invoker {
   }
 }
 
+/** One invocation's timeout: when it falls due (performance.now() ms) and how to fail the invocation then. */
+interface Deadline {
+  at: number;
+  timeoutSeconds: number;
+  reject: (error: Error) => void;
+}
+
+/**
+ * The in-process invocations' timeouts, on one timer instead of one per invocation (making, inserting and removing
+ * a Node timer was the largest cost of an invocation after the handler). The timer is armed for the earliest
+ * deadline and left armed when an invocation ends first, the usual case: it then fires at most once per timeout,
+ * finds nothing due and re-arms for what is still pending. It is referenced only while an invocation is pending,
+ * so it keeps the process alive exactly as a timer per invocation did.
+ */
+class Deadlines {
+  /** A few at most (the triggers' concurrency): an array, no hashing per invocation. */
+  private readonly pending: Deadline[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
+
+  add(deadline: Deadline): void {
+    this.pending.push(deadline);
+    if (deadline.at < this.timerAt) this.arm(deadline.at);
+    else if (this.pending.length === 1) this.timer?.ref();
+  }
+
+  delete(deadline: Deadline): void {
+    const index = this.pending.indexOf(deadline);
+    if (index < 0) return;
+    const last = this.pending.pop()!;
+    if (index < this.pending.length) this.pending[index] = last;
+    if (this.pending.length === 0) this.timer?.unref();
+  }
+
+  private arm(at: number): void {
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(this.fire, Math.max(1, at - performance.now()));
+  }
+
+  /** Fails every invocation that is due (a timer may fire a little early: those not yet due wait on). */
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    const due = this.pending.filter((deadline) => deadline.at <= now);
+    for (const deadline of due) this.delete(deadline);
+    let next = Number.POSITIVE_INFINITY;
+    for (const deadline of this.pending) if (deadline.at < next) next = deadline.at;
+    if (next !== Number.POSITIVE_INFINITY) this.arm(next);
+    for (const deadline of due)
+      deadline.reject(new InvocationTimeoutError(`Task timed out after ${deadline.timeoutSeconds.toFixed(2)} seconds`, 'Timeout'));
+  };
+}
+
+const deadlines = new Deadlines();
+
 /**
  * Calls the handler, async or in the older callback style (whichever answers first counts), and rejects with
  * InvocationTimeoutError once `timeoutSeconds` have passed. A late answer changes nothing; a late rejection is
- * observed here, not left unhandled. One promise and one timer per invocation, no per-call named closures (it
+ * observed here, not left unhandled. One promise and one deadline per invocation, no per-call named closures (it
  * runs once per batch).
  */
 function callHandler(
@@ -107,30 +171,28 @@ function callHandler(
   timeoutSeconds: number,
 ): Promise<unknown> {
   return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(
-      () => reject(new InvocationTimeoutError(`Task timed out after ${timeoutSeconds.toFixed(2)} seconds`, 'Timeout')),
-      Math.max(0, timeoutSeconds * 1000),
-    );
+    const deadline: Deadline = { at: performance.now() + Math.max(0, timeoutSeconds * 1000), timeoutSeconds, reject };
+    deadlines.add(deadline);
     try {
       const returned = handler(event, context, (error?: Error | string | null, result?: unknown) => {
-        clearTimeout(timer);
+        deadlines.delete(deadline);
         if (error) reject(error instanceof Error ? error : new Error(String(error)));
         else resolvePromise(result);
       }) as unknown;
       if (returned && typeof (returned as Promise<unknown>).then === 'function') {
         (returned as Promise<unknown>).then(
           (result) => {
-            clearTimeout(timer);
+            deadlines.delete(deadline);
             resolvePromise(result);
           },
           (error: unknown) => {
-            clearTimeout(timer);
+            deadlines.delete(deadline);
             reject(error);
           },
         );
       }
     } catch (error) {
-      clearTimeout(timer);
+      deadlines.delete(deadline);
       reject(error);
     }
   });

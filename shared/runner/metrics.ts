@@ -75,8 +75,13 @@ export class Histogram {
   }
 
   observe(value: number): void {
-    const index = this.bounds.findIndex((bound) => value <= bound);
-    if (index >= 0) this.counts[index]!++;
+    // A loop, not findIndex: every delivery is observed, and a closure per call shows in the runner's profile.
+    for (let i = 0; i < this.bounds.length; i++) {
+      if (value <= this.bounds[i]!) {
+        this.counts[i]!++;
+        break;
+      }
+    }
     this.sum += value;
     this.count++;
   }

@@ -34,9 +34,9 @@ import {
   type FailureClass,
   failureHeaders,
   MAX_INVOCATION_PAYLOAD_BYTES,
-  messageBytes,
   type RabbitMQEvent,
   type RabbitMQMessage,
+  recordBytes,
   toRabbitMQMessage,
 } from 'middy-rabbitmq';
 import type { Broker } from 'middy-rabbitmq/amqp';
@@ -107,7 +107,8 @@ interface Session {
   open: boolean;
   batcher: Batcher<Delivery>;
   ready: Delivery[][];
-  inFlight: Set<Promise<void>>;
+  /** Invocations of this session in flight. */
+  inFlight: number;
 }
 
 /**
@@ -354,7 +355,7 @@ export class QueueTrigger {
         },
       }),
       ready: [],
-      inFlight: new Set(),
+      inFlight: 0,
     };
     channel.on('error', (error: Error) => this.log.warn({ err: error }, 'channel error'));
     channel.once('close', () => this.onSessionClosed(session));
@@ -391,7 +392,7 @@ export class QueueTrigger {
     if (this.session !== session) return;
     if (this.state === 'stopping' || this.state === 'stopped' || this.state === 'failed') return;
     this.log.warn(
-      { unackedDropped: dropped, inFlight: session.inFlight.size },
+      { unackedDropped: dropped, inFlight: session.inFlight },
       'channel closed; unacknowledged messages return to the queue; reconnecting',
     );
     this.reportResult({ problem: 'Connection error: the channel to RabbitMQ closed; consuming again' });
@@ -405,25 +406,34 @@ export class QueueTrigger {
       session.open &&
       this.state !== 'stopping' &&
       this.state !== 'failed' &&
-      session.inFlight.size < this.concurrency &&
+      session.inFlight < this.concurrency &&
       session.ready.length
     ) {
       const batch = session.ready.shift()!;
-      const run = this.run(session, batch)
-        .catch((error: unknown) => {
-          // run() handles every failure it knows of; this is the last line, so that nothing escapes as an
-          // unhandled rejection. Whatever was not settled goes back to the queue.
-          this.log.error({ err: error, batchSize: batch.length }, 'batch failed unexpectedly; returning it to the queue');
-          this.settle(session, batch, 'requeue');
-        })
-        .finally(() => {
-          session.inFlight.delete(run);
-          this.inFlightAll.delete(run);
-          this.pump(session);
-        });
-      session.inFlight.add(run);
+      // One reaction for both outcomes (not catch + finally: a batch at a time, each finally costs promises of its own).
+      const run: Promise<void> = this.run(session, batch).then(
+        () => this.ended(session, run),
+        (error: unknown) => {
+          try {
+            // run() handles every failure it knows of; this is the last line, so that nothing escapes as an
+            // unhandled rejection. Whatever was not settled goes back to the queue.
+            this.log.error({ err: error, batchSize: batch.length }, 'batch failed unexpectedly; returning it to the queue');
+            this.settle(session, batch, 'requeue');
+          } finally {
+            this.ended(session, run);
+          }
+        },
+      );
+      session.inFlight++;
       this.inFlightAll.add(run);
     }
+  }
+
+  /** An invocation's batch is settled: its slot is free for the next ready batch. */
+  private ended(session: Session, run: Promise<void>): void {
+    session.inFlight--;
+    this.inFlightAll.delete(run);
+    this.pump(session);
   }
 
   /** Whether the message matches the filter criteria (any pattern; all pass without criteria). */
@@ -461,7 +471,7 @@ export class QueueTrigger {
     try {
       if (base64Length(message.content.length) > room) return this.tooLarge(message, base64Length(message.content.length));
       const record = toRabbitMQMessage(message);
-      const bytes = messageBytes(record);
+      const bytes = recordBytes(record);
       return bytes > room ? this.tooLarge(message, bytes) : { message, record, bytes: bytes + 1 };
     } catch (error) {
       const cause = error instanceof Error ? error : new Error(String(error));

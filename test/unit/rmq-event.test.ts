@@ -17,6 +17,7 @@ import {
   type RabbitMQMessage,
   type RabbitMQRecord,
   rabbitMQEventFromBodies,
+  recordBytes,
   toRabbitMQMessage,
   UnrepresentableMessageError,
 } from 'middy-rabbitmq';
@@ -285,6 +286,12 @@ describe('building messages', () => {
     const records = event.rmqMessagesByQueue['q::/']!;
     const computed = envelopeBytes(arn, 'q::/') + records.reduce((sum, r) => sum + messageBytes(r), 0) + records.length - 1;
     expect(computed).toBe(Buffer.byteLength(JSON.stringify(event)));
+    // The trigger's shortcut for records as toRabbitMQMessage makes them counts the same, redelivered or not.
+    const redelivered = toRabbitMQMessage({ ...amqpMessage({ priority: 9, headers: { n: [1, 'ü'] } }), fields: { redelivered: true } });
+    for (const record of [...records, redelivered]) {
+      expect(recordBytes(record)).toBe(messageBytes(record));
+      expect(recordBytes(record)).toBe(Buffer.byteLength(JSON.stringify(record)));
+    }
   });
 
   it('decodes an event carrying a body of several MB (no regex that overflows the stack)', () => {

@@ -20,6 +20,6 @@ export {
   InvalidRabbitMQEventError,
 } from './decode.js';
 export { rabbitMQEventFromBodies } from './fixtures.js';
-export { base64Length, envelopeBytes, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes } from './size.js';
+export { base64Length, envelopeBytes, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes, recordBytes } from './size.js';
 export { formatAmqpTimestamp, parseAmqpTimestamp } from './timestamp.js';
 export * from './types.js';
