@@ -7,7 +7,7 @@
  * With no probe installed it is a true no-op.
  */
 import type { Handler } from 'aws-lambda';
-import type { RabbitMQEvent } from '../shared/rmq-event';
+import type { RabbitMQEvent } from 'middy-rabbitmq';
 
 /** Called at handler start with `performance.now()` taken before anything else. */
 export type BenchProbe = (event: RabbitMQEvent, startedAt: number) => void;

@@ -37,12 +37,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ConfirmChannel } from 'amqplib';
 import amqp from 'amqplib';
+import type { RabbitMQEvent } from 'middy-rabbitmq';
+import type { HandlerLoader, Invocation, Invoker, TriggerDefinition } from 'serverless-offline-rabbitmq';
 import { appHooks } from '../shared/app/runner-hooks';
 import { type Config, loadConfig } from '../shared/config';
 import { createLogger } from '../shared/logging';
 import { declareTopology, dlqName, topologyOptions } from '../shared/messaging';
-import type { RabbitMQEvent } from '../shared/rmq-event';
-import type { HandlerLoader, Invocation, Invoker, TriggerDefinition } from '../shared/runner';
 import type { Store } from '../shared/store';
 import { confirmChannel, countDone, orderEvent, type StoredBurst, storedBurst } from './orders';
 import {
@@ -453,7 +453,7 @@ async function runChild(options: Options, kind: StoreKind, resultFile: string): 
   const config = loadConfig(process.env);
   const url = config.amqpUrls[0]!;
   const [{ processStore: defaultStore }, { InProcessInvoker, loadService, Runner, triggersFromFunctions }, { closeMessaging }] =
-    await Promise.all([import('../shared/app/queue-function'), import('../shared/runner'), import('../shared/messaging')]);
+    await Promise.all([import('../shared/app/queue-function'), import('serverless-offline-rabbitmq'), import('../shared/messaging')]);
   const handlers: Record<string, { handler: unknown }> = {
     inventoryReservation: await import('../handlers/inventory-reservation'),
     notification: await import('../handlers/notification'),

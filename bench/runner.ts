@@ -32,13 +32,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import amqp from 'amqplib';
+import type { RabbitMQEvent } from 'middy-rabbitmq';
+import { bundledHandlerLoader, type HandlerLoader, InProcessInvoker, Runner, type TriggerDefinition } from 'serverless-offline-rabbitmq';
 import { appHooks } from '../shared/app/runner-hooks';
 import { type Config, loadConfig } from '../shared/config';
 import { eventProperties, newEvent } from '../shared/events';
 import { createLogger, type Logger } from '../shared/logging';
 import { declareTopology, dlqName, topologyOptions } from '../shared/messaging';
-import type { RabbitMQEvent } from '../shared/rmq-event';
-import { bundledHandlerLoader, type HandlerLoader, InProcessInvoker, Runner, type TriggerDefinition } from '../shared/runner';
 import { setBenchProbe } from './noop-handler';
 import {
   fmt,

@@ -5,9 +5,9 @@
  * The process creates a RabbitMQ virtual host of its own (`bench-workers`: nobody else's tests purge or feed its
  * queues) and, per worker count, a fresh PostgreSQL schema; then, per worker count:
  *   - opens the store on the schema (migrations, stock for the bench's item), declares the topology in the vhost;
- *   - starts N workers, each the real standalone worker (shared/runner/worker.ts: every queue function of
- *     serverless.yml, handlers bundled with esbuild and run in-process, the outbox relay beside them) as one
- *     `node --import tsx` process, AMQP_URL pointing at the vhost, DATABASE_URL at the schema; waits until every
+ *   - starts N workers, each the real standalone worker (the rabbitmq-trigger-worker bin of
+ *     serverless-offline-rabbitmq: every queue function of serverless.yml, handlers bundled with esbuild and run
+ *     in-process, the outbox relay beside them) as one node process, AMQP_URL pointing at the vhost, DATABASE_URL at the schema; waits until every
  *     contract queue has N consumers;
  *   - warm-up burst (not reported: bundling, first connections, JIT), then `--repeats` bursts of the shape
  *     bench:pipeline uses: N orders inserted first (status `accepted`, as intake does), then their OrderPlaced
@@ -121,14 +121,14 @@ function parseOptions(): Options {
   };
 }
 
-/** One `npm run worker` process: shared/runner/worker.ts under `node --import tsx` (no npm or tsx wrapper between). */
+/** One `npm run worker` process: the trigger package's `bin` (rabbitmq-trigger-worker) under node, no npm wrapper between. */
 class Worker {
   readonly child: ChildProcess;
   private out = '';
   readonly exited: Promise<void>;
 
   constructor(env: NodeJS.ProcessEnv, args: string[]) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', join(serviceDir, 'shared/runner/worker.ts'), ...args], {
+    this.child = spawn(process.execPath, [join(serviceDir, 'node_modules/.bin/rabbitmq-trigger-worker'), ...args], {
       cwd: serviceDir,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -383,7 +383,7 @@ async function main(): Promise<void> {
     console.log(
       `RabbitMQ ${rabbitmq}, vhost '${VHOST}', node ${process.version}, ${machineFacts().cpus} cpus, load average ${loadAtStart[0]}`,
     );
-    const { loadService, triggersFromFunctions } = await import('../shared/runner');
+    const { loadService, triggersFromFunctions } = await import('serverless-offline-rabbitmq');
     const service = loadService(serviceDir);
     triggers = triggersFromFunctions(service.functions, service.info)
       .map((t) => `${t.functionKey} (batch ${t.batchSize}, window ${t.maximumBatchingWindow} s)`)

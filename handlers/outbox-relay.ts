@@ -7,7 +7,7 @@
  */
 import middy from '@middy/core';
 import type { Context, ScheduledEvent } from 'aws-lambda';
-import { takeColdStart } from '../shared/lib/cold-start';
+import { takeColdStart } from 'middy-rabbitmq/core';
 import { lazy } from '../shared/lib/lazy';
 import { type Logger, logger as processLogger } from '../shared/logging';
 import { messaging, type Publisher } from '../shared/messaging';

@@ -8,14 +8,14 @@
  * - fastify's schema compilers (ajv, fast-json-stringify) are never loaded: the HTTP apps validate with zod and
  *   give fastify compilers that refuse a route schema (shared/http/app.ts).
  * - The OpenTelemetry SDK, resources and OTLP/HTTP exporter are imported (dynamically) only when OTEL_* asks for
- *   export (shared/tracing/export.ts). By default they stay out, so the zips stay lean and a deployed function
+ *   export (shared/middleware/tracing/export.ts, in middy-rabbitmq). By default they stay out, so the zips stay lean and a deployed function
  *   asked to export only warns. With the stage param `tracing` true (`--param="tracing=true"`) they are bundled:
  *   the dynamic import then resolves to code inside the bundle, evaluated only when export starts, so a deployed
  *   function exports its spans; the zips grow (the package report budgets that variant apart).
  */
 const ALWAYS = ['better-sqlite3', 'pg-native', '@fastify/ajv-compiler', '@fastify/fast-json-stringify-compiler'];
 
-/** The packages shared/tracing/export.ts imports, bundled only under the `tracing` param. */
+/** The packages middy-rabbitmq's tracing/export.ts imports, bundled only under the `tracing` param. */
 const TRACING_EXPORT = ['@opentelemetry/sdk-trace-base', '@opentelemetry/resources', '@opentelemetry/exporter-trace-otlp-http'];
 
 module.exports = async ({ resolveVariable }) => {

@@ -10,8 +10,8 @@
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { rabbitMQEventFromBodies } from 'middy-rabbitmq';
 import { UsageError } from '../shared/lib/usage-error';
-import { rabbitMQEventFromBodies } from '../shared/rmq-event';
 
 const usage = `Usage: npm run event -- <queue> <body.json | inline JSON | -> [--correlation-id ID] [--header name=value]... [--redelivered] [--vhost VHOST] [--out FILE]`;
 

@@ -8,12 +8,18 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Handler } from 'aws-lambda';
+import {
+  createLambdaContext,
+  DEFAULT_MEMORY_MB,
+  DEFAULT_TIMEOUT_SECONDS,
+  deployedFunctionName,
+  loadService,
+  parseHandler,
+  TriggerDefinitionError,
+} from 'serverless-offline-rabbitmq';
 import { ConfigError, config } from '../shared/config';
-import { DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, deployedFunctionName, parseHandler } from '../shared/lib/handler-ref';
 import { UsageError } from '../shared/lib/usage-error';
 import { closeMessaging } from '../shared/messaging';
-import { createLambdaContext } from '../shared/runner/context';
-import { loadService, TriggerDefinitionError } from '../shared/runner/definitions';
 
 const usage = 'Usage: npm run invoke -- <function> <fixture.json>   (functions are the keys in functions/*.yml)';
 

@@ -25,8 +25,8 @@ import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { parseHandler } from 'serverless-offline-rabbitmq';
 import { redactUrl } from '../shared/config';
-import { parseHandler } from '../shared/lib/handler-ref';
 import { UsageError } from '../shared/lib/usage-error';
 import { extractZip, type ZipEntry } from './lib/zip';
 

@@ -17,10 +17,15 @@ import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import {
+  loadService,
+  metricsPort,
+  type TriggerDefinition,
+  TriggerDefinitionError,
+  triggersFromFunctions,
+} from 'serverless-offline-rabbitmq';
 import { type Config, ConfigError, loadConfig, redactUrl } from '../shared/config';
 import { Broker, declareTopology, TopologyMismatchError, topologyOptions } from '../shared/messaging';
-import { loadService, type TriggerDefinition, TriggerDefinitionError, triggersFromFunctions } from '../shared/runner/definitions';
-import { metricsPort } from '../shared/runner/metrics';
 import { managementTarget, probeManagement } from './lib/management';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

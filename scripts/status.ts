@@ -18,10 +18,8 @@
 import { relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { DEFAULT_STATUS_DIR, loadService, readRunnerStatus, statusDirectory, triggerSettings } from 'serverless-offline-rabbitmq';
 import { ConfigError, config } from '../shared/config';
-import { loadService } from '../shared/runner/definitions';
-import { statusDirectory, triggerSettings } from '../shared/runner/settings';
-import { DEFAULT_STATUS_DIR, readRunnerStatus } from '../shared/runner/status-file';
 import { collectStatus, reportTriggers, type StatusReport, type TriggersReport } from './lib/status';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

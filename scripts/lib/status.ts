@@ -4,10 +4,9 @@
  * line, no serverless.yml and no runner code here (types only), so a function bundle can carry it.
  */
 import type { ChannelModel } from 'amqplib';
+import type { EventSourceMappingStatus, FoundRunnerStatus } from 'serverless-offline-rabbitmq';
 import { type Config, redactUrl } from '../../shared/config';
 import { Broker, dlqName, FUNCTION_QUEUES, PARKING_LOT_QUEUE, topology, topologyOptions, WORK_QUEUES } from '../../shared/messaging';
-import type { EventSourceMappingStatus } from '../../shared/runner/mapping';
-import type { FoundRunnerStatus } from '../../shared/runner/status-file';
 import { type ManagementQueue, managementQueues, managementTarget } from './management';
 
 type QueueKind = 'work' | 'dead letters' | 'retry' | 'parking lot';

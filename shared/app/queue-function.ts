@@ -9,16 +9,16 @@
  * while the container lives; a test or a bench passes its own.
  */
 import type { Context } from 'aws-lambda';
+import { type InboxStore, type QueueRecord, queueFunction, type RecordContext } from 'middy-rabbitmq';
+import { ORDER_ID_ATTRIBUTE, tagActiveSpan } from 'middy-rabbitmq/tracing';
 import type { z } from 'zod';
 import { config } from '../config';
 import { type DomainEvent, eventIdentity, eventTypesOf } from '../events';
 import { lazy } from '../lib/lazy';
 import { type Logger, logger as processLogger } from '../logging';
 import { messaging, type Publisher } from '../messaging';
-import { type InboxStore, type QueueRecord, queueFunction, type RecordContext } from '../middleware';
 import { DEFAULT_PUBLISH_TIMEOUT_MS, outboxMessage, publishCommitted as publishFromMemory } from '../outbox';
 import { type NewOutboxMessage, openStore, type Store, type Tx } from '../store';
-import { ORDER_ID_ATTRIBUTE, tagActiveSpan } from '../tracing';
 
 /** What an invocation is assumed to have left when its context cannot say (a hand-made context in a test). */
 const DEFAULT_INVOCATION_MS = 30_000;

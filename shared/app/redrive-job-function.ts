@@ -12,15 +12,22 @@
  * No store, no inbox: the job's record on the broker is what makes it run once.
  */
 import middy from '@middy/core';
+import type { BatchReport, RabbitMQEvent } from 'middy-rabbitmq';
+import {
+  forEachRecord,
+  parseBody,
+  poisonMessages,
+  type QueueRecord,
+  type RecordContext,
+  type RecordOutcome,
+  rabbitmqRecords,
+  structuredLogging,
+} from 'middy-rabbitmq';
 import { type Config, config as processConfig } from '../config';
 import { DlqReprocessor, REDRIVE_JOB_MESSAGE_TYPE, RedriveJobMessage, RedriveJobs, type RedriveJobsOptions } from '../dlq';
 import { lazy } from '../lib/lazy';
 import { type Logger, logger as processLogger } from '../logging';
 import { type Broker, messaging, type Publisher } from '../messaging';
-import { parseBody, poisonMessages, type QueueRecord, type RecordContext, type RecordOutcome, structuredLogging } from '../middleware';
-import { forEachRecord, rabbitmqRecords } from '../middleware/records';
-import type { BatchReport } from '../middleware/types';
-import type { RabbitMQEvent } from '../rmq-event';
 
 const REDRIVE_JOB_FUNCTION_NAME = 'dlq-redrive-job';
 

@@ -7,11 +7,12 @@
  *   after their commit (broker down) go out once the broker is back.
  * The configuration is read from the functions' environment the runner hands over.
  */
+
+import type { RunnerHooks } from 'serverless-offline-rabbitmq';
 import { loadConfig } from '../config';
 import { createLogger } from '../logging';
 import { declareTopology, FUNCTION_QUEUES, Publisher, topologyOptions, WORK_QUEUES, type WorkQueue } from '../messaging';
 import { type RelayStore, startOutboxRelay } from '../outbox';
-import type { RunnerHooks } from '../runner';
 import { openStore } from '../store';
 
 export interface AppHookOptions {

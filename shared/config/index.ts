@@ -4,9 +4,10 @@
  * Every setting has a local default so a fresh machine needs nothing but RabbitMQ; a bad value stops the
  * process with a ConfigError that names the variable and says what was expected.
  */
+
+import { exportWanted, TracingConfigError } from 'middy-rabbitmq/tracing';
 import * as z from 'zod';
 import { inLambda } from '../lib/log-format';
-import { exportWanted, TracingConfigError } from '../tracing/settings';
 
 /** Thrown when an environment variable is missing or malformed; `setting` names it. */
 export class ConfigError extends Error {
@@ -225,4 +226,4 @@ export function config(): Config {
   return cached;
 }
 
-export { redactUrl } from '../lib/redact-url';
+export { redactUrl } from 'middy-rabbitmq/amqp';

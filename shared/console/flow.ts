@@ -6,9 +6,9 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { FoundRunnerStatus } from 'serverless-offline-rabbitmq';
 import { collectStatus, reportTriggers, type StatusReport, type TriggersReport } from '../../scripts/lib/status';
 import type { Config } from '../config';
-import type { FoundRunnerStatus } from '../runner/status-file';
 
 /**
  * Where `npm start`'s runner keeps its status files: shared/runner's DEFAULT_STATUS_DIR, relative to the service

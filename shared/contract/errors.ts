@@ -63,14 +63,8 @@ export class UnavailableError extends ProblemError {
   readonly problem: ProblemSpec = { status: 503, slug: 'unavailable', title: 'Service unavailable', headers: retryLater };
 }
 
-/** A failure that no retry will fix: the message goes straight to its DLQ. */
-export class PermanentError extends Error {
-  override readonly name: string = 'PermanentError';
-  readonly permanent = true;
-}
-
-/** A failure worth retrying later (the default for any error that does not say otherwise). */
-export class TransientError extends Error {
-  override readonly name: string = 'TransientError';
-  readonly permanent = false;
-}
+/**
+ * The two failure classes the queue middleware (middy-rabbitmq) acts on: PermanentError goes straight to the DLQ,
+ * TransientError is retried later (the default for any error that does not say otherwise).
+ */
+export { PermanentError, TransientError } from 'middy-rabbitmq/core';

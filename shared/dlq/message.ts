@@ -7,7 +7,7 @@
  * the retry queues' TTL: those are not dead-letterings into the DLQ and are ignored when classifying.
  */
 import type { Message, Options } from 'amqplib';
-import { ATTEMPT_HEADER, FAILURE_HEADERS, type FailureClass } from '../contract/headers';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, type FailureClass } from 'middy-rabbitmq/core';
 import { REDACTED_FIELDS } from '../logging';
 import { RETRY_DELAY_HEADER, republishProperties } from '../messaging';
 

@@ -26,8 +26,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsumeMessage } from 'amqplib';
+import { FAILURE_HEADERS } from 'middy-rabbitmq/core';
+import { extractTraceContext, publishSpan, startTracing, withTraceHeaders } from 'middy-rabbitmq/tracing';
 import { type Config, config as processConfig } from '../config';
-import { FAILURE_HEADERS } from '../contract/headers';
 import { within } from '../lib/within';
 import { type Logger, logger as processLogger } from '../logging';
 import {
@@ -40,7 +41,6 @@ import {
   UnroutableError,
   WORK_QUEUES,
 } from '../messaging';
-import { extractTraceContext, publishSpan, startTracing, withTraceHeaders } from '../tracing';
 import { DlqBusyError, DlqMessageMovedError, DlqMessageNotFoundError, NotADlqError } from './errors';
 import { withDlqLock } from './lock';
 import {

@@ -8,9 +8,9 @@
 
 import type middy from '@middy/core';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
-import { takeColdStart } from '../lib/cold-start';
+import { takeColdStart } from 'middy-rabbitmq/core';
+import { flushTracing } from 'middy-rabbitmq/tracing';
 import { type Logger, logger as processLogger } from '../logging';
-import { flushTracing } from '../tracing';
 import { uniqueApiRequestId } from './correlation';
 
 export interface HttpLoggingOptions {

@@ -4,11 +4,11 @@
  * down the publish fails at once and the answer does not wait: the outbox relay sends the event later.
  */
 import type { FastifyPluginAsync } from 'fastify';
+import { ORDER_ID_ATTRIBUTE, tagActiveSpan } from 'middy-rabbitmq/tracing';
 import { parseInput, ValidationError } from '../contract/validation';
 import { getOrder, ListOrdersQuery, listOrders, OrderId, PlaceOrderRequest, placeOrder } from '../domain/orders';
 import { publishCommitted } from '../outbox';
 import type { Order } from '../store';
-import { ORDER_ID_ATTRIBUTE, tagActiveSpan } from '../tracing';
 import { adminAuth } from './admin-auth';
 import { MAX_KEY_LENGTH } from './limits';
 

@@ -16,7 +16,7 @@ import {
   startSpan,
   startTracing,
   withSpan,
-} from '../tracing';
+} from 'middy-rabbitmq/tracing';
 import { expose } from './expose';
 
 const spans = new WeakMap<FastifyRequest, Span>();

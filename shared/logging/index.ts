@@ -4,10 +4,11 @@
  * and passwords inside URLs are masked. On a terminal (not in Lambda, not with LOG_FORMAT=json) each line is
  * printed readably by pino-pretty instead (shared/lib/log-format.ts), after the same redaction.
  */
+
+import { traceMixin } from 'middy-rabbitmq/tracing';
 import { type DestinationStream, destination, type Logger, pino, stdSerializers, stdTimeFunctions } from 'pino';
 import { config } from '../config';
 import { type LogFormat, logFormat, prettyDestination } from '../lib/log-format';
-import { traceMixin } from '../tracing';
 
 export type { Logger } from 'pino';
 

@@ -1,6 +1,6 @@
 /** `npm run topology`: declares the exchanges and queues on the configured broker and lists them. */
 
-import { Broker } from '../amqp';
+import { Broker } from 'middy-rabbitmq/amqp';
 import { ConfigError, config, redactUrl } from '../config';
 import { topologyOptions } from './index';
 import { declareTopology } from './topology';

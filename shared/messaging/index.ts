@@ -5,12 +5,12 @@
  */
 
 import type { ChannelModel } from 'amqplib';
-import { Broker, type BrokerOptions, Publisher } from '../amqp';
+import { Broker, type BrokerOptions, Publisher } from 'middy-rabbitmq/amqp';
 import { type Config, config } from '../config';
 import { logger } from '../logging';
 import { declareTopology, type WorkQueue } from './topology';
 
-export * from '../amqp';
+export * from 'middy-rabbitmq/amqp';
 export * from './topology';
 
 /** Topology settings derived from configuration. */

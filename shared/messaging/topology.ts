@@ -15,7 +15,7 @@
  *   work queue, so a job message that cannot run is dead-lettered with its reason, never dropped.
  */
 import type { Channel, ChannelModel } from 'amqplib';
-import { RETRY_DELAY_HEADER } from '../contract/headers';
+import { RETRY_DELAY_HEADER } from 'middy-rabbitmq/core';
 import { EXCHANGES } from '../contract/routes';
 
 export { EXCHANGES, RETRY_DELAY_HEADER };

@@ -1,13 +1,13 @@
 import * as z from 'zod';
-import { PermanentError, TransientError } from '../contract/errors';
-import { InvalidRabbitMQEventError } from '../rmq-event/decode';
+import { PermanentError, TransientError } from './failure.js';
+import { InvalidRabbitMQEventError } from './rmq-event/decode.js';
 
 /**
  * How a failed record is classified. Permanent failures go to the queue's DLQ at once; transient ones are
  * retried with growing delay. Throw a PermanentError subclass from a domain step to say "retrying won't help".
  */
 
-export { PermanentError, TransientError } from '../contract/errors';
+export { PermanentError, TransientError } from './failure.js';
 
 /** The body is not valid JSON (or not UTF-8 text). */
 export class MalformedMessageError extends PermanentError {

@@ -11,7 +11,8 @@
  * that leave the database (a webhook) are at-least-once: pass the message id along as an idempotency key.
  *
  * The store is pluggable (InboxStore): any database with transactions, savepoints and a unique
- * (consumer, message id) key will do; this app's is its SQL inbox table.
+ * (consumer, message id) key will do, the transactional way (claims in the handler's own database);
+ * memoryInboxStore() keeps them in process memory, for tests and local runs.
  *
  *   const { batch, record } = idempotency({ store: () => openInbox(), consumer: 'inventory-reservation' });
  *   middy(batchHandler).use(batch)  // opens the transaction on the first record, commits after the batch
@@ -19,10 +20,10 @@
  */
 import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { runInContext } from '../tracing';
-import { invocationContext } from '../tracing/invocation';
-import { MessageInFlightError, MissingMessageIdError } from './errors';
-import type { QueueRecord, RecordContext, RecordOutcome } from './types';
+import { MessageInFlightError, MissingMessageIdError } from './errors.js';
+import { runInContext } from './tracing/index.js';
+import { invocationContext } from './tracing/invocation.js';
+import type { QueueRecord, RecordContext, RecordOutcome } from './types.js';
 
 /** A transaction the middleware controls: one per batch, a savepoint per record. */
 export interface UnitOfWork<Tx> {

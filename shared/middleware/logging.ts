@@ -9,7 +9,7 @@
 import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { type Logger, pino } from 'pino';
-import { takeColdStart } from '../lib/cold-start';
+import { takeColdStart } from './lib/cold-start.js';
 
 export interface StructuredLoggingOptions {
   /** Defaults to the Lambda context's function name. */

@@ -13,8 +13,8 @@ import {
   MissingMessageIdError,
   SchemaViolationError,
   UnknownEventTypeError,
-} from './errors';
-import type { QueueRecord, RecordContext } from './types';
+} from './errors.js';
+import type { QueueRecord, RecordContext } from './types.js';
 
 export interface ParseBodyOptions<T> {
   /** The zod schema of the payload (one source for the type and the check). */

@@ -12,16 +12,15 @@
  *   middy(recordHandler).use(poisonMessages({ publisher, retryDelaysMs: [1000, 10000, 60000] }))
  */
 import type middy from '@middy/core';
-import type { OutgoingMessage } from '../amqp/publisher';
-import { republishProperties } from '../amqp/republish';
-import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders, RETRY_DELAY_HEADER } from '../contract/headers';
-import { EXCHANGES } from '../contract/routes';
-import { publishSpan, withTraceHeaders } from '../tracing';
-import { classifyError, DeadLetterPublishError, isLockContention } from './errors';
-import type { QueueRecord, RecordContext, RecordOutcome } from './types';
+import type { OutgoingMessage } from './amqp/publisher.js';
+import { republishProperties } from './amqp/republish.js';
+import { classifyError, DeadLetterPublishError, isLockContention } from './errors.js';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, failureHeaders, RETRY_DELAY_HEADER } from './headers.js';
+import { publishSpan, withTraceHeaders } from './tracing/index.js';
+import type { QueueRecord, RecordContext, RecordOutcome } from './types.js';
 
 /** Headers this middleware adds to retried and dead-lettered messages (defined with the messaging contract). */
-export { FAILURE_HEADERS } from '../contract/headers';
+export { FAILURE_HEADERS } from './headers.js';
 
 /** What retries and dead letters are published with: resolves only once the broker has the message (confirms). */
 export interface ConfirmingPublisher {
@@ -47,8 +46,8 @@ export interface PoisonMessageOptions {
 const defaults = {
   retryDelaysMs: [1_000, 10_000, 60_000],
   maxErrorLength: 1_000,
-  retryExchange: EXCHANGES.retry,
-  deadLetterExchange: EXCHANGES.deadLetter,
+  retryExchange: 'retry',
+  deadLetterExchange: 'dlx',
 };
 
 type Request = middy.Request<QueueRecord<unknown>, unknown, Error, RecordContext>;

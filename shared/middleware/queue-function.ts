@@ -28,15 +28,15 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { type CloudWatchMetricsOptions, cloudWatchMetrics } from '../metrics';
-import type { RabbitMQEvent } from '../rmq-event';
-import { invocationTracing } from '../tracing/invocation';
-import { type InboxStore, idempotency } from './idempotency';
-import { structuredLogging } from './logging';
-import { parseBody } from './parse-body';
-import { type ConfirmingPublisher, poisonMessages } from './poison-messages';
-import { forEachRecord, rabbitmqRecords } from './records';
-import type { BatchReport, QueueRecord, RecordContext } from './types';
+import { type InboxStore, idempotency } from './idempotency.js';
+import { structuredLogging } from './logging.js';
+import { type CloudWatchMetricsOptions, cloudWatchMetrics } from './metrics/index.js';
+import { parseBody } from './parse-body.js';
+import { type ConfirmingPublisher, poisonMessages } from './poison-messages.js';
+import { forEachRecord, rabbitmqRecords } from './records.js';
+import type { RabbitMQEvent } from './rmq-event/index.js';
+import { invocationTracing } from './tracing/invocation.js';
+import type { BatchReport, QueueRecord, RecordContext } from './types.js';
 
 export interface QueueFunctionOptions<T, Tx> {
   /** Function name for logs. */
@@ -66,7 +66,7 @@ export interface QueueFunctionOptions<T, Tx> {
   onCommitting?: (invocation: Context, tx: Tx) => Promise<void>;
   /** Runs once the batch's transaction has committed, with the invocation's context (e.g. to publish its events). */
   onCommitted?: (invocation: Context) => Promise<void>;
-  /** CloudWatch embedded-metric-format lines per invocation (shared/metrics/cloudwatch.ts); asked at the first invocation. */
+  /** CloudWatch embedded-metric-format lines per invocation (metrics/cloudwatch.ts); asked at the first invocation. */
   cloudWatchMetrics?: CloudWatchMetricsOptions | (() => CloudWatchMetricsOptions);
 }
 

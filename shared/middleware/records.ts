@@ -9,12 +9,12 @@
 import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import type { Logger } from 'pino';
-import { attemptOf } from '../contract/headers';
-import { decodeRabbitMQEvent, type RabbitMQEvent } from '../rmq-event';
-import { loggerWithSpan, runInContext } from '../tracing';
-import { endRecordSpan, startRecordSpan } from '../tracing/invocation';
-import { defaultLogger } from './logging';
-import type { BatchReport, QueueRecord, RecordContext, RecordOutcome } from './types';
+import { attemptOf } from './headers.js';
+import { defaultLogger } from './logging.js';
+import { decodeRabbitMQEvent, type RabbitMQEvent } from './rmq-event/index.js';
+import { loggerWithSpan, runInContext } from './tracing/index.js';
+import { endRecordSpan, startRecordSpan } from './tracing/invocation.js';
+import type { BatchReport, QueueRecord, RecordContext, RecordOutcome } from './types.js';
 
 /** What the base handler receives once `rabbitmqRecords` has run. */
 export interface DecodedBatch {
@@ -23,7 +23,7 @@ export interface DecodedBatch {
 }
 
 /** Reads the attempt header; anything missing or odd counts as a first delivery. */
-export { attemptOf } from '../contract/headers';
+export { attemptOf } from './headers.js';
 
 /** Decodes the `aws:rmq` event (throws InvalidRabbitMQEventError for one that is not). */
 export function toQueueRecords(event: unknown): QueueRecord[] {

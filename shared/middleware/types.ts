@@ -1,9 +1,9 @@
 /** Types shared by the queue-function middleware. */
 import type { Context } from 'aws-lambda';
 import type { Logger } from 'pino';
-import type { AmqpHeaderValue, RabbitMQProperties } from '../rmq-event';
+import type { AmqpHeaderValue, RabbitMQProperties } from './rmq-event/index.js';
 
-export { ATTEMPT_HEADER } from '../contract/headers';
+export { ATTEMPT_HEADER } from './headers.js';
 
 /** One message of an `aws:rmq` batch, decoded; `payload` is filled in by the body-parsing middleware. */
 export interface QueueRecord<T = unknown> {
@@ -48,4 +48,4 @@ export interface RecordContext<Tx = unknown> extends Context {
 }
 
 /** The whole invocation's report, returned by the handler (Lambda ignores it for MQ; the local trigger counts it). */
-export type { BatchReport } from '../metrics';
+export type { BatchReport } from './metrics/index.js';

@@ -2,10 +2,10 @@
  * The outbox row of an event: where it goes (its route), the AMQP properties it is published with, and the
  * trace context of the span that caused it (the active one: the HTTP request, or the record being handled).
  */
-import { toShortstr } from '../amqp/republish';
+import { toShortstr } from 'middy-rabbitmq/amqp';
+import { traceHeaders } from 'middy-rabbitmq/tracing';
 import { type DomainEvent, eventProperties, ROUTES } from '../events';
 import type { NewOutboxMessage } from '../store';
-import { traceHeaders } from '../tracing';
 
 export function outboxMessage(event: DomainEvent, appId: string, correlationId?: string): NewOutboxMessage {
   const route = ROUTES[event.event_type];

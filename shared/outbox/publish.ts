@@ -12,11 +12,11 @@
  * `deferred`, left as it is for the next round, and not counted as a failed attempt.
  */
 import type { Options } from 'amqplib';
+import { extractTraceContext, publishSpan, type TraceHeaders } from 'middy-rabbitmq/tracing';
 import { within } from '../lib/within';
 import type { Logger } from '../logging';
 import { BrokerUnavailableError, type OutgoingMessage, type Publisher } from '../messaging';
 import type { NewOutboxMessage, OutboxMessage, Store } from '../store';
-import { extractTraceContext, publishSpan, type TraceHeaders } from '../tracing';
 
 /** What the relay logs with: any pino-style logger (fastify's request logger too). */
 export type OutboxLogger = Pick<Logger, 'info' | 'warn' | 'error'>;

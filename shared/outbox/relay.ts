@@ -5,8 +5,9 @@
  * (a scheduled function). See publish.ts for the delivery guarantee (at least once, same
  * messageId on a re-send; consumers dedupe).
  */
+
+import { startTracing } from 'middy-rabbitmq/tracing';
 import { PublishError, type Publisher } from '../messaging';
-import { startTracing } from '../tracing';
 import {
   DEFAULT_PUBLISH_TIMEOUT_MS,
   isInFlight,

@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import * as z from 'zod';
-import { DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, deployedFunctionName } from '../lib/handler-ref';
-import { compileFilterPatterns, FilterPatternError } from './filters';
+import { compileFilterPatterns, FilterPatternError } from './filters.js';
+import { DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECONDS, deployedFunctionName } from './lib/handler-ref.js';
 
 /** AWS's defaults and bounds for an Amazon MQ (RabbitMQ) event source mapping. */
 export const AWS_MQ_DEFAULTS = {

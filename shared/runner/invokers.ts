@@ -9,10 +9,10 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Context, Handler } from 'aws-lambda';
-import { parseHandler } from '../lib/handler-ref';
-import type { RabbitMQEvent } from '../rmq-event';
-import { lambdaContextFactory } from './context';
-import type { TriggerDefinition } from './definitions';
+import type { RabbitMQEvent } from 'middy-rabbitmq';
+import { lambdaContextFactory } from './context.js';
+import type { TriggerDefinition } from './definitions.js';
+import { parseHandler } from './lib/handler-ref.js';
 
 /** The function failed the invocation; the batch is redelivered. */
 export class InvocationError extends Error {
@@ -47,7 +47,7 @@ export interface Invocation {
 export interface Invoker {
   /**
    * Resolves with the function's result (what the handler returned; through serverless-offline, its JSON
-   * payload parsed), which the trigger reads as a batch report when it is one (shared/metrics/report.ts).
+   * payload parsed), which the trigger reads as a batch report when it is one (middy-rabbitmq's BatchReport).
    */
   invoke(trigger: TriggerDefinition, event: RabbitMQEvent, invocation: Invocation): Promise<unknown>;
 }

@@ -17,7 +17,7 @@
  * the queue.
  */
 import { createHash } from 'node:crypto';
-import type { TriggerDefinition } from './definitions';
+import type { TriggerDefinition } from './definitions.js';
 
 export type MappingState = 'Creating' | 'Enabling' | 'Enabled' | 'Disabling' | 'Disabled' | 'Updating' | 'Deleting' | 'Failed';
 

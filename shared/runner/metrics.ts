@@ -6,17 +6,17 @@
  *
  * Beside them, each trigger's FunctionMetrics: what the function did with the records (processed, duplicates,
  * retried, dead-lettered: decided by its middleware and learnt from the batch report the function returns, see
- * shared/metrics/report.ts), how long its invocations took, how they failed, and how old each message was when
+ * middy-rabbitmq's metrics/report.ts), how long its invocations took, how they failed, and how old each message was when
  * it was delivered (from its AMQP timestamp).
  *
  * Written out by hand rather than through prom-client: the counts live in the triggers, a scrape only reads
  * them, and the format is a few lines of text.
  */
 import { createServer, type Server } from 'node:http';
+import { type BatchReport, readBatchReport } from 'middy-rabbitmq';
 import type { Logger } from 'pino';
-import { type BatchReport, readBatchReport } from '../metrics';
-import { TriggerDefinitionError } from './definitions';
-import type { EventSourceMappingStatus, MappingState, TriggerCounts } from './mapping';
+import { TriggerDefinitionError } from './definitions.js';
+import type { EventSourceMappingStatus, MappingState, TriggerCounts } from './mapping.js';
 
 const DEFAULT_METRICS_PORT = 9464;
 

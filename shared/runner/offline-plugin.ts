@@ -10,10 +10,10 @@
  * would refuse stops `serverless offline start` with AWS's message, nothing served or consumed.
  */
 
-import { checkRabbitmqLimits, type TriggerDefinition, TriggerDefinitionError, triggersFromFunctions } from './definitions';
-import { OfflineInvoker } from './invokers';
-import { metricsPort } from './metrics';
-import { Runner } from './runner';
+import { checkRabbitmqLimits, type TriggerDefinition, TriggerDefinitionError, triggersFromFunctions } from './definitions.js';
+import { OfflineInvoker } from './invokers.js';
+import { metricsPort } from './metrics.js';
+import { Runner } from './runner.js';
 import {
   brokerUrls,
   createRunnerLogger,
@@ -22,7 +22,7 @@ import {
   statusDirectory,
   type TriggerSettings,
   triggerSettings,
-} from './settings';
+} from './settings.js';
 
 interface ServerlessLike {
   serviceDir?: string;

@@ -12,17 +12,15 @@
  * `metricsPort`, it serves their counts and their functions' metrics for Prometheus (metrics.ts).
  */
 import type { ChannelModel } from 'amqplib';
+import { localEventSourceArn } from 'middy-rabbitmq';
+import { Broker, Publisher, redactUrl } from 'middy-rabbitmq/amqp';
 import type { Logger } from 'pino';
-import { Broker } from '../amqp/connection';
-import { Publisher } from '../amqp/publisher';
-import { redactUrl } from '../lib/redact-url';
-import { localEventSourceArn } from '../rmq-event';
-import type { TriggerDefinition } from './definitions';
-import type { Invoker } from './invokers';
-import { type BrokerRefusal, classifyConnectError, disabledMapping, type EventSourceMappingStatus } from './mapping';
-import { type MetricsServer, serveMetrics } from './metrics';
-import { pruneRunnerStatus, RunnerStatusFile, STATUS_REFRESH_MS } from './status-file';
-import { QueueTrigger } from './trigger';
+import type { TriggerDefinition } from './definitions.js';
+import type { Invoker } from './invokers.js';
+import { type BrokerRefusal, classifyConnectError, disabledMapping, type EventSourceMappingStatus } from './mapping.js';
+import { type MetricsServer, serveMetrics } from './metrics.js';
+import { pruneRunnerStatus, RunnerStatusFile, STATUS_REFRESH_MS } from './status-file.js';
+import { QueueTrigger } from './trigger.js';
 
 /** What a hook is given. */
 export interface HookContext {

@@ -9,7 +9,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { EventSourceMappingStatus } from './mapping';
+import type { EventSourceMappingStatus } from './mapping.js';
 
 /** Where a runner keeps its status file unless custom.rabbitmqTrigger.statusDir says otherwise (relative to the service). */
 export const DEFAULT_STATUS_DIR = '.build/rabbitmq-trigger';

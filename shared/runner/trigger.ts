@@ -27,24 +27,25 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ConsumeMessage } from 'amqplib';
-import type { Logger } from 'pino';
-import type { Broker } from '../amqp/connection';
-import { type Publisher, UnroutableError } from '../amqp/publisher';
-import { republishProperties } from '../amqp/republish';
-import { attemptOf, type FailureClass, failureHeaders } from '../contract/headers';
 import {
+  attemptOf,
   base64Length,
   envelopeBytes,
+  type FailureClass,
+  failureHeaders,
   MAX_INVOCATION_PAYLOAD_BYTES,
   type RabbitMQEvent,
   type RabbitMQMessage,
   recordBytes,
   toRabbitMQMessage,
-} from '../rmq-event';
-import { Batcher } from './batcher';
-import type { TriggerDefinition } from './definitions';
-import { compileFilterPatterns, type RecordFilter } from './filters';
-import { HandlerLoadError, InvocationTimeoutError, type Invoker } from './invokers';
+} from 'middy-rabbitmq';
+import type { Broker } from 'middy-rabbitmq/amqp';
+import { type Publisher, republishProperties, UnroutableError } from 'middy-rabbitmq/amqp';
+import type { Logger } from 'pino';
+import { Batcher } from './batcher.js';
+import type { TriggerDefinition } from './definitions.js';
+import { compileFilterPatterns, type RecordFilter } from './filters.js';
+import { HandlerLoadError, InvocationTimeoutError, type Invoker } from './invokers.js';
 import {
   type EventSourceMappingStatus,
   isAccessRefused,
@@ -53,8 +54,8 @@ import {
   NO_RECORDS_PROCESSED,
   type StateTransitionReason,
   type TriggerCounts,
-} from './mapping';
-import { FunctionMetrics } from './metrics';
+} from './mapping.js';
+import { FunctionMetrics } from './metrics.js';
 
 export interface TriggerOptions {
   /** Invocations in flight at once for this trigger; AWS runs exactly one (the default). */

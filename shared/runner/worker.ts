@@ -1,9 +1,10 @@
+#!/usr/bin/env node
 /**
- * `npm run worker`: the standalone runner. Feeds the queue functions of serverless.yml from RabbitMQ with
- * the handlers bundled and imported in this process, for throughput and for scaling out: start several
+ * `rabbitmq-trigger-worker` (this package's bin; `npm run worker` in rabbit-functions): the standalone runner.
+ * Feeds the queue functions of serverless.yml from RabbitMQ with the handlers bundled and imported in this process, for throughput and for scaling out: start several
  * workers, on several machines, against one RabbitMQ cluster (AMQP_URLS) and one database.
  *
- *   npm run worker -- [--functions a,b] [--concurrency N] [--stage local] [--service-dir .]
+ *   rabbitmq-trigger-worker [--functions a,b] [--concurrency N] [--stage local] [--service-dir .]
  *
  * Settings as the serverless-offline plugin reads them: `custom.rabbitmqTrigger` of serverless.yml (its
  * `hooks` module too), the broker from AMQP_URL / AMQP_URLS, LOG_LEVEL; metrics for Prometheus on METRICS_PORT
@@ -13,14 +14,14 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { UsageError } from '../lib/usage-error';
-import { loadService, TriggerDefinitionError, triggersFromFunctions } from './definitions';
-import { bundledHandlerLoader, InProcessInvoker } from './invokers';
-import { metricsPort } from './metrics';
-import { Runner } from './runner';
-import { brokerUrls, createRunnerLogger, loadHooks, localTriggers, statusDirectory, triggerSettings } from './settings';
+import { loadService, TriggerDefinitionError, triggersFromFunctions } from './definitions.js';
+import { bundledHandlerLoader, InProcessInvoker } from './invokers.js';
+import { UsageError } from './lib/usage-error.js';
+import { metricsPort } from './metrics.js';
+import { Runner } from './runner.js';
+import { brokerUrls, createRunnerLogger, loadHooks, localTriggers, statusDirectory, triggerSettings } from './settings.js';
 
-const usage = `Usage: npm run worker -- [--functions name,name] [--concurrency N] [--stage STAGE] [--service-dir DIR]
+const usage = `Usage: rabbitmq-trigger-worker [--functions name,name] [--concurrency N] [--stage STAGE] [--service-dir DIR]
 
 Runs the RabbitMQ triggers of serverless.yml's functions in this process.
   --functions    only these functions (keys from functions/*.yml); default: custom.rabbitmqTrigger.functions, else

@@ -5,9 +5,9 @@
  */
 import { resolve } from 'node:path';
 import { Kysely, sql } from 'kysely';
+import type { UnitOfWork as MiddlewareUnitOfWork } from 'middy-rabbitmq';
+import { recordFailure, startSpan, traced } from 'middy-rabbitmq/tracing';
 import { redactUrl } from '../config';
-import type { UnitOfWork as MiddlewareUnitOfWork } from '../middleware/idempotency';
-import { recordFailure, startSpan, traced } from '../tracing';
 import { describeError, MigrationError, StoreError } from './errors';
 import { Inbox } from './inbox';
 import { type DialectName, migrate } from './migrations';

@@ -1,6 +1,6 @@
 /** Orders: what intake stores, the status projection updates, and GET /orders reads (newest first). */
 import { CompiledQuery, type Kysely } from 'kysely';
-import { traced } from '../tracing';
+import { traced } from 'middy-rabbitmq/tracing';
 import { DuplicateError, InvalidCursorError, isUniqueViolation } from './errors';
 import type { DialectName } from './migrations';
 import { type NewOutboxMessage, OUTBOX_COLUMNS, outboxRows, valueList } from './outbox';

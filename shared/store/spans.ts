@@ -1,5 +1,5 @@
 /** The span of a database transaction (one per order placed, one per queue batch): its name and attributes. */
-import { SpanKind } from '../tracing';
+import { SpanKind } from 'middy-rabbitmq/tracing';
 import type { DialectName } from './migrations';
 
 export const TRANSACTION_SPAN = 'db transaction';

@@ -3,8 +3,9 @@
  * retry after a lost answer sends it again), so receivers dedupe on that key. Failures are classified for
  * the poison-message middleware: a refusal (4xx other than 408/425/429) is permanent, anything else transient.
  */
+
+import { SpanKind, type TraceHeaders, traced, traceHeaders } from 'middy-rabbitmq/tracing';
 import { PermanentError, TransientError } from '../contract/errors';
-import { SpanKind, type TraceHeaders, traced, traceHeaders } from '../tracing';
 
 class WebhookRejectedError extends PermanentError {
   override readonly name = 'WebhookRejectedError';

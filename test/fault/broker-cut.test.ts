@@ -16,9 +16,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
+import type { Runner } from 'serverless-offline-rabbitmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appHooks } from '../../shared/app/runner-hooks';
-import type { Runner } from '../../shared/runner';
 import type { Store } from '../../shared/store';
 import { AMQP_URL, queueDepth } from '../support/amqp';
 import { FAULT_STOCK, makeOrders, seededRandom } from '../support/orders';
@@ -77,7 +77,7 @@ describe('the broker connection cut mid-flow (TCP proxy)', () => {
     const { loadConfig } = await import('../../shared/config');
     const { createLogger } = await import('../../shared/logging');
     const { openStore } = await import('../../shared/store');
-    const { InProcessInvoker, loadService, Runner, triggersFromFunctions } = await import('../../shared/runner');
+    const { InProcessInvoker, loadService, Runner, triggersFromFunctions } = await import('serverless-offline-rabbitmq');
     const handlers: Record<string, { handler: unknown }> = {
       inventoryReservation: await import('../../handlers/inventory-reservation'),
       notification: await import('../../handlers/notification'),

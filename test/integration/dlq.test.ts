@@ -5,12 +5,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Channel, ConfirmChannel, Message, Options } from 'amqplib';
+import { FAILURE_HEADERS } from 'middy-rabbitmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../shared/config';
 import { DlqBusyError, DlqReprocessor, lockQueueName, NotADlqError, REDRIVE_HEADERS } from '../../shared/dlq';
 import { createLogger } from '../../shared/logging';
 import { Broker, declareTopology, dlqName, PARKING_LOT_QUEUE, Publisher, topologyOptions, type WorkQueue } from '../../shared/messaging';
-import { FAILURE_HEADERS } from '../../shared/middleware/poison-messages';
 import { AMQP_URL, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
 import { brokerControl } from '../support/broker-control';
 import { deleteQueues, uniqueQueue, waitFor } from '../support/runner';

@@ -8,10 +8,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Context, Handler } from 'aws-lambda';
+import type { BatchReport, RabbitMQEvent } from 'middy-rabbitmq';
+import { createLambdaContext } from 'serverless-offline-rabbitmq';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { BatchReport } from '../../shared/middleware';
-import type { RabbitMQEvent } from '../../shared/rmq-event';
-import { createLambdaContext } from '../../shared/runner/context';
 import { openStore, type Store } from '../../shared/store';
 import { getMessage, openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
 

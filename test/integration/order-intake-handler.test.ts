@@ -8,11 +8,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import { createLambdaContext } from 'serverless-offline-rabbitmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../shared/config';
 import { OrderPlaced } from '../../shared/events';
 import { closeMessaging, declareTopology, topologyOptions } from '../../shared/messaging';
-import { createLambdaContext } from '../../shared/runner/context';
 import { getMessage, openTestAmqp, purgeQueues, type TestAmqp } from '../support/amqp';
 
 const FIXTURES = resolve(import.meta.dirname, '../../fixtures/order-intake');

@@ -1,21 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
+import { buildRabbitMQEvent, decodeRabbitMQEvent, localEventSourceArn, type RabbitMQEvent, type RabbitMQMessage } from 'middy-rabbitmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  buildRabbitMQEvent,
-  decodeRabbitMQEvent,
-  localEventSourceArn,
-  type RabbitMQEvent,
-  type RabbitMQMessage,
-} from '../../shared/rmq-event';
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 /** The broker refuses a userId other than the connection's user. */
 const USER = decodeURIComponent(new URL(AMQP_URL).username) || 'guest';
 
 const samples = ['rabbitmq-event-aws-sample.json', 'rabbitmq-event-captured.json'].map(
-  (name) => JSON.parse(readFileSync(new URL(`../../shared/rmq-event/aws-samples/${name}`, import.meta.url), 'utf8')) as RabbitMQEvent,
+  (name) => JSON.parse(readFileSync(new URL(`../fixtures/aws-samples/${name}`, import.meta.url), 'utf8')) as RabbitMQEvent,
 );
 const AWS_SAMPLE = samples[0]!;
 const sampleMessage = AWS_SAMPLE.rmqMessagesByQueue['test::/']![0]!;

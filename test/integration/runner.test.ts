@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Context } from 'aws-lambda';
+import { decodeRabbitMQEvent, type RabbitMQEvent } from 'middy-rabbitmq';
+import type { Runner } from 'serverless-offline-rabbitmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { eventProperties, newEvent } from '../../shared/events';
-import { decodeRabbitMQEvent, type RabbitMQEvent } from '../../shared/rmq-event';
-import type { Runner } from '../../shared/runner';
 import { openStore } from '../../shared/store';
 import { getMessage, openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
 import { brokerControl } from '../support/broker-control';
@@ -15,7 +15,7 @@ import { deleteQueues, type TestHandler, testRunner, trigger, uniqueQueue, waitF
 import { spawnWorker } from '../support/worker-process';
 
 const awsSample = JSON.parse(
-  readFileSync(new URL('../../shared/rmq-event/aws-samples/rabbitmq-event-aws-sample.json', import.meta.url), 'utf8'),
+  readFileSync(new URL('../fixtures/aws-samples/rabbitmq-event-aws-sample.json', import.meta.url), 'utf8'),
 ) as RabbitMQEvent;
 
 interface Seen {

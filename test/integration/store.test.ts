@@ -12,8 +12,8 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { sql } from 'kysely';
+import { isLockContention } from 'middy-rabbitmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isLockContention } from '../../shared/middleware/errors';
 import {
   DuplicateError,
   InvalidCursorError,

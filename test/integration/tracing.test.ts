@@ -14,8 +14,8 @@ import { join, resolve } from 'node:path';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import type { FastifyInstance } from 'fastify';
+import { startTracing, stopTracing } from 'middy-rabbitmq/tracing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTracing, stopTracing } from '../../shared/tracing';
 import { LogCapture, waitFor } from '../support/runner';
 import { createVhost, openAmqp, type TestVhost } from '../support/vhost';
 
@@ -63,7 +63,7 @@ describe('one order, one trace: intake, inventory, notification and status', () 
     const { buildApp } = await import('../../shared/http');
     const { appHooks } = await import('../../shared/app/runner-hooks');
     const { loadConfig } = await import('../../shared/config');
-    const { InProcessInvoker, loadService, Runner, triggersFromFunctions } = await import('../../shared/runner');
+    const { InProcessInvoker, loadService, Runner, triggersFromFunctions } = await import('serverless-offline-rabbitmq');
     const { closeMessaging } = await import('../../shared/messaging');
     const logger = createLogger({ level: 'info', destination: logs });
     const store = await openStore({ sqlitePath });

@@ -3,8 +3,7 @@
  * cannot become an `aws:rmq` record, or could never fit an invocation, is dead-lettered on its own with the
  * reason, and its neighbours are invoked once; batches are cut before the 6 MB invocation payload.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { dlqName } from '../../shared/messaging';
+
 import {
   decodeRabbitMQEvent,
   envelopeBytes,
@@ -13,8 +12,10 @@ import {
   messageBytes,
   type RabbitMQEvent,
   toRabbitMQMessage,
-} from '../../shared/rmq-event';
-import { type Runner, triggersFromFunctions } from '../../shared/runner';
+} from 'middy-rabbitmq';
+import { type Runner, triggersFromFunctions } from 'serverless-offline-rabbitmq';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { dlqName } from '../../shared/messaging';
 import { AMQP_URL, drainQueue, openTestAmqp, queueDepth, type TestAmqp } from '../support/amqp';
 import { nested, openRawPublisher } from '../support/raw-amqp';
 import { deleteQueues, type TestHandler, testRunner, trigger, uniqueQueue, waitFor } from '../support/runner';

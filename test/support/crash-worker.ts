@@ -3,10 +3,11 @@
  * the crash the idempotency middleware must survive. Run by the middleware test with tsx; QUEUE names the
  * queue, SQLITE_PATH or DATABASE_URL the database. Prints "ready" once consuming.
  */
+
+import { InProcessInvoker, Runner } from 'serverless-offline-rabbitmq';
 import { appHooks } from '../../shared/app/runner-hooks';
 import { loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logging';
-import { InProcessInvoker, Runner } from '../../shared/runner';
 import { openStore } from '../../shared/store';
 import { reservationFunction } from './reservation-function';
 import { trigger } from './runner';

@@ -8,9 +8,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseHandler } from 'serverless-offline-rabbitmq';
 import { extractZip } from '../../scripts/lib/zip';
 import { type PackageReport, resolvedHere, templateFunctions } from '../../scripts/package-report';
-import { parseHandler } from '../../shared/lib/handler-ref';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const tsx = join(root, 'node_modules/tsx/dist/cli.mjs');

@@ -4,11 +4,11 @@
  * consuming. Broker and settings come from the environment (AMQP_URL, ...), as in a deployed function.
  */
 
+import { InProcessInvoker, Runner } from 'serverless-offline-rabbitmq';
 import { createHandler } from '../../handlers/dlq-redrive-job';
 import { appHooks } from '../../shared/app/runner-hooks';
 import { loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logging';
-import { InProcessInvoker, Runner } from '../../shared/runner';
 import { redriveJobTrigger } from './runner';
 
 const logger = createLogger({ level: 'warn' });

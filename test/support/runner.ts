@@ -2,12 +2,12 @@
 import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { Handler } from 'aws-lambda';
+import type { RabbitMQEvent } from 'middy-rabbitmq';
+import { InProcessInvoker, type Invoker, Runner, type RunnerHooks, type TriggerDefinition } from 'serverless-offline-rabbitmq';
 import { type AppHookOptions, appHooks } from '../../shared/app/runner-hooks';
 import { loadConfig } from '../../shared/config';
 import { createLogger } from '../../shared/logging';
 import { dlqName } from '../../shared/messaging';
-import type { RabbitMQEvent } from '../../shared/rmq-event';
-import { InProcessInvoker, type Invoker, Runner, type RunnerHooks, type TriggerDefinition } from '../../shared/runner';
 import { AMQP_URL, type TestAmqp } from './amqp';
 
 export type TestHandler = Handler<RabbitMQEvent, unknown>;

@@ -32,7 +32,11 @@ export function spawnWorker(
 ): WorkerProcess {
   const args = options.args ?? [];
   const counts: Record<string, number> = Object.fromEntries((options.count ?? []).map((needle) => [needle, 0]));
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, options.script ?? 'shared/runner/worker.ts'), ...args], {
+  // The worker is the trigger package's `bin` (npm run worker), plain JavaScript; another script is TypeScript.
+  const command = options.script
+    ? ['--import', 'tsx', resolve(ROOT, options.script)]
+    : [resolve(ROOT, 'node_modules/.bin/rabbitmq-trigger-worker')];
+  const child = spawn(process.execPath, [...command, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

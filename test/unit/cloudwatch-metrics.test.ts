@@ -6,15 +6,19 @@
 import { randomUUID } from 'node:crypto';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
+import {
+  type CloudWatchMetricsOptions,
+  CloudWatchMetricsOptionsError,
+  cloudWatchMetrics,
+  rabbitMQEventFromBodies,
+  structuredLogging,
+} from 'middy-rabbitmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHandler } from '../../handlers/inventory-reservation';
 import { ConfigError, loadConfig } from '../../shared/config';
 import { newEvent } from '../../shared/events';
 import { createLogger } from '../../shared/logging';
 import type { OutgoingMessage, Publisher } from '../../shared/messaging';
-import { type CloudWatchMetricsOptions, CloudWatchMetricsOptionsError, cloudWatchMetrics } from '../../shared/metrics';
-import { structuredLogging } from '../../shared/middleware';
-import { rabbitMQEventFromBodies } from '../../shared/rmq-event';
 import { openStore, type Store } from '../../shared/store';
 import { LogCapture } from '../support/runner';
 

@@ -10,8 +10,9 @@
  *   and empty strings in Amazon EventBridge event patterns".
  * Refused patterns mirror the checks of aws/event-ruler's JsonRuleCompiler (the matcher behind EventBridge).
  */
+
+import { compileFilterPatterns, FilterPatternError } from 'serverless-offline-rabbitmq';
 import { describe, expect, it } from 'vitest';
-import { compileFilterPatterns, FilterPatternError } from '../../shared/runner/filters';
 
 /** A message body: strings are sent as plain text, anything else as JSON. */
 const body = (message: unknown): Buffer => Buffer.from(typeof message === 'string' ? message : JSON.stringify(message));

@@ -1,10 +1,10 @@
 /** The HTTP function's middy logging middleware: one JSON line per invocation, also when it fails. */
 import middy from '@middy/core';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { createLambdaContext } from 'serverless-offline-rabbitmq';
 import { describe, expect, it } from 'vitest';
 import { httpLogging } from '../../shared/http';
 import { createLogger } from '../../shared/logging';
-import { createLambdaContext } from '../../shared/runner/context';
 
 const event = { version: '2.0', routeKey: 'POST /order', requestContext: { requestId: 'api-req-1' } } as unknown as APIGatewayProxyEventV2;
 

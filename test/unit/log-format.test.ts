@@ -5,10 +5,10 @@
 import { PassThrough } from 'node:stream';
 import { stripVTControlCharacters } from 'node:util';
 import { TraceFlags, trace } from '@opentelemetry/api';
+import { loggerWithSpan } from 'middy-rabbitmq/tracing';
 import { describe, expect, it } from 'vitest';
 import { logFormat, readableMessage } from '../../shared/lib/log-format';
 import { createLogger, type Logger } from '../../shared/logging';
-import { loggerWithSpan } from '../../shared/tracing';
 
 const LAMBDA = { AWS_LAMBDA_FUNCTION_NAME: 'rabbit-functions-prod-notification' };
 

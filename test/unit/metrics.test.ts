@@ -1,8 +1,6 @@
 /** The runner's Prometheus text (issue 14): its format, METRICS_PORT, and a port already taken. */
 import { createServer } from 'node:net';
-import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../shared/logging';
-import { readBatchReport } from '../../shared/metrics';
+import { readBatchReport } from 'middy-rabbitmq';
 import {
   type EventSourceMappingStatus,
   FunctionMetrics,
@@ -10,7 +8,9 @@ import {
   prometheusText,
   serveMetrics,
   TriggerDefinitionError,
-} from '../../shared/runner';
+} from 'serverless-offline-rabbitmq';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../shared/logging';
 import { LogCapture } from '../support/runner';
 
 const counts = { received: 7, invocations: 3, failedInvocations: 1, acked: 6, requeued: 1, deadLettered: 0, filtered: 2, rejected: 0 };

@@ -1,11 +1,9 @@
 import middy from '@middy/core';
-import { describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { createLogger } from '../../shared/logging';
 import {
   attemptOf,
   classifyError,
   idempotency,
+  isLockContention,
   MalformedMessageError,
   PermanentError,
   parseBody,
@@ -14,8 +12,10 @@ import {
   structuredLogging,
   TransientError,
   UnknownEventTypeError,
-} from '../../shared/middleware';
-import { isLockContention } from '../../shared/middleware/errors';
+} from 'middy-rabbitmq';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createLogger } from '../../shared/logging';
 import { LogCapture } from '../support/runner';
 
 const record = (body: string, overrides: Partial<QueueRecord> = {}): QueueRecord => ({

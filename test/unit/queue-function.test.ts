@@ -4,12 +4,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Context } from 'aws-lambda';
+import { rabbitMQEventFromBodies } from 'middy-rabbitmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHandler } from '../../handlers/inventory-reservation';
 import { newEvent } from '../../shared/events';
 import { createLogger } from '../../shared/logging';
 import type { OutgoingMessage, Publisher } from '../../shared/messaging';
-import { rabbitMQEventFromBodies } from '../../shared/rmq-event';
 import { openStore, type Store } from '../../shared/store';
 import { reservationFunction } from '../support/reservation-function';
 import { LogCapture } from '../support/runner';

@@ -4,9 +4,9 @@
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { FAILURE_HEADERS, failureHeaders } from 'middy-rabbitmq';
+import { MAX_HEADERS_BYTES, republishProperties, TRUNCATED_HEADERS_HEADER, tableBytes, toShortstr } from 'middy-rabbitmq/amqp';
 import { describe, expect, it } from 'vitest';
-import { MAX_HEADERS_BYTES, republishProperties, TRUNCATED_HEADERS_HEADER, tableBytes, toShortstr } from '../../shared/amqp/republish';
-import { FAILURE_HEADERS, failureHeaders } from '../../shared/contract/headers';
 import { eventProperties, newEvent } from '../../shared/events';
 
 // amqplib's own encoder for the properties frame: what Publisher.publish would run into. Its package exports

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { describe, expect, expectTypeOf, it } from 'vitest';
 import {
   buildRabbitMQEvent,
   decodeHeaderValue,
@@ -21,9 +20,10 @@ import {
   recordBytes,
   toRabbitMQMessage,
   UnrepresentableMessageError,
-} from '../../shared/rmq-event';
+} from 'middy-rabbitmq';
+import { describe, expect, expectTypeOf, it } from 'vitest';
 
-const SAMPLES = new URL('../../shared/rmq-event/aws-samples/', import.meta.url);
+const SAMPLES = new URL('../fixtures/aws-samples/', import.meta.url);
 const sampleText = (name: string) => readFileSync(new URL(name, SAMPLES), 'utf8');
 const sample = (name: string) => JSON.parse(sampleText(name)) as RabbitMQEvent;
 const AWS_SAMPLE = 'rabbitmq-event-aws-sample.json';

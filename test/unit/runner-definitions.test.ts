@@ -3,18 +3,24 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it, vi } from 'vitest';
-import { Batcher } from '../../shared/runner/batcher';
 import {
   AWS_MQ_DEFAULTS,
+  Batcher,
   checkRabbitmqLimits,
+  classifyConnectError,
+  type EventSourceMappingStatus,
   loadService,
+  localTriggers,
+  mappingConfiguration,
+  mappingUuid,
+  pruneRunnerStatus,
+  RunnerStatusFile,
+  readRunnerStatus,
   TriggerDefinitionError,
+  triggerSettings,
   triggersFromFunctions,
-} from '../../shared/runner/definitions';
-import { classifyConnectError, type EventSourceMappingStatus, mappingConfiguration, mappingUuid } from '../../shared/runner/mapping';
-import { localTriggers, triggerSettings } from '../../shared/runner/settings';
-import { pruneRunnerStatus, RunnerStatusFile, readRunnerStatus } from '../../shared/runner/status-file';
+} from 'serverless-offline-rabbitmq';
+import { describe, expect, it, vi } from 'vitest';
 
 const serviceDir = fileURLToPath(new URL('../..', import.meta.url));
 

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Context } from 'aws-lambda';
+import { rabbitMQEventFromBodies } from 'middy-rabbitmq';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { createHandler } from '../../handlers/inventory-reservation';
@@ -16,7 +17,6 @@ import { SEED_CATALOG } from '../../shared/domain/inventory';
 import { newEvent } from '../../shared/events';
 import { createLogger } from '../../shared/logging';
 import type { OutgoingMessage, Publisher } from '../../shared/messaging';
-import { rabbitMQEventFromBodies } from '../../shared/rmq-event';
 import { openStore, type Store } from '../../shared/store';
 
 const ROOT = resolve(import.meta.dirname, '../..');

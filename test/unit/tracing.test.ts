@@ -3,22 +3,23 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { context, ROOT_CONTEXT, TraceFlags, trace } from '@opentelemetry/api';
-import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../shared/config';
-import { createLogger } from '../../shared/logging';
 import {
+  exportWanted,
   extractTraceContext,
   flushTracing,
+  formatTraceparent,
   loggerWithSpan,
+  parseTraceparent,
   startSpan,
   startTracing,
   stopTracing,
   TracingConfigError,
   traceHeaders,
   withTraceHeaders,
-} from '../../shared/tracing';
-import { exportWanted } from '../../shared/tracing/settings';
-import { formatTraceparent, parseTraceparent } from '../../shared/tracing/w3c';
+} from 'middy-rabbitmq/tracing';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../shared/config';
+import { createLogger } from '../../shared/logging';
 import { LogCapture } from '../support/runner';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';

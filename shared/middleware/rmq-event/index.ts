@@ -11,15 +11,15 @@ export {
   MAX_HEADER_DEPTH,
   toRabbitMQMessage,
   UnrepresentableMessageError,
-} from './build';
+} from './build.js';
 export {
   assertRabbitMQEvent,
   decodeHeaderValue,
   decodeProperties,
   decodeRabbitMQEvent,
   InvalidRabbitMQEventError,
-} from './decode';
-export { rabbitMQEventFromBodies } from './fixtures';
-export { base64Length, envelopeBytes, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes, recordBytes } from './size';
-export { formatAmqpTimestamp, parseAmqpTimestamp } from './timestamp';
-export * from './types';
+} from './decode.js';
+export { rabbitMQEventFromBodies } from './fixtures.js';
+export { base64Length, envelopeBytes, MAX_INVOCATION_PAYLOAD_BYTES, messageBytes, recordBytes } from './size.js';
+export { formatAmqpTimestamp, parseAmqpTimestamp } from './timestamp.js';
+export * from './types.js';

@@ -22,8 +22,8 @@
  */
 import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { parseAmqpTimestamp } from '../rmq-event/timestamp';
-import { readBatchReport } from './report';
+import { parseAmqpTimestamp } from '../rmq-event/timestamp.js';
+import { readBatchReport } from './report.js';
 
 export interface CloudWatchMetricsOptions {
   /** Write EMF lines at all. Off: the middleware does nothing and Powertools is never loaded. */

@@ -1,8 +1,8 @@
 /**
  * Events from message bodies, without a broker: for fixture files, `invoke` and tests.
  */
-import { buildRabbitMQEvent, localEventSourceArn } from './build';
-import type { RabbitMQEvent, RabbitMQProperties } from './types';
+import { buildRabbitMQEvent, localEventSourceArn } from './build.js';
+import type { RabbitMQEvent, RabbitMQProperties } from './types.js';
 
 /** Properties the wire contract derives from a JSON body: its event_id, event_type and timestamp. */
 function contractProperties(body: object): RabbitMQProperties {

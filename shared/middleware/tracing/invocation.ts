@@ -10,7 +10,7 @@ import type middy from '@middy/core';
 import { type Context as OtelContext, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Context } from 'aws-lambda';
 import type { Logger } from 'pino';
-import { extractTraceContext, flushTracing, loggerWithSpan, recordFailure, startSpan, startTracing } from './index';
+import { extractTraceContext, flushTracing, loggerWithSpan, recordFailure, startSpan, startTracing } from './index.js';
 
 /** Each invocation's span, by its Lambda context (what batch-level middleware keys its state by). */
 const invocations = new WeakMap<Context, Span>();

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Channel, ChannelModel } from 'amqplib';
-import { redactUrl } from '../lib/redact-url';
+import { redactUrl } from '../lib/redact-url.js';
 
 export interface BrokerOptions {
   /** Broker URLs, tried in turn (a cluster's nodes). */

@@ -12,8 +12,8 @@
  * never refused, and never silently different.
  */
 import type { Options } from 'amqplib';
-import { ATTEMPT_HEADER, FAILURE_HEADERS, RETRY_DELAY_HEADER } from '../contract/headers';
-import { amqpTypedValue } from '../rmq-event/build';
+import { ATTEMPT_HEADER, FAILURE_HEADERS, RETRY_DELAY_HEADER } from '../headers.js';
+import { amqpTypedValue } from '../rmq-event/build.js';
 
 /** The AMQP properties a copy carries over; both amqplib's and the decoded aws:rmq records' fit. */
 export interface CopiedProperties {

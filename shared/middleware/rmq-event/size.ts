@@ -6,7 +6,7 @@
  * The size is the UTF-8 length of `JSON.stringify(event)`, exactly: envelope + records + one comma between
  * each two records (one queue key per trigger, so one array).
  */
-import type { RabbitMQMessage } from './types';
+import type { RabbitMQMessage } from './types.js';
 
 /** Lambda's limit for a synchronous invocation payload (6 MB); serverless-offline refuses larger bodies too. */
 export const MAX_INVOCATION_PAYLOAD_BYTES = 6 * 1024 * 1024;

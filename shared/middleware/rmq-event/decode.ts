@@ -3,7 +3,7 @@
  * so decode(build(message)).properties matches message.properties (see build.ts for the few lossy cases).
  */
 import type { z } from 'zod';
-import { parseAmqpTimestamp } from './timestamp';
+import { parseAmqpTimestamp } from './timestamp.js';
 import {
   type AmqpHeaderValue,
   type RabbitMQBasicProperties,
@@ -14,7 +14,7 @@ import {
   type RabbitMQProperties,
   type RabbitMQRecord,
   splitQueueKey,
-} from './types';
+} from './types.js';
 
 /** Thrown for an event that is not a well-formed `aws:rmq` event; `problems` says what is wrong, and where. */
 export class InvalidRabbitMQEventError extends Error {

@@ -4,8 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { MessageProperties } from 'amqplib';
-import { formatAmqpTimestamp } from './timestamp';
-import type { RabbitMQBasicProperties, RabbitMQEvent, RabbitMQHeaderValue, RabbitMQMessage } from './types';
+import { formatAmqpTimestamp } from './timestamp.js';
+import type { RabbitMQBasicProperties, RabbitMQEvent, RabbitMQHeaderValue, RabbitMQMessage } from './types.js';
 
 /** What the codec needs of a message: amqplib's ConsumeMessage and GetMessage fit, so does a decoded record. */
 export interface AmqpMessageLike {

@@ -28,14 +28,14 @@ import {
   trace,
 } from '@opentelemetry/api';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { AsyncLocalStorageContextManager } from './context-manager';
-import { type Exporting, startExport } from './export';
-import { IdOnlyTracerProvider } from './ids';
-import { exportWanted } from './settings';
-import { TRACEPARENT, TRACESTATE, W3CTraceContextPropagator } from './w3c';
+import { AsyncLocalStorageContextManager } from './context-manager.js';
+import { type Exporting, startExport } from './export.js';
+import { IdOnlyTracerProvider } from './ids.js';
+import { exportWanted } from './settings.js';
+import { TRACEPARENT, TRACESTATE, W3CTraceContextPropagator } from './w3c.js';
 
 export { type Span, SpanKind } from '@opentelemetry/api';
-export { TracingConfigError } from './settings';
+export { TracingConfigError } from './settings.js';
 
 /** The instrumentation scope of every span this system makes. */
 const SCOPE = 'rabbit-functions';
@@ -243,3 +243,6 @@ export function traceMixin(_object: object, _level: number, logger?: unknown): {
   const bound = logger ? (logger as Record<symbol, Span | undefined>)[LOGGER_SPAN] : undefined;
   return traceFields(bound ?? trace.getSpan(context.active()));
 }
+
+export { exportWanted } from './settings.js';
+export { formatTraceparent, parseTraceparent } from './w3c.js';

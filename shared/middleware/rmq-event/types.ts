@@ -11,7 +11,7 @@
  */
 import type { Handler } from 'aws-lambda';
 import * as z from 'zod';
-import { parseAmqpTimestamp } from './timestamp';
+import { parseAmqpTimestamp } from './timestamp.js';
 
 /** An AMQP long string header value: its UTF-8 bytes (AWS sends Java's signed bytes, -128..127). */
 export interface RabbitMQLongString {

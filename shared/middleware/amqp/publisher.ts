@@ -9,7 +9,7 @@
  * or absent broker cannot make them pile up in memory.
  */
 import type { ConfirmChannel, Message, Options } from 'amqplib';
-import type { Broker } from './connection';
+import type { Broker } from './connection.js';
 
 export class PublishError extends Error {
   override readonly name: string = 'PublishError';
