@@ -42,12 +42,14 @@ const config: KnipConfig = {
     },
     'shared/middleware': {
       // Optional peer dependencies, imported only when asked for: the OpenTelemetry SDK and OTLP exporter when
-      // OTEL_EXPORTER_OTLP_ENDPOINT is set, Powertools Metrics by the cloudWatchMetrics middleware.
+      // OTEL_EXPORTER_OTLP_ENDPOINT is set, Powertools Metrics by the cloudWatchMetrics middleware, pino-pretty
+      // when log-format's prettyDestination is chosen (a terminal, LOG_FORMAT=pretty).
       ignoreDependencies: [
         '@aws-lambda-powertools/metrics',
         '@opentelemetry/exporter-trace-otlp-http',
         '@opentelemetry/resources',
         '@opentelemetry/sdk-trace-base',
+        'pino-pretty',
       ],
     },
     'shared/runner': {},

@@ -5,9 +5,9 @@
  * process with a ConfigError that names the variable and says what was expected.
  */
 
+import { inLambda } from 'middy-rabbitmq/log-format';
 import { exportWanted, TracingConfigError } from 'middy-rabbitmq/tracing';
 import * as z from 'zod';
-import { inLambda } from '../lib/log-format';
 
 /** Thrown when an environment variable is missing or malformed; `setting` names it. */
 export class ConfigError extends Error {
@@ -68,7 +68,7 @@ const envSchema = z.object({
     .transform((value) => value || undefined),
   SQLITE_PATH: z.string().trim().min(1).default('.data/app.sqlite'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  /** `json` or `pretty`; unset: pretty on a terminal, JSON elsewhere (always JSON in Lambda: shared/lib/log-format.ts). */
+  /** `json` or `pretty`; unset: pretty on a terminal, JSON elsewhere (always JSON in Lambda: middy-rabbitmq/log-format). */
   LOG_FORMAT: z.preprocess(
     (value) => (typeof value === 'string' ? value.trim().toLowerCase() : value),
     z.enum(['json', 'pretty']).optional(),
@@ -129,7 +129,7 @@ export type Config = Readonly<{
   databaseUrl: string | undefined;
   sqlitePath: string;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
-  /** As set; the format in force is logFormat()'s choice (shared/lib/log-format.ts). */
+  /** As set; the format in force is logFormat()'s choice (middy-rabbitmq/log-format). */
   logFormat: 'json' | 'pretty' | undefined;
   serviceName: string;
   /** CloudWatch embedded-metric-format lines from the queue functions: on, namespace and service dimension. */

@@ -2,13 +2,13 @@
  * Structured logging: one JSON line per event worth knowing, via pino (fast, JSON by default, built-in
  * redaction). Secrets and personal data are redacted by default, wherever they appear in a log object,
  * and passwords inside URLs are masked. On a terminal (not in Lambda, not with LOG_FORMAT=json) each line is
- * printed readably by pino-pretty instead (shared/lib/log-format.ts), after the same redaction.
+ * printed readably by pino-pretty instead (middy-rabbitmq/log-format), after the same redaction.
  */
 
+import { type LogFormat, logFormat, prettyDestination } from 'middy-rabbitmq/log-format';
 import { traceMixin } from 'middy-rabbitmq/tracing';
 import { type DestinationStream, destination, type Logger, pino, stdSerializers, stdTimeFunctions } from 'pino';
 import { config } from '../config';
-import { type LogFormat, logFormat, prettyDestination } from '../lib/log-format';
 
 export type { Logger } from 'pino';
 

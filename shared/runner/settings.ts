@@ -5,10 +5,10 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { logFormat, prettyDestination } from 'middy-rabbitmq/log-format';
 import { type DestinationStream, destination, type Logger, pino, stdTimeFunctions } from 'pino';
 import * as z from 'zod';
 import { type TriggerDefinition, TriggerDefinitionError } from './definitions.js';
-import { logFormat, prettyDestination } from './lib/log-format.js';
 import type { RunnerHooks } from './runner.js';
 import { DEFAULT_STATUS_DIR } from './status-file.js';
 
@@ -91,7 +91,7 @@ export async function loadHooks(serviceDir: string, modulePath: string | undefin
 
 /**
  * The runner's logger (level from LOG_LEVEL), one line per event worth knowing: JSON lines, or readable ones
- * where the functions' own logs are readable (a terminal, LOG_FORMAT=pretty: lib/log-format.ts), so the
+ * where the functions' own logs are readable (a terminal, LOG_FORMAT=pretty: middy-rabbitmq/log-format), so the
  * two interleave in one style. `env`: the functions' environment (default: the process's).
  */
 export function createRunnerLogger(options: {

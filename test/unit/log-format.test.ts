@@ -5,9 +5,9 @@
 import { PassThrough } from 'node:stream';
 import { stripVTControlCharacters } from 'node:util';
 import { TraceFlags, trace } from '@opentelemetry/api';
+import { logFormat, readableMessage } from 'middy-rabbitmq/log-format';
 import { loggerWithSpan } from 'middy-rabbitmq/tracing';
 import { describe, expect, it } from 'vitest';
-import { logFormat, readableMessage } from '../../shared/lib/log-format';
 import { createLogger, type Logger } from '../../shared/logging';
 
 const LAMBDA = { AWS_LAMBDA_FUNCTION_NAME: 'rabbit-functions-prod-notification' };

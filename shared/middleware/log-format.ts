@@ -1,7 +1,5 @@
 /**
- * The runner's own copy of the app's log format choice (this package depends on no app code).
- *
- * How log lines look: JSON lines (one object per line, for machines: CloudWatch, `jq`, log shippers) or, on a
+ * How a function's log lines look (the middleware's logger and the trigger's both follow it): JSON lines (one object per line, for machines: CloudWatch, `jq`, log shippers) or, on a
  * terminal, one readable line per record or request through pino's own pretty printer (pino-pretty):
  *
  *   [12:00:01.234] INFO: inventoryReservation [order-events] processed message 3f2a… 4.1 ms: record handled
@@ -20,7 +18,7 @@ import type PinoPretty from 'pino-pretty';
 export type LogFormat = 'json' | 'pretty';
 
 /** In AWS Lambda (not serverless-offline or invoke local, which set the same variable for their handlers). */
-const inLambda = (env: NodeJS.ProcessEnv) => Boolean(env.AWS_LAMBDA_FUNCTION_NAME) && !env.IS_OFFLINE && !env.IS_LOCAL;
+export const inLambda = (env: NodeJS.ProcessEnv) => Boolean(env.AWS_LAMBDA_FUNCTION_NAME) && !env.IS_OFFLINE && !env.IS_LOCAL;
 
 /**
  * JSON always in Lambda; else `LOG_FORMAT` (`json` or `pretty`) when set; else pretty when standard output is a
@@ -60,7 +58,7 @@ const text = (value: unknown): string | undefined =>
  * The line's own words: who (function, queue), what happened (a record's outcome; a request's method, path and
  * status), to which message or order, how long it took, the message, and an error's reason.
  */
-function readableMessage(line: Line, messageKey = 'message'): string {
+export function readableMessage(line: Line, messageKey = 'message'): string {
   const err = line.err as { type?: unknown; message?: unknown } | undefined;
   const reason =
     text(line.error) ?? (err && typeof err === 'object' ? [text(err.type), text(err.message)].filter(Boolean).join(': ') : undefined);
