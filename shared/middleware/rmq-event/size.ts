@@ -80,27 +80,7 @@ function stringBytes(text: string): number {
 
 /** The keys every record has, weighed once: `"key":`. */
 const KEY_BYTES = new Map<string, number>(
-  [
-    'basicProperties',
-    'redelivered',
-    'data',
-    'contentType',
-    'contentEncoding',
-    'headers',
-    'deliveryMode',
-    'priority',
-    'correlationId',
-    'replyTo',
-    'expiration',
-    'messageId',
-    'timestamp',
-    'type',
-    'userId',
-    'appId',
-    'clusterId',
-    'bodySize',
-    'bytes',
-  ].map((key) => [key, stringBytes(key) + 1]),
+  ['basicProperties', 'redelivered', 'data', ...PROPERTY_KEYS, 'bytes'].map((key) => [key, stringBytes(key) + 1]),
 );
 
 const keyBytes = (key: string): number => KEY_BYTES.get(key) ?? stringBytes(key) + 1;
