@@ -8,7 +8,7 @@
  * Every publish ends within `confirmTimeoutMs`, and at most `maxPending` are under way at once, so a slow
  * or absent broker cannot make them pile up in memory.
  */
-import type { ConfirmChannel, Message, Options } from 'amqplib';
+import type { Channel, ConfirmChannel, Message, Options } from 'amqplib';
 import type { Broker } from './connection.js';
 
 export class PublishError extends Error {
@@ -21,6 +21,14 @@ export class UnroutableError extends PublishError {
 /** The broker refused the message (nack), e.g. a queue at its limit with reject-publish. */
 export class PublishNackedError extends PublishError {
   override readonly name = 'PublishNackedError';
+}
+/**
+ * The exchange does not exist. Found out on a channel of its own before anything is sent there: publishing to a
+ * missing exchange would make the broker close the publishing channel, and every other publish still waiting
+ * for its confirm on it would fail and be sent again (a duplicate of each that the broker had in fact taken).
+ */
+export class ExchangeNotFoundError extends PublishError {
+  override readonly name = 'ExchangeNotFoundError';
 }
 /** No confirm arrived within the timeout; the message may or may not have been taken. */
 class PublishTimeoutError extends PublishError {
@@ -58,6 +66,10 @@ const returnKey = (exchange: string, routingKey: string, messageId: unknown, hea
 
 export class Publisher {
   private channel: Promise<ConfirmChannel> | undefined;
+  /** A plain channel for checking exchanges (a check of a missing one closes it, not the publishing channel). */
+  private checkChannel: Promise<Channel> | undefined;
+  /** Exchanges found to exist on this connection, or being checked; forgotten when the publishing channel closes. */
+  private readonly exchanges = new Map<string, Promise<void>>();
   private readonly returned = new Map<string, number>();
   /** Failers of the publishes awaiting a confirm: one channel 'close' listener fails them all. */
   private readonly awaitingConfirm = new Set<(error: Error) => void>();
@@ -126,8 +138,14 @@ export class Publisher {
           ),
         this.confirmTimeoutMs,
       );
-      this.getChannel().then((channel) => {
+      this.getChannel().then(async (channel) => {
         if (settled) return; // timed out while waiting for the channel: too late to send now
+        try {
+          await this.knownExchange(exchange);
+        } catch (error) {
+          return settle(error as Error);
+        }
+        if (settled) return;
         this.awaitingConfirm.add(fail);
         try {
           sent = true;
@@ -149,6 +167,44 @@ export class Publisher {
     const channel = this.channel;
     this.channel = undefined;
     if (channel) await (await channel.catch(() => undefined))?.close().catch(() => undefined);
+    const checkChannel = this.checkChannel;
+    this.checkChannel = undefined;
+    if (checkChannel) await (await checkChannel.catch(() => undefined))?.close().catch(() => undefined);
+  }
+
+  /** Resolves once `exchange` is known to exist on this connection (checked once, on the check channel). */
+  private knownExchange(exchange: string): Promise<void> {
+    if (exchange === '') return Promise.resolve(); // the default exchange always exists
+    let known = this.exchanges.get(exchange);
+    if (!known) {
+      known = this.checkExchange(exchange);
+      this.exchanges.set(exchange, known);
+      known.catch(() => this.exchanges.delete(exchange)); // not there (yet): asked again next time
+    }
+    return known;
+  }
+
+  private async checkExchange(exchange: string): Promise<void> {
+    this.checkChannel ??= this.broker.connectUnlessDown().then(async (connection) => {
+      const channel = await connection.createChannel();
+      channel.on('error', () => undefined);
+      channel.once('close', () => {
+        this.checkChannel = undefined;
+      });
+      return channel;
+    });
+    const pending = this.checkChannel;
+    const channel = await pending.catch((error: unknown) => {
+      if (this.checkChannel === pending) this.checkChannel = undefined;
+      throw error;
+    });
+    try {
+      await channel.checkExchange(exchange);
+    } catch (error) {
+      const notFound = (error as { code?: unknown }).code === 404;
+      if (!notFound) throw new PublishError(`Could not check exchange '${exchange}': ${(error as Error).message}`, { cause: error });
+      throw new ExchangeNotFoundError(`Exchange '${exchange}' does not exist; not sent`, { cause: error });
+    }
   }
 
   private takeReturned(key: string): boolean {
@@ -176,6 +232,7 @@ export class Publisher {
       channel.once('close', () => {
         this.channel = undefined;
         this.returned.clear();
+        this.exchanges.clear();
         const error = new PublishError('Channel closed before the broker confirmed the message');
         for (const fail of [...this.awaitingConfirm]) fail(error);
       });
