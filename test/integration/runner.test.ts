@@ -213,7 +213,8 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
     expect(runner.triggers[0]!.describe().Local.requeueDelayMs).toBe(600_000);
     expect(await queueDepth(amqp.connection, queue)).toBe(0); // unacknowledged, held by the trigger
     await runner.stop(); // a ten-minute wait would outlast the test's timeout
-    expect(await queueDepth(amqp.connection, queue)).toBe(1);
+    // The broker applies the requeue asynchronously (CI once read 0 right after stop()), so poll for it.
+    await waitFor(async () => (await queueDepth(amqp.connection, queue)) === 1, 'the held message back in the queue');
     expect(fn.calls).toHaveLength(1);
   });
 
@@ -301,7 +302,8 @@ describe('RabbitMQ-trigger runner (real broker)', () => {
     await runner.stop();
     const handled = fn.bodies();
     expect(handled).toEqual(range(5)); // only the batch that had started
-    expect(await queueDepth(amqp.connection, queue)).toBe(15); // the rest is back, none acked unfinished
+    // The rest is back, none acked unfinished (polled: the broker applies requeues asynchronously).
+    await waitFor(async () => (await queueDepth(amqp.connection, queue)) === 15, 'the 15 unstarted messages back in the queue');
   });
 
   it('with the app\u2019s hooks, runs the outbox relay: an event left unpublished is sent once the runner is up', async () => {
