@@ -79,9 +79,11 @@ interface BacklogGauge {
 function backlogGauge(store: () => Promise<Store>): BacklogGauge {
   let known: { count: number; at: number } | undefined;
   let counting: Promise<number> | undefined;
-  const count = () => {
+  // Counted up to the limit only: a refusal needs to know the limit is reached, not by how much (and the
+  // bounded count stays cheap on PostgreSQL under load, see Outbox.backlog).
+  const count = (limit: number) => {
     counting ??= store()
-      .then((opened) => opened.outbox.backlog())
+      .then((opened) => opened.outbox.backlog(limit))
       .then((counted) => {
         known = { count: counted, at: Date.now() };
         return counted;
@@ -93,8 +95,8 @@ function backlogGauge(store: () => Promise<Store>): BacklogGauge {
   };
   return {
     read: async (limit) => {
-      const estimate = known && Date.now() - known.at < BACKLOG_TTL_MS ? known.count : await count();
-      return estimate < limit ? estimate : count();
+      const estimate = known && Date.now() - known.at < BACKLOG_TTL_MS ? known.count : await count(limit);
+      return estimate < limit ? estimate : count(limit);
     },
     add: (added) => {
       if (known) known.count += added;

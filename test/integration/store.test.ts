@@ -349,6 +349,8 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
         }),
       ).rejects.toThrow('rolled back');
       expect(await store.outbox.backlog()).toBe(3);
+      // Bounded, as intake's load shedding counts (up to its limit): never more than asked, never more than there are.
+      expect([await store.outbox.backlog(2), await store.outbox.backlog(5), await store.outbox.backlog(0)]).toEqual([2, 3, 0]);
 
       const pending = await store.outbox.pending(10);
       expect(pending.map((p) => p.event_id)).toEqual(events.map((e) => e.event_id));
@@ -366,6 +368,7 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
       expect(await store.outbox.markPublished([pending[0]!.id, pending[2]!.id], '2024-01-01T00:00:00Z')).toBe(2);
       expect(await store.outbox.markPublished([pending[0]!.id])).toBe(0);
       expect(await store.outbox.backlog()).toBe(1);
+      expect([await store.outbox.backlog(1), await store.outbox.backlog(3)]).toEqual([1, 1]); // published rows are not counted
       expect((await store.outbox.pending(10)).map((p) => p.event_id)).toEqual([events[1]!.event_id]);
     });
   });
