@@ -64,6 +64,8 @@ interface Options {
   concurrency: number[];
   repeats: number;
   stores: StoreKind[];
+  /** The real service's store through serverless offline (offline and cold burst). */
+  offlineStore: StoreKind;
   modes: Mode[];
   burst: number;
   outDir: string;
@@ -82,6 +84,7 @@ const usage = `Usage: npm run bench:http -- [options]
   --concurrency LIST   closed-loop workers (default 16,32)
   --repeats N          rounds of every closed-loop case; ratios are the median over rounds (default 3)
   --stores LIST        stores for the in-process case (default sqlite,postgres)
+  --offline-store S    the real service's store through serverless offline: sqlite (default, as npm start) or postgres
   --modes LIST         offline,in-process,cold-burst (default all three)
   --burst N            concurrent POST /order of the cold burst (default 16)
   --out-dir DIR        where http.json and http.md go (default bench/results)
@@ -97,6 +100,7 @@ function parseOptions(): Options {
       concurrency: { type: 'string', default: '16,32' },
       repeats: { type: 'string', default: '3' },
       stores: { type: 'string', default: 'sqlite,postgres' },
+      'offline-store': { type: 'string', default: 'sqlite' },
       modes: { type: 'string', default: 'offline,in-process,cold-burst' },
       burst: { type: 'string', default: '16' },
       'out-dir': { type: 'string', default: join(serviceDir, 'bench', 'results') },
@@ -131,6 +135,7 @@ function parseOptions(): Options {
     concurrency: values.concurrency.split(',').map((c) => num('concurrency', c.trim(), 1, 1024)),
     repeats: num('repeats', values.repeats, 1, 20),
     stores: list('stores', values.stores, ['sqlite', 'postgres'] as const),
+    offlineStore: list('offline-store', values['offline-store'], ['sqlite', 'postgres'] as const)[0]!,
     modes: list('modes', values.modes, ['offline', 'in-process', 'cold-burst'] as const),
     burst: num('burst', values.burst, 1, 256),
     outDir: resolve(values['out-dir']),
@@ -594,8 +599,10 @@ async function runParent(options: Options): Promise<void> {
   const vhost = await benchVhost(VHOST, baseUrl);
   const running = new Set<{ stop(): Promise<void> }>();
   let schema: Awaited<ReturnType<typeof postgresSchema>> | undefined;
+  let offlineSchema: Awaited<ReturnType<typeof postgresSchema>> | undefined;
   const cleanup = async () => {
     for (const r of running) await r.stop().catch(() => undefined);
+    await offlineSchema?.drop().catch((e: unknown) => console.error(`bench: could not drop schema ${offlineSchema?.schema}: ${String(e)}`));
     await schema?.drop().catch((e: unknown) => console.error(`bench: could not drop schema ${schema?.schema}: ${String(e)}`));
     await vhost.remove().catch((e: unknown) => console.error(`bench: could not delete vhost ${VHOST}: ${String(e)}`));
     await rm(tmp, { recursive: true, force: true });
@@ -624,9 +631,14 @@ async function runParent(options: Options): Promise<void> {
       console.log(
         `starting serverless offline: the real service (esbuild bundles first)${burst ? `, ${options.burst} concurrent POST /order at its first answer` : ''} ...`,
       );
+      if (options.offlineStore === 'postgres') offlineSchema = await postgresSchema(pgBase, 'bench_offline');
       const real = await startOffline(
         await snapshotService(tmp),
-        { ...baseEnv, SQLITE_PATH: join(tmp, 'offline.sqlite'), ...(burst && options.serverLog ? { LOG_LEVEL: 'info' } : {}) },
+        {
+          ...baseEnv,
+          ...(offlineSchema ? { DATABASE_URL: offlineSchema.url } : { SQLITE_PATH: join(tmp, 'offline.sqlite') }),
+          ...(burst && options.serverLog ? { LOG_LEVEL: 'info' } : {}),
+        },
         'real service',
         burst ? { anyStatus: true, pollMs: 50, ...(options.serverLog ? { logFile: options.serverLog } : {}) } : {},
       );
@@ -660,7 +672,7 @@ async function runParent(options: Options): Promise<void> {
           ...(await sideBySide(
             { real: posters.real.send, trivial: posters.trivial.send },
             options,
-            (kind) => ({ mode: 'offline', store: kind === 'real' ? 'sqlite' : 'none', kind }),
+            (kind) => ({ mode: 'offline', store: kind === 'real' ? options.offlineStore : 'none', kind }),
             (line) => console.log(line),
           )),
         );
@@ -733,15 +745,20 @@ async function runParent(options: Options): Promise<void> {
         'pg: one data-modifying WITH), amqplib confirm-channel publish to orders/order.placed awaited, one UPDATE marking the row published; ' +
         'no middy, zod, pino or Kysely; invoked like the real handler with API Gateway v2 events through @fastify/aws-lambda (no middy)',
       offline:
-        'serverless offline start (osls + serverless-offline), real service with its queue functions running, SQLite, run from a copy of the ' +
+        `serverless offline start (osls + serverless-offline), real service with its queue functions running, ${options.offlineStore === 'postgres' ? 'PostgreSQL' : 'SQLite'}, run from a copy of the ` +
         "service's files taken at the start (the esbuild watch would reload it on any edit in the checkout); trivial service bench/offline-service",
       coldBurst:
-        'topology declared, then serverless offline start for the real service (fresh SQLite file, esbuild bundles built first, as npm start); ' +
+        `topology declared, then serverless offline start for the real service (fresh ${options.offlineStore === 'postgres' ? 'PostgreSQL schema' : 'SQLite file'}, esbuild bundles built first, as npm start); ` +
         'GET /health polled every 50 ms, and at its first answer (any status) `burst` POST /order at once, each on a new connection',
     },
     targets: TARGETS,
     cases,
-    ratios: ratios(cases, options.stores.concat(options.modes.includes('offline') && !options.stores.includes('sqlite') ? ['sqlite'] : [])),
+    ratios: ratios(
+      cases,
+      options.stores.concat(
+        options.modes.includes('offline') && !options.stores.includes(options.offlineStore) ? [options.offlineStore] : [],
+      ),
+    ),
     ...(coldBurst ? { coldBurst } : {}),
     elapsedSeconds: round((performance.now() - started) / 1000, 1),
   };
@@ -763,6 +780,7 @@ async function runParent(options: Options): Promise<void> {
 
 function markdown(r: Results): string {
   const { machine: m, parameters: p, targets: t } = r;
+  const offlineStore = p.offlineStore === 'postgres' ? 'a fresh PostgreSQL schema' : 'SQLite file';
   const lat = (s: LatencySummary) => `${fmt(s.p50, 2)} / ${fmt(s.p95, 2)} / ${fmt(s.p99, 2)}`;
   const max = Math.max(...r.cases.map((c) => c.requestsPerSecond));
   const verdict = (met: boolean) => (met ? 'met' : '**missed**');
@@ -795,7 +813,7 @@ function markdown(r: Results): string {
       'answer 202) beside a trivial handler that answers 202 and does nothing, served the same way, side by side in one run:',
     '',
     `- **offline**: \`serverless offline start\` child processes, loaded over HTTP with keep-alive connections by bench/http-load.ts ` +
-      `(closed loop: each of \`concurrency\` workers sends its next request when the answer is in). Real: this service (SQLite file; ` +
+      `(closed loop: each of \`concurrency\` workers sends its next request when the answer is in). Real: this service (${offlineStore}; ` +
       'its queue functions run too, consuming what the orders produce, as with `npm start`; run from a copy of its files taken when the ' +
       "run starts, since serverless-esbuild's watch reloads it on any edit in the checkout). Trivial: bench/offline-service. " +
       'The load generator shares the 2 cores with the servers.',
@@ -809,7 +827,7 @@ function markdown(r: Results): string {
       '@fastify/aws-lambda, whose `inject` runs the route), minus middy. Same database (tables made by our migrations) and broker. ' +
       'One process per store.',
     `- **cold burst**: the topology declared, then \`serverless offline start\` of the real service as \`npm start\` runs it (fresh ` +
-      'SQLite file; the esbuild bundles are built before it listens); `GET /health` polled every 50 ms, and at its first answer ' +
+      `${offlineStore}; the esbuild bundles are built before it listens); \`GET /health\` polled every 50 ms, and at its first answer ` +
       `(any status, as npm start waits for it) ${burst?.concurrency ?? p.burst} \`POST /order\` at once, each on a new connection.`,
     '',
     `${p.seconds} s measured per case after ${p.warmupSeconds} s of warm-up; the handlers alternate which goes first (trivial, real, ` +
