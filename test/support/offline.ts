@@ -3,6 +3,7 @@
  * the whole service over HTTP: waits until the three queue triggers consume, and stops the group afterwards.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { cp, mkdir, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports';
@@ -19,12 +20,15 @@ export interface Offline {
   stop(): Promise<void>;
 }
 
-/** Starts it with `env` on top of this process's environment (AMQP_URL, SQLITE_PATH, ...) and free ports. */
-export async function startOffline(env: NodeJS.ProcessEnv): Promise<Offline> {
+/**
+ * Starts it with `env` on top of this process's environment (AMQP_URL, SQLITE_PATH, ...) and free ports; in `cwd`
+ * when given (a copy of the service: see copyService), else in the checkout.
+ */
+export async function startOffline(env: NodeJS.ProcessEnv, options: { cwd?: string } = {}): Promise<Offline> {
   const httpPort = await freePort();
   let output = '';
   const child = spawn(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
-    cwd: root,
+    cwd: options.cwd ?? root,
     detached: true,
     env: {
       ...process.env,
@@ -56,4 +60,17 @@ export async function startOffline(env: NodeJS.ProcessEnv): Promise<Offline> {
     throw new Error(`${(error as Error).message}. Output:\n${output.slice(-6_000)}`);
   }
   return { api: `http://localhost:${httpPort}`, process: child, output: () => output, stop };
+}
+
+/**
+ * A copy of what `serverless offline start` needs of this service in a new directory under `parent` (its
+ * node_modules linked), for a test that changes a function's settings without touching the checkout.
+ */
+export async function copyService(parent: string): Promise<string> {
+  const dir = join(parent, 'service');
+  await mkdir(dir, { recursive: true });
+  for (const entry of ['serverless.yml', 'package.json', 'tsconfig.json', 'functions', 'handlers', 'shared', 'scripts'])
+    await cp(join(root, entry), join(dir, entry), { recursive: true });
+  await symlink(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir');
+  return dir;
 }
