@@ -20,7 +20,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -29,6 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { loadConfig } from '../shared/config';
+import { copyService } from '../test/support/offline';
 import { type BaselineStore, createBaseline } from './http-baseline';
 import { httpPoster, type LoadResult, runLoad, type Send } from './http-load';
 import {
@@ -425,20 +426,6 @@ async function startOffline(dir: string, env: NodeJS.ProcessEnv, label: string, 
   };
 }
 
-/**
- * A copy of what `serverless offline start` needs of this service (its node_modules linked), taken when the run
- * starts: serverless-esbuild watches handlers/ and shared/ and, on any edit, rebuilds and drops the warm function
- * instances, so an edit made in the checkout while the benchmark runs would otherwise land mid-measurement.
- */
-async function snapshotService(into: string): Promise<string> {
-  const dir = join(into, 'service');
-  await mkdir(dir, { recursive: true });
-  for (const entry of ['serverless.yml', 'package.json', 'tsconfig.json', 'functions', 'handlers', 'shared', 'scripts'])
-    await cp(join(serviceDir, entry), join(dir, entry), { recursive: true });
-  await symlink(join(serviceDir, 'node_modules'), join(dir, 'node_modules'), 'dir');
-  return dir;
-}
-
 /** Declares the topology on the broker at `url`, as `npm start` does before it starts serverless offline. */
 async function declareTopologyOnce(url: string): Promise<void> {
   const { Broker, declareTopology, topologyOptions } = await import('../shared/messaging');
@@ -633,7 +620,9 @@ async function runParent(options: Options): Promise<void> {
       );
       if (options.offlineStore === 'postgres') offlineSchema = await postgresSchema(pgBase, 'bench_offline');
       const real = await startOffline(
-        await snapshotService(tmp),
+        // A copy taken when the run starts: serverless-esbuild watches handlers/ and shared/ and, on any edit,
+        // rebuilds and drops the warm function instances, so an edit in the checkout would land mid-measurement.
+        await copyService(tmp),
         {
           ...baseEnv,
           ...(offlineSchema ? { DATABASE_URL: offlineSchema.url } : { SQLITE_PATH: join(tmp, 'offline.sqlite') }),
