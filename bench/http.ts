@@ -53,6 +53,8 @@ const VHOST = 'bench';
 const ORDER_BODY = () => JSON.stringify({ user_id: 'bench-user', item: 'widget', quantity: 1 });
 
 type StoreKind = 'sqlite' | 'postgres';
+/** What the real service runs on through serverless offline, as the results name it. */
+const OFFLINE_STORE: Readonly<Record<StoreKind, string>> = { sqlite: 'SQLite file', postgres: 'PostgreSQL schema' };
 type Mode = 'offline' | 'in-process' | 'cold-burst';
 type Kind = 'real' | 'trivial' | 'baseline';
 /** What the issue asks of the figures: real >= 0.8 x the hand-written baseline in-process, >= 0.6 x trivial offline at 16. */
@@ -734,10 +736,10 @@ async function runParent(options: Options): Promise<void> {
         'pg: one data-modifying WITH), amqplib confirm-channel publish to orders/order.placed awaited, one UPDATE marking the row published; ' +
         'no middy, zod, pino or Kysely; invoked like the real handler with API Gateway v2 events through @fastify/aws-lambda (no middy)',
       offline:
-        `serverless offline start (osls + serverless-offline), real service with its queue functions running, ${options.offlineStore === 'postgres' ? 'PostgreSQL' : 'SQLite'}, run from a copy of the ` +
+        `serverless offline start (osls + serverless-offline), real service with its queue functions running, ${OFFLINE_STORE[options.offlineStore]}, run from a copy of the ` +
         "service's files taken at the start (the esbuild watch would reload it on any edit in the checkout); trivial service bench/offline-service",
       coldBurst:
-        `topology declared, then serverless offline start for the real service (fresh ${options.offlineStore === 'postgres' ? 'PostgreSQL schema' : 'SQLite file'}, esbuild bundles built first, as npm start); ` +
+        `topology declared, then serverless offline start for the real service (fresh ${OFFLINE_STORE[options.offlineStore]}, esbuild bundles built first, as npm start); ` +
         'GET /health polled every 50 ms, and at its first answer (any status) `burst` POST /order at once, each on a new connection',
     },
     targets: TARGETS,
@@ -769,7 +771,6 @@ async function runParent(options: Options): Promise<void> {
 
 function markdown(r: Results): string {
   const { machine: m, parameters: p, targets: t } = r;
-  const offlineStore = p.offlineStore === 'postgres' ? 'a fresh PostgreSQL schema' : 'SQLite file';
   const lat = (s: LatencySummary) => `${fmt(s.p50, 2)} / ${fmt(s.p95, 2)} / ${fmt(s.p99, 2)}`;
   const max = Math.max(...r.cases.map((c) => c.requestsPerSecond));
   const verdict = (met: boolean) => (met ? 'met' : '**missed**');
@@ -802,7 +803,7 @@ function markdown(r: Results): string {
       'answer 202) beside a trivial handler that answers 202 and does nothing, served the same way, side by side in one run:',
     '',
     `- **offline**: \`serverless offline start\` child processes, loaded over HTTP with keep-alive connections by bench/http-load.ts ` +
-      `(closed loop: each of \`concurrency\` workers sends its next request when the answer is in). Real: this service (${offlineStore}; ` +
+      `(closed loop: each of \`concurrency\` workers sends its next request when the answer is in). Real: this service (${OFFLINE_STORE[p.offlineStore]}; ` +
       'its queue functions run too, consuming what the orders produce, as with `npm start`; run from a copy of its files taken when the ' +
       "run starts, since serverless-esbuild's watch reloads it on any edit in the checkout). Trivial: bench/offline-service. " +
       'The load generator shares the 2 cores with the servers.',
@@ -816,7 +817,7 @@ function markdown(r: Results): string {
       '@fastify/aws-lambda, whose `inject` runs the route), minus middy. Same database (tables made by our migrations) and broker. ' +
       'One process per store.',
     `- **cold burst**: the topology declared, then \`serverless offline start\` of the real service as \`npm start\` runs it (fresh ` +
-      `${offlineStore}; the esbuild bundles are built before it listens); \`GET /health\` polled every 50 ms, and at its first answer ` +
+      `${OFFLINE_STORE[p.offlineStore]}; the esbuild bundles are built before it listens); \`GET /health\` polled every 50 ms, and at its first answer ` +
       `(any status, as npm start waits for it) ${burst?.concurrency ?? p.burst} \`POST /order\` at once, each on a new connection.`,
     '',
     `${p.seconds} s measured per case after ${p.warmupSeconds} s of warm-up; the handlers alternate which goes first (trivial, real, ` +
