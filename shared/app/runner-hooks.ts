@@ -4,7 +4,8 @@
  * - on every connection, declare the topology: the contract's exchanges and queues, plus a work queue (with
  *   its DLQ) for any triggered queue outside the contract;
  * - beside the triggers, run the outbox relay, so that events intake or a function could not publish right
- *   after their commit (broker down) go out once the broker is back.
+ *   after their commit (broker down) go out once the broker is back; and, every minute, delete inbox claims and
+ *   published outbox rows older than their retention (shared/store/retention.ts).
  * The configuration is read from the functions' environment the runner hands over.
  */
 
@@ -13,11 +14,11 @@ import { loadConfig } from '../config';
 import { createLogger } from '../logging';
 import { declareTopology, FUNCTION_QUEUES, Publisher, topologyOptions, WORK_QUEUES, type WorkQueue } from '../messaging';
 import { type RelayStore, startOutboxRelay } from '../outbox';
-import { openStore } from '../store';
+import { openStore, type PruningStore, startPruning } from '../store';
 
 export interface AppHookOptions {
-  /** The relay's store (default: opened from the environment's DATABASE_URL / SQLITE_PATH, closed on stop); false: no relay. */
-  relayStore?: (() => Promise<RelayStore>) | false;
+  /** The relay's store, pruned too (default: opened from the environment's DATABASE_URL / SQLITE_PATH, closed on stop); false: no relay. */
+  relayStore?: (() => Promise<RelayStore & PruningStore>) | false;
 }
 
 export function appHooks(options: AppHookOptions = {}): RunnerHooks {
@@ -40,8 +41,9 @@ export function appHooks(options: AppHookOptions = {}): RunnerHooks {
     const publisher = new Publisher(broker);
     const logger = createLogger({ level: config.logLevel, service: `${config.serviceName}-runner` }).child({ component: 'outbox-relay' });
     const stop = startOutboxRelay({ store, publisher, intervalMs: config.outboxRelayIntervalMs, logger });
+    const stopPruning = startPruning({ store, retention: config.retention, logger });
     return async () => {
-      await stop();
+      await Promise.all([stop(), stopPruning()]);
       await publisher.close();
       if (!given) await (store as { close?: () => Promise<void> }).close?.();
     };

@@ -90,6 +90,10 @@ const envSchema = z.object({
   OUTBOX_BACKLOG_LIMIT: positiveInt.default(10_000),
   /** Pause between outbox relay rounds when the last round found nothing more to send, in milliseconds. */
   OUTBOX_RELAY_INTERVAL_MS: positiveInt.default(1_000),
+  /** Days an inbox claim is kept, to recognise a message delivered again (shared/store/retention.ts); 0 keeps them all. */
+  INBOX_RETENTION_DAYS: z.coerce.number().int().min(0).default(7),
+  /** Days a published outbox row is kept after its publish; 0 keeps them all. Unpublished rows are never deleted. */
+  OUTBOX_RETENTION_DAYS: z.coerce.number().int().min(0).default(7),
   /** How long POST /order waits for the broker's confirm before answering 202 anyway (the relay sends it later). */
   INTAKE_PUBLISH_WAIT_MS: positiveInt.default(2_000),
   /** Where notifications are also POSTed (JSON, with an Idempotency-Key header); unset means log and store only. */
@@ -139,6 +143,8 @@ export type Config = Readonly<{
   adminToken: string | undefined;
   outboxBacklogLimit: number;
   outboxRelayIntervalMs: number;
+  /** Days inbox claims and published outbox rows are kept (0: for ever). */
+  retention: Readonly<{ inboxDays: number; outboxDays: number }>;
   intakePublishWaitMs: number;
   webhookUrl: string | undefined;
   seedCatalog: boolean;
@@ -204,6 +210,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminToken: e.ADMIN_TOKEN,
     outboxBacklogLimit: e.OUTBOX_BACKLOG_LIMIT,
     outboxRelayIntervalMs: e.OUTBOX_RELAY_INTERVAL_MS,
+    retention: Object.freeze({ inboxDays: e.INBOX_RETENTION_DAYS, outboxDays: e.OUTBOX_RETENTION_DAYS }),
     intakePublishWaitMs: e.INTAKE_PUBLISH_WAIT_MS,
     webhookUrl: e.WEBHOOK_URL,
     seedCatalog: e.SEED_CATALOG,

@@ -43,6 +43,25 @@ export class Inbox {
   }
 
   /**
+   * Deletes up to `limit` claims made before `before`, oldest first; returns how many (shared/store/retention.ts).
+   * A message redelivered after its claim is gone would have its effect again: the retention must outlast any
+   * redelivery (days, where redeliveries come within minutes of a crash or an outage's end).
+   */
+  async prune(before: Date, limit: number): Promise<number> {
+    const expired = this.db
+      .selectFrom('inbox')
+      .select(['consumer', 'message_id'])
+      .where('processed_at', '<', toIso(before))
+      .orderBy('processed_at')
+      .limit(Math.max(1, Math.trunc(limit)));
+    const result = await this.db
+      .deleteFrom('inbox')
+      .where(({ eb, refTuple }) => eb(refTuple('consumer', 'message_id'), 'in', expired.$asTuple('consumer', 'message_id')))
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  /**
    * True for the first claim of `messageId` by `consumer`, false if it was claimed before. On PostgreSQL a
    * concurrent claimer waits until the first transaction ends, then gets false (commit) or true (rollback).
    */

@@ -21,6 +21,7 @@ export type { Store, Tx } from './open';
 export type { NewOrder, OrderPage } from './orders';
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './orders';
 export type { NewOutboxMessage, OutboxMessage } from './outbox';
+export * from './retention';
 export * from './schema';
 export type { ReserveResult } from './stock';
 

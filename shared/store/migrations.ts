@@ -100,6 +100,19 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable('outbox').addColumn('tracestate', 'text').execute();
       },
     },
+    // Retention (shared/store/retention.ts): claims and published rows are deleted oldest first once they are
+    // older than their retention, a bounded slice at a time; these indexes find that slice without a table scan.
+    '0004_retention_indexes': {
+      async up(db: SchemaAtMigration) {
+        await db.schema.createIndex('inbox_by_processed_at').on('inbox').column('processed_at').execute();
+        await db.schema
+          .createIndex('outbox_published')
+          .on('outbox')
+          .column('published_at')
+          .where(sql.ref('published_at'), 'is not', null)
+          .execute();
+      },
+    },
   };
 }
 

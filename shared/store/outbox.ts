@@ -200,6 +200,22 @@ export class Outbox {
     return Number(result.numAffectedRows ?? 0);
   }
 
+  /**
+   * Deletes up to `limit` rows published before `before`, oldest first; returns how many (shared/store/retention.ts).
+   * Unpublished rows are never deleted, however old.
+   */
+  async prunePublished(before: Date, limit: number): Promise<number> {
+    const expired = this.db
+      .selectFrom('outbox')
+      .select('id')
+      .where('published_at', 'is not', null)
+      .where('published_at', '<', toIso(before))
+      .orderBy('published_at')
+      .limit(Math.max(1, Math.trunc(limit)));
+    const result = await this.db.deleteFrom('outbox').where('id', 'in', expired).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
   /** Counts a failed publish attempt and keeps its error; the message stays pending. */
   async recordFailure(id: number, error: unknown): Promise<void> {
     const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);

@@ -2,7 +2,8 @@
  * The outbox relay as a scheduled function (handlers/outbox-relay.ts), invoked as EventBridge invokes it, with
  * its committed fixture event, against a backlog in SQLite and in PostgreSQL and the real broker: it sends the
  * whole backlog once, in order, and returns; rows leased to their producer wait; two overlapping runs on one
- * PostgreSQL send each row once; with too little time left it starts no round.
+ * PostgreSQL send each row once; with too little time left it starts no round; a run deletes the inbox claims
+ * and published rows older than their retention, never an unpublished row.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -11,10 +12,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Context } from 'aws-lambda';
 import { createLambdaContext } from 'serverless-offline-rabbitmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { RelayRunResult } from '../../handlers/outbox-relay';
 import { createHandler } from '../../handlers/outbox-relay';
 import { createLogger } from '../../shared/logging';
 import { Broker, Publisher } from '../../shared/messaging';
-import type { DrainResult } from '../../shared/outbox';
 import { type NewOutboxMessage, openStore, type Store } from '../../shared/store';
 import { AMQP_URL, openTestAmqp, type TestAmqp } from '../support/amqp';
 import { backends } from '../support/databases';
@@ -66,7 +67,7 @@ describe.each(backends())('outbox relay function on $name', (backend) => {
       logger: () => logger,
       ...(limit ? { limit } : {}),
     });
-    return { store, invoke: (ctx = context()) => handler(scheduled, ctx) as Promise<DrainResult> };
+    return { store, invoke: (ctx = context()) => handler(scheduled, ctx) as Promise<RelayRunResult> };
   }
 
   async function waitForIds(count: number): Promise<void> {
@@ -100,6 +101,35 @@ describe.each(backends())('outbox relay function on $name', (backend) => {
     expect(await invoke(context(15))).toMatchObject({ published: 0, rounds: 0, backlog: 3 });
     await sleep(200);
     expect(ids).toEqual([]);
+  });
+
+  it('deletes inbox claims and published rows older than their retention (7 days by default), never an unpublished row', async () => {
+    const { store, invoke } = await relayFunction(await backend.fresh());
+    const daysAgo = (days: number) => new Date(Date.now() - days * 24 * 60 * 60 * 1000).toISOString();
+    const [old, recent, unpublished] = [rows(3), rows(1), rows(1)];
+    await store.outbox.add([...old, ...recent, ...unpublished], { leaseMs: 60_000 }); // leased: this run sends none
+    await store.db
+      .updateTable('outbox')
+      .set({ created_at: daysAgo(30) })
+      .execute();
+    const published = await store.db.selectFrom('outbox').select(['id', 'event_id']).execute();
+    const idsOf = (group: NewOutboxMessage[]) =>
+      published.filter((row) => group.some((m) => m.event_id === row.event_id)).map((row) => row.id);
+    await store.outbox.markPublished(idsOf(old), daysAgo(8));
+    await store.outbox.markPublished(idsOf(recent), daysAgo(6));
+    await store.db
+      .insertInto('inbox')
+      .values([
+        { consumer: 'inventory', message_id: 'claimed-8-days-ago', processed_at: daysAgo(8) },
+        { consumer: 'inventory', message_id: 'claimed-6-days-ago', processed_at: daysAgo(6) },
+      ])
+      .execute();
+
+    expect(await invoke()).toMatchObject({ published: 0, backlog: 1, pruned: { inbox: 1, outbox: 3 } });
+    const left = await store.db.selectFrom('outbox').select('event_id').orderBy('id').execute();
+    expect(left.map((row) => row.event_id)).toEqual([recent[0]!.event_id, unpublished[0]!.event_id]);
+    expect(await store.inbox.claim('inventory', 'claimed-6-days-ago')).toBe(false);
+    expect(await invoke()).toMatchObject({ pruned: { inbox: 0, outbox: 0 } });
   });
 
   if (backend.name === 'postgres') {

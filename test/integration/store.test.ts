@@ -21,8 +21,10 @@ import {
   type OpenStoreOptions,
   type Order,
   openStore,
+  pruneExpired,
   type ReserveResult,
   type Store,
+  startPruning,
 } from '../../shared/store';
 import { postgresBackend, sqliteBackend } from '../support/databases';
 
@@ -142,7 +144,7 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
         expect(first.map((s) => s.appliedMigrations.join()).sort()).toEqual([
           '',
           '',
-          '0001_initial,0002_outbox_claims,0003_outbox_trace_context',
+          '0001_initial,0002_outbox_claims,0003_outbox_trace_context,0004_retention_indexes',
         ]);
         expect(first.every((s) => s.dialect === backend.name)).toBe(true);
         const again = await openStore(fresh);
@@ -159,7 +161,9 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
       const runs = await Promise.all([runMigrateCli(env), runMigrateCli(env)]);
       expect(runs.map((r) => r.code)).toEqual([0, 0]);
       const lines = runs.map((r) => r.stdout.trim()).sort();
-      expect(lines[0]).toMatch(/^Store ready: .* \(applied 0001_initial, 0002_outbox_claims, 0003_outbox_trace_context\)$/);
+      expect(lines[0]).toMatch(
+        /^Store ready: .* \(applied 0001_initial, 0002_outbox_claims, 0003_outbox_trace_context, 0004_retention_indexes\)$/,
+      );
       expect(lines[1]).toMatch(/^Store ready: .* \(schema already up to date\)$/);
     });
 
@@ -370,6 +374,89 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
       expect(await store.outbox.backlog()).toBe(1);
       expect([await store.outbox.backlog(1), await store.outbox.backlog(3)]).toEqual([1, 1]); // published rows are not counted
       expect((await store.outbox.pending(10)).map((p) => p.event_id)).toEqual([events[1]!.event_id]);
+    });
+  });
+
+  describe('retention', () => {
+    let fresh: Store;
+    beforeAll(async () => {
+      fresh = await openStore(await backend.fresh());
+    });
+    afterAll(async () => {
+      await fresh?.close();
+    });
+    const daysAgo = (days: number) => new Date(Date.now() - days * 24 * 60 * 60 * 1000).toISOString();
+    const claims = async (consumer: string) =>
+      (await fresh.db.selectFrom('inbox').select('message_id').where('consumer', '=', consumer).orderBy('message_id').execute()).map(
+        (row) => row.message_id,
+      );
+
+    it('deletes inbox claims older than the retention, oldest first, a slice at a time; a message claimed again after that has its effect again', async () => {
+      const consumer = `retention-${randomUUID()}`;
+      await fresh.db
+        .insertInto('inbox')
+        .values([10, 9, 8, 6].map((days) => ({ consumer, message_id: `m${days}`, processed_at: daysAgo(days) })))
+        .execute();
+      expect(await fresh.inbox.claim(consumer, 'm0')).toBe(true);
+
+      expect(await pruneExpired(fresh, { inboxDays: 0, outboxDays: 0 })).toEqual({ inbox: 0, outbox: 0 }); // 0 keeps all
+      expect(await pruneExpired(fresh, { inboxDays: 7, outboxDays: 0 }, { limit: 2 })).toEqual({ inbox: 2, outbox: 0 });
+      expect(await claims(consumer)).toEqual(['m0', 'm6', 'm8']);
+      expect(await pruneExpired(fresh, { inboxDays: 7, outboxDays: 0 }, { limit: 2 })).toEqual({ inbox: 1, outbox: 0 });
+      expect(await pruneExpired(fresh, { inboxDays: 7, outboxDays: 0 })).toEqual({ inbox: 0, outbox: 0 });
+      expect(await claims(consumer)).toEqual(['m0', 'm6']);
+      expect(await fresh.inbox.claim(consumer, 'm6')).toBe(false); // still recognised
+      expect(await fresh.inbox.claim(consumer, 'm10')).toBe(true); // forgotten
+    });
+
+    it('deletes published outbox rows older than the retention, never an unpublished row however old', async () => {
+      const message = () => {
+        const event_id = randomUUID();
+        return { event_id, exchange: 'orders', routing_key: 'order.placed', body: { event_id }, properties: {} };
+      };
+      const [oldA, oldB, recent, unpublished] = [message(), message(), message(), message()];
+      await fresh.outbox.add([oldA, oldB, recent, unpublished]);
+      await fresh.db
+        .updateTable('outbox')
+        .set({ created_at: daysAgo(30) })
+        .execute();
+      const rows = await fresh.outbox.pending(10);
+      const id = (m: { event_id: string }) => rows.find((row) => row.event_id === m.event_id)!.id;
+      await fresh.outbox.markPublished([id(oldA), id(oldB)], daysAgo(8));
+      await fresh.outbox.markPublished([id(recent)]);
+
+      expect(await pruneExpired(fresh, { inboxDays: 0, outboxDays: 7 }, { limit: 1 })).toEqual({ inbox: 0, outbox: 1 });
+      expect(await pruneExpired(fresh, { inboxDays: 0, outboxDays: 7 })).toEqual({ inbox: 0, outbox: 1 });
+      expect(await pruneExpired(fresh, { inboxDays: 0, outboxDays: 7 })).toEqual({ inbox: 0, outbox: 0 });
+      const left = await fresh.db.selectFrom('outbox').select('event_id').orderBy('id').execute();
+      expect(left.map((row) => row.event_id)).toEqual([recent.event_id, unpublished.event_id]);
+      expect((await fresh.outbox.pending(10)).map((row) => row.event_id)).toEqual([unpublished.event_id]);
+    });
+
+    it('prunes in the background as soon as it starts and again every interval, until stopped', async () => {
+      const consumer = `retention-loop-${randomUUID()}`;
+      const oldClaim = (message_id: string) =>
+        fresh.db
+          .insertInto('inbox')
+          .values({ consumer, message_id, processed_at: daysAgo(8) })
+          .execute();
+      const gone = async (message_id: string) => {
+        const deadline = Date.now() + 10_000;
+        while ((await claims(consumer)).includes(message_id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        return !(await claims(consumer)).includes(message_id);
+      };
+      await oldClaim('first');
+      const stop = startPruning({ store: fresh, retention: { inboxDays: 7, outboxDays: 7 }, intervalMs: 50 });
+      try {
+        expect(await gone('first')).toBe(true);
+        await oldClaim('second');
+        expect(await gone('second')).toBe(true);
+      } finally {
+        await stop();
+      }
+      await oldClaim('after-stop');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await claims(consumer)).toEqual(['after-stop']);
     });
   });
 
