@@ -235,15 +235,18 @@ describe('the packages, packed and installed into a service of their own', () =>
     rmSync(work, { recursive: true, force: true });
   }, 30_000);
 
-  it('packs only what a user needs: the build, the README and the changelog, no tests, fixtures or sources', async () => {
+  it('packs only what a user needs: the build, the README, the changelog and the licence, no tests, fixtures or sources', async () => {
     for (const dir of Object.values(PACKAGES)) {
       const files = await packedFiles(dir);
       expect(files, dir).toContain('package.json');
       expect(files, dir).toContain('README.md');
       expect(files, dir).toContain('CHANGELOG.md');
+      expect(files, dir).toContain('LICENSE'); // package.json says MIT: the text goes with it
       expect(files, dir).toContain('dist/index.js');
       expect(files, dir).toContain('dist/index.d.ts');
-      const unexpected = files.filter((f) => !['package.json', 'README.md', 'CHANGELOG.md'].includes(f) && !f.startsWith('dist/'));
+      const unexpected = files.filter(
+        (f) => !['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE'].includes(f) && !f.startsWith('dist/'),
+      );
       expect(unexpected, dir).toEqual([]);
       expect(
         files.filter((f) => /(^|\/)(test|tests|__tests__|fixtures?|aws-samples)(\/|$)|\.(test|spec)\.|tsconfig/.test(f)),
