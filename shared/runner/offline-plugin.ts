@@ -13,7 +13,7 @@
 import { checkRabbitmqLimits, type TriggerDefinition, TriggerDefinitionError, triggersFromFunctions } from './definitions.js';
 import { OfflineInvoker } from './invokers.js';
 import { metricsPort } from './metrics.js';
-import { Runner } from './runner.js';
+import { Runner, type RunnerHooks } from './runner.js';
 import {
   brokerUrls,
   createRunnerLogger,
@@ -43,14 +43,25 @@ export default class RabbitMQTriggerOfflinePlugin {
   readonly hooks: Record<string, () => Promise<void>>;
   private runner: Runner | undefined;
   private prepared: { settings: TriggerSettings; triggers: TriggerDefinition[]; metricsPort: number | undefined } | undefined;
+  private hooksLoading: Promise<RunnerHooks> | undefined;
 
   constructor(
     private readonly serverless: ServerlessLike,
     private readonly cliOptions: Record<string, unknown> = {},
   ) {
     this.hooks = {
-      // Before serverless-offline starts its servers: a definition AWS would refuse stops everything here.
-      'before:offline:start:init': async () => void this.asUserError(() => this.prepare()),
+      // Before serverless-offline starts its servers: a definition AWS would refuse, or a hooks module that does not
+      // load, stops everything here (once the servers listen, an error no longer ends the process). Loading the
+      // hooks here (TypeScript through tsx: about half a second of CPU) also keeps that work away from the first
+      // requests' cold starts.
+      'before:offline:start:init': async () => {
+        this.asUserError(() => this.prepare());
+        try {
+          await this.loadHooks();
+        } catch (error) {
+          throw this.userError(error);
+        }
+      },
       // After every init hook: serverless-offline's Lambda API is listening by then.
       'offline:start:ready': () => this.start(),
       // Before serverless-offline's own end hook, so batches in flight can still finish.
@@ -75,10 +86,17 @@ export default class RabbitMQTriggerOfflinePlugin {
     try {
       return check();
     } catch (error) {
-      const UserError = this.serverless.classes?.Error;
-      if (error instanceof TriggerDefinitionError && UserError) throw new UserError(error.message, 'RABBITMQ_TRIGGER_DEFINITION');
-      throw error;
+      throw this.userError(error);
     }
+  }
+
+  private userError(error: unknown): unknown {
+    const UserError = this.serverless.classes?.Error;
+    return error instanceof TriggerDefinitionError && UserError ? new UserError(error.message, 'RABBITMQ_TRIGGER_DEFINITION') : error;
+  }
+
+  private serviceDir(): string {
+    return this.serverless.serviceDir ?? this.serverless.config?.servicePath ?? process.cwd();
   }
 
   /** The functions' environment, as they see it: the process's, then provider.environment. */
@@ -117,7 +135,7 @@ export default class RabbitMQTriggerOfflinePlugin {
     const offline = (service.custom?.['serverless-offline'] ?? {}) as { lambdaPort?: number | string; host?: string };
     const lambdaPort = this.cliOptions.lambdaPort ?? offline.lambdaPort ?? 3002;
     const host = String(this.cliOptions.host ?? offline.host ?? 'localhost');
-    const serviceDir = this.serverless.serviceDir ?? this.serverless.config?.servicePath ?? process.cwd();
+    const serviceDir = this.serviceDir();
 
     const env = this.environment();
     const logger = createRunnerLogger({ level: env.LOG_LEVEL, service: `${service.service}-runner`, env });
@@ -132,7 +150,7 @@ export default class RabbitMQTriggerOfflinePlugin {
       concurrency: settings.concurrency ?? 1,
       connectionName: `${service.service}-offline-runner`,
       ...(settings.deadLetterExchange ? { deadLetterExchange: settings.deadLetterExchange } : {}),
-      hooks: await loadHooks(serviceDir, settings.hooks),
+      hooks: await this.loadHooks(),
       env,
       ...(metrics !== undefined ? { metricsPort: metrics } : {}),
       statusFile: {
@@ -144,6 +162,12 @@ export default class RabbitMQTriggerOfflinePlugin {
     });
     // Not awaited: HTTP functions are served even while the broker is still coming up.
     this.runner.start().catch((error: unknown) => logger.error({ err: error }, 'RabbitMQ triggers failed to start'));
+  }
+
+  /** The hooks module named by `custom.rabbitmqTrigger.hooks`, loaded once (before the servers start). */
+  private loadHooks(): Promise<RunnerHooks> {
+    this.hooksLoading ??= loadHooks(this.serviceDir(), this.prepare().settings.hooks);
+    return this.hooksLoading;
   }
 
   private async stop(): Promise<void> {

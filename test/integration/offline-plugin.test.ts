@@ -232,6 +232,22 @@ describe('serverless offline start with a rabbitmq event AWS would refuse', () =
   }, 90_000);
 });
 
+describe('serverless offline start with a hooks module that exports no hooks', () => {
+  it('stops before serving anything, naming the module (it used to print the error and keep serving, without triggers)', async () => {
+    const result = await run(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
+      cwd: join(root, 'test/fixtures/offline-service-bad-hooks'),
+      env: { ...process.env, CI: 'true', HTTP_PORT: '3140', LAMBDA_PORT: '3142' },
+      timeout: 60_000,
+    }).then(
+      () => ({ code: 0, text: '' }),
+      (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code, text: `${error.stdout}${error.stderr}` }),
+    );
+    expect(result.code).toBe(1);
+    expect(result.text).toContain('custom.rabbitmqTrigger.hooks: ./no-hooks.mjs has no default export of hooks');
+    expect(result.text).not.toMatch(/Server ready|Offline \[http for lambda\] listening/);
+  }, 90_000);
+});
+
 describe('a fractional maximumBatchingWindow (AWS takes whole seconds)', () => {
   const fractionalDir = join(root, 'test/fixtures/offline-service-fractional');
   const refusal =
