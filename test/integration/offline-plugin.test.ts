@@ -211,15 +211,7 @@ describe('serverless offline start with the RabbitMQ trigger plugin', () => {
 
 describe('serverless offline start with a rabbitmq event AWS would refuse', () => {
   it("stops before serving or consuming anything, with CreateEventSourceMapping's ValidationException", async () => {
-    const invalidDir = join(root, 'test/fixtures/offline-service-invalid');
-    const result = await run(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
-      cwd: invalidDir,
-      env: { ...process.env, CI: 'true', HTTP_PORT: '3110', LAMBDA_PORT: '3112' },
-      timeout: 60_000,
-    }).then(
-      () => ({ code: 0, text: '' }),
-      (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code, text: `${error.stdout}${error.stderr}` }),
-    );
+    const result = await serverlessIn('test/fixtures/offline-service-invalid', ['offline', 'start'], 3110);
     expect(result.code).toBe(1);
     expect(result.text).toContain(
       "Function 'tooLarge', event 1 (rabbitmq): AWS would refuse this event source mapping (CreateEventSourceMapping: ValidationException): " +
@@ -234,14 +226,7 @@ describe('serverless offline start with a rabbitmq event AWS would refuse', () =
 
 describe('serverless offline start with a hooks module that exports no hooks', () => {
   it('stops before serving anything, naming the module (it used to print the error and keep serving, without triggers)', async () => {
-    const result = await run(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), 'offline', 'start'], {
-      cwd: join(root, 'test/fixtures/offline-service-bad-hooks'),
-      env: { ...process.env, CI: 'true', HTTP_PORT: '3140', LAMBDA_PORT: '3142' },
-      timeout: 60_000,
-    }).then(
-      () => ({ code: 0, text: '' }),
-      (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code, text: `${error.stdout}${error.stderr}` }),
-    );
+    const result = await serverlessIn('test/fixtures/offline-service-bad-hooks', ['offline', 'start'], 3140);
     expect(result.code).toBe(1);
     expect(result.text).toContain('custom.rabbitmqTrigger.hooks: ./no-hooks.mjs has no default export of hooks');
     expect(result.text).not.toMatch(/Server ready|Offline \[http for lambda\] listening/);
@@ -249,19 +234,10 @@ describe('serverless offline start with a hooks module that exports no hooks', (
 });
 
 describe('a fractional maximumBatchingWindow (AWS takes whole seconds)', () => {
-  const fractionalDir = join(root, 'test/fixtures/offline-service-fractional');
   const refusal =
     "Function 'halfSecond', event 1 (rabbitmq): AWS would refuse this event source mapping (CloudFormation: Properties validation failed " +
     'for AWS::Lambda::EventSourceMapping): #/MaximumBatchingWindowInSeconds: expected type: Integer, found: Number (maximumBatchingWindow 0.5';
-  const serverless = (args: string[]) =>
-    run(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), ...args], {
-      cwd: fractionalDir,
-      env: { ...process.env, CI: 'true', HTTP_PORT: '3120', LAMBDA_PORT: '3122' },
-      timeout: 60_000,
-    }).then(
-      () => ({ code: 0, text: '' }),
-      (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code, text: `${error.stdout}${error.stderr}` }),
-    );
+  const serverless = (args: string[]) => serverlessIn('test/fixtures/offline-service-fractional', args, 3120);
 
   it('stops serverless offline start (npm start) before serving anything, and serverless package before building anything', async () => {
     const offline = await serverless(['offline', 'start']);
@@ -274,6 +250,21 @@ describe('a fractional maximumBatchingWindow (AWS takes whole seconds)', () => {
     expect(packaged.text).not.toContain('Packaging');
   }, 120_000);
 });
+
+/**
+ * Runs osls (`args`) in a fixture service to its end: its exit code and output. serverless-offline's HTTP port is
+ * `port`, its Lambda port `port + 2` (the fixtures read HTTP_PORT and LAMBDA_PORT).
+ */
+function serverlessIn(fixture: string, args: string[], port: number): Promise<{ code: number | undefined; text: string }> {
+  return run(process.execPath, [join(root, 'node_modules/osls/bin/serverless.js'), ...args], {
+    cwd: join(root, fixture),
+    env: { ...process.env, CI: 'true', HTTP_PORT: String(port), LAMBDA_PORT: String(port + 2) },
+    timeout: 60_000,
+  }).then(
+    () => ({ code: 0, text: '' }),
+    (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code, text: `${error.stdout}${error.stderr}` }),
+  );
+}
 
 /** Runs a command in the project root and resolves with its stdout (rejects with its output on failure). */
 async function execFileText(command: string, args: string[]): Promise<string> {
