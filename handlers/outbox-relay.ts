@@ -52,12 +52,26 @@ export const createHandler = (deps: Partial<RelayDeps> = {}) => {
       logger: log,
       ...(limit ? { limit } : {}),
     });
-    const result = { ...drained, pruned: await pruneExpired(opened, retention()) };
+    const result = { ...drained, pruned: await prune(opened, retention(), context, log) };
     const line = { ...result, durationMs: Date.now() - started };
     if (result.deferred > 0) log.warn(line, 'outbox relay: broker unavailable; rows wait for the next run');
     else log.info(line, 'outbox relay run');
     return result;
   });
 };
+
+/** Time a run keeps for pruning: with less left after the drain, the next run prunes. */
+const PRUNE_MARGIN_MS = 5_000;
+
+/** Expired rows deleted after the drain; a failure is logged, not the run's (it sent what it had to; the next run prunes). */
+async function prune(store: PruningStore, retention: Retention, context: Context, log: Logger): Promise<PruneResult> {
+  if (context.getRemainingTimeInMillis() < PRUNE_MARGIN_MS) return { inbox: 0, outbox: 0 };
+  try {
+    return await pruneExpired(store, retention);
+  } catch (error) {
+    log.error({ err: error }, 'outbox relay: deleting expired rows failed; the next run tries again');
+    return { inbox: 0, outbox: 0 };
+  }
+}
 
 export const handler = createHandler();

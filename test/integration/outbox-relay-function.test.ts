@@ -132,6 +132,20 @@ describe.each(backends())('outbox relay function on $name', (backend) => {
     expect(await invoke()).toMatchObject({ pruned: { inbox: 0, outbox: 0 } });
   });
 
+  it('sends its rows even when deleting expired rows fails: that failure is logged, and the next run prunes', async () => {
+    const { store } = await relayFunction(await backend.fresh());
+    const broker = new Broker({ urls: [AMQP_URL], connectionName: 'outbox-relay-function-test' });
+    brokers.push(broker);
+    const failingPrune = {
+      outbox: store.outbox,
+      inbox: Object.assign(Object.create(store.inbox), { prune: async () => Promise.reject(new Error('database went away')) }),
+    } as unknown as Store;
+    const handler = createHandler({ store: async () => failingPrune, publisher: () => new Publisher(broker), logger: () => logger });
+    await store.outbox.add(rows(2));
+    expect(await handler(scheduled, context())).toMatchObject({ published: 2, backlog: 0, pruned: { inbox: 0, outbox: 0 } });
+    await waitForIds(2);
+  });
+
   if (backend.name === 'postgres') {
     it('two runs at once on one PostgreSQL (a run outlasting its minute) send every row once', async () => {
       const options = await backend.fresh();
