@@ -3,9 +3,14 @@
  * the same transaction as its own writes; a redelivered or duplicated message finds the claim and skips,
  * and a rolled-back transaction releases the claim with everything else.
  */
-import { type Kysely, sql } from 'kysely';
+import { CompiledQuery, type Kysely, sql } from 'kysely';
 import type { DialectName } from './migrations';
 import { type Database, toIso } from './schema';
+
+const CLAIM_SQL: Record<DialectName, string> = {
+  sqlite: 'insert into inbox (consumer, message_id, processed_at) values (?, ?, ?) on conflict (consumer, message_id) do nothing',
+  postgres: 'insert into inbox (consumer, message_id, processed_at) values ($1, $2, $3) on conflict (consumer, message_id) do nothing',
+};
 
 /** What a claim found: the id is now ours, was taken before, or is being claimed by a transaction still open. */
 export type Claim = 'claimed' | 'duplicate' | 'busy';
@@ -66,11 +71,9 @@ export class Inbox {
    * concurrent claimer waits until the first transaction ends, then gets false (commit) or true (rollback).
    */
   async claim(consumer: string, messageId: string): Promise<boolean> {
-    const result = await this.db
-      .insertInto('inbox')
-      .values({ consumer, message_id: messageId, processed_at: toIso() })
-      .onConflict((oc) => oc.columns(['consumer', 'message_id']).doNothing())
-      .executeTakeFirst();
-    return (result.numInsertedOrUpdatedRows ?? 0n) > 0n;
+    // Once per record of every batch (on SQLite through tryClaim): the statement's text is fixed per dialect, so it
+    // is not built by Kysely each time (building it took about a third of a claim's time in bench:pipeline's profile).
+    const result = await this.db.executeQuery(CompiledQuery.raw(CLAIM_SQL[this.dialect], [consumer, messageId, toIso()]));
+    return (result.numAffectedRows ?? 0n) > 0n;
   }
 }
