@@ -161,7 +161,7 @@ export async function openSqlite(path: string): Promise<Store> {
   try {
     // Loaded on first use: a deployed function never opens SQLite.
     const { openSqliteFile, StoreSqliteDialect } = await import('./sqlite');
-    db = new Kysely<Database>({ dialect: new StoreSqliteDialect(openSqliteFile(path), path) });
+    db = new Kysely<Database>({ dialect: new StoreSqliteDialect(await openSqliteFile(path), path) });
     const applied = await migrate(db, 'sqlite');
     return new Store(db, 'sqlite', location, applied);
   } catch (error) {

@@ -61,15 +61,19 @@ function loadDriver(): typeof BetterSqlite3 {
   }
 }
 
-/** Opens (creating if needed) the database file at `path` with the pragmas the store relies on. */
-export function openSqliteFile(path: string): BetterSqlite3.Database {
+/**
+ * Opens (creating if needed) the database file at `path` with the pragmas the store relies on. Switching a file
+ * to WAL needs a lock no one else holds: another process creating the same store at that moment (two migrate
+ * runs, a worker and npm start) has it for a while, so the switch waits for it as statements do (`whileBusy`).
+ */
+export async function openSqliteFile(path: string): Promise<BetterSqlite3.Database> {
   const inMemory = path === ':memory:';
   const Database = loadDriver();
   if (!inMemory) mkdirSync(dirname(resolve(path)), { recursive: true });
   const db = new Database(path);
   try {
-    db.pragma('busy_timeout = 0'); // waited out asynchronously instead: see PatientConnection
-    if (!inMemory) db.pragma('journal_mode = WAL');
+    db.pragma('busy_timeout = 0'); // waited out asynchronously instead: see whileBusy
+    if (!inMemory) await whileBusy(() => db.pragma('journal_mode = WAL'));
     db.pragma('foreign_keys = ON');
     return db;
   } catch (error) {
@@ -116,6 +120,23 @@ function lockFor(path: string): AsyncLock {
 const isBusy = (error: unknown) => String((error as { code?: unknown } | undefined)?.code).startsWith('SQLITE_BUSY');
 
 /**
+ * Runs `attempt`, and again after a pause (BUSY_PAUSES_MS) each time SQLite answers SQLITE_BUSY, until
+ * BUSY_TIMEOUT_MS have passed; then throws that error. The event loop runs during the pauses.
+ */
+async function whileBusy<T>(attempt: () => T | Promise<T>): Promise<T> {
+  const started = Date.now();
+  for (let tries = 0; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const waited = Date.now() - started;
+      if (!isBusy(error) || waited >= BUSY_TIMEOUT_MS) throw error;
+      await sleep(Math.min(BUSY_PAUSES_MS[tries] ?? BUSY_PAUSES_MS.at(-1)!, BUSY_TIMEOUT_MS - waited));
+    }
+  }
+}
+
+/**
  * A connection that waits for another process's lock without blocking the event loop: a statement answered
  * SQLITE_BUSY is tried again after a pause (BUSY_PAUSES_MS) until BUSY_TIMEOUT_MS have passed, then its error
  * is thrown. Only where trying again is what SQLite's busy handler would do: outside a transaction (a failed
@@ -129,16 +150,7 @@ class PatientConnection implements DatabaseConnection {
 
   async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
     if (this.database.inTransaction && query.sql !== 'commit') return this.inner.executeQuery<R>(query);
-    const started = Date.now();
-    for (let tries = 0; ; tries++) {
-      try {
-        return await this.inner.executeQuery<R>(query);
-      } catch (error) {
-        const waited = Date.now() - started;
-        if (!isBusy(error) || waited >= BUSY_TIMEOUT_MS) throw error;
-        await sleep(Math.min(BUSY_PAUSES_MS[tries] ?? BUSY_PAUSES_MS.at(-1)!, BUSY_TIMEOUT_MS - waited));
-      }
-    }
+    return whileBusy(() => this.inner.executeQuery<R>(query));
   }
 
   streamQuery<R>(query: CompiledQuery, chunkSize: number): AsyncIterableIterator<QueryResult<R>> {

@@ -647,6 +647,27 @@ describe('sqlite file locked by another program', () => {
     await expect(write).resolves.toMatchObject({ status: 'accepted' });
   });
 
+  it('opens a new file another program holds locked once the lock is released, as two processes creating the store at once do', async () => {
+    // A file not yet in WAL mode, locked by another connection: switching it to WAL needs that lock. (Two `npm run
+    // migrate` on a fresh path failed this way about one time in eight: "Cannot open the database: database is locked".)
+    const path = join(dir, 'fresh.sqlite');
+    const other = new Database(path);
+    try {
+      other.exec('create table taken (x integer); BEGIN EXCLUSIVE');
+      setTimeout(() => other.exec('ROLLBACK'), 300);
+      const opening = openStore({ sqlitePath: path });
+      expect(await longestStall(opening)).toBeLessThan(1_000);
+      const opened = await opening;
+      expect(opened.appliedMigrations).toContain('0001_initial');
+      await opened.close();
+    } finally {
+      other.close();
+    }
+    const reader = new Database(path, { readonly: true });
+    expect(reader.pragma('journal_mode', { simple: true })).toBe('wal');
+    reader.close();
+  });
+
   it('gives up after its 5 s busy timeout with "database is locked", the process running all along', async () => {
     locker.exec('BEGIN EXCLUSIVE');
     try {
