@@ -7,6 +7,7 @@
  */
 
 import { startTracing } from 'middy-rabbitmq/tracing';
+import { startLoop } from '../lib/loop';
 import { PublishError, type Publisher } from '../messaging';
 import {
   DEFAULT_PUBLISH_TIMEOUT_MS,
@@ -122,35 +123,19 @@ export function startOutboxRelay(options: OutboxRelayOptions): StopRelay {
   const { store, publisher, intervalMs = 1_000, limit = DEFAULT_RELAY_LIMIT, ...rest } = options;
   const { logger } = rest;
   const roundOptions: PublishPendingOptions = { ...rest, limit };
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let current: Promise<void> = Promise.resolve();
   let deferring = false;
 
-  const round = async (): Promise<void> => {
-    let again = false;
+  return startLoop(async () => {
     try {
       const result = await publishPending(store, publisher, roundOptions);
       if (result.deferred > 0 && !deferring) logger?.warn({ ...result }, 'outbox relay: broker unavailable; rows wait for it');
       if (result.published > 0 || result.failed > 0) logger?.info({ ...result }, 'outbox relay round');
       if (result.deferred > 0) deferring = true;
       else if (result.published > 0 || result.failed > 0) deferring = false;
-      again = result.published === limit;
+      return result.published === limit ? 0 : intervalMs;
     } catch (error) {
       logger?.error({ err: error }, 'outbox relay round failed');
+      return intervalMs;
     }
-    if (!stopped) schedule(again ? 0 : intervalMs);
-  };
-  const schedule = (delayMs: number) => {
-    timer = setTimeout(() => {
-      current = round();
-    }, delayMs);
-  };
-
-  schedule(0);
-  return async () => {
-    stopped = true;
-    clearTimeout(timer);
-    await current;
-  };
+  });
 }

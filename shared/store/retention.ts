@@ -7,6 +7,7 @@
  * Who calls it: the loop beside the outbox relay in a long-lived process (`startPruning`, shared/app/runner-hooks.ts)
  * and the scheduled outboxRelay function in a deployment (handlers/outbox-relay.ts), each every minute.
  */
+import { startLoop } from '../lib/loop';
 import type { Store } from './open';
 
 /** How long each table keeps a row, in days; 0 keeps every row. */
@@ -61,25 +62,16 @@ export interface PruningOptions {
 /** Calls `pruneExpired` now and then every `intervalMs` until stopped; resolves the stop once a call under way has ended. */
 export function startPruning(options: PruningOptions): () => Promise<void> {
   const { store, retention, intervalMs = 60_000, limit = PRUNE_LIMIT, logger } = options;
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let current: Promise<void> = Promise.resolve();
-  const run = async () => {
-    let full = false;
+  if (retention.inboxDays <= 0 && retention.outboxDays <= 0) return async () => {};
+  return startLoop(async () => {
     try {
       const pruned = await pruneExpired(store, retention, { limit });
       if (pruned.inbox > 0 || pruned.outbox > 0)
         logger?.info({ pruned, retention }, 'deleted expired inbox claims and published outbox rows');
-      full = pruned.inbox >= limit || pruned.outbox >= limit;
+      return pruned.inbox >= limit || pruned.outbox >= limit ? 1_000 : intervalMs;
     } catch (error) {
       logger?.error({ err: error }, 'pruning expired rows failed; trying again later');
+      return intervalMs;
     }
-    if (!stopped) timer = setTimeout(() => (current = run()), full ? 1_000 : intervalMs);
-  };
-  if (retention.inboxDays > 0 || retention.outboxDays > 0) current = run();
-  return async () => {
-    stopped = true;
-    clearTimeout(timer);
-    await current;
-  };
+  });
 }
