@@ -79,6 +79,25 @@ async function publishJobMessage(body: Record<string, unknown>, id: string): Pro
 const handled = (logs: LogCapture, jobId: string, outcome: string) =>
   logs.lines.some((line) => line.message === 'record handled' && line.messageId === jobId && line.outcome === outcome);
 
+/** The message ids a queue holds, in order, left in place (taken unacked, handed back by closing the channel). */
+async function peekIds(name: string): Promise<string[]> {
+  const channel = await amqp.connection.createChannel();
+  const found: string[] = [];
+  for (let message = await channel.get(name); message; message = await channel.get(name)) {
+    found.push(String(message.properties.messageId));
+  }
+  await channel.close();
+  return found;
+}
+
+/** How many consumers a queue has now. */
+async function consumers(name: string): Promise<number> {
+  const channel = await amqp.connection.createChannel();
+  const { consumerCount } = await channel.checkQueue(name);
+  await channel.close();
+  return consumerCount;
+}
+
 async function seed(ids: readonly string[], errorClass: 'permanent' | 'transient' = 'permanent'): Promise<void> {
   const channel = await amqp.connection.createConfirmChannel();
   for (const id of ids) {
@@ -351,13 +370,17 @@ describe('POST /dlq/redrive', () => {
       const job = await pollJob(statusUrl);
       expect(job.state).toBe('failed');
       expect(job.error).toMatch(/stopped reporting/);
-      await waitFor(
-        async () => (await queueDepth(amqp.connection, dlq)) + (await queueDepth(amqp.connection, queue)) === 5,
-        'every message in exactly one of DLQ and work queue',
-      );
-      const moved = await queueDepth(amqp.connection, queue);
+      // The broker hands the killed consumer's unacked messages back to the DLQ as it drops its channel.
+      await waitFor(async () => (await consumers(dlq)) === 0, 'the killed reader gone from the DLQ');
+      const inDlq = await peekIds(dlq);
+      const inQueue = await peekIds(queue);
+      // Nothing lost; a kill between the copy's confirm and the original's ack leaves that one message in
+      // both queues (the reprocessor's documented window, one message at most; the inbox drops the copy).
+      expect(new Set([...inDlq, ...inQueue])).toEqual(new Set(ids));
+      expect(inDlq.length + inQueue.length).toBeLessThanOrEqual(6);
+      const moved = inQueue.length;
       expect(moved).toBeGreaterThanOrEqual(1);
-      expect(moved).toBeLessThan(5);
+      expect(inDlq.length).toBeGreaterThanOrEqual(1);
 
       // The killed process never acked the job message: the broker hands it to the next function instance,
       // which sees from the job's record that it was taken up already, and leaves it alone.
@@ -370,16 +393,15 @@ describe('POST /dlq/redrive', () => {
         `the redelivered job message to be handled: ${JSON.stringify(afterKill.lines)}`,
       );
       expect(await queueDepth(amqp.connection, queue)).toBe(moved);
-      expect(await queueDepth(amqp.connection, dlq)).toBe(5 - moved);
+      expect(await queueDepth(amqp.connection, dlq)).toBe(inDlq.length);
       expect((await pollJob(statusUrl)).state).toBe('failed');
     } finally {
       await rerun?.stop();
       await worker.kill('SIGKILL');
       await other.close();
       await deleteQueues(amqp, [killableJobs]);
+      await purgeQueues(amqp.connection, [queue, dlq]); // a failure here must not leave messages to the next tests
     }
-    await amqp.channel.purgeQueue(queue);
-    await amqp.channel.purgeQueue(dlq);
   }, 90_000);
 
   it('completes a job after the instance that accepted it has gone away', async () => {
