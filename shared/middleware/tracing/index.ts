@@ -218,17 +218,18 @@ function traceFields(span: Span | undefined): { trace_id?: string; span_id?: str
 const LOGGER_SPAN = Symbol('tracing.span');
 
 /**
- * `logger` (a pino logger) bound to `span`: its lines, and its children's, carry the span's ids through the
- * logger's mixin (`traceMixin`), whatever context they are written from. Returns a child; the parent is untouched.
- */
-/**
- * Binds `span` to `logger` itself instead of to a child: for a logger that serves one request only (fastify's
- * per-request child), where a further child would cost a pino child's setup for no new field.
+ * Binds `span` to `logger` itself instead of to a child: for a logger that serves one request or one record
+ * only (fastify's per-request child, a record's child), where a further child would cost a pino child's setup
+ * for no new field.
  */
 export function bindSpanToLogger(logger: object, span: Span): void {
   (logger as Record<symbol, Span>)[LOGGER_SPAN] = span;
 }
 
+/**
+ * `logger` (a pino logger) bound to `span`: its lines, and its children's, carry the span's ids through the
+ * logger's mixin (`traceMixin`), whatever context they are written from. Returns a child; the parent is untouched.
+ */
 export function loggerWithSpan<L extends { child(bindings: Record<string, never>): L }>(logger: L, span: Span): L {
   const child = logger.child({});
   (child as unknown as Record<symbol, Span>)[LOGGER_SPAN] = span;
