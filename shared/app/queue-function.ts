@@ -61,10 +61,15 @@ export interface AppQueueFunctionOptions<T extends DomainEvent> {
   deps?: Partial<QueueDeps>;
 }
 
-/** The app's SQL inbox as the idempotency middleware's store: claims in the store's own transactions. */
+/**
+ * The app's SQL inbox as the idempotency middleware's store: claims in the store's own transactions, a batch's
+ * in one statement (a round trip per record less on PostgreSQL).
+ */
 const inboxOf = (store: Store): InboxStore<Tx> => ({
   begin: () => store.begin(),
   claim: (tx, consumer, messageId) => tx.inbox.tryClaim(consumer, messageId),
+  claimMany: (tx, consumer, messageIds) => tx.inbox.tryClaimAll(consumer, messageIds),
+  release: (tx, consumer, messageIds) => tx.inbox.release(consumer, messageIds),
 });
 
 export function appQueueFunction<T extends DomainEvent>(options: AppQueueFunctionOptions<T>) {

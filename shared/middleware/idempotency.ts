@@ -21,6 +21,7 @@
 import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { MessageInFlightError, MissingMessageIdError } from './errors.js';
+import type { DecodedBatch } from './records.js';
 import { runInContext } from './tracing/index.js';
 import { invocationContext } from './tracing/invocation.js';
 import type { QueueRecord, RecordContext, RecordOutcome } from './types.js';
@@ -45,8 +46,19 @@ export interface InboxStore<Tx> {
    * that waited on another's claims could deadlock with it). `duplicate` and `busy` must leave nothing written:
    * the record's savepoint is not rolled back for them.
    */
-  claim(tx: Tx, consumer: string, messageId: string): Promise<'claimed' | 'duplicate' | 'busy'>;
+  claim(tx: Tx, consumer: string, messageId: string): Promise<Claim>;
+  /**
+   * Optional, for a store where each statement is a round trip: claims the ids of the batch's records still to
+   * run in one go, with the answer per id that `claim` would give. Such a claim is made before the record's
+   * savepoint, so the middleware gives it back with `release` when its record fails or never runs.
+   */
+  claimMany?(tx: Tx, consumer: string, messageIds: readonly string[]): Promise<ReadonlyMap<string, Claim>>;
+  /** Deletes claims `claimMany` made in `tx` (required with claimMany). */
+  release?(tx: Tx, consumer: string, messageIds: readonly string[]): Promise<void>;
 }
+
+/** What claiming a message id found: now ours, taken before, or being claimed by another open transaction. */
+export type Claim = 'claimed' | 'duplicate' | 'busy';
 
 export interface IdempotencyOptions<Tx> {
   /** The store, or a function that opens it on first use (a Lambda container reuses it). */
@@ -74,9 +86,16 @@ interface BatchState<Tx> {
   committing: Task[];
   /** afterCommit tasks of the records that succeeded, in record order. */
   tasks: Task[];
+  /** The batch's request: its event is the decoded batch by the time the first record runs (rabbitmqRecords). */
+  request: { event: unknown };
+  /** Answers of claimMany not yet taken by a record; undefined until the first record asks. */
+  ahead: Map<string, Claim> | undefined;
 }
 
-type RecordInternal = { savepoint?: string; committing?: Task[]; tasks?: Task[] };
+const inFlight = (messageId: string) =>
+  new MessageInFlightError(`Message ${messageId} is being processed by another invocation; trying again later`);
+
+type RecordInternal = { savepoint?: string; claimedAhead?: string; committing?: Task[]; tasks?: Task[] };
 
 export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptions<Tx>) {
   const { consumer } = options;
@@ -98,15 +117,34 @@ export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptio
     return state.unit;
   };
 
+  /**
+   * With a store that claims many at once: the answers for the ids of this record and the batch's records after
+   * it, claimed by the first record that asks (one statement for the batch); undefined without claimMany.
+   */
+  const claimsAhead = async (state: BatchState<Tx>, inbox: InboxStore<Tx>, tx: Tx, from: number) => {
+    if (!inbox.claimMany || !inbox.release) return undefined;
+    if (!state.ahead) {
+      const { records } = state.request.event as Partial<DecodedBatch>;
+      const ids = (Array.isArray(records) ? records : [])
+        .filter((record) => record.index >= from && typeof record.messageId === 'string' && record.messageId !== '')
+        .map((record) => record.messageId as string);
+      state.ahead = new Map(await inbox.claimMany(tx, consumer, ids));
+    }
+    return state.ahead;
+  };
+
   const batch: middy.MiddlewareObj<unknown, unknown, Error, Context> = {
     before: (request) => {
-      batches.set(request.context, { unit: undefined, committing: [], tasks: [] });
+      batches.set(request.context, { unit: undefined, committing: [], tasks: [], request, ahead: undefined });
     },
     after: async (request) => {
       const state = batches.get(request.context);
       batches.delete(request.context);
       const unit = await state?.unit;
       if (!state || !unit) return;
+      // Claims made ahead for records that never got to use them (their body was rejected first): given back.
+      const unused = [...(state.ahead ?? [])].filter(([, claim]) => claim === 'claimed').map(([id]) => id);
+      if (unused.length > 0) await (await getStore()).release?.(unit.tx, consumer, unused);
       for (const task of state.committing) await task();
       await options.onCommitting?.(request.context, unit.tx);
       await unit.commit();
@@ -135,17 +173,29 @@ export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptio
     const { messageId, index } = request.event;
     if (!messageId) throw new MissingMessageIdError('Message has no messageId; it cannot be processed exactly once');
     const inbox = await getStore();
-    const unit = await unitFor(request.context.invocation);
+    const { invocation } = request.context;
+    const unit = await unitFor(invocation);
+    const ahead = await claimsAhead(batches.get(invocation)!, inbox, unit.tx, index);
+    const answer = ahead?.get(messageId);
+    // An answer is taken once: a second record with the same id claims on its own (and finds this one's claim).
+    if (answer === 'busy' || answer === 'duplicate') ahead!.delete(messageId);
+    if (answer === 'busy') throw inFlight(messageId);
+    if (answer === 'duplicate') return { outcome: 'duplicate' }; // early response: the handler does not run
     const savepoint = `record_${index}`;
     await unit.savepoint(savepoint);
     request.internal.savepoint = savepoint;
-    const claim = await inbox.claim(unit.tx, consumer, messageId);
-    if (claim === 'busy')
-      throw new MessageInFlightError(`Message ${messageId} is being processed by another invocation; trying again later`);
-    if (claim === 'duplicate') {
-      // The claim wrote nothing: there is nothing to roll back, and the savepoint can stay (see `after`).
-      request.internal.savepoint = undefined;
-      return { outcome: 'duplicate' }; // early response: the handler does not run
+    if (answer === 'claimed') {
+      // Taken only now that the savepoint exists: from here on, a failure of this record gives the claim back.
+      ahead!.delete(messageId);
+      request.internal.claimedAhead = messageId;
+    } else {
+      const claim = await inbox.claim(unit.tx, consumer, messageId);
+      if (claim === 'busy') throw inFlight(messageId);
+      if (claim === 'duplicate') {
+        // The claim wrote nothing: there is nothing to roll back, and the savepoint can stay (see `after`).
+        request.internal.savepoint = undefined;
+        return { outcome: 'duplicate' }; // early response: the handler does not run
+      }
     }
     const committing: Task[] = [];
     const tasks: Task[] = [];
@@ -163,6 +213,7 @@ export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptio
     const { savepoint, committing = [], tasks = [] } = request.internal;
     if (!savepoint) return;
     request.internal.savepoint = undefined;
+    request.internal.claimedAhead = undefined;
     const state = batches.get(request.context.invocation);
     state?.committing.push(...committing);
     state?.tasks.push(...tasks);
@@ -172,12 +223,15 @@ export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptio
   // Undoes exactly this record's writes and claim. Safe when `before` never got as far as its savepoint.
   // If the rollback itself fails the transaction cannot be trusted: that error fails the whole batch.
   const onError = async (request: Request): Promise<void> => {
-    const { savepoint } = request.internal;
+    const { savepoint, claimedAhead } = request.internal;
     if (!savepoint) return;
     request.internal.savepoint = undefined;
+    request.internal.claimedAhead = undefined;
     const unit = await unitFor(request.context.invocation);
     await unit.rollbackToSavepoint(savepoint);
     await unit.releaseSavepoint(savepoint);
+    // A claim made ahead of the savepoint is not undone by it.
+    if (claimedAhead !== undefined) await (await getStore()).release?.(unit.tx, consumer, [claimedAhead]);
   };
 
   const record = { before, after, onError } as middy.MiddlewareObj<QueueRecord<T>, unknown, Error, RecordContext<Tx>>;

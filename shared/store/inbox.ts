@@ -12,6 +12,37 @@ const CLAIM_SQL: Record<DialectName, string> = {
   postgres: 'insert into inbox (consumer, message_id, processed_at) values ($1, $2, $3) on conflict (consumer, message_id) do nothing',
 };
 
+/** The advisory lock key of a claim is this prefix and the message id, hashed (tryClaim and tryClaimAll alike). */
+const lockKeyPrefix = (consumer: string) => `${consumer.length}:${consumer}:`;
+
+/** tryClaim for an array of ids: each id's lock tried, the locked ones inserted; per id, locked and inserted. */
+const CLAIM_ALL_POSTGRES = `
+  with ids as (
+    select id, pg_try_advisory_xact_lock(hashtextextended($4 || id, 0)) as locked from unnest($2::text[]) as id
+  ), claimed as (
+    insert into inbox (consumer, message_id, processed_at)
+    select $1, id, $3 from ids where locked
+    on conflict (consumer, message_id) do nothing
+    returning message_id
+  )
+  select ids.id, ids.locked, claimed.message_id is not null as inserted
+  from ids left join claimed on claimed.message_id = ids.id`;
+
+/** The ids as a JSON array: one statement text whatever their number (prepared once). `where true` lets SQLite parse the upsert. */
+const CLAIM_ALL_SQLITE = `
+  insert into inbox (consumer, message_id, processed_at)
+  select ?, value, ? from json_each(?) where true
+  on conflict (consumer, message_id) do nothing
+  returning message_id`;
+
+/** Ids per SQLite statement: bounds the JSON text and the rows returned at once. */
+const SQLITE_CLAIM_CHUNK = 1_000;
+
+const RELEASE_SQL: Record<DialectName, string> = {
+  sqlite: 'delete from inbox where consumer = ? and message_id in (select value from json_each(?))',
+  postgres: 'delete from inbox where consumer = $1 and message_id = any($2::text[])',
+};
+
 /** What a claim found: the id is now ours, was taken before, or is being claimed by a transaction still open. */
 export type Claim = 'claimed' | 'duplicate' | 'busy';
 
@@ -34,7 +65,7 @@ export class Inbox {
     // insert runs only when it was taken.
     const { rows } = await sql<{ locked: boolean; inserted: number }>`
       with lock as (
-        select pg_try_advisory_xact_lock(hashtextextended(${`${consumer.length}:${consumer}:${messageId}`}, 0)) as locked
+        select pg_try_advisory_xact_lock(hashtextextended(${lockKeyPrefix(consumer) + messageId}, 0)) as locked
       ), claim as (
         insert into inbox (consumer, message_id, processed_at)
         select ${consumer}, ${messageId}, ${toIso()} from lock where lock.locked
@@ -45,6 +76,43 @@ export class Inbox {
     const row = rows[0];
     if (!row?.locked) return 'busy';
     return row.inserted > 0 ? 'claimed' : 'duplicate';
+  }
+
+  /**
+   * tryClaim for many ids in one statement (a batch's records, claimed before the first runs): the same answer
+   * per id as tryClaim would give, one round trip instead of one per record. Ids repeated in `messageIds`
+   * are claimed once. On PostgreSQL each id's advisory lock is tried first, as in tryClaim.
+   */
+  async tryClaimAll(consumer: string, messageIds: readonly string[]): Promise<Map<string, Claim>> {
+    const ids = [...new Set(messageIds)];
+    const answers = new Map<string, Claim>();
+    if (ids.length === 0) return answers;
+    const processedAt = toIso();
+    if (this.dialect === 'postgres') {
+      // The lock CTE is volatile, so PostgreSQL runs it once, before the insert that reads it, for every id.
+      const { rows } = await this.db.executeQuery<{ id: string; locked: boolean; inserted: boolean }>(
+        CompiledQuery.raw(CLAIM_ALL_POSTGRES, [consumer, ids, processedAt, lockKeyPrefix(consumer)]),
+      );
+      for (const row of rows) answers.set(row.id, !row.locked ? 'busy' : row.inserted ? 'claimed' : 'duplicate');
+      return answers;
+    }
+    for (let start = 0; start < ids.length; start += SQLITE_CLAIM_CHUNK) {
+      const chunk = ids.slice(start, start + SQLITE_CLAIM_CHUNK);
+      const { rows } = await this.db.executeQuery<{ message_id: string }>(
+        CompiledQuery.raw(CLAIM_ALL_SQLITE, [consumer, processedAt, JSON.stringify(chunk)]),
+      );
+      const inserted = new Set(rows.map((row) => row.message_id));
+      for (const id of chunk) answers.set(id, inserted.has(id) ? 'claimed' : 'duplicate');
+    }
+    return answers;
+  }
+
+  /** Deletes the claims of `messageIds` (made in this transaction by tryClaimAll, for records that then did not commit). */
+  async release(consumer: string, messageIds: readonly string[]): Promise<void> {
+    if (messageIds.length === 0) return;
+    await this.db.executeQuery(
+      CompiledQuery.raw(RELEASE_SQL[this.dialect], [consumer, this.dialect === 'postgres' ? [...messageIds] : JSON.stringify(messageIds)]),
+    );
   }
 
   /**

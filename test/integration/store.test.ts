@@ -291,6 +291,27 @@ describe.each([sqliteBackend(), postgresBackend()])('store on $name', (backend) 
       expect(await store.inbox.claim('intake', messageId)).toBe(false);
     });
 
+    it('claims many ids in one statement with the answers single claims give, and releases them', async () => {
+      const [taken, fresh, again] = [randomUUID(), randomUUID(), randomUUID()];
+      expect(await store.inbox.claim('inventory', taken)).toBe(true);
+      const unit = await store.begin();
+      try {
+        const answers = await unit.tx.inbox.tryClaimAll('inventory', [taken, fresh, again, fresh]);
+        expect(Object.fromEntries(answers)).toEqual({ [taken]: 'duplicate', [fresh]: 'claimed', [again]: 'claimed' });
+        expect(await unit.tx.inbox.tryClaim('inventory', fresh)).toBe('duplicate'); // ours now, in this transaction
+        await unit.tx.inbox.release('inventory', [again]);
+        expect(await unit.tx.inbox.tryClaim('inventory', again)).toBe('claimed'); // released: free to claim
+        await unit.tx.inbox.release('inventory', [again]);
+        await unit.commit();
+      } catch (error) {
+        await unit.rollback();
+        throw error;
+      }
+      expect(await store.inbox.claim('inventory', fresh)).toBe(false); // committed with the transaction
+      expect(await store.inbox.claim('inventory', again)).toBe(true); // released before the commit
+      expect(await store.inbox.claim('notification', fresh)).toBe(true); // per consumer
+    });
+
     it('gives a message to exactly one of many concurrent claimers on separate connections', async () => {
       const other = await openStore(options);
       try {
@@ -602,6 +623,21 @@ describe('batch transactions on postgres', () => {
       await first.rollback();
     }
     expect((await store.stock.get('widget'))?.available).toBe(10);
+  });
+
+  it('answers busy at once for ids another open batch claimed, in a claim of many as in a single claim', async () => {
+    const [held, free] = [randomUUID(), randomUUID()];
+    const first = await store.begin();
+    const second = await store.begin();
+    try {
+      expect(Object.fromEntries(await first.tx.inbox.tryClaimAll('inventory', [held]))).toEqual({ [held]: 'claimed' });
+      const answers = await second.tx.inbox.tryClaimAll('inventory', [held, free]);
+      expect(Object.fromEntries(answers)).toEqual({ [held]: 'busy', [free]: 'claimed' });
+      expect(await second.tx.inbox.tryClaim('inventory', held)).toBe('busy');
+    } finally {
+      await second.rollback();
+      await first.rollback();
+    }
   });
 });
 
