@@ -10,6 +10,10 @@
  * Stronger than Powertools' idempotency utility, whose record lives outside the business transaction. Effects
  * that leave the database (a webhook) are at-least-once: pass the message id along as an idempotency key.
  *
+ * A store that can claim many ids in one statement (claimMany) has the first record claim the ids of all the
+ * batch's records still to run; such a claim lies outside the record's savepoint, so it is released when its
+ * record fails or never reaches the handler (a rejected body), before the commit.
+ *
  * The store is pluggable (InboxStore): any database with transactions, savepoints and a unique
  * (consumer, message id) key will do, the transactional way (claims in the handler's own database);
  * memoryInboxStore() keeps them in process memory, for tests and local runs.
