@@ -96,6 +96,9 @@ interface BatchState<Tx> {
   ahead: Map<string, Claim> | undefined;
 }
 
+/** The savepoint a batch's claims made ahead are undone to when their statement fails. */
+const CLAIMS_AHEAD = 'claims_ahead';
+
 const inFlight = (messageId: string) =>
   new MessageInFlightError(`Message ${messageId} is being processed by another invocation; trying again later`);
 
@@ -124,15 +127,23 @@ export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptio
   /**
    * With a store that claims many at once: the answers for the ids of this record and the batch's records after
    * it, claimed by the first record that asks (one statement for the batch); undefined without claimMany.
+   * If that statement fails (one id the database refuses fails them all), it is undone alone and every record
+   * claims its own id as without claimMany: a bad id costs its own record, not the batch.
    */
-  const claimsAhead = async (state: BatchState<Tx>, inbox: InboxStore<Tx>, tx: Tx, from: number) => {
+  const claimsAhead = async (state: BatchState<Tx>, inbox: InboxStore<Tx>, unit: UnitOfWork<Tx>, from: number) => {
     if (!inbox.claimMany || !inbox.release) return undefined;
     if (!state.ahead) {
       const { records } = state.request.event as Partial<DecodedBatch>;
       const ids = (Array.isArray(records) ? records : [])
         .filter((record) => record.index >= from && typeof record.messageId === 'string' && record.messageId !== '')
         .map((record) => record.messageId as string);
-      state.ahead = new Map(await inbox.claimMany(tx, consumer, ids));
+      state.ahead = new Map();
+      await unit.savepoint(CLAIMS_AHEAD);
+      try {
+        state.ahead = new Map(await inbox.claimMany(unit.tx, consumer, ids));
+      } catch {
+        await unit.rollbackToSavepoint(CLAIMS_AHEAD);
+      }
     }
     return state.ahead;
   };
@@ -179,7 +190,7 @@ export function idempotency<T = unknown, Tx = unknown>(options: IdempotencyOptio
     const inbox = await getStore();
     const { invocation } = request.context;
     const unit = await unitFor(invocation);
-    const ahead = await claimsAhead(batches.get(invocation)!, inbox, unit.tx, index);
+    const ahead = await claimsAhead(batches.get(invocation)!, inbox, unit, index);
     const answer = ahead?.get(messageId);
     // An answer is taken once: a second record with the same id claims on its own (and finds this one's claim).
     if (answer === 'busy' || answer === 'duplicate') ahead!.delete(messageId);

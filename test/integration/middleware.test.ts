@@ -167,6 +167,23 @@ describe.each(backends())('queue-function middleware on $name', (backend: Backen
     for (const order of good) expect(await claimFree(order.event_id)).toBe(false);
   });
 
+  it('costs a message id the database refuses its own record only, not the batch claimed together with it', async () => {
+    await store.stock.upsert({ sprocket: 10 });
+    const queue = await newQueue();
+    const good = [orderPlaced({ item: 'sprocket', quantity: 1 }), orderPlaced({ item: 'sprocket', quantity: 2 })] as const;
+    // PostgreSQL's text cannot hold a NUL character: claiming this id fails, alone or with the batch's others.
+    publish(queue, good[0]);
+    publish(queue, orderPlaced({ item: 'sprocket' }), { messageId: 'nul\u0000id' });
+    publish(queue, good[1]);
+    const { logs } = await startWorker(queue);
+    await waitFor(
+      () => records(logs).filter((r) => r.outcome === 'processed').length === 2,
+      `both good records: ${JSON.stringify(records(logs))}`,
+    );
+    expect((await store.stock.get('sprocket'))?.available).toBe(10 - good[0].quantity - good[1].quantity);
+    expect(records(logs).filter((r) => r.outcome !== 'processed')).toHaveLength(1);
+  });
+
   it('retries a transient failure with delay until it succeeds', async () => {
     await store.stock.upsert({ flaky: 10 });
     const queue = await newQueue();
