@@ -62,6 +62,12 @@ describe('queue function handlers invoked with their fixtures', () => {
     process.env.WEBHOOK_URL = `http://127.0.0.1:${address.port}/hooks/orders`;
 
     amqp = await openTestAmqp();
+    // The topology the handlers declare, declared before the first purge: purging a retry queue while a handler's
+    // first invocation was still declaring it crashed the broker's channel with {case_clause,{error,noproc}}
+    // (RabbitMQ 3.10), which closes the whole connection (541 INTERNAL_ERROR) and failed every test after it in CI.
+    const { loadConfig } = await import('../../shared/config');
+    const { declareTopology, topologyOptions } = await import('../../shared/messaging');
+    await declareTopology(amqp.connection, topologyOptions(loadConfig(process.env)));
     ({ handler: inventory } = (await import('../../handlers/inventory-reservation')) as { handler: typeof inventory });
     ({ handler: notification } = (await import('../../handlers/notification')) as { handler: typeof notification });
     ({ handler: orderStatus } = (await import('../../handlers/order-status')) as { handler: typeof orderStatus });
