@@ -14,7 +14,13 @@ const isObject = (value: unknown): value is object => value !== null && typeof v
 function copyOf(value: object): Record<string, unknown> {
   if (Array.isArray(value)) return [...value] as unknown as Record<string, unknown>;
   const descriptors = Object.getOwnPropertyDescriptors(value);
-  for (const descriptor of Object.values(descriptors)) descriptor.configurable = true; // a frozen object's copy can be changed
+  for (const [key, descriptor] of Object.entries(descriptors)) {
+    // An accessor is read on the original: an Error's `stack` is one on Node.js 22, and on the copy it gives ''.
+    if (descriptor.get || descriptor.set) {
+      descriptors[key] = { value: (value as Record<string, unknown>)[key], writable: true, enumerable: descriptor.enumerable ?? false };
+    }
+    descriptors[key]!.configurable = true; // a frozen object's copy can be changed
+  }
   return Object.create(Object.getPrototypeOf(value), descriptors);
 }
 
