@@ -54,14 +54,11 @@ export default class RabbitMQTriggerOfflinePlugin {
       // load, stops everything here (once the servers listen, an error no longer ends the process). Loading the
       // hooks here (TypeScript through tsx: about half a second of CPU) also keeps that work away from the first
       // requests' cold starts.
-      'before:offline:start:init': async () => {
-        this.asUserError(() => this.prepare());
-        try {
+      'before:offline:start:init': () =>
+        this.asUserError(async () => {
+          this.prepare();
           await this.loadHooks();
-        } catch (error) {
-          throw this.userError(error);
-        }
-      },
+        }),
       // After every init hook: serverless-offline's Lambda API is listening by then.
       'offline:start:ready': () => this.start(),
       // Before serverless-offline's own end hook, so batches in flight can still finish.
@@ -76,23 +73,20 @@ export default class RabbitMQTriggerOfflinePlugin {
    */
   async asyncInit(): Promise<void> {
     const { service } = this.serverless;
-    this.asUserError(() =>
+    await this.asUserError(() =>
       checkRabbitmqLimits(Object.fromEntries(service.getAllFunctions().map((key) => [key, service.getFunction(key)]))),
     );
   }
 
   /** Runs `check`, turning a TriggerDefinitionError into the Framework's user error (its message, no stack trace). */
-  private asUserError<T>(check: () => T): T {
+  private async asUserError<T>(check: () => T | Promise<T>): Promise<T> {
     try {
-      return check();
+      return await check();
     } catch (error) {
-      throw this.userError(error);
+      const UserError = this.serverless.classes?.Error;
+      if (error instanceof TriggerDefinitionError && UserError) throw new UserError(error.message, 'RABBITMQ_TRIGGER_DEFINITION');
+      throw error;
     }
-  }
-
-  private userError(error: unknown): unknown {
-    const UserError = this.serverless.classes?.Error;
-    return error instanceof TriggerDefinitionError && UserError ? new UserError(error.message, 'RABBITMQ_TRIGGER_DEFINITION') : error;
   }
 
   private serviceDir(): string {
