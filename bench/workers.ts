@@ -60,6 +60,8 @@ const COMMAND = 'npm run bench:workers';
 const VHOST = 'bench-workers';
 const CONTRACT_QUEUES = ['order-events', 'inventory-events', 'order-status-events'];
 const ITEM = 'bench-widget';
+/** The catalogue the orders are spread over: `bench-widget` alone, or `bench-widget-0` ... `bench-widget-<n-1>`. */
+const catalogue = (n: number): string[] => (n === 1 ? [ITEM] : Array.from({ length: n }, (_, i) => `${ITEM}-${i}`));
 const UNKNOWN_ITEM = 'bench-unobtainium';
 const noop = () => undefined;
 
@@ -70,6 +72,7 @@ interface Options {
   repeats: number;
   concurrency: number | undefined;
   unknownShare: number;
+  items: number;
   logLevel: string;
   outDir: string;
 }
@@ -82,6 +85,8 @@ const usage = `Usage: npm run bench:workers -- [options]
   --repeats N           measured bursts per phase; the median is reported (default 3)
   --concurrency N       --concurrency of every worker (default: the worker's own, 1 as on AWS)
   --unknown-share F     share of orders for an unknown item, rejected (default 0.1)
+  --items N             catalogue items the orders are spread over, in turn (default 1: every order on one stock
+                        row, which the workers' inventoryReservation batches take in turn, as in bench:pipeline)
   --log-level LEVEL     LOG_LEVEL of the workers (default warn: logging would dominate otherwise)
   --out-dir DIR         where workers.json and workers.md go (default bench/results)
 
@@ -97,6 +102,7 @@ function parseOptions(): Options {
       repeats: { type: 'string', default: '3' },
       concurrency: { type: 'string' },
       'unknown-share': { type: 'string', default: '0.1' },
+      items: { type: 'string', default: '1' },
       'log-level': { type: 'string', default: 'warn' },
       'out-dir': { type: 'string', default: join(serviceDir, 'bench', 'results') },
       help: { type: 'boolean', default: false },
@@ -116,6 +122,7 @@ function parseOptions(): Options {
     repeats: int('repeats', values.repeats, 1, 20),
     concurrency: values.concurrency === undefined ? undefined : int('concurrency', values.concurrency, 1, 64),
     unknownShare,
+    items: int('items', values.items, 1, 10_000),
     logLevel: values['log-level'],
     outDir: resolve(values['out-dir']),
   };
@@ -250,7 +257,11 @@ class Phase {
   async burst(count: number, label: string): Promise<Burst> {
     const userId = `bench-${this.runId}-${label}-${++this.seq}`;
     const every = this.options.unknownShare > 0 ? Math.round(1 / this.options.unknownShare) : 0;
-    const orders = Array.from({ length: count }, (_, i) => ({ id: randomUUID(), item: every && i % every === 0 ? UNKNOWN_ITEM : ITEM }));
+    const items = catalogue(this.options.items);
+    const orders = Array.from({ length: count }, (_, i) => ({
+      id: randomUUID(),
+      item: every && i % every === 0 ? UNKNOWN_ITEM : items[i % items.length]!,
+    }));
     for (let i = 0; i < orders.length; i += 500) {
       const chunk = orders.slice(i, i + 500);
       await this.store.transaction(async (tx) => {
@@ -393,7 +404,7 @@ async function main(): Promise<void> {
       const loadAtPhaseStart = loadavg().map((v) => round(v, 2));
       schema = await postgresSchema(pgBase, 'bench_workers');
       store = await openStore({ databaseUrl: schema.url });
-      await store.stock.upsert({ [ITEM]: 1_000_000_000 });
+      await store.stock.upsert(Object.fromEntries(catalogue(options.items).map((item) => [item, 1_000_000_000])));
       // The vhost is the run's own, but the previous phase may have left messages behind: start empty.
       await declareTopology(admin.connection, topologyOptions(config));
       for (const queue of [...CONTRACT_QUEUES, ...CONTRACT_QUEUES.map(dlqName)]) await admin.channel.purgeQueue(queue);
@@ -530,9 +541,14 @@ function markdown(r: Results): string {
       'the burst (Linux /proc), per order. Machine CPU busy: the share of all cores busy during the burst, whoever used them ' +
       '(workers, RabbitMQ, PostgreSQL, this process, anything else on the machine). Near 100% the cores are the limit: ' +
       'another worker process then only splits the same CPU more ways (its CPU per order rises) and adds no throughput; ' +
-      'scaling out needs more cores or machines to put the workers on. And as in bench:pipeline every order (but the ' +
-      "unknown-item ones) reserves the same item: each worker's inventoryReservation batch is one transaction that updates " +
-      "that item's one stock row, so the workers' batches also wait for each other's commits on its row lock.",
+      'scaling out needs more cores or machines to put the workers on. ' +
+      (p.items === 1
+        ? "Every order (but the unknown-item ones) reserves the same item, as in bench:pipeline: each worker's " +
+          "inventoryReservation batch is one transaction that updates that item's one stock row, so the workers' batches " +
+          "also wait for each other's commits on its row lock (`--items` spreads them)."
+        : `The orders are spread over ${fmt(p.items)} items in turn. A batch holds every stock row it updated until it ` +
+          "commits, so a batch that shares even one row with another worker's open batch still waits for that commit " +
+          '(with no more items than a batch has records, nearly every batch does).'),
     '',
     'Reproduce (RabbitMQ at `AMQP_URL` with `rabbitmqctl` or its management API, PostgreSQL at `TEST_DATABASE_URL`; options: `npm run bench:workers -- --help`):',
     '',
