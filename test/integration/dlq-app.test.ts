@@ -22,7 +22,7 @@ import { EXIT, runCli } from '../../shared/dlq/command';
 import { withDlqLock } from '../../shared/dlq/lock';
 import { createLogger } from '../../shared/logging';
 import { Broker, closeMessaging, declareTopology, dlqName, Publisher, REDRIVE_JOBS_QUEUE, topologyOptions } from '../../shared/messaging';
-import { AMQP_URL, openTestAmqp, purgeQueues, queueDepth, type TestAmqp } from '../support/amqp';
+import { AMQP_URL, openTestAmqp, purgeQueues, queueConsumers, queueDepth, type TestAmqp } from '../support/amqp';
 import { deleteQueues, LogCapture, redriveJobTrigger, testRunner, uniqueQueue, waitFor } from '../support/runner';
 import { spawnWorker } from '../support/worker-process';
 
@@ -88,14 +88,6 @@ async function peekIds(name: string): Promise<string[]> {
   }
   await channel.close();
   return found;
-}
-
-/** How many consumers a queue has now. */
-async function consumers(name: string): Promise<number> {
-  const channel = await amqp.connection.createChannel();
-  const { consumerCount } = await channel.checkQueue(name);
-  await channel.close();
-  return consumerCount;
 }
 
 async function seed(ids: readonly string[], errorClass: 'permanent' | 'transient' = 'permanent'): Promise<void> {
@@ -371,7 +363,7 @@ describe('POST /dlq/redrive', () => {
       expect(job.state).toBe('failed');
       expect(job.error).toMatch(/stopped reporting/);
       // The broker hands the killed consumer's unacked messages back to the DLQ as it drops its channel.
-      await waitFor(async () => (await consumers(dlq)) === 0, 'the killed reader gone from the DLQ');
+      await waitFor(async () => (await queueConsumers(amqp.connection, dlq)) === 0, 'the killed reader gone from the DLQ');
       const inDlq = await peekIds(dlq);
       const inQueue = await peekIds(queue);
       // Nothing lost; a kill between the copy's confirm and the original's ack leaves that one message in

@@ -61,12 +61,22 @@ export async function purgeQueues(connection: ChannelModel, queues: readonly str
   }
 }
 
-/** Message count of a queue, via a passive declare. */
-export async function queueDepth(connection: ChannelModel, queue: string): Promise<number> {
+/** A queue's counts, via a passive declare on a channel of its own. */
+async function checkQueue(connection: ChannelModel, queue: string): Promise<{ messageCount: number; consumerCount: number }> {
   const channel = await connection.createChannel();
   try {
-    return (await channel.checkQueue(queue)).messageCount;
+    return await channel.checkQueue(queue);
   } finally {
     await channel.close().catch(() => undefined);
   }
+}
+
+/** Message count of a queue, via a passive declare. */
+export async function queueDepth(connection: ChannelModel, queue: string): Promise<number> {
+  return (await checkQueue(connection, queue)).messageCount;
+}
+
+/** How many consumers a queue has now, via a passive declare. */
+export async function queueConsumers(connection: ChannelModel, queue: string): Promise<number> {
+  return (await checkQueue(connection, queue)).consumerCount;
 }
